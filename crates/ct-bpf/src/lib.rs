@@ -1,0 +1,1 @@
+//! Kernel side (filled by the ct-bpf issue).

@@ -1,0 +1,186 @@
+//! The event envelope: one packet seen at one probe, with whatever sections were collected.
+//!
+//! Every section is optional so that a file holding only `{"ct": {...}}` lines, or events
+//! from a tracer that collects fewer sections, reads and prints the same way.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{CtEvent, FixedStr, IpVersion};
+
+/// One packet at one probe.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// CPU timestamp in nanoseconds (`bpf_ktime_get_ns`, i.e. CLOCK_MONOTONIC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamp: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<Task>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe: Option<ProbeInfo>,
+    /// Inode number of the network namespace of `skb->dev` (as in `/proc/PID/ns/net`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netns: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracking: Option<Tracking>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub packet: Option<Packet>,
+    /// Conntrack section; absent when the packet had no conntrack entry at the probe.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ct: Option<CtEvent>,
+}
+
+/// The task that was running when the probe fired (often not the packet's owner: softirq
+/// processing runs in whatever task was interrupted).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Task {
+    /// Thread id (the kernel's `pid`).
+    pub pid: u32,
+    /// Process id (the kernel's `tgid`).
+    pub tgid: u32,
+    pub comm: FixedStr,
+}
+
+/// Which probe reported the event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProbeInfo {
+    #[serde(rename = "type")]
+    pub kind: ProbeKind,
+    /// `category:name` for tracepoints, the function name for kprobes.
+    pub name: Arc<str>,
+}
+
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::Display,
+    strum::EnumString,
+    strum::IntoStaticStr,
+)]
+#[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
+pub enum ProbeKind {
+    /// Tracepoint (attached as a raw tracepoint).
+    Tp,
+    /// Kprobe, at function entry.
+    Kp,
+    /// Kretprobe, at function return.
+    Kr,
+}
+
+/// Ids that group events: by packet across probes, by connection over its life.
+/// They are keyed hashes, never kernel addresses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Tracking {
+    /// Same for every event of one packet (across clones and NAT rewrites).
+    pub skb: u64,
+    /// Same for every event of one conntrack entry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conn: Option<u64>,
+    /// The connection id of the parent (master) connection of a RELATED flow.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_conn: Option<u64>,
+}
+
+/// What the probe saw of the packet itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Packet {
+    /// `skb->dev->ifindex`; `None` when the skb had no device.
+    #[serde(default)]
+    pub ifindex: Option<u32>,
+    #[serde(default)]
+    pub ifname: Option<FixedStr>,
+    /// `skb->len`.
+    #[serde(default)]
+    pub len: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<PacketIp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub l4: Option<PacketL4>,
+}
+
+/// The network header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PacketIp {
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub version: IpVersion,
+    /// TTL (IPv4) or hop limit (IPv6).
+    pub ttl: u8,
+    /// TOS (IPv4) or traffic class (IPv6).
+    pub tos: u8,
+    /// IPv4 identification; IPv6 flow label.
+    pub id: u32,
+    /// Fragment offset in bytes (IPv4).
+    #[serde(default)]
+    pub frag_off: u16,
+    /// Don't-fragment bit (IPv4).
+    #[serde(default)]
+    pub df: bool,
+    /// More-fragments bit (IPv4).
+    #[serde(default)]
+    pub mf: bool,
+    /// IPv4 total length; IPv6 payload length plus the 40-byte header.
+    pub len: u16,
+    /// Protocol (IPv4) or next header after extension headers (IPv6).
+    pub proto: u8,
+}
+
+/// The transport header, for protocols whose fields are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PacketL4 {
+    Tcp {
+        sport: u16,
+        dport: u16,
+        /// TCP flags byte (FIN=0x01 ... CWR=0x80).
+        flags: u8,
+    },
+    Udp {
+        sport: u16,
+        dport: u16,
+    },
+    Icmp {
+        #[serde(rename = "type")]
+        icmp_type: u8,
+        code: u8,
+    },
+    Icmpv6 {
+        #[serde(rename = "type")]
+        icmp_type: u8,
+        code: u8,
+    },
+    Sctp {
+        sport: u16,
+        dport: u16,
+    },
+}
+
+/// Name of an IP protocol number, as printed in `proto TCP (6)`.
+pub fn ip_proto_name(proto: u8) -> Option<&'static str> {
+    Some(match proto {
+        1 => "ICMP",
+        2 => "IGMP",
+        4 => "IPIP",
+        6 => "TCP",
+        17 => "UDP",
+        41 => "IPV6",
+        47 => "GRE",
+        50 => "ESP",
+        51 => "AH",
+        58 => "ICMPV6",
+        103 => "PIM",
+        132 => "SCTP",
+        136 => "UDPLITE",
+        33 => "DCCP",
+        _ => return None,
+    })
+}

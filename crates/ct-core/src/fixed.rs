@@ -1,0 +1,126 @@
+//! `FixedStr`: a short, inline, NUL-padded string for kernel names (task comm, interface
+//! name, helper name). Kernel names are bounded (16 bytes), so keeping them inline avoids one
+//! heap allocation per event on the decode path.
+
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Capacity of every kernel name we carry (`TASK_COMM_LEN`, `IFNAMSIZ`,
+/// `NF_CT_HELPER_NAME_LEN` are all 16).
+pub const NAME_LEN: usize = 16;
+
+/// An inline string of at most [`NAME_LEN`] bytes.
+///
+/// Built from kernel bytes with [`FixedStr::from_kernel`] (stops at the first NUL, replaces
+/// invalid UTF-8 lossily) or from a `&str` (truncated on a character boundary).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct FixedStr {
+    len: u8,
+    buf: [u8; NAME_LEN],
+}
+
+impl FixedStr {
+    /// Reads a NUL-terminated (or full-length) kernel char array.
+    pub fn from_kernel(bytes: &[u8]) -> Self {
+        let bytes = &bytes[..bytes.len().min(NAME_LEN)];
+        let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+        match std::str::from_utf8(&bytes[..end]) {
+            Ok(s) => Self::new(s),
+            Err(_) => Self::new(&String::from_utf8_lossy(&bytes[..end])),
+        }
+    }
+
+    /// Copies `s`, truncated to [`NAME_LEN`] bytes on a character boundary.
+    pub fn new(s: &str) -> Self {
+        let mut end = s.len().min(NAME_LEN);
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        let mut buf = [0u8; NAME_LEN];
+        buf[..end].copy_from_slice(&s.as_bytes()[..end]);
+        FixedStr {
+            len: end as u8,
+            buf,
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Only ever filled from `&str` prefixes cut on char boundaries.
+        std::str::from_utf8(&self.buf[..self.len as usize]).unwrap_or("")
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl From<&str> for FixedStr {
+    fn from(s: &str) -> Self {
+        Self::new(s)
+    }
+}
+
+impl fmt::Display for FixedStr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for FixedStr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl Serialize for FixedStr {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for FixedStr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = FixedStr;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "a string of at most {NAME_LEN} bytes")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<FixedStr, E> {
+                if v.len() > NAME_LEN {
+                    return Err(E::invalid_length(v.len(), &self));
+                }
+                Ok(FixedStr::new(v))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernel_bytes_stop_at_nul() {
+        assert_eq!(FixedStr::from_kernel(b"eth0\0junk").as_str(), "eth0");
+        assert_eq!(
+            FixedStr::from_kernel(b"0123456789abcdefXYZ").as_str(),
+            "0123456789abcdef"
+        );
+    }
+
+    #[test]
+    fn truncates_on_char_boundary() {
+        let s = FixedStr::new("ééééééééé"); // 18 bytes
+        assert_eq!(s.as_str(), "éééééééé");
+    }
+
+    #[test]
+    fn json_rejects_overlong() {
+        assert!(serde_json::from_str::<FixedStr>("\"0123456789abcdefg\"").is_err());
+        let v: FixedStr = serde_json::from_str("\"curl\"").unwrap();
+        assert_eq!(v.as_str(), "curl");
+    }
+}
