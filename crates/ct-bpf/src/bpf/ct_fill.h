@@ -1,0 +1,199 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * ct_fill(): the conntrack extraction, as one inlinable function another tracer can
+ * #include in its own BPF program:
+ *
+ *     #include "ct_vmlinux.h"   (or your vmlinux.h)
+ *     #include <bpf/bpf_helpers.h>
+ *     #include <bpf/bpf_core_read.h>
+ *     #include "ct_event.h"
+ *     #include "ct_fill.h"
+ *     ...
+ *     ct_fill(&ev->base ... ) -> see ct_fill() below
+ *
+ * Cost model: each bpf_probe_read_kernel() has a fixed cost that dwarfs the copy itself,
+ * so the nf_conn is read in one go into a per-CPU scratch buffer and fields are then
+ * picked out at CO-RE-relocated offsets (constants once loaded, so the verifier checks
+ * every access against the buffer at load time).
+ */
+#ifndef __CT_FILL_H__
+#define __CT_FILL_H__
+
+#define CT_SCRATCH_LEN 512
+
+/* ip_conntrack_info values we test for. */
+#define CT_CTINFO_MASK 7UL
+#define CT_IPS_CONFIRMED (1UL << 3)
+
+struct ct_scratch {
+	__u8 skb[CT_SCRATCH_LEN];
+	__u8 conn[CT_SCRATCH_LEN];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct ct_scratch);
+} ct_scratch_map SEC(".maps");
+
+static __always_inline struct ct_scratch *ct_scratch_get(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&ct_scratch_map, &zero);
+}
+
+/* Pointer to `field` of a `type` copied into `buf` (offset relocated by CO-RE). */
+#define CT_AT(buf, type, field) ((void *)(buf) + bpf_core_field_offset(type, field))
+#define CT_GET(buf, type, field, T) (*(T *)CT_AT(buf, type, field))
+
+/* Copies one tuple out of an nf_conn image; `dir` must be a constant (0 or 1). */
+#define CT_COPY_TUPLE(out, buf, dir)                                                          \
+	do {                                                                                  \
+		__builtin_memcpy((out)->src,                                                  \
+				 CT_AT(buf, struct nf_conn, tuplehash[dir].tuple.src.u3), 16); \
+		__builtin_memcpy((out)->dst,                                                  \
+				 CT_AT(buf, struct nf_conn, tuplehash[dir].tuple.dst.u3), 16); \
+		(out)->src_u = CT_GET(buf, struct nf_conn, tuplehash[dir].tuple.src.u.all,    \
+				      __be16);                                                \
+		(out)->dst_u = CT_GET(buf, struct nf_conn, tuplehash[dir].tuple.dst.u.all,    \
+				      __be16);                                                \
+		(out)->icmp_type = CT_GET(buf, struct nf_conn,                                \
+					  tuplehash[dir].tuple.dst.u.icmp.type, __u8);        \
+		(out)->icmp_code = CT_GET(buf, struct nf_conn,                                \
+					  tuplehash[dir].tuple.dst.u.icmp.code, __u8);        \
+		(out)->l3num = (__u8)CT_GET(buf, struct nf_conn,                              \
+					    tuplehash[dir].tuple.src.l3num, __u16);           \
+		(out)->protonum = CT_GET(buf, struct nf_conn,                                 \
+					 tuplehash[dir].tuple.dst.protonum, __u8);            \
+	} while (0)
+
+/*
+ * Reads the conntrack extensions we report (labels, helper name). `ext` is the kernel
+ * pointer ct->ext; offsets in the extension header are relative to it, 0 meaning absent.
+ */
+static __always_inline void ct_fill_ext(struct ct_raw_conn *out, const void *ext)
+{
+	__u8 hdr[16] = {};
+	__u32 id;
+	__u8 off;
+
+	if (!ext || bpf_probe_read_kernel(hdr, sizeof(hdr), ext))
+		return;
+
+	if (bpf_core_enum_value_exists(enum nf_ct_ext_id, NF_CT_EXT_LABELS)) {
+		id = bpf_core_enum_value(enum nf_ct_ext_id, NF_CT_EXT_LABELS);
+		off = hdr[id & 15];
+		if (off && !bpf_probe_read_kernel(out->labels, sizeof(out->labels), ext + off))
+			out->present |= CT_CONN_HAS_LABELS;
+	}
+
+	if (bpf_core_enum_value_exists(enum nf_ct_ext_id, NF_CT_EXT_HELPER)) {
+		const struct nf_conntrack_helper *helper = NULL;
+
+		id = bpf_core_enum_value(enum nf_ct_ext_id, NF_CT_EXT_HELPER);
+		off = hdr[id & 15];
+		if (off &&
+		    !bpf_probe_read_kernel(&helper, sizeof(helper),
+					   ext + off + bpf_core_field_offset(struct nf_conn_help, helper)) &&
+		    helper &&
+		    !bpf_probe_read_kernel_str(out->helper, sizeof(out->helper), helper->name))
+			out->present |= CT_CONN_HAS_HELPER;
+	}
+}
+
+/*
+ * Fills `out` from the nf_conn at `ct`. Returns the master connection pointer (0 if none),
+ * or -1 cast to a pointer when the nf_conn could not be read.
+ */
+static __always_inline long ct_fill_conn(struct ct_raw_conn *out, const struct nf_conn *ct,
+					 __u8 *buf)
+{
+	__u32 size = bpf_core_type_size(struct nf_conn);
+	unsigned long status;
+	__u32 timeout;
+	__u8 l4;
+
+	if (size > CT_SCRATCH_LEN)
+		size = CT_SCRATCH_LEN;
+	if (bpf_probe_read_kernel(buf, size, ct))
+		return -1;
+
+	out->key = (__u64)ct;
+	CT_COPY_TUPLE(&out->orig, buf, 0);
+	CT_COPY_TUPLE(&out->reply, buf, 1);
+
+	status = CT_GET(buf, struct nf_conn, status, unsigned long);
+	out->status = (__u32)status;
+
+	if (bpf_core_field_exists(struct nf_conn, zone)) {
+		out->zone_id = CT_GET(buf, struct nf_conn, zone.id, __u16);
+		out->zone_dir = CT_GET(buf, struct nf_conn, zone.dir, __u8);
+		out->present |= CT_CONN_HAS_ZONE;
+	}
+	if (bpf_core_field_exists(struct nf_conn, mark)) {
+		out->mark = CT_GET(buf, struct nf_conn, mark, __u32);
+		out->present |= CT_CONN_HAS_MARK;
+	}
+
+	/* ct->timeout is absolute (in jiffies) once confirmed, relative before. */
+	timeout = CT_GET(buf, struct nf_conn, timeout, __u32);
+	if (status & CT_IPS_CONFIRMED)
+		out->timeout = (__s32)(timeout - (__u32)bpf_jiffies64());
+	else
+		out->timeout = (__s32)timeout;
+	out->present |= CT_CONN_HAS_TIMEOUT;
+
+	l4 = out->orig.protonum;
+	if (l4 == 6 /* IPPROTO_TCP */) {
+		out->proto_state = CT_GET(buf, struct nf_conn, proto.tcp.state, __u8);
+		out->present |= CT_CONN_HAS_PROTO_STATE;
+	} else if (l4 == 132 /* IPPROTO_SCTP */ &&
+		   bpf_core_field_exists(struct nf_conn, proto.sctp)) {
+		out->proto_state = (__u8)CT_GET(buf, struct nf_conn, proto.sctp.state, __u32);
+		out->sctp_vtag[0] = CT_GET(buf, struct nf_conn, proto.sctp.vtag[0], __be32);
+		out->sctp_vtag[1] = CT_GET(buf, struct nf_conn, proto.sctp.vtag[1], __be32);
+		out->present |= CT_CONN_HAS_PROTO_STATE;
+	}
+
+	ct_fill_ext(out, CT_GET(buf, struct nf_conn, ext, void *));
+
+	return (long)CT_GET(buf, struct nf_conn, master, void *);
+}
+
+/*
+ * The extraction: conntrack state of `skb` into `ev` (ctinfo, ct_flags, base, parent).
+ * `nfct` is skb->_nfct, already read by the caller (which usually needs it to decide
+ * whether to report the packet at all). Returns 0, or -1 when the connection could not be
+ * read (the event still says so through CT_EV_CONN_READ_ERR).
+ */
+static __always_inline int ct_fill(struct ct_raw_event *ev, unsigned long nfct,
+				   struct ct_scratch *scratch)
+{
+	const struct nf_conn *ct = (const void *)(nfct & ~CT_CTINFO_MASK);
+	long master;
+
+	if (!nfct)
+		return 0;
+	ev->ct_flags |= CT_EV_HAS_CT;
+	ev->ctinfo = nfct & CT_CTINFO_MASK;
+	if (!ct)
+		return 0; /* untracked: a state, no connection */
+
+	master = ct_fill_conn(&ev->base, ct, scratch->conn);
+	if (master == -1) {
+		ev->ct_flags |= CT_EV_CONN_READ_ERR;
+		return -1;
+	}
+	if (master) {
+		if (ct_fill_conn(&ev->parent, (const void *)master, scratch->conn) == -1) {
+			ev->ct_flags |= CT_EV_CONN_READ_ERR;
+			return -1;
+		}
+		ev->ct_flags |= CT_EV_HAS_PARENT;
+	}
+	return 0;
+}
+
+#endif /* __CT_FILL_H__ */

@@ -1,0 +1,468 @@
+//! Raw records to `ct_core` events. Total on its input: every byte string gives an event or
+//! a `DecodeError` saying what was wrong, never a panic.
+
+use std::hash::BuildHasher;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use ct_core::{
+    CtConnEvent, CtEvent, CtIp, CtProto, CtState, CtStatus, CtTuple, Event, FixedStr, ProbeInfo,
+    SctpState, Task, TcpState, Tracking, ZoneDir,
+};
+
+use crate::packet::parse_packet;
+use crate::raw::*;
+
+const AF_INET: u8 = 2;
+const AF_INET6: u8 = 10;
+
+/// Why a raw record could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error(
+        "record is {got} bytes, shorter than a ct event ({RAW_EVENT_SIZE} bytes): the BPF \
+         object and this library come from different versions"
+    )]
+    Short { got: usize },
+    #[error("unknown conntrack ctinfo {0} (expected 0-4 or 7)")]
+    UnknownCtInfo(u8),
+    #[error("unknown flag bits {bits:#x} in {field}: the BPF object is newer than this library")]
+    UnknownFlags { field: &'static str, bits: u8 },
+    #[error("contradictory record: {0}")]
+    Contradiction(&'static str),
+    #[error("unknown address family {0} in a conntrack tuple (expected 2 or 10)")]
+    UnknownL3(u8),
+    #[error(
+        "the kernel's nf_conn could not be read (the entry was freed while the probe ran); \
+         the packet's state was {0}"
+    )]
+    ConnUnreadable(CtState),
+    #[error("probe id {0} is not one this collector attached")]
+    UnknownProbe(u32),
+}
+
+/// Decodes the ct section of one record: `Ok(None)` when the packet had no conntrack data.
+pub fn decode_ct(bytes: &[u8]) -> Result<Option<CtEvent>, DecodeError> {
+    let raw = RawCtEvent::read(bytes).ok_or(DecodeError::Short { got: bytes.len() })?;
+    decode_raw_ct(&raw)
+}
+
+/// Decodes the ct section of a record known to carry conntrack data.
+///
+/// This is the form for tracers that only report tracked packets; a record without
+/// conntrack data is `DecodeError::Contradiction`.
+pub fn decode(bytes: &[u8]) -> Result<CtEvent, DecodeError> {
+    decode_ct(bytes)?.ok_or(DecodeError::Contradiction(
+        "the record carries no conntrack data",
+    ))
+}
+
+/// The ct section of an already-copied record.
+pub fn decode_raw_ct(raw: &RawCtEvent) -> Result<Option<CtEvent>, DecodeError> {
+    if raw.ct_flags & !EV_KNOWN != 0 {
+        return Err(DecodeError::UnknownFlags {
+            field: "ct_flags",
+            bits: raw.ct_flags & !EV_KNOWN,
+        });
+    }
+    if raw.ct_flags & EV_HAS_CT == 0 {
+        if raw.ct_flags != 0 {
+            return Err(DecodeError::Contradiction(
+                "connection flags set on a packet without conntrack data",
+            ));
+        }
+        return Ok(None);
+    }
+    let state = CtState::from_ctinfo(raw.ctinfo).ok_or(DecodeError::UnknownCtInfo(raw.ctinfo))?;
+    if raw.ct_flags & EV_CONN_READ_ERR != 0 {
+        return Err(DecodeError::ConnUnreadable(state));
+    }
+    // The program fills `base` only when _nfct held a connection pointer (key != 0).
+    let has_base = raw.base.key != 0;
+    let has_parent = raw.ct_flags & EV_HAS_PARENT != 0;
+    if !has_base && state != CtState::Untracked {
+        return Err(DecodeError::Contradiction(
+            "a tracked state without a connection",
+        ));
+    }
+    if has_parent && !has_base {
+        return Err(DecodeError::Contradiction("a parent without a connection"));
+    }
+    let base = if has_base {
+        Some(decode_conn(&raw.base, raw.hz)?)
+    } else {
+        None
+    };
+    let parent = if has_parent {
+        Some(decode_conn(&raw.parent, raw.hz)?)
+    } else {
+        None
+    };
+    Ok(Some(CtEvent {
+        state,
+        base,
+        parent,
+    }))
+}
+
+fn decode_conn(raw: &RawCtConn, hz: u32) -> Result<CtConnEvent, DecodeError> {
+    if raw.present & !CONN_KNOWN != 0 {
+        return Err(DecodeError::UnknownFlags {
+            field: "conn.present",
+            bits: raw.present & !CONN_KNOWN,
+        });
+    }
+    let has = |bit: u8| raw.present & bit != 0;
+    let status = CtStatus::from_bits_retain(raw.status);
+    // A template (attached by a CT target before lookup) has no tuples yet.
+    let template = status.contains(CtStatus::TEMPLATE) && raw.orig.l3num == 0;
+    let (orig, reply) = if template {
+        (template_tuple(), template_tuple())
+    } else {
+        (
+            decode_tuple(&raw.orig, raw.sctp_vtag[0])?,
+            decode_tuple(&raw.reply, raw.sctp_vtag[1])?,
+        )
+    };
+    let (mut tcp_state, mut sctp_state) = (None, None);
+    if has(CONN_HAS_PROTO_STATE) {
+        match orig.proto {
+            CtProto::Tcp { .. } => tcp_state = Some(TcpState::from_raw(raw.proto_state)),
+            CtProto::Sctp { .. } => sctp_state = Some(SctpState::from_raw(raw.proto_state)),
+            _ => {}
+        }
+    }
+    let labels = has(CONN_HAS_LABELS).then(|| {
+        let lo = u64::from_ne_bytes(raw.labels[..8].try_into().unwrap_or_default());
+        let hi = u64::from_ne_bytes(raw.labels[8..].try_into().unwrap_or_default());
+        (u128::from(hi) << 64) | u128::from(lo)
+    });
+    let timeout = (has(CONN_HAS_TIMEOUT) && hz > 0 && !template)
+        .then(|| u32::try_from(raw.timeout.max(0)).unwrap_or(0) / hz);
+    Ok(CtConnEvent {
+        zone_id: if has(CONN_HAS_ZONE) { raw.zone_id } else { 0 },
+        zone_dir: if has(CONN_HAS_ZONE) {
+            ZoneDir::from_kernel_bits(raw.zone_dir)
+        } else {
+            ZoneDir::None
+        },
+        orig,
+        reply,
+        tcp_state,
+        mark: has(CONN_HAS_MARK).then_some(raw.mark),
+        labels,
+        ct_status: status,
+        sctp_state,
+        helper: has(CONN_HAS_HELPER)
+            .then(|| FixedStr::from_kernel(&raw.helper))
+            .filter(|h| !h.is_empty()),
+        timeout,
+    })
+}
+
+fn template_tuple() -> CtTuple {
+    CtTuple {
+        ip: CtIp::new(
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        ),
+        proto: CtProto::Generic { proto: 0 },
+    }
+}
+
+fn decode_tuple(raw: &RawCtTuple, vtag: [u8; 4]) -> Result<CtTuple, DecodeError> {
+    let (src, dst) = match raw.l3num {
+        AF_INET => (
+            IpAddr::V4(Ipv4Addr::new(
+                raw.src[0], raw.src[1], raw.src[2], raw.src[3],
+            )),
+            IpAddr::V4(Ipv4Addr::new(
+                raw.dst[0], raw.dst[1], raw.dst[2], raw.dst[3],
+            )),
+        ),
+        AF_INET6 => (
+            IpAddr::V6(Ipv6Addr::from(raw.src)),
+            IpAddr::V6(Ipv6Addr::from(raw.dst)),
+        ),
+        other => return Err(DecodeError::UnknownL3(other)),
+    };
+    let sport = u16::from_be_bytes(raw.src_u);
+    let dport = u16::from_be_bytes(raw.dst_u);
+    let proto = match raw.protonum {
+        6 => CtProto::Tcp { sport, dport },
+        17 => CtProto::Udp { sport, dport },
+        1 => CtProto::Icmp {
+            icmp_type: raw.icmp_type,
+            code: raw.icmp_code,
+            id: sport,
+        },
+        58 => CtProto::Icmpv6 {
+            icmp_type: raw.icmp_type,
+            code: raw.icmp_code,
+            id: sport,
+        },
+        132 => CtProto::Sctp {
+            sport,
+            dport,
+            vtag: u32::from_be_bytes(vtag),
+        },
+        other => CtProto::Generic { proto: other },
+    };
+    Ok(CtTuple {
+        ip: CtIp::new(src, dst),
+        proto,
+    })
+}
+
+/// Turns raw records into complete events: probe names, task, packet, ct and tracking ids.
+///
+/// Tracking ids are keyed hashes with a key drawn at random for each `Decoder`, so no
+/// kernel address ever reaches an event (addresses in a shared file would defeat KASLR).
+#[derive(Debug, Clone)]
+pub struct Decoder {
+    probes: Vec<ProbeInfo>,
+    hasher: std::collections::hash_map::RandomState,
+}
+
+impl Decoder {
+    /// `probes[i]` describes the probe whose programs were loaded with probe id `i`.
+    pub fn new(probes: Vec<ProbeInfo>) -> Self {
+        Decoder {
+            probes,
+            hasher: std::collections::hash_map::RandomState::new(),
+        }
+    }
+
+    pub fn decode(&self, bytes: &[u8]) -> Result<Event, DecodeError> {
+        let raw = RawCtEvent::read(bytes).ok_or(DecodeError::Short { got: bytes.len() })?;
+        self.decode_raw(&raw)
+    }
+
+    pub fn decode_raw(&self, raw: &RawCtEvent) -> Result<Event, DecodeError> {
+        let probe = self
+            .probes
+            .get(raw.probe_id as usize)
+            .cloned()
+            .ok_or(DecodeError::UnknownProbe(raw.probe_id))?;
+        let ct = decode_raw_ct(raw)?;
+        let id = |key: u64| self.hasher.hash_one(key);
+        let tracking = Tracking {
+            skb: id(raw.skb_key),
+            conn: (raw.base.key != 0).then(|| id(raw.base.key)),
+            parent_conn: (raw.ct_flags & EV_HAS_PARENT != 0).then(|| id(raw.parent.key)),
+        };
+        Ok(Event {
+            timestamp: Some(raw.ts),
+            task: Some(Task {
+                pid: raw.pid,
+                tgid: raw.tgid,
+                comm: FixedStr::from_kernel(&raw.comm),
+            }),
+            probe: Some(probe),
+            netns: (raw.pkt_flags & PKT_HAS_NETNS != 0).then_some(raw.netns),
+            tracking: Some(tracking),
+            packet: Some(parse_packet(raw)),
+            ct,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn tcp_tuple(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16) -> RawCtTuple {
+        let mut t = RawCtTuple {
+            l3num: AF_INET,
+            protonum: 6,
+            src_u: sport.to_be_bytes(),
+            dst_u: dport.to_be_bytes(),
+            ..Default::default()
+        };
+        t.src[..4].copy_from_slice(&src);
+        t.dst[..4].copy_from_slice(&dst);
+        t
+    }
+
+    fn tcp_event() -> RawCtEvent {
+        let mut raw = RawCtEvent {
+            ct_flags: EV_HAS_CT,
+            ctinfo: 2,
+            hz: 250,
+            ..Default::default()
+        };
+        raw.base = RawCtConn {
+            orig: tcp_tuple([10, 0, 1, 100], 54321, [93, 184, 216, 34], 80),
+            reply: tcp_tuple([93, 184, 216, 34], 80, [10, 0, 1, 100], 54321),
+            key: 0xffff_8880_1234_5678,
+            status: 8,
+            mark: 0x2a,
+            timeout: 120 * 250,
+            zone_id: 5,
+            zone_dir: 3,
+            proto_state: 1,
+            present: CONN_HAS_ZONE | CONN_HAS_MARK | CONN_HAS_TIMEOUT | CONN_HAS_PROTO_STATE,
+            ..Default::default()
+        };
+        raw
+    }
+
+    #[test]
+    fn decodes_tcp_new() {
+        let ct = decode(tcp_event().as_bytes()).unwrap();
+        assert_eq!(ct.state, CtState::New);
+        let base = ct.base.unwrap();
+        assert_eq!(
+            base.orig.proto,
+            CtProto::Tcp {
+                sport: 54321,
+                dport: 80
+            }
+        );
+        assert_eq!(base.orig.ip.src, "10.0.1.100".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            base.reply.ip.src,
+            "93.184.216.34".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(base.tcp_state, Some(TcpState::SynSent));
+        assert_eq!(base.zone_dir, ZoneDir::Default);
+        assert_eq!(base.zone_id, 5);
+        assert_eq!(base.mark, Some(0x2a));
+        assert_eq!(base.labels, None);
+        assert_eq!(base.timeout, Some(120));
+        assert!(ct.parent.is_none());
+    }
+
+    #[test]
+    fn missing_optional_fields_are_none_not_zero() {
+        let mut raw = tcp_event();
+        raw.base.present = 0;
+        let base = decode(raw.as_bytes()).unwrap().base.unwrap();
+        assert_eq!(base.mark, None);
+        assert_eq!(base.zone_dir, ZoneDir::None);
+        assert_eq!(base.tcp_state, None);
+        assert_eq!(base.timeout, None);
+    }
+
+    #[test]
+    fn labels_use_both_words() {
+        let mut raw = tcp_event();
+        raw.base.present |= CONN_HAS_LABELS;
+        raw.base.labels[..8].copy_from_slice(&1u64.to_ne_bytes());
+        raw.base.labels[8..].copy_from_slice(&2u64.to_ne_bytes());
+        let base = decode(raw.as_bytes()).unwrap().base.unwrap();
+        assert_eq!(base.labels, Some((2u128 << 64) | 1));
+    }
+
+    #[test]
+    fn untracked_has_no_base() {
+        let raw = RawCtEvent {
+            ct_flags: EV_HAS_CT,
+            ctinfo: 7,
+            ..Default::default()
+        };
+        assert_eq!(decode(raw.as_bytes()).unwrap(), CtEvent::untracked());
+    }
+
+    #[test]
+    fn template_keeps_zone_and_status() {
+        let mut raw = tcp_event();
+        raw.base.orig = RawCtTuple::default();
+        raw.base.reply = RawCtTuple::default();
+        raw.base.status = CtStatus::TEMPLATE.bits();
+        let base = decode(raw.as_bytes()).unwrap().base.unwrap();
+        assert!(base.ct_status.contains(CtStatus::TEMPLATE));
+        assert_eq!(base.zone_id, 5);
+        assert_eq!(base.orig.proto, CtProto::Generic { proto: 0 });
+        assert_eq!(base.timeout, None);
+    }
+
+    #[test]
+    fn errors_name_the_problem() {
+        assert_eq!(decode_ct(&[0; 10]), Err(DecodeError::Short { got: 10 }));
+        let mut raw = tcp_event();
+        raw.ctinfo = 5;
+        assert_eq!(decode(raw.as_bytes()), Err(DecodeError::UnknownCtInfo(5)));
+        let mut raw = tcp_event();
+        raw.base.orig.l3num = 7;
+        assert_eq!(decode(raw.as_bytes()), Err(DecodeError::UnknownL3(7)));
+        let mut raw = tcp_event();
+        raw.ct_flags = EV_HAS_PARENT;
+        assert!(matches!(
+            decode_ct(raw.as_bytes()),
+            Err(DecodeError::Contradiction(_))
+        ));
+        let raw = RawCtEvent::default();
+        assert_eq!(decode_ct(raw.as_bytes()), Ok(None));
+        assert!(decode(raw.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn sctp_vtags_follow_direction() {
+        let mut raw = tcp_event();
+        for t in [&mut raw.base.orig, &mut raw.base.reply] {
+            t.protonum = 132;
+        }
+        raw.base.sctp_vtag = [0x1122_3344u32.to_be_bytes(), 0x5566_7788u32.to_be_bytes()];
+        raw.base.proto_state = 4;
+        let base = decode(raw.as_bytes()).unwrap().base.unwrap();
+        assert!(matches!(
+            base.orig.proto,
+            CtProto::Sctp {
+                vtag: 0x1122_3344,
+                ..
+            }
+        ));
+        assert!(matches!(
+            base.reply.proto,
+            CtProto::Sctp {
+                vtag: 0x5566_7788,
+                ..
+            }
+        ));
+        assert_eq!(base.sctp_state, Some(SctpState::Established));
+        assert_eq!(base.tcp_state, None);
+    }
+
+    #[test]
+    fn tracking_ids_hide_pointers_and_are_stable() {
+        let dec = Decoder::new(vec![ProbeInfo {
+            kind: ct_core::ProbeKind::Tp,
+            name: "net:net_dev_start_xmit".into(),
+        }]);
+        let raw = tcp_event();
+        let a = dec.decode(raw.as_bytes()).unwrap();
+        let b = dec.decode(raw.as_bytes()).unwrap();
+        assert_eq!(a.tracking, b.tracking);
+        let t = a.tracking.unwrap();
+        assert_ne!(t.conn, Some(raw.base.key));
+        let other = Decoder::new(vec![]);
+        assert_eq!(
+            other.decode(raw.as_bytes()),
+            Err(DecodeError::UnknownProbe(0))
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+            let _ = decode_ct(&bytes);
+            let dec = Decoder::new(vec![ProbeInfo { kind: ct_core::ProbeKind::Tp, name: "x:y".into() }]);
+            let _ = dec.decode(&bytes);
+        }
+
+        #[test]
+        fn arbitrary_records_never_panic(
+            mut bytes in proptest::collection::vec(any::<u8>(), RAW_EVENT_SIZE..RAW_EVENT_SIZE + 1),
+            ctinfo in 0u8..8,
+            flags in 0u8..8,
+        ) {
+            // Bias towards records that get past the first checks.
+            bytes[64..68].fill(0); // probe id 0
+            bytes[80] = ctinfo;
+            bytes[81] = flags;
+            let dec = Decoder::new(vec![ProbeInfo { kind: ct_core::ProbeKind::Tp, name: "x:y".into() }]);
+            let _ = dec.decode(&bytes);
+        }
+    }
+}

@@ -1,0 +1,246 @@
+//! The raw event layout shared with the BPF program, and the only unsafe code in the crate.
+//!
+//! `RawCtEvent` mirrors `struct ct_raw_event` in `src/bpf/ct_event.h`. The C header asserts
+//! its own offsets with `_Static_assert`; this module asserts the Rust mirror against the
+//! layout the compiled object's BTF gives (the skeleton's generated types) and against the
+//! same literal offsets, so a change on either side alone fails the build.
+
+use std::mem::{offset_of, size_of};
+
+use crate::skel::types as c;
+
+/// Valid bytes of the packet header copy.
+pub const PKT_HDR_LEN: usize = 96;
+
+pub const CONN_HAS_ZONE: u8 = 1 << 0;
+pub const CONN_HAS_MARK: u8 = 1 << 1;
+pub const CONN_HAS_LABELS: u8 = 1 << 2;
+pub const CONN_HAS_HELPER: u8 = 1 << 3;
+pub const CONN_HAS_TIMEOUT: u8 = 1 << 4;
+pub const CONN_HAS_PROTO_STATE: u8 = 1 << 5;
+/// Every `present` bit this version knows.
+pub const CONN_KNOWN: u8 = (1 << 6) - 1;
+
+pub const EV_HAS_CT: u8 = 1 << 0;
+pub const EV_HAS_PARENT: u8 = 1 << 1;
+pub const EV_CONN_READ_ERR: u8 = 1 << 2;
+pub const EV_KNOWN: u8 = (1 << 3) - 1;
+
+pub const PKT_HAS_DEV: u8 = 1 << 0;
+pub const PKT_HAS_NETNS: u8 = 1 << 1;
+
+/// `struct ct_raw_tuple`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RawCtTuple {
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+    /// Source port or ICMP id, network order.
+    pub src_u: [u8; 2],
+    /// Destination port, network order.
+    pub dst_u: [u8; 2],
+    pub icmp_type: u8,
+    pub icmp_code: u8,
+    pub l3num: u8,
+    pub protonum: u8,
+}
+
+/// `struct ct_raw_conn`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RawCtConn {
+    pub orig: RawCtTuple,
+    pub reply: RawCtTuple,
+    /// `struct nf_conn_labels`: two host-order `unsigned long`s, bit 0 in the first.
+    pub labels: [u8; 16],
+    pub helper: [u8; 16],
+    /// Opaque identity of the entry; hashed before it leaves the crate.
+    pub key: u64,
+    pub status: u32,
+    pub mark: u32,
+    /// Remaining lifetime in jiffies.
+    pub timeout: i32,
+    /// SCTP verification tags (original, reply), network order.
+    pub sctp_vtag: [[u8; 4]; 2],
+    pub zone_id: u16,
+    pub zone_dir: u8,
+    pub proto_state: u8,
+    pub present: u8,
+    pub _pad: [u8; 7],
+}
+
+/// `struct ct_raw_event`: one record from the ring buffer.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RawCtEvent {
+    pub ts: u64,
+    pub skb_key: u64,
+    pub pid: u32,
+    pub tgid: u32,
+    pub comm: [u8; 16],
+    pub netns: u32,
+    pub ifindex: u32,
+    pub ifname: [u8; 16],
+    pub probe_id: u32,
+    pub skb_len: u32,
+    pub hz: u32,
+    /// `skb->protocol`, network order.
+    pub l3_proto: [u8; 2],
+    pub pkt_flags: u8,
+    pub hdr_len: u8,
+    pub ctinfo: u8,
+    pub ct_flags: u8,
+    pub _pad: [u8; 6],
+    pub hdr: [u8; PKT_HDR_LEN],
+    pub base: RawCtConn,
+    pub parent: RawCtConn,
+}
+
+impl Default for RawCtEvent {
+    fn default() -> Self {
+        RawCtEvent {
+            ts: 0,
+            skb_key: 0,
+            pid: 0,
+            tgid: 0,
+            comm: [0; 16],
+            netns: 0,
+            ifindex: 0,
+            ifname: [0; 16],
+            probe_id: 0,
+            skb_len: 0,
+            hz: 0,
+            l3_proto: [0; 2],
+            pkt_flags: 0,
+            hdr_len: 0,
+            ctinfo: 0,
+            ct_flags: 0,
+            _pad: [0; 6],
+            hdr: [0; PKT_HDR_LEN],
+            base: RawCtConn::default(),
+            parent: RawCtConn::default(),
+        }
+    }
+}
+
+pub const RAW_EVENT_SIZE: usize = size_of::<RawCtEvent>();
+
+macro_rules! assert_same_layout {
+    ($rust:ty, $c:ty, $off:literal == [$($field:ident @ $at:literal),* $(,)?]) => {
+        const _: () = assert!(size_of::<$rust>() == size_of::<$c>());
+        const _: () = assert!(size_of::<$rust>() == $off);
+        $(
+            const _: () = assert!(offset_of!($rust, $field) == offset_of!($c, $field));
+            const _: () = assert!(offset_of!($rust, $field) == $at);
+        )*
+    };
+}
+
+assert_same_layout!(RawCtTuple, c::ct_raw_tuple, 40 == [
+    src @ 0, dst @ 16, src_u @ 32, dst_u @ 34, icmp_type @ 36, icmp_code @ 37,
+    l3num @ 38, protonum @ 39,
+]);
+assert_same_layout!(RawCtConn, c::ct_raw_conn, 152 == [
+    orig @ 0, reply @ 40, labels @ 80, helper @ 96, key @ 112, status @ 120, mark @ 124,
+    timeout @ 128, sctp_vtag @ 132, zone_id @ 140, zone_dir @ 142, proto_state @ 143,
+    present @ 144,
+]);
+assert_same_layout!(RawCtEvent, c::ct_raw_event, 488 == [
+    ts @ 0, skb_key @ 8, pid @ 16, tgid @ 20, comm @ 24, netns @ 40, ifindex @ 44,
+    ifname @ 48, probe_id @ 64, skb_len @ 68, hz @ 72, l3_proto @ 76, pkt_flags @ 78,
+    hdr_len @ 79, ctinfo @ 80, ct_flags @ 81, hdr @ 88, base @ 184, parent @ 336,
+]);
+
+impl RawCtEvent {
+    /// Copies a record out of ring buffer bytes. `None` if `bytes` is shorter than a record;
+    /// longer input (a newer program with fields appended) is accepted.
+    pub fn read(bytes: &[u8]) -> Option<RawCtEvent> {
+        if bytes.len() < RAW_EVENT_SIZE {
+            return None;
+        }
+        // SAFETY: the length was checked; every field is an integer or byte array, so any
+        // bit pattern is a valid RawCtEvent; read_unaligned copes with any alignment.
+        Some(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<RawCtEvent>()) })
+    }
+
+    /// The record's bytes, as the kernel would have written them (for fixtures and tests).
+    pub fn as_bytes(&self) -> &[u8] {
+        // SAFETY: repr(C) with explicit padding fields and no implicit padding (the layout
+        // assertions above pin every byte), so all RAW_EVENT_SIZE bytes are initialised.
+        unsafe {
+            std::slice::from_raw_parts((self as *const RawCtEvent).cast::<u8>(), RAW_EVENT_SIZE)
+        }
+    }
+}
+
+/// Per-probe configuration written into the object's `.rodata` before load.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProbeConfig {
+    pub probe_id: u32,
+    pub skb_arg: u32,
+    pub netns: u32,
+    pub require_ct: bool,
+}
+
+const CFG_REQUIRE_CT: u32 = 1 << 0;
+
+/// Writes `cfg` into a `.rodata` initial image. Errors if the image does not have the
+/// layout this crate was built with (which would mean a mismatched object).
+pub fn write_rodata(image: &mut [u8], cfg: &ProbeConfig) -> Result<(), usize> {
+    if image.len() < size_of::<c::rodata>() {
+        return Err(image.len());
+    }
+    let value = c::ct_probe_cfg {
+        probe_id: cfg.probe_id,
+        skb_arg: cfg.skb_arg,
+        netns: cfg.netns,
+        flags: if cfg.require_ct { CFG_REQUIRE_CT } else { 0 },
+    };
+    let off = offset_of!(c::rodata, ct_cfg);
+    // SAFETY: bounds checked above; ct_probe_cfg is plain integers; write_unaligned copes
+    // with the image's alignment.
+    unsafe {
+        std::ptr::write_unaligned(image.as_mut_ptr().add(off).cast::<c::ct_probe_cfg>(), value);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_input_is_refused() {
+        assert!(RawCtEvent::read(&[0u8; RAW_EVENT_SIZE - 1]).is_none());
+        assert!(RawCtEvent::read(&[0u8; RAW_EVENT_SIZE]).is_some());
+    }
+
+    #[test]
+    fn bytes_round_trip() {
+        let mut ev = RawCtEvent {
+            ts: 42,
+            probe_id: 3,
+            ..Default::default()
+        };
+        ev.base.zone_id = 7;
+        let copy = RawCtEvent::read(ev.as_bytes()).unwrap();
+        assert_eq!(copy, ev);
+    }
+
+    #[test]
+    fn rodata_written_at_cfg_offset() {
+        let mut image = vec![0u8; size_of::<c::rodata>()];
+        let cfg = ProbeConfig {
+            probe_id: 9,
+            skb_arg: 1,
+            netns: 0xabcd,
+            require_ct: true,
+        };
+        write_rodata(&mut image, &cfg).unwrap();
+        let off = offset_of!(c::rodata, ct_cfg);
+        assert_eq!(&image[off..off + 4], &9u32.to_ne_bytes());
+        assert_eq!(&image[off + 4..off + 8], &1u32.to_ne_bytes());
+        assert_eq!(&image[off + 12..off + 16], &1u32.to_ne_bytes());
+        assert!(write_rodata(&mut [0u8; 2], &cfg).is_err());
+    }
+}
