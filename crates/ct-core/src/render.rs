@@ -1,0 +1,636 @@
+//! Text layouts of events, written straight into a sink.
+//!
+//! Every writer here takes any [`fmt::Write`] (a `String`, a `fmt::Formatter`, or an
+//! [`io::Write`] through [`IoSink`]) and writes each field with `write!` directly: nothing is
+//! formatted into a temporary string first, so printing an event allocates nothing.
+//!
+//! Writers never add a trailing newline; the caller ends the line (see
+//! [`EventWriter`](crate::EventWriter), which also separates multi-line events by a blank line).
+//!
+//! # Layouts
+//!
+//! The connection part is
+//! `{proto}{ (state)} orig [{tuple}] reply [{tuple}]{ zone}{ mark}{ labels}{ helper}{ timeout}`.
+//!
+//! [`Layout::SingleLine`] puts everything on one line:
+//!
+//! ```text
+//! ct_state NEW status 0x8 udp orig [10.0.1.100.45678 > 8.8.8.8.53] reply [8.8.8.8.53 > 10.0.1.100.45678] orig-zone 100 mark 0x2a labels 0x1
+//! ```
+//!
+//! [`Layout::MultiLine`] puts the state on its own line, splits each connection before
+//! `reply` (continuation indented [`CONTINUATION_INDENT`] spaces) and the parent on its own
+//! line:
+//!
+//! ```text
+//! ct_state RELATED status 0x8
+//! tcp (SYN_SENT) orig [10.0.1.100.50000 > 93.184.216.34.20]
+//!     reply [93.184.216.34.20 > 10.0.1.100.50000]
+//! \ parent [tcp (ESTABLISHED) orig [10.0.1.100.54321 > 93.184.216.34.21]
+//!     reply [93.184.216.34.21 > 10.0.1.100.54321]]
+//! ```
+//!
+//! # Indent
+//!
+//! `indent` spaces start every line a writer begins. In the single-line layout that is only
+//! the first; in the multi-line layout continuation lines get `indent + 4`.
+
+use std::fmt::{self, Write};
+use std::io;
+
+use crate::{
+    ip_proto_name, CtConnEvent, CtEvent, CtProto, CtTuple, Event, IpVersion, Packet, PacketIp,
+    PacketL4, ProbeInfo, Task, Tracking, ZoneDir,
+};
+
+/// How an event is laid out as text.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    strum::Display,
+    strum::EnumString,
+    strum::EnumIter,
+    strum::VariantNames,
+)]
+#[strum(serialize_all = "lowercase", ascii_case_insensitive)]
+pub enum Layout {
+    /// Header line, then one section per line, connections split before `reply`.
+    #[default]
+    MultiLine,
+    /// Every part on one line, separated by single spaces.
+    SingleLine,
+}
+
+/// Spaces a multi-line continuation (`reply [...]`) is indented by, relative to its section.
+pub const CONTINUATION_INDENT: usize = 4;
+
+/// Spaces the sections of an event are indented by under its header line.
+pub const SECTION_INDENT: usize = 2;
+
+/// Writes `n` spaces.
+fn pad<W: Write + ?Sized>(w: &mut W, n: usize) -> fmt::Result {
+    const SPACES: &str = "                                ";
+    let mut left = n;
+    while left > 0 {
+        let k = left.min(SPACES.len());
+        w.write_str(&SPACES[..k])?;
+        left -= k;
+    }
+    Ok(())
+}
+
+/// Writes a name that came from the kernel or a file (comm, interface, probe, helper) with
+/// control characters escaped, so that one event never spills onto extra lines.
+fn write_name<W: Write + ?Sized>(w: &mut W, s: &str) -> fmt::Result {
+    if !s.chars().any(char::is_control) {
+        return w.write_str(s);
+    }
+    for c in s.chars() {
+        if c.is_control() {
+            write!(w, "{}", c.escape_default())?;
+        } else {
+            w.write_char(c)?;
+        }
+    }
+    Ok(())
+}
+
+/// Joins parts with single spaces.
+struct Parts<'w, W: ?Sized> {
+    w: &'w mut W,
+    empty: bool,
+}
+
+impl<'w, W: Write + ?Sized> Parts<'w, W> {
+    fn new(w: &'w mut W) -> Self {
+        Parts { w, empty: true }
+    }
+
+    /// Starts a new part: a space unless it is the first.
+    fn next(&mut self) -> Result<&mut W, fmt::Error> {
+        if !self.empty {
+            self.w.write_char(' ')?;
+        }
+        self.empty = false;
+        Ok(self.w)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The ct section
+
+/// Writes one direction of a connection: `{src}.{sport} > {dst}.{dport}` for tcp/udp (sctp
+/// adds ` vtag 0x..`), `{src} > {dst} type {t} code {c} id {id}` for icmp/icmpv6,
+/// `{src} > {dst}` for any other protocol.
+pub fn write_tuple<W: Write + ?Sized>(w: &mut W, tuple: &CtTuple) -> fmt::Result {
+    let (src, dst) = (tuple.ip.src, tuple.ip.dst);
+    match tuple.proto {
+        CtProto::Tcp { sport, dport } | CtProto::Udp { sport, dport } => {
+            write!(w, "{src}.{sport} > {dst}.{dport}")
+        }
+        CtProto::Sctp { sport, dport, vtag } => {
+            write!(w, "{src}.{sport} > {dst}.{dport} vtag {vtag:#x}")
+        }
+        CtProto::Icmp {
+            icmp_type,
+            code,
+            id,
+        }
+        | CtProto::Icmpv6 {
+            icmp_type,
+            code,
+            id,
+        } => write!(w, "{src} > {dst} type {icmp_type} code {code} id {id}"),
+        CtProto::Generic { .. } => write!(w, "{src} > {dst}"),
+    }
+}
+
+/// The protocol word of a connection: `tcp`, `udp`, `icmp`, `icmpv6`, `sctp`, `proto {num}`.
+fn write_proto<W: Write + ?Sized>(w: &mut W, proto: &CtProto) -> fmt::Result {
+    match proto {
+        CtProto::Tcp { .. } => w.write_str("tcp"),
+        CtProto::Udp { .. } => w.write_str("udp"),
+        CtProto::Icmp { .. } => w.write_str("icmp"),
+        CtProto::Icmpv6 { .. } => w.write_str("icmpv6"),
+        CtProto::Sctp { .. } => w.write_str("sctp"),
+        CtProto::Generic { proto } => write!(w, "proto {proto}"),
+    }
+}
+
+/// The connection part without the first line's indent.
+fn conn_body<W: Write + ?Sized>(
+    w: &mut W,
+    conn: &CtConnEvent,
+    layout: Layout,
+    indent: usize,
+) -> fmt::Result {
+    write_proto(w, &conn.orig.proto)?;
+    match conn.orig.proto {
+        CtProto::Tcp { .. } => {
+            if let Some(state) = conn.tcp_state {
+                write!(w, " ({state})")?;
+            }
+        }
+        CtProto::Sctp { .. } => {
+            if let Some(state) = conn.sctp_state {
+                write!(w, " ({state})")?;
+            }
+        }
+        _ => {}
+    }
+    w.write_str(" orig [")?;
+    write_tuple(w, &conn.orig)?;
+    w.write_char(']')?;
+    match layout {
+        Layout::SingleLine => w.write_char(' ')?,
+        Layout::MultiLine => {
+            w.write_char('\n')?;
+            pad(w, indent + CONTINUATION_INDENT)?;
+        }
+    }
+    w.write_str("reply [")?;
+    write_tuple(w, &conn.reply)?;
+    w.write_char(']')?;
+    match conn.zone_dir {
+        ZoneDir::None => {}
+        ZoneDir::Default => write!(w, " zone {}", conn.zone_id)?,
+        ZoneDir::Original => write!(w, " orig-zone {}", conn.zone_id)?,
+        ZoneDir::Reply => write!(w, " reply-zone {}", conn.zone_id)?,
+    }
+    if let Some(mark) = conn.mark {
+        write!(w, " mark {mark:#x}")?;
+    }
+    if let Some(labels) = conn.labels.filter(|&l| l != 0) {
+        write!(w, " labels {labels:#x}")?;
+    }
+    if let Some(helper) = &conn.helper {
+        w.write_str(" helper ")?;
+        write_name(w, helper.as_str())?;
+    }
+    if let Some(timeout) = conn.timeout {
+        write!(w, " timeout {timeout}s")?;
+    }
+    Ok(())
+}
+
+/// Writes the connection part:
+/// `{proto}{ (state)} orig [{tuple}] reply [{tuple}]{ zone}{ mark}{ labels}{ helper}{ timeout}`,
+/// split before `reply` in the multi-line layout.
+pub fn write_conn<W: Write + ?Sized>(
+    w: &mut W,
+    conn: &CtConnEvent,
+    layout: Layout,
+    indent: usize,
+) -> fmt::Result {
+    pad(w, indent)?;
+    conn_body(w, conn, layout, indent)
+}
+
+/// The ct section without the first line's indent.
+fn ct_body<W: Write + ?Sized>(
+    w: &mut W,
+    ct: &CtEvent,
+    layout: Layout,
+    indent: usize,
+) -> fmt::Result {
+    write!(w, "ct_state {}", ct.state)?;
+    if let Some(base) = &ct.base {
+        write!(w, " status {:#x}", base.ct_status.bits())?;
+        match layout {
+            Layout::SingleLine => w.write_char(' ')?,
+            Layout::MultiLine => {
+                w.write_char('\n')?;
+                pad(w, indent)?;
+            }
+        }
+        conn_body(w, base, layout, indent)?;
+    }
+    if let Some(parent) = &ct.parent {
+        match layout {
+            Layout::SingleLine => w.write_str(" parent [")?,
+            Layout::MultiLine => {
+                w.write_char('\n')?;
+                pad(w, indent)?;
+                w.write_str("\\ parent [")?;
+            }
+        }
+        conn_body(w, parent, layout, indent)?;
+        w.write_char(']')?;
+    }
+    Ok(())
+}
+
+/// Writes the ct section: `ct_state {STATE} status {status:#x} {connection}` and, for a
+/// RELATED flow, its parent; `ct_state UNTRACKED` for an untracked packet.
+pub fn write_ct<W: Write + ?Sized>(
+    w: &mut W,
+    ct: &CtEvent,
+    layout: Layout,
+    indent: usize,
+) -> fmt::Result {
+    pad(w, indent)?;
+    ct_body(w, ct, layout, indent)
+}
+
+// ---------------------------------------------------------------------------------------
+// The packet section
+
+/// TCP flags in tcpdump's letters and order (`[S.]`; `[none]` when no flag is set).
+pub fn write_tcp_flags<W: Write + ?Sized>(w: &mut W, flags: u8) -> fmt::Result {
+    const LETTERS: [(u8, char); 8] = [
+        (0x01, 'F'),
+        (0x02, 'S'),
+        (0x04, 'R'),
+        (0x08, 'P'),
+        (0x10, '.'),
+        (0x20, 'U'),
+        (0x40, 'E'),
+        (0x80, 'W'),
+    ];
+    w.write_char('[')?;
+    if flags == 0 {
+        w.write_str("none")?;
+    }
+    for (bit, letter) in LETTERS {
+        if flags & bit != 0 {
+            w.write_char(letter)?;
+        }
+    }
+    w.write_char(']')
+}
+
+fn l4_ports(l4: Option<&PacketL4>) -> Option<(u16, u16)> {
+    match *l4? {
+        PacketL4::Tcp { sport, dport, .. }
+        | PacketL4::Udp { sport, dport }
+        | PacketL4::Sctp { sport, dport } => Some((sport, dport)),
+        PacketL4::Icmp { .. } | PacketL4::Icmpv6 { .. } => None,
+    }
+}
+
+fn write_packet_ip<W: Write + ?Sized>(
+    w: &mut W,
+    ip: &PacketIp,
+    l4: Option<&PacketL4>,
+) -> fmt::Result {
+    match l4_ports(l4) {
+        Some((sport, dport)) => write!(w, "{}.{sport} > {}.{dport}", ip.src, ip.dst)?,
+        None => write!(w, "{} > {}", ip.src, ip.dst)?,
+    }
+    match ip.version {
+        IpVersion::V4 => {
+            write!(
+                w,
+                " ttl {} tos {:#x} id {} off {}",
+                ip.ttl, ip.tos, ip.id, ip.frag_off
+            )?;
+            if ip.df {
+                w.write_str(" [DF]")?;
+            }
+            if ip.mf {
+                w.write_str(" [MF]")?;
+            }
+        }
+        IpVersion::V6 => write!(w, " ttl {} tos {:#x} label {:#x}", ip.ttl, ip.tos, ip.id)?,
+    }
+    write!(w, " len {}", ip.len)?;
+    match ip_proto_name(ip.proto) {
+        Some(name) => write!(w, " proto {name} ({})", ip.proto),
+        None => write!(w, " proto {}", ip.proto),
+    }
+}
+
+/// Writes the packet summary, tcpdump-like:
+/// `if 2 (eth0) 192.168.1.100.54321 > 203.0.113.10.443 ttl 64 tos 0x0 id 12345 off 0 [DF] len 60 proto TCP (6) flags [S]`.
+///
+/// IPv6 prints `ttl {hop limit} tos {traffic class} label {flow label}` instead of
+/// `ttl/tos/id/off`; ports appear for tcp/udp/sctp, ` type T code C` for icmp/icmpv6; without a
+/// network header only the skb length (`len N`) is known.
+pub fn write_packet<W: Write + ?Sized>(w: &mut W, packet: &Packet, indent: usize) -> fmt::Result {
+    pad(w, indent)?;
+    packet_body(w, packet)
+}
+
+fn packet_body<W: Write + ?Sized>(w: &mut W, packet: &Packet) -> fmt::Result {
+    let mut parts = Parts::new(w);
+    if packet.ifindex.is_some() || packet.ifname.is_some() {
+        let w = parts.next()?;
+        w.write_str("if")?;
+        if let Some(ifindex) = packet.ifindex {
+            write!(w, " {ifindex}")?;
+        }
+        if let Some(ifname) = &packet.ifname {
+            w.write_str(" (")?;
+            write_name(w, ifname.as_str())?;
+            w.write_char(')')?;
+        }
+    }
+    match &packet.ip {
+        Some(ip) => write_packet_ip(parts.next()?, ip, packet.l4.as_ref())?,
+        None => write!(parts.next()?, "len {}", packet.len)?,
+    }
+    match packet.l4 {
+        Some(PacketL4::Tcp { flags, .. }) => {
+            let w = parts.next()?;
+            w.write_str("flags ")?;
+            write_tcp_flags(w, flags)?;
+        }
+        Some(PacketL4::Icmp { icmp_type, code } | PacketL4::Icmpv6 { icmp_type, code }) => {
+            write!(parts.next()?, "type {icmp_type} code {code}")?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// The envelope
+
+fn has_header(event: &Event) -> bool {
+    event.timestamp.is_some()
+        || event.task.is_some()
+        || event.probe.is_some()
+        || event.netns.is_some()
+        || event.tracking.is_some()
+}
+
+fn write_task<W: Write + ?Sized>(w: &mut W, task: &Task) -> fmt::Result {
+    w.write_char('[')?;
+    write_name(w, task.comm.as_str())?;
+    write!(w, "] {}", task.tgid)?;
+    if task.pid != task.tgid {
+        write!(w, "/{}", task.pid)?;
+    }
+    Ok(())
+}
+
+fn write_probe<W: Write + ?Sized>(w: &mut W, probe: &ProbeInfo) -> fmt::Result {
+    write!(w, "[{}] ", probe.kind)?;
+    write_name(w, &probe.name)
+}
+
+fn write_tracking<W: Write + ?Sized>(w: &mut W, tracking: &Tracking) -> fmt::Result {
+    write!(w, "#skb {:x}", tracking.skb)?;
+    if let Some(conn) = tracking.conn {
+        write!(w, " conn {conn:x}")?;
+    }
+    if let Some(parent) = tracking.parent_conn {
+        write!(w, " parent-conn {parent:x}")?;
+    }
+    Ok(())
+}
+
+/// The header line without indent; writes nothing when the event has no header field.
+fn header_body<W: Write + ?Sized>(w: &mut W, event: &Event) -> fmt::Result {
+    let mut parts = Parts::new(w);
+    if let Some(ts) = event.timestamp {
+        write!(parts.next()?, "{ts}")?;
+    }
+    if let Some(task) = &event.task {
+        write_task(parts.next()?, task)?;
+    }
+    if let Some(probe) = &event.probe {
+        write_probe(parts.next()?, probe)?;
+    }
+    if let Some(tracking) = &event.tracking {
+        write_tracking(parts.next()?, tracking)?;
+    }
+    if let Some(netns) = event.netns {
+        write!(parts.next()?, "netns {netns}")?;
+    }
+    Ok(())
+}
+
+/// Writes the header line: `{timestamp} [{comm}] {tgid}[/{pid}] [{probe type}] {probe name}`,
+/// then the tracking ids (`#skb {id:x} conn {id:x}`) and `netns {inode}` when known.
+/// Missing fields are left out; an event without any writes only the indent.
+pub fn write_header<W: Write + ?Sized>(w: &mut W, event: &Event, indent: usize) -> fmt::Result {
+    pad(w, indent)?;
+    header_body(w, event)
+}
+
+/// Writes a whole event: the header, then the packet and ct sections.
+///
+/// Multi-line: one line each, sections indented [`SECTION_INDENT`] spaces under the header
+/// (an event without header fields starts with its first section at `indent`). Single-line:
+/// all parts on one line separated by single spaces. A missing section is left out; an event
+/// with nothing in it writes nothing.
+pub fn write_event<W: Write + ?Sized>(
+    w: &mut W,
+    event: &Event,
+    layout: Layout,
+    indent: usize,
+) -> fmt::Result {
+    let header = has_header(event);
+    let section_indent = if header {
+        indent + SECTION_INDENT
+    } else {
+        indent
+    };
+    let mut started = false;
+    // Begins a part: the indent for the first, otherwise a space or a new indented line.
+    let mut begin = |w: &mut W, part_indent: usize| -> fmt::Result {
+        if !started {
+            started = true;
+            pad(w, part_indent)
+        } else {
+            match layout {
+                Layout::SingleLine => w.write_char(' '),
+                Layout::MultiLine => {
+                    w.write_char('\n')?;
+                    pad(w, part_indent)
+                }
+            }
+        }
+    };
+    if header {
+        begin(w, indent)?;
+        header_body(w, event)?;
+    }
+    if let Some(packet) = &event.packet {
+        begin(w, section_indent)?;
+        packet_body(w, packet)?;
+    }
+    if let Some(ct) = &event.ct {
+        begin(w, section_indent)?;
+        ct_body(w, ct, layout, section_indent)?;
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// Generic entry points
+
+/// Something with a text layout.
+pub trait Render {
+    /// Writes `self` in `layout`, starting each line it begins with `indent` spaces (in the
+    /// single-line layout only the first), without a trailing newline.
+    fn render<W: Write + ?Sized>(&self, w: &mut W, layout: Layout, indent: usize) -> fmt::Result;
+
+    /// A value whose `Display` is this layout (`println!("{}", ct.display(Layout::SingleLine))`).
+    fn display(&self, layout: Layout) -> Rendered<'_, Self>
+    where
+        Self: Sized,
+    {
+        Rendered {
+            item: self,
+            layout,
+            indent: 0,
+        }
+    }
+}
+
+impl Render for Event {
+    fn render<W: Write + ?Sized>(&self, w: &mut W, layout: Layout, indent: usize) -> fmt::Result {
+        write_event(w, self, layout, indent)
+    }
+}
+
+impl Render for CtEvent {
+    fn render<W: Write + ?Sized>(&self, w: &mut W, layout: Layout, indent: usize) -> fmt::Result {
+        write_ct(w, self, layout, indent)
+    }
+}
+
+impl Render for CtConnEvent {
+    fn render<W: Write + ?Sized>(&self, w: &mut W, layout: Layout, indent: usize) -> fmt::Result {
+        write_conn(w, self, layout, indent)
+    }
+}
+
+/// A packet is always one line; the layout does not change it.
+impl Render for Packet {
+    fn render<W: Write + ?Sized>(&self, w: &mut W, _layout: Layout, indent: usize) -> fmt::Result {
+        write_packet(w, self, indent)
+    }
+}
+
+/// A tuple is always one line; the layout does not change it.
+impl Render for CtTuple {
+    fn render<W: Write + ?Sized>(&self, w: &mut W, _layout: Layout, indent: usize) -> fmt::Result {
+        pad(w, indent)?;
+        write_tuple(w, self)
+    }
+}
+
+/// `Display` adapter returned by [`Render::display`].
+#[derive(Debug, Clone, Copy)]
+pub struct Rendered<'a, T> {
+    item: &'a T,
+    layout: Layout,
+    indent: usize,
+}
+
+impl<T> Rendered<'_, T> {
+    /// Indents by `indent` spaces (see [`Render::render`]).
+    pub fn indent(mut self, indent: usize) -> Self {
+        self.indent = indent;
+        self
+    }
+}
+
+impl<T: Render> fmt::Display for Rendered<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.item.render(f, self.layout, self.indent)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// io::Write
+
+/// Lets the writers above write into an [`io::Write`], keeping the I/O error that a
+/// `fmt::Error` cannot carry. Each piece is passed on as written: wrap files and pipes in a
+/// `BufWriter`.
+#[derive(Debug)]
+pub struct IoSink<W> {
+    inner: W,
+    error: Option<io::Error>,
+}
+
+impl<W: io::Write> IoSink<W> {
+    pub fn new(inner: W) -> Self {
+        IoSink { inner, error: None }
+    }
+
+    /// Turns the result of a writer into the I/O error that caused it, if any.
+    pub fn finish(&mut self, result: fmt::Result) -> io::Result<()> {
+        match (result, self.error.take()) {
+            (_, Some(e)) => Err(e),
+            (Ok(()), None) => Ok(()),
+            (Err(fmt::Error), None) => Err(io::Error::other("formatting the event failed")),
+        }
+    }
+
+    pub fn into_inner(self) -> W {
+        self.inner
+    }
+}
+
+impl<W: io::Write> Write for IoSink<W> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.inner.write_all(s.as_bytes()).map_err(|e| {
+            self.error = Some(e);
+            fmt::Error
+        })
+    }
+}
+
+/// Renders `item` into an [`io::Write`] (no trailing newline).
+pub fn write_io<T: Render + ?Sized, W: io::Write>(
+    out: W,
+    item: &T,
+    layout: Layout,
+    indent: usize,
+) -> io::Result<()> {
+    let mut sink = IoSink::new(out);
+    let result = item.render(&mut sink, layout, indent);
+    sink.finish(result)
+}
+
+#[cfg(test)]
+mod tests;
