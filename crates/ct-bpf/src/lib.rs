@@ -7,8 +7,16 @@ mod skel {
     include!(concat!(env!("OUT_DIR"), "/ct.skel.rs"));
 }
 
+pub mod check;
+pub mod collector;
 pub mod decode;
+mod error;
 pub mod packet;
+pub mod probe;
 pub mod raw;
 
+pub use check::{check, Report};
+pub use collector::{Collector, CollectorBuilder, DEFAULT_RING_SIZE};
 pub use decode::{decode, decode_ct, DecodeError, Decoder};
+pub use error::Error;
+pub use probe::{KernelBtf, ProbeSpec, ProbeSpecError, ResolvedProbe};

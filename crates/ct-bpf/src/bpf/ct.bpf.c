@@ -79,8 +79,8 @@ static __always_inline void ct_fill_header(struct ct_raw_event *ev, const __u8 *
 	const unsigned char *data = CT_GET(skbbuf, struct sk_buff, data, unsigned char *);
 	__u16 nh = CT_GET(skbbuf, struct sk_buff, network_header, __u16);
 	__u16 mh = CT_GET(skbbuf, struct sk_buff, mac_header, __u16);
-	__u32 tail = CT_GET(skbbuf, struct sk_buff, tail, __u32);
-	__u32 l3, avail;
+	__u64 tail = CT_GET(skbbuf, struct sk_buff, tail, __u32);
+	__u64 l3, avail; /* 64-bit: a 32-bit bound would be lost in zero-extension */
 
 	if (!head)
 		return;
@@ -92,6 +92,11 @@ static __always_inline void ct_fill_header(struct ct_raw_event *ev, const __u8 *
 	avail = tail - l3;
 	if (avail > CT_PKT_HDR_LEN)
 		avail = CT_PKT_HDR_LEN;
+	/* Make the compiler re-test the clamped register: the verifier needs the bound on
+	 * the very register passed as the size. */
+	barrier_var(avail);
+	if (avail > CT_PKT_HDR_LEN)
+		return;
 	if (!bpf_probe_read_kernel(ev->hdr, avail, head + l3))
 		ev->hdr_len = avail;
 }

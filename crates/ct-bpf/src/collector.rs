@@ -1,0 +1,362 @@
+//! The collector: probes in, decoded events out.
+//!
+//! One copy of the BPF object is loaded per probe (each with its probe id and skb
+//! argument frozen in `.rodata`); the first copy creates the ring buffer, the lost counter
+//! and the scratch map, the others reuse them. Dropping the collector detaches every
+//! probe: links go first, then the programs and maps.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::os::fd::AsFd;
+use std::rc::Rc;
+use std::time::Duration;
+
+use ct_core::{Event, ProbeInfo};
+use libbpf_rs::{Link, MapCore, MapFlags, MapHandle, Object, ObjectBuilder, RingBuffer};
+
+use crate::check::{has_bpf_privileges, kprobes_supported};
+use crate::decode::{DecodeError, Decoder};
+use crate::probe::{KernelBtf, ProbeSpec, ResolvedProbe};
+use crate::raw::{write_rodata, ProbeConfig, RawCtEvent};
+use crate::Error;
+
+static BPF_OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/ct.bpf.o"));
+
+/// Default ring buffer size: 4 MiB holds about 8,500 events between two reads.
+pub const DEFAULT_RING_SIZE: u64 = 4 << 20;
+
+/// Configures and starts a [`Collector`].
+#[derive(Debug, Clone)]
+pub struct CollectorBuilder {
+    probes: Vec<ProbeSpec>,
+    ring_size: u64,
+    netns: Option<u32>,
+    only_tracked: bool,
+}
+
+impl Default for CollectorBuilder {
+    fn default() -> Self {
+        CollectorBuilder {
+            probes: Vec::new(),
+            ring_size: DEFAULT_RING_SIZE,
+            netns: None,
+            only_tracked: false,
+        }
+    }
+}
+
+impl CollectorBuilder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a probe; events record which one they came from.
+    pub fn probe(mut self, spec: ProbeSpec) -> Self {
+        self.probes.push(spec);
+        self
+    }
+
+    pub fn probes(mut self, specs: impl IntoIterator<Item = ProbeSpec>) -> Self {
+        self.probes.extend(specs);
+        self
+    }
+
+    /// Ring buffer size in bytes: a power of two, at least 4096.
+    pub fn ring_size(mut self, bytes: u64) -> Self {
+        self.ring_size = bytes;
+        self
+    }
+
+    /// Reports only packets whose device (or socket) is in this network namespace, given
+    /// by inode number (`stat -L -c %i /proc/PID/ns/net`). Filtered in the kernel.
+    pub fn netns(mut self, inode: u32) -> Self {
+        self.netns = Some(inode);
+        self
+    }
+
+    /// Reports only packets that carry conntrack data. Filtered in the kernel.
+    pub fn only_tracked(mut self, yes: bool) -> Self {
+        self.only_tracked = yes;
+        self
+    }
+
+    /// Checks the prerequisites, resolves every probe against kernel BTF, loads and
+    /// attaches. On error nothing stays attached.
+    pub fn build(self) -> Result<Collector, Error> {
+        if self.probes.is_empty() {
+            return Err(Error::NoProbes);
+        }
+        if !self.ring_size.is_power_of_two() || self.ring_size < 4096 || self.ring_size > 1 << 30 {
+            return Err(Error::RingSize(self.ring_size));
+        }
+        for (i, p) in self.probes.iter().enumerate() {
+            if self.probes[..i].contains(p) {
+                return Err(Error::DuplicateProbe {
+                    spec: p.to_string(),
+                });
+            }
+        }
+        let btf = KernelBtf::load()?;
+        if !crate::check::has_member(btf.btf(), "sk_buff", "_nfct") {
+            return Err(Error::NoConntrack);
+        }
+        let resolved = self
+            .probes
+            .iter()
+            .map(|spec| {
+                if !matches!(spec, ProbeSpec::Tracepoint { .. }) && !kprobes_supported() {
+                    return Err(Error::KprobesUnsupported {
+                        spec: spec.to_string(),
+                    });
+                }
+                btf.resolve(spec)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        drop(btf);
+        if !has_bpf_privileges() {
+            return Err(Error::Privileges);
+        }
+
+        let mut objects = Vec::with_capacity(resolved.len());
+        let mut links = Vec::with_capacity(resolved.len());
+        let mut shared: Option<SharedMaps> = None;
+        for (id, probe) in resolved.iter().enumerate() {
+            let cfg = ProbeConfig {
+                probe_id: id as u32,
+                skb_arg: probe.skb_arg,
+                netns: self.netns.unwrap_or(0),
+                require_ct: self.only_tracked,
+            };
+            let object = load_object(probe, &cfg, shared.as_ref(), self.ring_size)?;
+            if shared.is_none() {
+                shared = Some(SharedMaps::from_object(&object)?);
+            }
+            links.push(attach(&object, probe)?);
+            objects.push(object);
+        }
+        let shared = shared.ok_or(Error::NoProbes)?;
+
+        let queue: Rc<RefCell<VecDeque<RawCtEvent>>> = Rc::default();
+        let sink = Rc::clone(&queue);
+        let mut ring = libbpf_rs::RingBufferBuilder::new();
+        ring.add(&shared.events, move |bytes: &[u8]| {
+            // Records are fixed-size; a short one is kept as-is so decode reports it.
+            let raw = RawCtEvent::read(bytes).unwrap_or_else(|| short_marker(bytes.len()));
+            sink.borrow_mut().push_back(raw);
+            0
+        })
+        .map_err(Error::Ring)?;
+        let ring = ring.build().map_err(Error::Ring)?;
+
+        let infos: Vec<ProbeInfo> = resolved.iter().map(|p| p.spec.info()).collect();
+        Ok(Collector {
+            links,
+            ring,
+            queue,
+            lost: shared.lost,
+            _events: shared.events,
+            _scratch: shared.scratch,
+            objects,
+            decoder: Decoder::new(infos.clone()),
+            probes: infos,
+        })
+    }
+}
+
+/// A record of impossible length marks a short read; decode turns it into an error.
+fn short_marker(len: usize) -> RawCtEvent {
+    RawCtEvent {
+        probe_id: u32::MAX,
+        skb_len: len as u32,
+        ..Default::default()
+    }
+}
+
+struct SharedMaps {
+    events: MapHandle,
+    lost: MapHandle,
+    scratch: MapHandle,
+}
+
+impl SharedMaps {
+    fn from_object(object: &Object) -> Result<Self, Error> {
+        let find = |name: &'static str| {
+            object
+                .maps()
+                .find(|m| m.name() == name)
+                .ok_or(Error::ObjectLayout(name))
+                .and_then(|m| MapHandle::try_from(&m).map_err(Error::Ring))
+        };
+        Ok(SharedMaps {
+            events: find("ct_events")?,
+            lost: find("ct_lost")?,
+            scratch: find("ct_scratch_map")?,
+        })
+    }
+}
+
+fn load_object(
+    probe: &ResolvedProbe,
+    cfg: &ProbeConfig,
+    shared: Option<&SharedMaps>,
+    ring_size: u64,
+) -> Result<Object, Error> {
+    let load_err = |source| Error::Load {
+        probe: probe.spec.to_string(),
+        source,
+    };
+    let mut open = ObjectBuilder::default()
+        .open_memory(BPF_OBJECT)
+        .map_err(load_err)?;
+    let mut rodata_written = false;
+    for mut map in open.maps_mut() {
+        let name = map.name().to_string_lossy().into_owned();
+        if name.ends_with(".rodata") {
+            let image = map
+                .initial_value_mut()
+                .ok_or(Error::ObjectLayout(".rodata image"))?;
+            write_rodata(image, cfg).map_err(|_| Error::ObjectLayout(".rodata size"))?;
+            rodata_written = true;
+            continue;
+        }
+        let reuse = match (name.as_str(), shared) {
+            ("ct_events", Some(s)) => Some(&s.events),
+            ("ct_lost", Some(s)) => Some(&s.lost),
+            ("ct_scratch_map", Some(s)) => Some(&s.scratch),
+            _ => None,
+        };
+        if let Some(handle) = reuse {
+            map.reuse_fd(handle.as_fd()).map_err(load_err)?;
+        } else if name == "ct_events" {
+            map.set_max_entries(ring_size as u32).map_err(load_err)?;
+        }
+    }
+    if !rodata_written {
+        return Err(Error::ObjectLayout(".rodata map"));
+    }
+    let wanted = program_for(&probe.spec);
+    for mut prog in open.progs_mut() {
+        let keep = prog.name() == wanted;
+        prog.set_autoload(keep);
+    }
+    open.load().map_err(load_err)
+}
+
+fn program_for(spec: &ProbeSpec) -> &'static str {
+    match spec {
+        ProbeSpec::Tracepoint { .. } => "ct_raw_tp",
+        ProbeSpec::Kprobe { .. } => "ct_kprobe",
+        ProbeSpec::Kretprobe { .. } => "ct_kretprobe",
+    }
+}
+
+fn attach(object: &Object, probe: &ResolvedProbe) -> Result<Link, Error> {
+    let wanted = program_for(&probe.spec);
+    let prog = object
+        .progs_mut()
+        .find(|p| p.name() == wanted)
+        .ok_or(Error::ObjectLayout("probe program"))?;
+    let result = match &probe.spec {
+        ProbeSpec::Tracepoint { name, .. } => prog.attach_raw_tracepoint(name),
+        ProbeSpec::Kprobe { function } => prog.attach_kprobe(false, function),
+        ProbeSpec::Kretprobe { function } => prog.attach_kprobe(true, function),
+    };
+    result.map_err(|source| Error::Attach {
+        probe: probe.spec.to_string(),
+        source,
+    })
+}
+
+/// Attached probes and the ring buffer they write to.
+///
+/// Not `Send`: poll it from the thread that built it. Dropping it detaches everything.
+pub struct Collector {
+    // Field order is drop order: detach before closing programs and maps.
+    links: Vec<Link>,
+    ring: RingBuffer<'static>,
+    queue: Rc<RefCell<VecDeque<RawCtEvent>>>,
+    lost: MapHandle,
+    _events: MapHandle,
+    _scratch: MapHandle,
+    objects: Vec<Object>,
+    decoder: Decoder,
+    probes: Vec<ProbeInfo>,
+}
+
+impl std::fmt::Debug for Collector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Collector")
+            .field("probes", &self.probes)
+            .field("links", &self.links.len())
+            .field("objects", &self.objects.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Collector {
+    /// The attached probes, in probe-id order.
+    pub fn probes(&self) -> &[ProbeInfo] {
+        &self.probes
+    }
+
+    /// Waits up to `timeout` for events and hands each to `on_event`, decoded. Returns how
+    /// many were handed over. A signal interrupting the wait is not an error (0 events).
+    pub fn poll(
+        &mut self,
+        timeout: Duration,
+        on_event: impl FnMut(Result<Event, DecodeError>),
+    ) -> Result<usize, Error> {
+        let rc = self.ring.poll_raw(timeout);
+        if rc < 0 && rc != -libc::EINTR {
+            return Err(Error::Ring(libbpf_rs::Error::from_raw_os_error(-rc)));
+        }
+        Ok(self.deliver(on_event))
+    }
+
+    /// Hands over every event already in the ring buffer without waiting (use it once
+    /// more after the last poll so that nothing read by the kernel is left behind).
+    pub fn drain(
+        &mut self,
+        on_event: impl FnMut(Result<Event, DecodeError>),
+    ) -> Result<usize, Error> {
+        let rc = self.ring.consume_raw();
+        if rc < 0 && rc != -libc::EINTR {
+            return Err(Error::Ring(libbpf_rs::Error::from_raw_os_error(-rc)));
+        }
+        Ok(self.deliver(on_event))
+    }
+
+    fn deliver(&mut self, mut on_event: impl FnMut(Result<Event, DecodeError>)) -> usize {
+        let mut queue = self.queue.borrow_mut();
+        let n = queue.len();
+        for raw in queue.drain(..) {
+            if raw.probe_id == u32::MAX {
+                on_event(Err(DecodeError::Short {
+                    got: raw.skb_len as usize,
+                }));
+            } else {
+                on_event(self.decoder.decode_raw(&raw));
+            }
+        }
+        n
+    }
+
+    /// Events the kernel could not put in the ring buffer (it was full), since start.
+    pub fn lost(&self) -> Result<u64, Error> {
+        let values = self
+            .lost
+            .lookup_percpu(&0u32.to_ne_bytes(), MapFlags::ANY)
+            .map_err(Error::LostCounter)?
+            .unwrap_or_default();
+        Ok(values
+            .iter()
+            .filter_map(|v| v.get(..8).and_then(|b| b.try_into().ok()))
+            .map(u64::from_ne_bytes)
+            .sum())
+    }
+
+    /// Descriptor to wait on (epoll) for readiness, for callers with their own loop.
+    pub fn ring_fd(&self) -> i32 {
+        self.ring.epoll_fd()
+    }
+}

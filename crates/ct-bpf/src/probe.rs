@@ -1,0 +1,431 @@
+//! Probe specs (`tp:net:net_dev_start_xmit`, `kp:ip_rcv`, `kr:skb_clone`) and their
+//! resolution against kernel BTF to the argument slot that holds the `struct sk_buff *`.
+
+use std::fmt;
+use std::str::FromStr;
+
+use ct_core::{ProbeInfo, ProbeKind};
+use libbpf_rs::btf::types::{Func, FuncProto, Typedef};
+use libbpf_rs::btf::{Btf, BtfKind, BtfType, ReferencesType};
+
+use crate::Error;
+
+/// Where to attach: a tracepoint, or a kernel function entry or return.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ProbeSpec {
+    /// `tp:<category>:<name>`, attached as a raw tracepoint.
+    Tracepoint { category: String, name: String },
+    /// `kp:<function>`.
+    Kprobe { function: String },
+    /// `kr:<function>`: the function must return a `struct sk_buff *`.
+    Kretprobe { function: String },
+}
+
+/// Why a probe spec does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProbeSpecError {
+    #[error("probe {0:?}: expected tp:<category>:<name>, kp:<function> or kr:<function>")]
+    Shape(String),
+    #[error("probe {spec:?}: unknown probe type {kind:?}; use tp (tracepoint), kp (kprobe) or kr (kretprobe)")]
+    Kind { spec: String, kind: String },
+    #[error(
+        "probe {0:?}: names may hold only letters, digits and '_' (and '.' in function names)"
+    )]
+    Name(String),
+}
+
+fn valid_ident(s: &str, allow_dot: bool) -> bool {
+    !s.is_empty()
+        && s.len() <= 128
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || (allow_dot && b == b'.'))
+}
+
+impl FromStr for ProbeSpec {
+    type Err = ProbeSpecError;
+
+    fn from_str(spec: &str) -> Result<Self, ProbeSpecError> {
+        let spec = spec.trim();
+        let (kind, rest) = spec
+            .split_once(':')
+            .ok_or_else(|| ProbeSpecError::Shape(spec.to_owned()))?;
+        let bad_name = || ProbeSpecError::Name(spec.to_owned());
+        match kind {
+            "tp" => {
+                let (category, name) = rest
+                    .split_once(':')
+                    .ok_or_else(|| ProbeSpecError::Shape(spec.to_owned()))?;
+                if !valid_ident(category, false) || !valid_ident(name, false) {
+                    return Err(bad_name());
+                }
+                Ok(ProbeSpec::Tracepoint {
+                    category: category.to_owned(),
+                    name: name.to_owned(),
+                })
+            }
+            "kp" | "kr" => {
+                if !valid_ident(rest, true) {
+                    return Err(bad_name());
+                }
+                let function = rest.to_owned();
+                Ok(if kind == "kp" {
+                    ProbeSpec::Kprobe { function }
+                } else {
+                    ProbeSpec::Kretprobe { function }
+                })
+            }
+            other => Err(ProbeSpecError::Kind {
+                spec: spec.to_owned(),
+                kind: other.to_owned(),
+            }),
+        }
+    }
+}
+
+impl fmt::Display for ProbeSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProbeSpec::Tracepoint { category, name } => write!(f, "tp:{category}:{name}"),
+            ProbeSpec::Kprobe { function } => write!(f, "kp:{function}"),
+            ProbeSpec::Kretprobe { function } => write!(f, "kr:{function}"),
+        }
+    }
+}
+
+impl ProbeSpec {
+    pub fn kind(&self) -> ProbeKind {
+        match self {
+            ProbeSpec::Tracepoint { .. } => ProbeKind::Tp,
+            ProbeSpec::Kprobe { .. } => ProbeKind::Kp,
+            ProbeSpec::Kretprobe { .. } => ProbeKind::Kr,
+        }
+    }
+
+    /// The name events carry: `category:name` or the function.
+    pub fn event_name(&self) -> String {
+        match self {
+            ProbeSpec::Tracepoint { category, name } => format!("{category}:{name}"),
+            ProbeSpec::Kprobe { function } | ProbeSpec::Kretprobe { function } => function.clone(),
+        }
+    }
+
+    pub fn info(&self) -> ProbeInfo {
+        ProbeInfo {
+            kind: self.kind(),
+            name: self.event_name().into(),
+        }
+    }
+}
+
+/// Where the `struct sk_buff *` is for one probe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedProbe {
+    pub spec: ProbeSpec,
+    /// Argument index (0-based, not counting a tracepoint's hidden `void *` context);
+    /// for a kretprobe, 0 and unused: the skb is the return value.
+    pub skb_arg: u32,
+}
+
+/// Kernel BTF, loaded once, answering questions about probes.
+pub struct KernelBtf {
+    btf: Btf<'static>,
+}
+
+impl fmt::Debug for KernelBtf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KernelBtf").finish_non_exhaustive()
+    }
+}
+
+/// Most arguments a probe program can read the skb from (raw_tp: 6; kprobe registers: 5).
+const MAX_ARGS: usize = 6;
+const MAX_KPROBE_ARGS: usize = 5;
+
+impl KernelBtf {
+    /// Loads `/sys/kernel/btf/vmlinux`.
+    pub fn load() -> Result<Self, Error> {
+        if !std::path::Path::new(crate::check::VMLINUX_BTF).exists() {
+            return Err(Error::NoBtf);
+        }
+        let btf = Btf::from_vmlinux().map_err(|e| Error::BtfUnreadable(e.to_string()))?;
+        Ok(KernelBtf { btf })
+    }
+
+    pub fn btf(&self) -> &Btf<'static> {
+        &self.btf
+    }
+
+    /// Finds the skb argument of `spec`, or says why there is none.
+    pub fn resolve(&self, spec: &ProbeSpec) -> Result<ResolvedProbe, Error> {
+        match spec {
+            ProbeSpec::Tracepoint { name, .. } => {
+                let typedef = format!("btf_trace_{name}");
+                let proto = self
+                    .btf
+                    .type_by_name::<Typedef>(&typedef)
+                    .and_then(|t| t.next_type())
+                    .and_then(|t| t.next_type()) // through the pointer
+                    .and_then(|t| FuncProto::try_from(t).ok())
+                    .ok_or_else(|| Error::UnknownProbe {
+                        spec: spec.to_string(),
+                        what: "tracepoint",
+                        suggestions: self.suggest_tracepoints(name),
+                    })?;
+                // Raw tracepoint args skip the first parameter (the hidden `void *__data`).
+                let params: Vec<String> = proto
+                    .iter()
+                    .skip(1)
+                    .map(|p| type_name(&self.btf, p.ty))
+                    .collect();
+                self.pick_skb(spec, &params, MAX_ARGS)
+            }
+            ProbeSpec::Kprobe { function } => {
+                let proto = self.func_proto(spec, function)?;
+                let params: Vec<String> =
+                    proto.iter().map(|p| type_name(&self.btf, p.ty)).collect();
+                self.pick_skb(spec, &params, MAX_KPROBE_ARGS)
+            }
+            ProbeSpec::Kretprobe { function } => {
+                let proto = self.func_proto(spec, function)?;
+                let ret = type_name(&self.btf, proto.referenced_type_id());
+                if is_skb_ptr(&ret) {
+                    Ok(ResolvedProbe {
+                        spec: spec.clone(),
+                        skb_arg: 0,
+                    })
+                } else {
+                    Err(Error::NoSkbArgument {
+                        spec: spec.to_string(),
+                        args: vec![format!("returns {ret}")],
+                    })
+                }
+            }
+        }
+    }
+
+    fn func_proto(&self, spec: &ProbeSpec, function: &str) -> Result<FuncProto<'_>, Error> {
+        self.btf
+            .type_by_name::<Func>(function)
+            .and_then(|f| f.next_type())
+            .and_then(|t| FuncProto::try_from(t).ok())
+            .ok_or_else(|| Error::UnknownProbe {
+                spec: spec.to_string(),
+                what: "kernel function",
+                suggestions: self.suggest_functions(function),
+            })
+    }
+
+    fn pick_skb(
+        &self,
+        spec: &ProbeSpec,
+        params: &[String],
+        max: usize,
+    ) -> Result<ResolvedProbe, Error> {
+        match params.iter().position(|p| is_skb_ptr(p)) {
+            Some(i) if i < max => Ok(ResolvedProbe {
+                spec: spec.clone(),
+                skb_arg: i as u32,
+            }),
+            Some(i) => Err(Error::SkbArgumentOutOfReach {
+                spec: spec.to_string(),
+                index: i,
+                max,
+            }),
+            None => Err(Error::NoSkbArgument {
+                spec: spec.to_string(),
+                args: params.to_vec(),
+            }),
+        }
+    }
+
+    /// Every tracepoint name in the kernel (from `btf_trace_*` typedefs).
+    pub fn tracepoints(&self) -> impl Iterator<Item = String> + '_ {
+        self.btf.type_by_kind::<Typedef>().filter_map(|t| {
+            t.name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_prefix("btf_trace_"))
+                .map(str::to_owned)
+        })
+    }
+
+    fn suggest_tracepoints(&self, name: &str) -> Vec<String> {
+        closest(name, self.tracepoints())
+    }
+
+    fn suggest_functions(&self, name: &str) -> Vec<String> {
+        closest(
+            name,
+            self.btf
+                .type_by_kind::<Func>()
+                .filter_map(|f| f.name().and_then(|n| n.to_str()).map(str::to_owned)),
+        )
+    }
+}
+
+fn is_skb_ptr(type_name: &str) -> bool {
+    let t = type_name.trim_start_matches("const ").trim();
+    t == "struct sk_buff *"
+}
+
+/// C-like spelling of a BTF type, enough to show a user a probe's argument types.
+fn type_name(btf: &Btf<'_>, id: libbpf_rs::btf::TypeId) -> String {
+    let Some(ty) = btf.type_by_id::<BtfType<'_>>(id) else {
+        return "void".into();
+    };
+    let mut out = String::new();
+    let mut ty = ty;
+    let mut stars = 0;
+    let mut quals = String::new();
+    // Bounded: BTF chains are short, but never trust input to terminate.
+    for _ in 0..32 {
+        match ty.kind() {
+            BtfKind::Ptr => stars += 1,
+            BtfKind::Const if stars == 0 => quals.push_str("const "),
+            BtfKind::Const | BtfKind::Volatile | BtfKind::Restrict | BtfKind::TypeTag => {}
+            _ => break,
+        }
+        match ty.next_type() {
+            Some(next) => ty = next,
+            None => {
+                out.push_str(&quals);
+                out.push_str("void");
+                push_stars(&mut out, stars);
+                return out;
+            }
+        }
+    }
+    let name = ty.name().and_then(|n| n.to_str()).unwrap_or("");
+    let base = match ty.kind() {
+        BtfKind::Struct => format!("struct {name}"),
+        BtfKind::Union => format!("union {name}"),
+        BtfKind::Enum | BtfKind::Enum64 => format!("enum {name}"),
+        BtfKind::FuncProto => "fn".into(),
+        BtfKind::Void => "void".into(),
+        _ if name.is_empty() => format!("{:?}", ty.kind()).to_lowercase(),
+        _ => name.to_owned(),
+    };
+    out.push_str(&quals);
+    out.push_str(&base);
+    push_stars(&mut out, stars);
+    out
+}
+
+fn push_stars(out: &mut String, stars: usize) {
+    if stars > 0 {
+        out.push(' ');
+        out.extend(std::iter::repeat_n('*', stars));
+    }
+}
+
+/// Up to five names closest to `wanted`: containing it first, then by edit distance.
+fn closest(wanted: &str, names: impl Iterator<Item = String>) -> Vec<String> {
+    let mut scored: Vec<(usize, String)> = names
+        .filter_map(|n| {
+            let d = if n.contains(wanted) || wanted.contains(n.as_str()) {
+                n.len().abs_diff(wanted.len()) / 4
+            } else {
+                levenshtein(wanted, &n)
+            };
+            (d <= wanted.len() / 3 + 1).then_some((d, n))
+        })
+        .collect();
+    scored.sort();
+    scored.dedup_by(|a, b| a.1 == b.1);
+    scored.into_iter().take(5).map(|(_, n)| n).collect()
+}
+
+fn levenshtein(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            cur[j + 1] = (prev[j] + usize::from(ca != *cb))
+                .min(prev[j + 1] + 1)
+                .min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn parses_the_three_kinds() {
+        assert_eq!(
+            "tp:net:net_dev_start_xmit".parse::<ProbeSpec>().unwrap(),
+            ProbeSpec::Tracepoint {
+                category: "net".into(),
+                name: "net_dev_start_xmit".into()
+            }
+        );
+        assert_eq!(
+            "kp:ip_rcv".parse::<ProbeSpec>().unwrap(),
+            ProbeSpec::Kprobe {
+                function: "ip_rcv".into()
+            }
+        );
+        assert_eq!(
+            "kr:skb_clone".parse::<ProbeSpec>().unwrap().to_string(),
+            "kr:skb_clone"
+        );
+        assert_eq!(
+            "kp:tcp_v4_rcv.cold"
+                .parse::<ProbeSpec>()
+                .unwrap()
+                .event_name(),
+            "tcp_v4_rcv.cold"
+        );
+    }
+
+    #[test]
+    fn refuses_malformed_specs() {
+        assert!(matches!(
+            "net_dev_start_xmit".parse::<ProbeSpec>(),
+            Err(ProbeSpecError::Shape(_))
+        ));
+        assert!(matches!(
+            "tp:net_dev_start_xmit".parse::<ProbeSpec>(),
+            Err(ProbeSpecError::Shape(_))
+        ));
+        assert!(matches!(
+            "fentry:ip_rcv".parse::<ProbeSpec>(),
+            Err(ProbeSpecError::Kind { .. })
+        ));
+        assert!(matches!(
+            "tp:net:a b".parse::<ProbeSpec>(),
+            Err(ProbeSpecError::Name(_))
+        ));
+        assert!(matches!(
+            "kp:".parse::<ProbeSpec>(),
+            Err(ProbeSpecError::Name(_))
+        ));
+    }
+
+    #[test]
+    fn closest_prefers_substrings() {
+        let names = [
+            "net_dev_start_xmit",
+            "net_dev_xmit",
+            "kfree_skb",
+            "consume_skb",
+        ]
+        .map(String::from);
+        let got = closest("net_dev_start", names.into_iter());
+        assert_eq!(got.first().map(String::as_str), Some("net_dev_start_xmit"));
+        assert_eq!(levenshtein("kfree_skb", "kfre_skb"), 1);
+    }
+
+    proptest! {
+        #[test]
+        fn parse_never_panics_and_round_trips(s in "\\PC{0,40}") {
+            if let Ok(spec) = s.parse::<ProbeSpec>() {
+                prop_assert_eq!(spec.to_string().parse::<ProbeSpec>().unwrap(), spec);
+            }
+        }
+    }
+}
