@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs what a fresh Debian 12 machine lacks to build and test ct-trace:
+# the BPF toolchain (clang), libbpf's build needs (libelf, zlib, pkg-config), and the
+# tools the kernel tests drive (nftables, conntrack-tools, iproute2, ping, python3).
+set -euo pipefail
+
+packages=(
+    clang llvm gcc libc6-dev make pkg-config libelf-dev zlib1g-dev
+    nftables conntrack iproute2 iputils-ping python3 procps util-linux
+)
+
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if ((${#missing[@]})); then
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    echo "install-deps: installing ${missing[*]}" >&2
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null 2>&1 && [ -x "$HOME/.cargo/bin/cargo" ]; then
+    export PATH="$HOME/.cargo/bin:$PATH"
+fi
+command -v cargo >/dev/null 2>&1 || {
+    echo "install-deps: cargo is missing: install Rust with rustup (https://rustup.rs)" >&2
+    exit 1
+}
