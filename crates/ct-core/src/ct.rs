@@ -124,6 +124,15 @@ pub struct CtConnEvent {
     pub timeout: Option<u32>,
 }
 
+impl CtConnEvent {
+    /// A template attached by a CT target before lookup (`ct zone set`, `ct helper set`
+    /// in a prerouting/output chain of lower priority than conntrack): it carries settings
+    /// but no tuples, which are then meaningless.
+    pub fn is_template(&self) -> bool {
+        self.ct_status.contains(CtStatus::TEMPLATE)
+    }
+}
+
 /// Which direction(s) a conntrack zone applies to (`struct nf_conntrack_zone.dir`).
 #[derive(
     Debug,

@@ -169,6 +169,22 @@ fn conn_body<W: Write + ?Sized>(
     layout: Layout,
     indent: usize,
 ) -> fmt::Result {
+    if conn.is_template() {
+        // A CT-target template carries settings (zone, helper...) but no tuples yet.
+        w.write_str("template")?;
+    } else {
+        conn_tuples(w, conn, layout, indent)?;
+    }
+    conn_extras(w, conn)
+}
+
+/// `{proto}{ (state)} orig [..] reply [..]`.
+fn conn_tuples<W: Write + ?Sized>(
+    w: &mut W,
+    conn: &CtConnEvent,
+    layout: Layout,
+    indent: usize,
+) -> fmt::Result {
     write_proto(w, &conn.orig.proto)?;
     match conn.orig.proto {
         CtProto::Tcp { .. } => {
@@ -195,7 +211,11 @@ fn conn_body<W: Write + ?Sized>(
     }
     w.write_str("reply [")?;
     write_tuple(w, &conn.reply)?;
-    w.write_char(']')?;
+    w.write_char(']')
+}
+
+/// ` zone ..`, ` mark ..`, ` labels ..` and the optional extras, each only when known.
+fn conn_extras<W: Write + ?Sized>(w: &mut W, conn: &CtConnEvent) -> fmt::Result {
     match conn.zone_dir {
         ZoneDir::None => {}
         ZoneDir::Default => write!(w, " zone {}", conn.zone_id)?,

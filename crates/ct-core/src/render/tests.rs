@@ -706,9 +706,35 @@ proptest! {
         let single = render(&ct, Layout::SingleLine, indent);
         prop_assert!(single.trim_start().starts_with("ct_state "));
         let multi = render(&ct, Layout::MultiLine, indent);
+        // A connection takes two lines (split before `reply`); a template, having no
+        // tuples, one.
+        let lines = |c: &CtConnEvent| if c.is_template() { 1 } else { 2 };
         let expected_lines = 1
-            + ct.base.as_ref().map_or(0, |_| 2)
-            + ct.parent.as_ref().map_or(0, |_| 2);
+            + ct.base.as_ref().map_or(0, lines)
+            + ct.parent.as_ref().map_or(0, lines);
         prop_assert_eq!(multi.lines().count(), expected_lines);
     }
+}
+
+#[test]
+fn template_prints_settings_not_tuples() {
+    let mut base = seed_ct("udp_zone").base.unwrap();
+    let unspecified = CtTuple {
+        ip: CtIp::new(
+            std::net::Ipv4Addr::UNSPECIFIED.into(),
+            std::net::Ipv4Addr::UNSPECIFIED.into(),
+        ),
+        proto: CtProto::Generic { proto: 0 },
+    };
+    base.orig = unspecified;
+    base.reply = unspecified;
+    base.ct_status = CtStatus::TEMPLATE;
+    base.zone_dir = ZoneDir::Default;
+    base.zone_id = 5;
+    base.mark = Some(0);
+    base.labels = None;
+    let text = ct(CtState::New, base)
+        .display(Layout::SingleLine)
+        .to_string();
+    assert_eq!(text, "ct_state NEW status 0x800 template zone 5 mark 0x0");
 }
