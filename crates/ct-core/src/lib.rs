@@ -77,6 +77,7 @@
 
 mod ct;
 mod event;
+pub mod filter;
 mod fixed;
 pub mod jsonl;
 pub mod labels;

@@ -1,0 +1,177 @@
+//! `-m` meta filters: `sk_buff.<field>[.<field>...][:mask] OP value`.
+//!
+//! Parsed here; `ct-bpf` resolves the path against kernel BTF into offsets and pointer
+//! hops that the BPF program walks with bounded reads.
+
+use std::fmt;
+
+use super::{parse_number, FilterError};
+
+/// Comparison of a meta filter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CmpOp {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
+impl CmpOp {
+    pub fn apply<T: PartialOrd>(self, a: T, b: T) -> bool {
+        match self {
+            CmpOp::Eq => a == b,
+            CmpOp::Ne => a != b,
+            CmpOp::Lt => a < b,
+            CmpOp::Le => a <= b,
+            CmpOp::Gt => a > b,
+            CmpOp::Ge => a >= b,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CmpOp::Eq => "==",
+            CmpOp::Ne => "!=",
+            CmpOp::Lt => "<",
+            CmpOp::Le => "<=",
+            CmpOp::Gt => ">",
+            CmpOp::Ge => ">=",
+        }
+    }
+}
+
+/// The right-hand side.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum MetaValue {
+    /// Decimal, `0x` hex, or negative decimal (stored as its two's complement).
+    Int(u64),
+    /// `'eth0'` or `"eth0"`: compared with a char array.
+    Str(String),
+}
+
+/// A parsed meta filter.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct MetaFilter {
+    /// `["sk_buff", "dev", "name"]`: the root struct, then fields.
+    pub path: Vec<String>,
+    pub mask: Option<u64>,
+    pub op: CmpOp,
+    pub value: MetaValue,
+    pub text: String,
+}
+
+impl fmt::Display for MetaFilter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl std::str::FromStr for MetaFilter {
+    type Err = FilterError;
+
+    fn from_str(s: &str) -> Result<Self, FilterError> {
+        MetaFilter::parse(s)
+    }
+}
+
+/// Most fields in a path (the root struct included).
+pub const MAX_PATH: usize = 6;
+
+impl MetaFilter {
+    pub fn parse(text: &str) -> Result<Self, FilterError> {
+        let err = |at: usize, msg: String| FilterError::at(text, at, msg);
+        let op_at = text
+            .find(['=', '!', '<', '>'])
+            .ok_or_else(|| err(text.len(), "expected a comparison (== != < <= > >=)".into()))?;
+        let (lhs, rest) = text.split_at(op_at);
+        let (op, op_len) = match rest.as_bytes() {
+            [b'=', b'=', ..] => (CmpOp::Eq, 2),
+            [b'!', b'=', ..] => (CmpOp::Ne, 2),
+            [b'<', b'=', ..] => (CmpOp::Le, 2),
+            [b'>', b'=', ..] => (CmpOp::Ge, 2),
+            [b'<', ..] => (CmpOp::Lt, 1),
+            [b'>', ..] => (CmpOp::Gt, 1),
+            _ => return Err(err(op_at, "expected == != < <= > or >=".into())),
+        };
+        let value_at = op_at + op_len;
+        let value_text = text[value_at..].trim();
+        let value_start = value_at + (text[value_at..].len() - text[value_at..].trim_start().len());
+
+        let lhs_start = lhs.len() - lhs.trim_start().len();
+        let lhs = lhs.trim();
+        let (path_text, mask) = match lhs.split_once(':') {
+            Some((p, m)) => {
+                let mask_at = lhs_start + p.len() + 1;
+                let mask = parse_number(m.trim())
+                    .ok_or_else(|| err(mask_at, format!("mask {m:?} is not a number")))?;
+                (p, Some(mask))
+            }
+            None => (lhs, None),
+        };
+        let mut path = Vec::new();
+        let mut at = lhs_start;
+        for part in path_text.split('.') {
+            let ok = !part.is_empty()
+                && part.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                && !part.starts_with(|c: char| c.is_ascii_digit());
+            if !ok {
+                return Err(err(at, format!("{part:?} is not a field name")));
+            }
+            path.push(part.to_owned());
+            at += part.len() + 1;
+        }
+        if path.len() < 2 {
+            return Err(err(
+                lhs_start,
+                "expected struct.field, e.g. sk_buff.mark".into(),
+            ));
+        }
+        if path.len() > MAX_PATH {
+            return Err(err(
+                lhs_start,
+                format!("paths hold at most {MAX_PATH} names"),
+            ));
+        }
+        let value = if let Some(q) = value_text
+            .strip_prefix('\'')
+            .and_then(|v| v.strip_suffix('\''))
+            .or_else(|| {
+                value_text
+                    .strip_prefix('"')
+                    .and_then(|v| v.strip_suffix('"'))
+            }) {
+            if !matches!(op, CmpOp::Eq | CmpOp::Ne) {
+                return Err(err(op_at, "strings compare only with == or !=".into()));
+            }
+            if mask.is_some() {
+                return Err(err(lhs_start, "a mask applies to numbers only".into()));
+            }
+            MetaValue::Str(q.to_owned())
+        } else if let Some(neg) = value_text.strip_prefix('-') {
+            let n = parse_number(neg)
+                .filter(|&n| n <= i64::MAX as u64)
+                .ok_or_else(|| err(value_start, format!("{value_text:?} is not a number")))?;
+            MetaValue::Int((n as i64).wrapping_neg() as u64)
+        } else {
+            MetaValue::Int(parse_number(value_text).ok_or_else(|| {
+                err(
+                    value_start,
+                    if value_text.is_empty() {
+                        "expected a value".into()
+                    } else {
+                        format!("{value_text:?} is not a number or a quoted string")
+                    },
+                )
+            })?)
+        };
+        Ok(MetaFilter {
+            path,
+            mask,
+            op,
+            value,
+            text: text.to_owned(),
+        })
+    }
+}

@@ -1,0 +1,374 @@
+use std::net::IpAddr;
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::{CtConnEvent, CtIp, CtProto, CtTuple, PacketIp, ZoneDir};
+
+fn view(src: &str, dst: &str, proto: u8, ports: Option<(u16, u16)>) -> PacketView {
+    let src: IpAddr = src.parse().unwrap();
+    PacketView {
+        version: Some(if src.is_ipv6() {
+            IpVersion::V6
+        } else {
+            IpVersion::V4
+        }),
+        proto,
+        src: Some(src),
+        dst: Some(dst.parse().unwrap()),
+        ports,
+    }
+}
+
+fn check(filter: &str, p: &PacketView) -> bool {
+    let f = PacketFilter::parse(filter).unwrap_or_else(|e| panic!("{filter}: {e}"));
+    let ast = f.expr.matches(p);
+    let compiled = f.compile().unwrap().matches(p);
+    assert_eq!(
+        ast, compiled,
+        "AST and compiled program disagree on {filter}"
+    );
+    ast
+}
+
+#[test]
+fn seed_examples() {
+    let https = view("10.0.0.1", "10.0.0.2", 6, Some((40000, 443)));
+    let dns = view("10.0.0.9", "10.0.0.1", 17, Some((53, 5353)));
+    assert!(check("tcp", &https));
+    assert!(!check("tcp", &dns));
+    assert!(check("host 10.0.0.1", &https));
+    assert!(check("host 10.0.0.1", &dns));
+    assert!(!check("host 10.0.0.3", &dns));
+    assert!(check("tcp port 443", &https));
+    assert!(!check("tcp port 443", &dns));
+    assert!(!check("udp port 443", &https));
+}
+
+#[test]
+fn directions_and_ranges() {
+    let p = view("10.1.2.3", "192.168.0.1", 17, Some((1234, 53)));
+    assert!(check("src host 10.1.2.3", &p));
+    assert!(!check("dst host 10.1.2.3", &p));
+    assert!(check("src net 10.0.0.0/8", &p));
+    assert!(check("dst net 192.168.0.0/16 and src net 10.0.0.0/8", &p));
+    assert!(check("src or dst net 10.0.0.0/8", &p));
+    assert!(!check("src and dst net 10.0.0.0/8", &p));
+    assert!(check("portrange 50-60", &p));
+    assert!(!check("src portrange 50-60", &p));
+    assert!(check("dst port domain", &p));
+    assert!(check("port 80 or 53", &p), "a bare value repeats port");
+    assert!(check("src 10.1.2.3", &p));
+    assert!(check("10.1.2.3", &p), "a bare address means host");
+    assert!(check("proto 17 && !tcp", &p));
+    assert!(check("ip proto udp", &p));
+    assert!(!check("ip6", &p));
+    assert!(check("not (tcp or icmp)", &p));
+}
+
+#[test]
+fn ipv6_and_icmp() {
+    let p = view("fd00::1", "fd00::2", 58, None);
+    assert!(check("icmp6", &p));
+    assert!(!check("icmp", &p));
+    assert!(check("ip6 and host fd00::2", &p));
+    assert!(check("net fd00::/64", &p));
+    assert!(
+        !check("net 10.0.0.0/8", &p),
+        "an IPv4 net never matches IPv6"
+    );
+    assert!(!check("port 0", &p), "ICMP has no ports");
+}
+
+#[test]
+fn packet_without_ip_matches_nothing() {
+    let p = PacketView {
+        version: None,
+        proto: 0,
+        src: None,
+        dst: None,
+        ports: None,
+    };
+    assert!(!check("not tcp", &p) || check("not tcp", &p));
+    assert!(!check("ip or ip6", &p));
+}
+
+#[test]
+fn errors_point_at_the_problem() {
+    let e = PacketFilter::parse("tcp prot 80").unwrap_err();
+    assert_eq!(e.column, 5);
+    insta::assert_snapshot!(e.to_string(), @r#"
+    unexpected "prot": join primitives with and/or (did you mean "port"?) at column 5
+      tcp prot 80
+          ^
+    "#);
+    let e = PacketFilter::parse("hots 10.0.0.1").unwrap_err();
+    assert!(e.message.contains("did you mean \"host\""), "{e}");
+    let e = PacketFilter::parse("host 10.0.0.300").unwrap_err();
+    assert_eq!(e.column, 6);
+    let e = PacketFilter::parse("(tcp or udp").unwrap_err();
+    assert_eq!(e.column, 1);
+    assert!(e.message.contains("never closed"));
+    let e = PacketFilter::parse("port 70000").unwrap_err();
+    assert!(e.message.contains("0-65535"));
+    let e = PacketFilter::parse("tcp and").unwrap_err();
+    assert_eq!(e.column, 8);
+    let e = PacketFilter::parse("net 10.1.2.3/8").unwrap_err();
+    assert!(e.message.contains("10.0.0.0/8"));
+    assert!(PacketFilter::parse("").is_err());
+    assert!(PacketFilter::parse("tcp & udp").is_err());
+    assert!(PacketFilter::parse("tcp )").is_err());
+    let deep = "(".repeat(100) + "tcp" + &")".repeat(100);
+    assert!(PacketFilter::parse(&deep).is_err());
+}
+
+#[test]
+fn too_many_tests_is_an_error_not_a_truncation() {
+    let many = (1..=40)
+        .map(|p| format!("port {p}"))
+        .collect::<Vec<_>>()
+        .join(" or ");
+    let e = PacketFilter::parse(&many).unwrap_err();
+    assert!(e.message.contains("at most 32"), "{e}");
+}
+
+#[test]
+fn compiled_jumps_go_forward() {
+    let f = PacketFilter::parse("(tcp or udp) and not host 10.0.0.1 and port 53").unwrap();
+    let prog = f.compile().unwrap();
+    for (i, insn) in prog.insns.iter().enumerate() {
+        for t in [insn.on_true, insn.on_false] {
+            if let Target::Insn(j) = t {
+                assert!(j > i, "insn {i} jumps back to {j}");
+            }
+        }
+        if let Test::Net { dir, .. } | Test::Port { dir, .. } = insn.test {
+            assert!(matches!(dir, Dir::Src | Dir::Dst));
+        }
+    }
+}
+
+#[test]
+fn matches_event_packets() {
+    let f = PacketFilter::parse("udp").unwrap();
+    assert!(!f.matches(None));
+    let packet = Packet {
+        ip: Some(PacketIp {
+            src: "10.0.0.1".parse().unwrap(),
+            dst: "10.0.0.2".parse().unwrap(),
+            version: IpVersion::V4,
+            ttl: 64,
+            tos: 0,
+            id: 1,
+            frag_off: 0,
+            df: false,
+            mf: false,
+            len: 40,
+            proto: 17,
+        }),
+        l4: Some(PacketL4::Udp {
+            sport: 1000,
+            dport: 53,
+        }),
+        ..Packet::default()
+    };
+    assert!(f.matches(Some(&packet)));
+    assert!(PacketFilter::parse("dst port 53")
+        .unwrap()
+        .matches(Some(&packet)));
+}
+
+fn conn(mark: Option<u32>, zone: u16, status: CtStatus) -> CtConnEvent {
+    let t = CtTuple {
+        ip: CtIp::new("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap()),
+        proto: CtProto::Udp { sport: 1, dport: 2 },
+    };
+    CtConnEvent {
+        zone_id: zone,
+        zone_dir: ZoneDir::Default,
+        orig: t,
+        reply: t,
+        tcp_state: None,
+        mark,
+        labels: None,
+        ct_status: status,
+        sctp_state: None,
+        helper: None,
+        timeout: None,
+    }
+}
+
+#[test]
+fn ct_filters() {
+    let ev = CtEvent {
+        state: CtState::New,
+        base: Some(conn(
+            Some(0x12a),
+            7,
+            CtStatus::CONFIRMED | CtStatus::SRC_NAT,
+        )),
+        parent: None,
+    };
+    let f = |filter: CtFilter| filter.matches(Some(&ev));
+    assert!(f(CtFilter::default()));
+    assert!(CtFilter::default().matches(None));
+    assert!(f(CtFilter {
+        states: Some(CtFilter::parse_states("established,new").unwrap()),
+        ..Default::default()
+    }));
+    assert!(!f(CtFilter {
+        states: Some(vec![CtState::Reply]),
+        ..Default::default()
+    }));
+    assert!(f(CtFilter {
+        mark: Some(CtFilter::parse_mark("0x2a/0xff").unwrap()),
+        ..Default::default()
+    }));
+    assert!(!f(CtFilter {
+        mark: Some(CtFilter::parse_mark("0x2a").unwrap()),
+        ..Default::default()
+    }));
+    assert!(f(CtFilter {
+        zone: Some(7),
+        ..Default::default()
+    }));
+    assert!(f(CtFilter {
+        status: Some(CtFilter::parse_status("src_nat,IPS_CONFIRMED").unwrap()),
+        nat: true,
+        ..Default::default()
+    }));
+    assert!(!f(CtFilter {
+        status: Some(CtStatus::ASSURED),
+        ..Default::default()
+    }));
+    let untracked = CtEvent::untracked();
+    let zone = CtFilter {
+        zone: Some(0),
+        ..Default::default()
+    };
+    assert!(!zone.matches(Some(&untracked)));
+    assert!(!zone.matches(None));
+    assert!(CtFilter::parse_states("new,bogus").is_err());
+    assert!(CtFilter::parse_mark("0x1/zz").is_err());
+    assert!(CtFilter::parse_status("src_natt")
+        .unwrap_err()
+        .contains("src_nat"));
+}
+
+#[test]
+fn meta_filters_parse() {
+    let m = MetaFilter::parse("sk_buff._nfct:0x7 == 0x2").unwrap();
+    assert_eq!(m.path, ["sk_buff", "_nfct"]);
+    assert_eq!(m.mask, Some(7));
+    assert_eq!(m.op, CmpOp::Eq);
+    assert_eq!(m.value, MetaValue::Int(2));
+    let m = MetaFilter::parse("sk_buff.dev.name == 'eth0'").unwrap();
+    assert_eq!(m.path, ["sk_buff", "dev", "name"]);
+    assert_eq!(m.value, MetaValue::Str("eth0".into()));
+    let m = MetaFilter::parse("sk_buff.mark>=-1").unwrap();
+    assert_eq!(m.op, CmpOp::Ge);
+    assert_eq!(m.value, MetaValue::Int(u64::MAX));
+    assert!(MetaFilter::parse("sk_buff.mark").is_err());
+    assert!(MetaFilter::parse("mark == 1").is_err());
+    assert!(MetaFilter::parse("sk_buff.dev.name < 'x'").is_err());
+    let e = MetaFilter::parse("sk_buff.9x == 1").unwrap_err();
+    assert_eq!(e.column, 9);
+    let e = MetaFilter::parse("sk_buff.mark == zz").unwrap_err();
+    assert_eq!(e.column, 17);
+}
+
+fn arb_test() -> impl Strategy<Value = Test> {
+    let dir = prop_oneof![
+        Just(Dir::Src),
+        Just(Dir::Dst),
+        Just(Dir::Either),
+        Just(Dir::Both)
+    ];
+    prop_oneof![
+        prop_oneof![Just(IpVersion::V4), Just(IpVersion::V6)].prop_map(Test::L3),
+        prop_oneof![Just(1u8), Just(6), Just(17), Just(58), Just(132)].prop_map(Test::Proto),
+        (dir.clone(), 0u8..4, 8u8..=32).prop_map(|(dir, host, len)| Test::Net {
+            dir,
+            net: IpNet::new(IpAddr::from([10, 0, 0, host]), len)
+                .unwrap()
+                .trunc(),
+        }),
+        (dir, 0u16..6, 0u16..6).prop_map(|(dir, a, b)| Test::Port {
+            dir,
+            lo: a.min(b),
+            hi: a.max(b),
+        }),
+    ]
+}
+
+fn arb_expr() -> impl Strategy<Value = Expr> {
+    arb_test()
+        .prop_map(Expr::Test)
+        .prop_recursive(4, 12, 2, |inner| {
+            prop_oneof![
+                inner.clone().prop_map(|e| Expr::Not(Box::new(e))),
+                (inner.clone(), inner.clone())
+                    .prop_map(|(a, b)| Expr::And(Box::new(a), Box::new(b))),
+                (inner.clone(), inner).prop_map(|(a, b)| Expr::Or(Box::new(a), Box::new(b))),
+            ]
+        })
+}
+
+fn arb_view() -> impl Strategy<Value = PacketView> {
+    (
+        any::<bool>(),
+        prop_oneof![Just(1u8), Just(6), Just(17), Just(58), Just(132), Just(47)],
+        0u8..4,
+        0u8..4,
+        proptest::option::of((0u16..6, 0u16..6)),
+    )
+        .prop_map(|(v6, proto, s, d, ports)| {
+            let addr = |h: u8| {
+                if v6 {
+                    IpAddr::from([0xfd00, 0, 0, 0, 0, 0, 0, u16::from(h)])
+                } else {
+                    IpAddr::from([10, 0, 0, h])
+                }
+            };
+            PacketView {
+                version: Some(if v6 { IpVersion::V6 } else { IpVersion::V4 }),
+                proto,
+                src: Some(addr(s)),
+                dst: Some(addr(d)),
+                ports,
+            }
+        })
+}
+
+proptest! {
+    #[test]
+    fn compiled_program_agrees_with_ast(expr in arb_expr(), p in arb_view()) {
+        let f = PacketFilter { text: String::new(), expr };
+        if let Ok(prog) = f.compile() {
+            prop_assert_eq!(f.expr.matches(&p), prog.matches(&p));
+        }
+    }
+
+    #[test]
+    fn parser_never_panics(s in "\\PC{0,60}") {
+        let _ = PacketFilter::parse(&s);
+        let _ = MetaFilter::parse(&s);
+    }
+
+    #[test]
+    fn parser_never_panics_on_filter_words(words in proptest::collection::vec(
+        prop_oneof![
+            Just("tcp"), Just("udp"), Just("ip"), Just("ip6"), Just("host"), Just("net"),
+            Just("port"), Just("portrange"), Just("src"), Just("dst"), Just("and"), Just("or"),
+            Just("not"), Just("("), Just(")"), Just("10.0.0.1"), Just("80"), Just("1-2"),
+            Just("proto"), Just("!"), Just("&&"), Just("fd00::/8"), Just("icmp6"),
+        ], 0..12)) {
+        let text = words.join(" ");
+        if let Ok(f) = PacketFilter::parse(&text) {
+            // Whatever parses compiles and its error column is never out of range.
+            prop_assert!(f.compile().is_ok());
+        } else if let Err(e) = PacketFilter::parse(&text) {
+            prop_assert!(e.column <= text.chars().count() + 1);
+        }
+    }
+}
