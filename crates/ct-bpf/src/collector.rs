@@ -326,6 +326,25 @@ impl Collector {
         Ok(self.deliver(on_event))
     }
 
+    /// Like [`poll`](Self::poll), but hands over each record as the kernel wrote it, for
+    /// tools that keep raw bytes (test fixtures). Decode with a [`Decoder`] built from
+    /// [`probes`](Self::probes). A record shorter than a `RawCtEvent` arrives with
+    /// `probe_id == u32::MAX` and its length in `skb_len`.
+    pub fn poll_raw(
+        &mut self,
+        timeout: Duration,
+        mut on_raw: impl FnMut(&RawCtEvent),
+    ) -> Result<usize, Error> {
+        let rc = self.ring.poll_raw(timeout);
+        if rc < 0 && rc != -libc::EINTR {
+            return Err(Error::Ring(libbpf_rs::Error::from_raw_os_error(-rc)));
+        }
+        let mut queue = self.queue.borrow_mut();
+        let n = queue.len();
+        queue.drain(..).for_each(|raw| on_raw(&raw));
+        Ok(n)
+    }
+
     fn deliver(&mut self, mut on_event: impl FnMut(Result<Event, DecodeError>)) -> usize {
         let mut queue = self.queue.borrow_mut();
         let n = queue.len();
