@@ -96,7 +96,48 @@ fn list(args: &[String]) -> String {
     }
 }
 
+/// What kind of problem an [`Error`] is, so that a program can pick an exit code or a
+/// reaction without matching every variant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorCategory {
+    /// The request itself is wrong: a probe that does not exist or has no skb, a duplicate,
+    /// a bad ring size. Fixing the arguments fixes it.
+    Usage,
+    /// Not allowed to load or attach BPF programs: run as root or grant capabilities.
+    Privileges,
+    /// The kernel lacks something collection needs (BTF, conntrack, kprobes).
+    Prerequisite,
+    /// Anything else, found while loading, attaching or reading.
+    Runtime,
+}
+
 impl Error {
+    /// The kind of problem this is; see [`ErrorCategory`].
+    pub fn category(&self) -> ErrorCategory {
+        if self.is_permission() {
+            return ErrorCategory::Privileges;
+        }
+        match self {
+            Error::NoBtf | Error::BtfUnreadable(_) | Error::NoConntrack => {
+                ErrorCategory::Prerequisite
+            }
+            Error::KprobesUnsupported { .. } => ErrorCategory::Prerequisite,
+            Error::ProbeSpec(_)
+            | Error::UnknownProbe { .. }
+            | Error::NoSkbArgument { .. }
+            | Error::SkbArgumentOutOfReach { .. }
+            | Error::NoProbes
+            | Error::DuplicateProbe { .. }
+            | Error::RingSize(_) => ErrorCategory::Usage,
+            Error::Privileges => ErrorCategory::Privileges,
+            Error::Load { .. }
+            | Error::Attach { .. }
+            | Error::ObjectLayout(_)
+            | Error::Ring(_)
+            | Error::LostCounter(_) => ErrorCategory::Runtime,
+        }
+    }
+
     /// True when the failure is a missing privilege, so callers can tell the user to rerun
     /// with more rights rather than to change their probes.
     pub fn is_permission(&self) -> bool {

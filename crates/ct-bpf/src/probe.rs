@@ -117,6 +117,44 @@ impl ProbeSpec {
     }
 }
 
+/// Tracepoints [`default_probes`] always includes: packets leaving a device (locally
+/// generated and forwarded, after NAT), packets arriving at a device, packets dropped and
+/// packets freed after use. Every kernel with BTF has them; no kprobes needed.
+pub const DEFAULT_TRACEPOINTS: [&str; 4] = [
+    "tp:net:net_dev_start_xmit",
+    "tp:net:netif_receive_skb",
+    "tp:skb:kfree_skb",
+    "tp:skb:consume_skb",
+];
+
+/// Kernel functions [`default_probes`] adds where kprobes work and the function is in BTF:
+/// IPv4/IPv6 forwarding and local delivery, where incoming packets already carry the
+/// conntrack entry that PREROUTING attached (`netif_receive_skb` fires before that).
+pub const DEFAULT_KPROBES: [&str; 4] = [
+    "kp:ip_forward",
+    "kp:ip_local_deliver",
+    "kp:ip6_forward",
+    "kp:ip6_input",
+];
+
+/// The default probe set: [`DEFAULT_TRACEPOINTS`], plus each of [`DEFAULT_KPROBES`] that
+/// resolves when this kernel supports kprobes (none otherwise).
+pub fn default_probes() -> Vec<ProbeSpec> {
+    let parse = |s: &&str| s.parse::<ProbeSpec>().expect("built-in probe specs are valid");
+    let mut specs: Vec<ProbeSpec> = DEFAULT_TRACEPOINTS.iter().map(parse).collect();
+    if crate::check::kprobes_supported() {
+        if let Ok(btf) = KernelBtf::load() {
+            specs.extend(
+                DEFAULT_KPROBES
+                    .iter()
+                    .map(parse)
+                    .filter(|spec| btf.resolve(spec).is_ok()),
+            );
+        }
+    }
+    specs
+}
+
 /// Where the `struct sk_buff *` is for one probe.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResolvedProbe {
@@ -418,6 +456,16 @@ mod tests {
         let got = closest("net_dev_start", names.into_iter());
         assert_eq!(got.first().map(String::as_str), Some("net_dev_start_xmit"));
         assert_eq!(levenshtein("kfree_skb", "kfre_skb"), 1);
+    }
+
+    #[test]
+    fn default_probes_start_with_the_tracepoints() {
+        let specs = default_probes();
+        let names: Vec<String> = specs.iter().map(ToString::to_string).collect();
+        assert_eq!(names[..DEFAULT_TRACEPOINTS.len()], DEFAULT_TRACEPOINTS);
+        if !crate::check::kprobes_supported() {
+            assert_eq!(specs.len(), DEFAULT_TRACEPOINTS.len());
+        }
     }
 
     proptest! {
