@@ -16,6 +16,7 @@ use libbpf_rs::{Link, MapCore, MapFlags, MapHandle, Object, ObjectBuilder, RingB
 
 use crate::check::{has_bpf_privileges, kprobes_supported};
 use crate::decode::{DecodeError, Decoder};
+use crate::filter::{CompiledFilters, KernelFilters};
 use crate::probe::{KernelBtf, ProbeSpec, ResolvedProbe};
 use crate::raw::{write_rodata, ProbeConfig, RawCtEvent};
 use crate::Error;
@@ -32,6 +33,7 @@ pub struct CollectorBuilder {
     ring_size: u64,
     netns: Option<u32>,
     only_tracked: bool,
+    filters: KernelFilters,
 }
 
 impl Default for CollectorBuilder {
@@ -41,6 +43,7 @@ impl Default for CollectorBuilder {
             ring_size: DEFAULT_RING_SIZE,
             netns: None,
             only_tracked: false,
+            filters: KernelFilters::default(),
         }
     }
 }
@@ -80,6 +83,13 @@ impl CollectorBuilder {
         self
     }
 
+    /// Filters evaluated in the kernel before an event is reserved: packets they reject
+    /// cost one skb read and never reach the ring buffer.
+    pub fn filters(mut self, filters: KernelFilters) -> Self {
+        self.filters = filters;
+        self
+    }
+
     /// Checks the prerequisites, resolves every probe against kernel BTF, loads and
     /// attaches. On error nothing stays attached.
     pub fn build(self) -> Result<Collector, Error> {
@@ -112,6 +122,7 @@ impl CollectorBuilder {
                 btf.resolve(spec)
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let filters = self.filters.compile(&btf)?;
         drop(btf);
         if !has_bpf_privileges() {
             return Err(Error::Privileges);
@@ -124,10 +135,10 @@ impl CollectorBuilder {
             let cfg = ProbeConfig {
                 probe_id: id as u32,
                 skb_arg: probe.skb_arg,
-                netns: self.netns.unwrap_or(0),
+                netns: self.netns,
                 require_ct: self.only_tracked,
             };
-            let object = load_object(probe, &cfg, shared.as_ref(), self.ring_size)?;
+            let object = load_object(probe, &cfg, &filters, shared.as_ref(), self.ring_size)?;
             if shared.is_none() {
                 shared = Some(SharedMaps::from_object(&object)?);
             }
@@ -198,6 +209,7 @@ impl SharedMaps {
 fn load_object(
     probe: &ResolvedProbe,
     cfg: &ProbeConfig,
+    filters: &CompiledFilters,
     shared: Option<&SharedMaps>,
     ring_size: u64,
 ) -> Result<Object, Error> {
@@ -215,7 +227,7 @@ fn load_object(
             let image = map
                 .initial_value_mut()
                 .ok_or(Error::ObjectLayout(".rodata image"))?;
-            write_rodata(image, cfg).map_err(|_| Error::ObjectLayout(".rodata size"))?;
+            write_rodata(image, cfg, filters).map_err(|_| Error::ObjectLayout(".rodata size"))?;
             rodata_written = true;
             continue;
         }

@@ -60,6 +60,8 @@ pub enum Error {
          (e.g. 4194304)"
     )]
     RingSize(u64),
+    #[error("filter {filter:?}: {reason}")]
+    Filter { filter: String, reason: String },
     #[error("loading the BPF program for {probe} failed: {source}")]
     Load {
         probe: String,
@@ -128,7 +130,8 @@ impl Error {
             | Error::SkbArgumentOutOfReach { .. }
             | Error::NoProbes
             | Error::DuplicateProbe { .. }
-            | Error::RingSize(_) => ErrorCategory::Usage,
+            | Error::RingSize(_)
+            | Error::Filter { .. } => ErrorCategory::Usage,
             Error::Privileges => ErrorCategory::Privileges,
             Error::Load { .. }
             | Error::Attach { .. }

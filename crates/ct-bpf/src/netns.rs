@@ -124,7 +124,8 @@ mod tests {
         ));
         let err = netns_inode("no-such-namespace-ctcli").unwrap_err();
         assert!(
-            err.to_string().contains("/var/run/netns/no-such-namespace-ctcli"),
+            err.to_string()
+                .contains("/var/run/netns/no-such-namespace-ctcli"),
             "{err}"
         );
     }

@@ -140,7 +140,10 @@ pub const DEFAULT_KPROBES: [&str; 4] = [
 /// The default probe set: [`DEFAULT_TRACEPOINTS`], plus each of [`DEFAULT_KPROBES`] that
 /// resolves when this kernel supports kprobes (none otherwise).
 pub fn default_probes() -> Vec<ProbeSpec> {
-    let parse = |s: &&str| s.parse::<ProbeSpec>().expect("built-in probe specs are valid");
+    let parse = |s: &&str| {
+        s.parse::<ProbeSpec>()
+            .expect("built-in probe specs are valid")
+    };
     let mut specs: Vec<ProbeSpec> = DEFAULT_TRACEPOINTS.iter().map(parse).collect();
     if crate::check::kprobes_supported() {
         if let Ok(btf) = KernelBtf::load() {

@@ -12,22 +12,28 @@ use crate::skel::types as c;
 /// Valid bytes of the packet header copy.
 pub const PKT_HDR_LEN: usize = 96;
 
-pub const CONN_HAS_ZONE: u8 = 1 << 0;
-pub const CONN_HAS_MARK: u8 = 1 << 1;
-pub const CONN_HAS_LABELS: u8 = 1 << 2;
-pub const CONN_HAS_HELPER: u8 = 1 << 3;
-pub const CONN_HAS_TIMEOUT: u8 = 1 << 4;
-pub const CONN_HAS_PROTO_STATE: u8 = 1 << 5;
+// Flag values come from the C enums through the skeleton (see `struct ct_abi`).
+pub const CONN_HAS_ZONE: u8 = c::ct_conn_present::CT_CONN_HAS_ZONE.0 as u8;
+pub const CONN_HAS_MARK: u8 = c::ct_conn_present::CT_CONN_HAS_MARK.0 as u8;
+pub const CONN_HAS_LABELS: u8 = c::ct_conn_present::CT_CONN_HAS_LABELS.0 as u8;
+pub const CONN_HAS_HELPER: u8 = c::ct_conn_present::CT_CONN_HAS_HELPER.0 as u8;
+pub const CONN_HAS_TIMEOUT: u8 = c::ct_conn_present::CT_CONN_HAS_TIMEOUT.0 as u8;
+pub const CONN_HAS_PROTO_STATE: u8 = c::ct_conn_present::CT_CONN_HAS_PROTO_STATE.0 as u8;
 /// Every `present` bit this version knows.
-pub const CONN_KNOWN: u8 = (1 << 6) - 1;
+pub const CONN_KNOWN: u8 = CONN_HAS_ZONE
+    | CONN_HAS_MARK
+    | CONN_HAS_LABELS
+    | CONN_HAS_HELPER
+    | CONN_HAS_TIMEOUT
+    | CONN_HAS_PROTO_STATE;
 
-pub const EV_HAS_CT: u8 = 1 << 0;
-pub const EV_HAS_PARENT: u8 = 1 << 1;
-pub const EV_CONN_READ_ERR: u8 = 1 << 2;
-pub const EV_KNOWN: u8 = (1 << 3) - 1;
+pub const EV_HAS_CT: u8 = c::ct_ev_flag::CT_EV_HAS_CT.0 as u8;
+pub const EV_HAS_PARENT: u8 = c::ct_ev_flag::CT_EV_HAS_PARENT.0 as u8;
+pub const EV_CONN_READ_ERR: u8 = c::ct_ev_flag::CT_EV_CONN_READ_ERR.0 as u8;
+pub const EV_KNOWN: u8 = EV_HAS_CT | EV_HAS_PARENT | EV_CONN_READ_ERR;
 
-pub const PKT_HAS_DEV: u8 = 1 << 0;
-pub const PKT_HAS_NETNS: u8 = 1 << 1;
+pub const PKT_HAS_DEV: u8 = c::ct_pkt_flag::CT_PKT_HAS_DEV.0 as u8;
+pub const PKT_HAS_NETNS: u8 = c::ct_pkt_flag::CT_PKT_HAS_NETNS.0 as u8;
 
 /// `struct ct_raw_tuple`.
 #[repr(C)]
@@ -178,27 +184,34 @@ impl RawCtEvent {
 pub struct ProbeConfig {
     pub probe_id: u32,
     pub skb_arg: u32,
-    pub netns: u32,
+    /// Report only this network namespace (inode).
+    pub netns: Option<u32>,
     pub require_ct: bool,
 }
 
-const CFG_REQUIRE_CT: u32 = 1 << 0;
-
-/// Writes `cfg` into a `.rodata` initial image. Errors if the image does not have the
-/// layout this crate was built with (which would mean a mismatched object).
-pub fn write_rodata(image: &mut [u8], cfg: &ProbeConfig) -> Result<(), usize> {
+/// Writes `cfg` and the compiled `filters` into a `.rodata` initial image. Errors if the
+/// image does not have the layout this crate was built with (a mismatched object).
+pub(crate) fn write_rodata(
+    image: &mut [u8],
+    cfg: &ProbeConfig,
+    filters: &crate::filter::CompiledFilters,
+) -> Result<(), usize> {
     if image.len() < size_of::<c::rodata>() {
         return Err(image.len());
     }
-    let value = c::ct_probe_cfg {
-        probe_id: cfg.probe_id,
-        skb_arg: cfg.skb_arg,
-        netns: cfg.netns,
-        flags: if cfg.require_ct { CFG_REQUIRE_CT } else { 0 },
-    };
+    let mut value = filters.probe_cfg();
+    value.probe_id = cfg.probe_id;
+    value.skb_arg = cfg.skb_arg;
+    if let Some(netns) = cfg.netns {
+        value.netns = netns;
+        value.flags |= c::ct_cfg_flag::CT_CFG_NETNS.0;
+    }
+    if cfg.require_ct {
+        value.flags |= c::ct_cfg_flag::CT_CFG_REQUIRE_CT.0;
+    }
     let off = offset_of!(c::rodata, ct_cfg);
-    // SAFETY: bounds checked above; ct_probe_cfg is plain integers; write_unaligned copes
-    // with the image's alignment.
+    // SAFETY: bounds checked above; ct_probe_cfg is plain integers and arrays of them;
+    // write_unaligned copes with the image's alignment.
     unsafe {
         std::ptr::write_unaligned(image.as_mut_ptr().add(off).cast::<c::ct_probe_cfg>(), value);
     }
@@ -233,14 +246,21 @@ mod tests {
         let cfg = ProbeConfig {
             probe_id: 9,
             skb_arg: 1,
-            netns: 0xabcd,
+            netns: Some(0xabcd),
             require_ct: true,
         };
-        write_rodata(&mut image, &cfg).unwrap();
+        let filters = crate::filter::CompiledFilters::default();
+        write_rodata(&mut image, &cfg, &filters).unwrap();
         let off = offset_of!(c::rodata, ct_cfg);
-        assert_eq!(&image[off..off + 4], &9u32.to_ne_bytes());
-        assert_eq!(&image[off + 4..off + 8], &1u32.to_ne_bytes());
-        assert_eq!(&image[off + 12..off + 16], &1u32.to_ne_bytes());
-        assert!(write_rodata(&mut [0u8; 2], &cfg).is_err());
+        let word =
+            |i: usize| u32::from_ne_bytes(image[off + 4 * i..off + 4 * i + 4].try_into().unwrap());
+        assert_eq!(word(0), 9);
+        assert_eq!(word(1), 1);
+        assert_eq!(word(2), 0xabcd);
+        assert_eq!(
+            word(3),
+            c::ct_cfg_flag::CT_CFG_NETNS.0 | c::ct_cfg_flag::CT_CFG_REQUIRE_CT.0
+        );
+        assert!(write_rodata(&mut [0u8; 2], &cfg, &filters).is_err());
     }
 }

@@ -14,24 +14,28 @@
 #include <bpf/bpf_tracing.h>
 #include "ct_event.h"
 #include "ct_fill.h"
+#include "ct_filter.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-/* Must match `ProbeConfig` in raw.rs. */
-struct ct_probe_cfg {
-	__u32 probe_id;
-	__u32 skb_arg;    /* index of the sk_buff * in the probe's arguments */
-	__u32 netns;      /* report only this netns inode; 0 = all */
-	__u32 flags;      /* CT_CFG_* */
-};
-
-#define CT_CFG_REQUIRE_CT (1 << 0) /* report only packets carrying conntrack data */
-
 const volatile struct ct_probe_cfg ct_cfg = {};
 
-/* Never read: it puts struct ct_raw_event into the object's BTF, so the generated
- * skeleton carries the C layout and raw.rs can assert its own mirror against it. */
+/* Never read: they put struct ct_raw_event and the flag enums into the object's BTF, so
+ * the generated skeleton carries the C layout and values; raw.rs asserts its mirror
+ * against the layout and takes the values from there. */
 const volatile struct ct_raw_event ct_event_layout = {};
+
+struct ct_abi {
+	enum ct_conn_present conn_present;
+	enum ct_ev_flag ev_flag;
+	enum ct_pkt_flag pkt_flag;
+	enum ct_cfg_flag cfg_flag;
+	enum ct_flt_field flt_field;
+	enum ct_flt_target flt_target;
+	enum ct_cmp_op cmp_op;
+	enum ct_meta_kind meta_kind;
+};
+const volatile struct ct_abi ct_abi_witness = {};
 
 extern int CONFIG_HZ __kconfig __weak;
 
@@ -69,11 +73,11 @@ static __always_inline __u32 ct_netns_of(const struct net_device *dev, const str
 }
 
 /*
- * Copies the packet's network header onwards (linear part only). The L3 offset is
- * skb->network_header when it has been set past the MAC header; before that (early on
- * receive) the data pointer already points at L3.
+ * Copies the packet's network header onwards (linear part only) into `dst`; returns the
+ * number of bytes copied. The L3 offset is skb->network_header when it has been set past
+ * the MAC header; before that (early on receive) the data pointer already points at L3.
  */
-static __always_inline void ct_fill_header(struct ct_raw_event *ev, const __u8 *skbbuf)
+static __always_inline __u32 ct_read_header(__u8 *dst, const __u8 *skbbuf)
 {
 	const unsigned char *head = CT_GET(skbbuf, struct sk_buff, head, unsigned char *);
 	const unsigned char *data = CT_GET(skbbuf, struct sk_buff, data, unsigned char *);
@@ -83,12 +87,12 @@ static __always_inline void ct_fill_header(struct ct_raw_event *ev, const __u8 *
 	__u64 l3, avail; /* 64-bit: a 32-bit bound would be lost in zero-extension */
 
 	if (!head)
-		return;
+		return 0;
 	l3 = nh;
 	if (mh != 0xffff && nh <= mh)
 		l3 = data - head;
 	if (tail <= l3)
-		return;
+		return 0;
 	avail = tail - l3;
 	if (avail > CT_PKT_HDR_LEN)
 		avail = CT_PKT_HDR_LEN;
@@ -96,9 +100,47 @@ static __always_inline void ct_fill_header(struct ct_raw_event *ev, const __u8 *
 	 * the very register passed as the size. */
 	barrier_var(avail);
 	if (avail > CT_PKT_HDR_LEN)
-		return;
-	if (!bpf_probe_read_kernel(ev->hdr, avail, head + l3))
-		ev->hdr_len = avail;
+		return 0;
+	if (bpf_probe_read_kernel(dst, avail, head + l3))
+		return 0;
+	return avail;
+}
+
+/* Conntrack filters on ctinfo and, when needed, on the connection copied into `buf`. */
+static __always_inline bool ct_conn_filters(unsigned long nfct, __u8 *buf)
+{
+	const struct nf_conn *ct = (const void *)(nfct & ~CT_CTINFO_MASK);
+	unsigned long status;
+
+	if (!nfct)
+		return false;
+	if ((ct_cfg.flags & CT_CFG_CT_STATE) && !(ct_cfg.ct_states & (1U << (nfct & CT_CTINFO_MASK))))
+		return false;
+	if (!(ct_cfg.flags & CT_CFG_CT_CONN_FILTERS))
+		return true;
+	if (!ct || ct_read_conn(buf, ct))
+		return false;
+	if (ct_cfg.flags & CT_CFG_CT_MARK) {
+		if (!bpf_core_field_exists(struct nf_conn, mark))
+			return false;
+		if ((CT_GET(buf, struct nf_conn, mark, __u32) & ct_cfg.ct_mark_mask) != ct_cfg.ct_mark)
+			return false;
+	}
+	if (ct_cfg.flags & CT_CFG_CT_ZONE) {
+		__u16 zone = 0;
+
+		if (bpf_core_field_exists(struct nf_conn, zone))
+			zone = CT_GET(buf, struct nf_conn, zone.id, __u16);
+		if (zone != ct_cfg.ct_zone)
+			return false;
+	}
+	status = CT_GET(buf, struct nf_conn, status, unsigned long);
+	if ((ct_cfg.flags & CT_CFG_CT_STATUS) &&
+	    (status & ct_cfg.ct_status_all) != ct_cfg.ct_status_all)
+		return false;
+	if ((ct_cfg.flags & CT_CFG_CT_STATUS_ANY) && !(status & ct_cfg.ct_status_any))
+		return false;
+	return true;
 }
 
 static __always_inline int ct_handle(struct sk_buff *skb)
@@ -108,7 +150,8 @@ static __always_inline int ct_handle(struct sk_buff *skb)
 	const struct net_device *dev;
 	const struct sock *sk;
 	unsigned long nfct = 0;
-	__u32 size, netns = 0;
+	__u32 size, netns = 0, hdr_len = 0;
+	bool conn_ready = false;
 	__u64 pid_tgid;
 
 	if (!skb)
@@ -123,6 +166,7 @@ static __always_inline int ct_handle(struct sk_buff *skb)
 	if (bpf_probe_read_kernel(scratch->skb, size, skb))
 		return 0;
 
+	/* Cheapest decisions first: each filter not configured is pruned at load time. */
 	if (bpf_core_field_exists(struct sk_buff, _nfct))
 		nfct = CT_GET(scratch->skb, struct sk_buff, _nfct, unsigned long);
 	if ((ct_cfg.flags & CT_CFG_REQUIRE_CT) && !nfct)
@@ -130,9 +174,34 @@ static __always_inline int ct_handle(struct sk_buff *skb)
 
 	dev = CT_GET(scratch->skb, struct sk_buff, dev, struct net_device *);
 	sk = CT_GET(scratch->skb, struct sk_buff, sk, struct sock *);
-	netns = ct_netns_of(dev, sk);
-	if (ct_cfg.netns && netns != ct_cfg.netns)
-		return 0;
+	if (ct_cfg.flags & CT_CFG_NETNS) {
+		netns = ct_netns_of(dev, sk);
+		if (netns != ct_cfg.netns)
+			return 0;
+	}
+
+	if (ct_cfg.flags & CT_CFG_CT_FILTERS) {
+		if (!ct_conn_filters(nfct, scratch->conn))
+			return 0;
+		conn_ready = (ct_cfg.flags & CT_CFG_CT_CONN_FILTERS) != 0;
+	}
+
+	if (ct_cfg.flags & CT_CFG_PKT_FILTER) {
+		struct ct_pkt_view view = {};
+
+		hdr_len = ct_read_header(scratch->hdr, scratch->skb);
+		ct_parse_view(&view, scratch->hdr, hdr_len);
+		if (!ct_pkt_filter(&ct_cfg, &view))
+			return 0;
+	}
+
+#pragma unroll
+	for (int i = 0; i < CT_META_MAX; i++) {
+		if (i >= ct_cfg.n_meta)
+			break;
+		if (!ct_meta_match(&ct_cfg.meta[i], skb, scratch->skb, size))
+			return 0;
+	}
 
 	/* From here on the packet is reported: reserve, fill in place, submit. */
 	ev = bpf_ringbuf_reserve(&ct_events, sizeof(*ev), 0);
@@ -152,6 +221,8 @@ static __always_inline int ct_handle(struct sk_buff *skb)
 	ev->hz = CONFIG_HZ;
 	ev->skb_len = CT_GET(scratch->skb, struct sk_buff, len, __u32);
 	ev->l3_proto = CT_GET(scratch->skb, struct sk_buff, protocol, __be16);
+	if (!(ct_cfg.flags & CT_CFG_NETNS))
+		netns = ct_netns_of(dev, sk);
 	ev->netns = netns;
 	if (netns)
 		ev->pkt_flags |= CT_PKT_HAS_NETNS;
@@ -160,8 +231,13 @@ static __always_inline int ct_handle(struct sk_buff *skb)
 		bpf_probe_read_kernel_str(ev->ifname, sizeof(ev->ifname), dev->name);
 		ev->pkt_flags |= CT_PKT_HAS_DEV;
 	}
-	ct_fill_header(ev, scratch->skb);
-	ct_fill(ev, nfct, scratch);
+	if (ct_cfg.flags & CT_CFG_PKT_FILTER) {
+		__builtin_memcpy(ev->hdr, scratch->hdr, CT_PKT_HDR_LEN);
+		ev->hdr_len = hdr_len;
+	} else {
+		ev->hdr_len = ct_read_header(ev->hdr, scratch->skb);
+	}
+	ct_fill(ev, nfct, scratch, conn_ready);
 
 	bpf_ringbuf_submit(ev, 0);
 	return 0;

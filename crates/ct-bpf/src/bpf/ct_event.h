@@ -14,22 +14,34 @@
 #define CT_NAME_LEN 16
 #define CT_PKT_HDR_LEN 96
 
+/*
+ * Flag values are enums rather than #defines so that they reach the object's BTF and
+ * from there the generated skeleton: user space reads them from it instead of keeping
+ * a copy (see struct ct_abi in ct.bpf.c).
+ */
+
 /* struct ct_raw_conn.present: which optional fields this kernel/connection provided. */
-#define CT_CONN_HAS_ZONE (1 << 0)
-#define CT_CONN_HAS_MARK (1 << 1)
-#define CT_CONN_HAS_LABELS (1 << 2)
-#define CT_CONN_HAS_HELPER (1 << 3)
-#define CT_CONN_HAS_TIMEOUT (1 << 4)
-#define CT_CONN_HAS_PROTO_STATE (1 << 5)
+enum ct_conn_present {
+	CT_CONN_HAS_ZONE = 1 << 0,
+	CT_CONN_HAS_MARK = 1 << 1,
+	CT_CONN_HAS_LABELS = 1 << 2,
+	CT_CONN_HAS_HELPER = 1 << 3,
+	CT_CONN_HAS_TIMEOUT = 1 << 4,
+	CT_CONN_HAS_PROTO_STATE = 1 << 5,
+};
 
 /* struct ct_raw_event.ct_flags */
-#define CT_EV_HAS_CT (1 << 0)     /* skb->_nfct was non-zero */
-#define CT_EV_HAS_PARENT (1 << 1) /* ct->master was set and read */
-#define CT_EV_CONN_READ_ERR (1 << 2) /* reading the nf_conn failed (freed under us?) */
+enum ct_ev_flag {
+	CT_EV_HAS_CT = 1 << 0,        /* skb->_nfct was non-zero */
+	CT_EV_HAS_PARENT = 1 << 1,    /* ct->master was set and read */
+	CT_EV_CONN_READ_ERR = 1 << 2, /* reading the nf_conn failed (freed under us?) */
+};
 
 /* struct ct_raw_event.pkt_flags */
-#define CT_PKT_HAS_DEV (1 << 0)
-#define CT_PKT_HAS_NETNS (1 << 1)
+enum ct_pkt_flag {
+	CT_PKT_HAS_DEV = 1 << 0,
+	CT_PKT_HAS_NETNS = 1 << 1,
+};
 
 /* One direction of a connection, as in struct nf_conntrack_tuple. */
 struct ct_raw_tuple {

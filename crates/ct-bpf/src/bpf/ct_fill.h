@@ -9,7 +9,9 @@
  *     #include "ct_event.h"
  *     #include "ct_fill.h"
  *     ...
- *     ct_fill(&ev->base ... ) -> see ct_fill() below
+ *     struct ct_scratch *scratch = ct_scratch_get();
+ *     ...
+ *     ct_fill_skb(ev, skb, scratch);   // ev: a struct ct_raw_event you reserved
  *
  * Cost model: each bpf_probe_read_kernel() has a fixed cost that dwarfs the copy itself,
  * so the nf_conn is read in one go into a per-CPU scratch buffer and fields are then
@@ -28,6 +30,7 @@
 struct ct_scratch {
 	__u8 skb[CT_SCRATCH_LEN];
 	__u8 conn[CT_SCRATCH_LEN];
+	__u8 hdr[128]; /* packet header copy, when a filter needs it before reserving */
 };
 
 struct {
@@ -103,22 +106,26 @@ static __always_inline void ct_fill_ext(struct ct_raw_conn *out, const void *ext
 	}
 }
 
-/*
- * Fills `out` from the nf_conn at `ct`. Returns the master connection pointer (0 if none),
- * or -1 cast to a pointer when the nf_conn could not be read.
- */
-static __always_inline long ct_fill_conn(struct ct_raw_conn *out, const struct nf_conn *ct,
-					 __u8 *buf)
+/* Copies the nf_conn at `ct` into `buf` in one read. Returns 0 on success. */
+static __always_inline long ct_read_conn(__u8 *buf, const struct nf_conn *ct)
 {
 	__u32 size = bpf_core_type_size(struct nf_conn);
-	unsigned long status;
-	__u32 timeout;
-	__u8 l4;
 
 	if (size > CT_SCRATCH_LEN)
 		size = CT_SCRATCH_LEN;
-	if (bpf_probe_read_kernel(buf, size, ct))
-		return -1;
+	return bpf_probe_read_kernel(buf, size, ct);
+}
+
+/*
+ * Fills `out` from an nf_conn image in `buf` (see ct_read_conn) of the entry at `ct`.
+ * Returns the master connection pointer, 0 if none.
+ */
+static __always_inline long ct_extract_conn(struct ct_raw_conn *out, const struct nf_conn *ct,
+					    const __u8 *buf)
+{
+	unsigned long status;
+	__u32 timeout;
+	__u8 l4;
 
 	out->key = (__u64)ct;
 	CT_COPY_TUPLE(&out->orig, buf, 0);
@@ -163,16 +170,18 @@ static __always_inline long ct_fill_conn(struct ct_raw_conn *out, const struct n
 }
 
 /*
- * The extraction: conntrack state of `skb` into `ev` (ctinfo, ct_flags, base, parent).
+ * The extraction: conntrack state of a packet into `ev` (ctinfo, ct_flags, base, parent).
  * `nfct` is skb->_nfct, already read by the caller (which usually needs it to decide
- * whether to report the packet at all). Returns 0, or -1 when the connection could not be
- * read (the event still says so through CT_EV_CONN_READ_ERR).
+ * whether to report the packet at all). When `conn_ready` is set the caller has already
+ * copied the connection into scratch->conn (to evaluate conntrack filters) and it is not
+ * read again. Returns 0, or -1 when a connection could not be read (the event then says
+ * so through CT_EV_CONN_READ_ERR).
  */
 static __always_inline int ct_fill(struct ct_raw_event *ev, unsigned long nfct,
-				   struct ct_scratch *scratch)
+				   struct ct_scratch *scratch, bool conn_ready)
 {
 	const struct nf_conn *ct = (const void *)(nfct & ~CT_CTINFO_MASK);
-	long master;
+	const struct nf_conn *master;
 
 	if (!nfct)
 		return 0;
@@ -181,19 +190,33 @@ static __always_inline int ct_fill(struct ct_raw_event *ev, unsigned long nfct,
 	if (!ct)
 		return 0; /* untracked: a state, no connection */
 
-	master = ct_fill_conn(&ev->base, ct, scratch->conn);
-	if (master == -1) {
+	if (!conn_ready && ct_read_conn(scratch->conn, ct)) {
 		ev->ct_flags |= CT_EV_CONN_READ_ERR;
 		return -1;
 	}
-	if (master) {
-		if (ct_fill_conn(&ev->parent, (const void *)master, scratch->conn) == -1) {
-			ev->ct_flags |= CT_EV_CONN_READ_ERR;
-			return -1;
-		}
-		ev->ct_flags |= CT_EV_HAS_PARENT;
+	master = (const void *)ct_extract_conn(&ev->base, ct, scratch->conn);
+	if (!master)
+		return 0;
+	if (ct_read_conn(scratch->conn, master)) {
+		ev->ct_flags |= CT_EV_CONN_READ_ERR;
+		return -1;
 	}
+	ct_extract_conn(&ev->parent, master, scratch->conn);
+	ev->ct_flags |= CT_EV_HAS_PARENT;
 	return 0;
+}
+
+/* ct_fill() for callers holding only the skb: reads skb->_nfct itself. */
+static __always_inline int ct_fill_skb(struct ct_raw_event *ev, const struct sk_buff *skb,
+				       struct ct_scratch *scratch)
+{
+	unsigned long nfct = 0;
+
+	if (!bpf_core_field_exists(struct sk_buff, _nfct))
+		return 0;
+	if (bpf_probe_read_kernel(&nfct, sizeof(nfct), &skb->_nfct))
+		return -1;
+	return ct_fill(ev, nfct, scratch, false);
 }
 
 #endif /* __CT_FILL_H__ */
