@@ -1,1 +1,38 @@
-fn main() {}
+//! ct-cli: show what netfilter conntrack knows about every packet at an eBPF probe.
+//!
+//! The binary only wires `ct_bpf` (probes, collector, checks) to `ct_core` (events, JSON
+//! Lines, text layouts); see `ct-cli --help` for the commands and exit codes.
+
+mod cli;
+mod collect;
+mod exit;
+mod output;
+mod print;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    // Usage errors exit with code 2 (exit::USAGE), --help and --version with 0.
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Collect(args) => collect::run(args),
+        Command::Print(args) => print::run(args),
+        Command::Check => Ok(check()),
+    };
+    result.unwrap_or_else(|err| exit::report(&err))
+}
+
+/// `ct-cli check`: the prerequisite report; exit 0 when collection can run, 4 otherwise.
+fn check() -> ExitCode {
+    let report = ct_bpf::check();
+    println!("{report}");
+    if report.ready() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(exit::PREREQUISITES)
+    }
+}

@@ -1,0 +1,266 @@
+//! Command-line arguments.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::builder::{PossibleValuesParser, TypedValueParser};
+use clap::{Args, Parser, Subcommand};
+use ct_bpf::ProbeSpec;
+use ct_core::Format;
+
+const ABOUT: &str = "Show what netfilter conntrack knows about every packet seen at an eBPF probe";
+
+const LONG_ABOUT: &str = "\
+Show what netfilter conntrack knows about every packet seen at an eBPF probe.
+
+`ct-cli collect` attaches BPF programs to probes that see a struct sk_buff and reports, for \
+each packet, the packet summary and its conntrack entry (state, tuples, zone, mark, labels, \
+parent of a RELATED flow). `ct-cli print` re-renders a saved events file; `ct-cli check` \
+tells whether this machine can collect.";
+
+const EXAMPLES: &str = "\
+Examples:
+  ct-cli check
+  ct-cli collect -p tp:net:net_dev_start_xmit -o events.json
+  ct-cli collect --netns /var/run/netns/router --ct-only --duration 10s
+  ct-cli print events.json
+  ct-cli print --format singleline - < events.json";
+
+/// The exit codes, as shown at the end of `--help`.
+pub const EXIT_CODES_HELP: &str = "\
+Exit codes:
+  0  success (collect: also when stopped by Ctrl-C/SIGTERM, -n or --duration)
+  1  error (output file not writable, disk full, a malformed line in `print` input, ...)
+  2  usage: bad arguments, unknown probe, probe without a struct sk_buff * argument
+  3  insufficient privileges: run as root or grant CAP_BPF and CAP_PERFMON
+  4  prerequisites missing: no kernel BTF, no conntrack, no kprobes (see `ct-cli check`)";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ct-cli",
+    version,
+    about = ABOUT,
+    long_about = LONG_ABOUT,
+    after_help = EXIT_CODES_HELP,
+    after_long_help = format!("{EXAMPLES}\n\n{EXIT_CODES_HELP}"),
+    propagate_version = true,
+    arg_required_else_help = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Attach probes and report packets with their conntrack state until stopped.
+    #[command(after_help = EXIT_CODES_HELP, after_long_help = COLLECT_HELP)]
+    Collect(CollectArgs),
+    /// Re-render a JSON Lines events file (or stdin) as text or JSON.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Print(PrintArgs),
+    /// Report whether this machine can collect (BTF, privileges, conntrack, probe types).
+    #[command(
+        after_help = "Exit codes:\n  0  collection can run\n  4  collection cannot run: fix \
+                      the FAIL lines"
+    )]
+    Check,
+}
+
+const COLLECT_HELP: &str = concat!(
+    "\
+Default probes (without -p): tp:net:net_dev_start_xmit (packets leaving a device, locally \
+generated or forwarded, after NAT), tp:net:netif_receive_skb (packets arriving, before \
+conntrack has seen them), tp:skb:kfree_skb (drops) and tp:skb:consume_skb (packets freed \
+after use). On kernels with kprobes, kp:ip_forward, kp:ip_local_deliver, kp:ip6_forward and \
+kp:ip6_input are added when they exist.
+
+Once every probe is attached, one line on stderr says so (`ct-cli: attached N probes (...); \
+collecting`), before any event. At exit a summary line on stderr gives the events seen, how \
+many carried conntrack data, and how many the kernel lost because the ring buffer was full.
+
+Conntrack attaches to packets only in network namespaces where something uses it: an \
+nftables/iptables rule matching ct state, NAT, or a helper. Without that, events have no ct \
+section.
+
+",
+    "Exit codes:
+  0  success, also when stopped by Ctrl-C/SIGTERM, -n or --duration
+  1  error (output file exists or is not writable, disk full, ring buffer read failed)
+  2  usage: bad arguments, unknown probe, probe without a struct sk_buff * argument
+  3  insufficient privileges: run as root or grant CAP_BPF and CAP_PERFMON
+  4  prerequisites missing: no kernel BTF, no conntrack, no kprobes (see `ct-cli check`)"
+);
+
+/// Output formats, as `--format` spells them.
+const FORMATS: [&str; 3] = ["multiline", "singleline", "json"];
+
+fn format_parser() -> impl clap::builder::TypedValueParser<Value = Format> {
+    PossibleValuesParser::new(FORMATS).map(|s| {
+        s.parse::<Format>()
+            .expect("every possible value is a format name")
+    })
+}
+
+#[derive(Debug, Args)]
+pub struct CollectArgs {
+    /// Probe to attach: tp:CATEGORY:NAME (tracepoint), kp:FUNCTION (kprobe) or
+    /// kr:FUNCTION (kretprobe returning an skb). Repeat for several. Default: see below.
+    #[arg(short = 'p', long = "probe", value_name = "PROBE", value_parser = clap::value_parser!(ProbeSpec))]
+    pub probes: Vec<ProbeSpec>,
+
+    /// Write events to FILE as JSON Lines (created with mode 0600; an existing file or a
+    /// symbolic link is refused). Text goes to stdout only with --print.
+    #[arg(short = 'o', long = "out", value_name = "FILE")]
+    pub out: Option<PathBuf>,
+
+    /// With -o: overwrite FILE if it exists (still never through a symbolic link).
+    #[arg(long, requires = "out")]
+    pub force: bool,
+
+    /// With -o: also print events on stdout.
+    #[arg(long, requires = "out")]
+    pub print: bool,
+
+    /// Format of events printed on stdout.
+    #[arg(long, value_name = "FORMAT", default_value = "multiline", value_parser = format_parser())]
+    pub format: Format,
+
+    /// Stop after N events.
+    #[arg(short = 'n', long = "count", value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub count: Option<u64>,
+
+    /// Stop after this long: 10s, 500ms, 2m (a bare number is seconds).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+
+    /// Ring buffer size in bytes: a power of two, at least 4096 (k/m/g suffixes: 8m).
+    /// Raise it when events are lost. Default: 4m.
+    #[arg(long, value_name = "BYTES", value_parser = parse_size)]
+    pub ring_size: Option<u64>,
+
+    /// Report only packets of one network namespace: /var/run/netns/NAME, an `ip netns`
+    /// name, /proc/PID/ns/net, or the namespace's inode number.
+    #[arg(long, value_name = "PATH_OR_INODE", value_parser = parse_netns)]
+    pub netns: Option<Netns>,
+
+    /// Report only packets that carry conntrack data (filtered in the kernel).
+    #[arg(long)]
+    pub ct_only: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PrintArgs {
+    /// JSON Lines events file to read, or - for stdin.
+    #[arg(value_name = "FILE|-")]
+    pub file: PathBuf,
+
+    /// Output format.
+    #[arg(long, value_name = "FORMAT", default_value = "multiline", value_parser = format_parser())]
+    pub format: Format,
+}
+
+/// A network namespace named on the command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Netns {
+    /// As the user gave it.
+    pub spec: String,
+    pub inode: u32,
+}
+
+fn parse_netns(s: &str) -> Result<Netns, ct_bpf::NetnsError> {
+    Ok(Netns {
+        spec: s.to_owned(),
+        inode: ct_bpf::netns_inode(s)?,
+    })
+}
+
+/// `10s`, `500ms`, `2m`, `1.5s`, `1h`; a bare number is seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let bad = || format!("{s:?} is not a duration: use e.g. 10s, 500ms or 2m");
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let value: f64 = number.parse().map_err(|_| bad())?;
+    let seconds = match unit.trim() {
+        "" | "s" => value,
+        "ms" => value / 1000.0,
+        "m" | "min" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => return Err(bad()),
+    };
+    if !seconds.is_finite() || seconds <= 0.0 || seconds > 1e9 {
+        return Err(format!("{s:?}: the duration must be more than 0"));
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+/// Bytes with an optional binary suffix: `4096`, `64k`, `8m`, `1g` (case-insensitive,
+/// `KiB`-style spellings accepted).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let bad = || format!("{s:?} is not a size in bytes: use e.g. 4194304, 512k or 8m");
+    let t = s.trim().to_ascii_lowercase();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let value: u64 = number.parse().map_err(|_| bad())?;
+    let shift = match unit.trim() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        _ => return Err(bad()),
+    };
+    value
+        .checked_mul(1 << shift)
+        .ok_or_else(|| format!("{s:?} is too large"))
+}
+
+impl CollectArgs {
+    /// Whether events go to stdout.
+    pub fn prints(&self) -> bool {
+        self.out.is_none() || self.print
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_format_name_parses() {
+        for name in FORMATS {
+            assert_eq!(name.parse::<Format>().unwrap().to_string(), name);
+        }
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("10s").unwrap(), Duration::from_secs(10));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration("3").unwrap(), Duration::from_secs(3));
+        assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
+        for bad in ["", "s", "10x", "-1s", "0s", "1e400", "ms10"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("4096").unwrap(), 4096);
+        assert_eq!(parse_size("64k").unwrap(), 65536);
+        assert_eq!(parse_size("8M").unwrap(), 8 << 20);
+        assert_eq!(parse_size("1GiB").unwrap(), 1 << 30);
+        for bad in ["", "k", "4x", "-4", "99999999999999999999g"] {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
+    }
+}

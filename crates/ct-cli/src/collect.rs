@@ -1,0 +1,437 @@
+//! `ct-cli collect`: attach, read events until told to stop, write them, report.
+
+use std::io::{self, BufWriter, IsTerminal, Stdout, Write};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use ct_bpf::{Collector, CollectorBuilder, DecodeError, ProbeSpec};
+use ct_core::{Event, EventWriter, Format};
+
+use crate::cli::CollectArgs;
+use crate::exit;
+use crate::output::OutputFile;
+
+/// Longest wait in the ring buffer before looking at signals, limits and the status line.
+const POLL_INTERVAL: Duration = Duration::from_millis(100);
+/// How often the live status line is refreshed (and the lost counter read).
+const STATUS_INTERVAL: Duration = Duration::from_millis(500);
+/// When to explain why no event carries conntrack data.
+const NO_CT_HINT_AFTER: Duration = Duration::from_secs(5);
+/// Decode errors reported one by one per second; the rest are counted.
+const DECODE_ERRORS_PER_SECOND: u32 = 5;
+/// Shortest time between two "events lost" warnings.
+const LOST_WARNING_INTERVAL: Duration = Duration::from_secs(2);
+
+pub fn run(args: &CollectArgs) -> anyhow::Result<ExitCode> {
+    let specs: Vec<ProbeSpec> = if args.probes.is_empty() {
+        ct_bpf::default_probes()
+    } else {
+        args.probes.clone()
+    };
+
+    // Refuse a bad output file before touching the kernel.
+    let mut file = args
+        .out
+        .as_deref()
+        .map(|path| OutputFile::create(path, args.force))
+        .transpose()?;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        // A second Ctrl-C/SIGTERM while stopping ends the process at once (exit 1).
+        signal_hook::flag::register_conditional_shutdown(signal, 1, Arc::clone(&stop))
+            .and_then(|_| signal_hook::flag::register(signal, Arc::clone(&stop)))
+            .context("cannot install the signal handlers")?;
+    }
+
+    let mut builder = CollectorBuilder::new()
+        .probes(specs.iter().cloned())
+        .only_tracked(args.ct_only);
+    if let Some(netns) = &args.netns {
+        builder = builder.netns(netns.inode);
+    }
+    if let Some(size) = args.ring_size {
+        builder = builder.ring_size(size);
+    }
+    let collector = match builder.build() {
+        Ok(collector) => collector,
+        Err(err) => {
+            if let Some(file) = file {
+                file.abandon();
+            }
+            return Err(err.into());
+        }
+    };
+    if let Some(file) = &mut file {
+        file.start()?;
+    }
+
+    let names: Vec<String> = specs.iter().map(ToString::to_string).collect();
+    eprintln!(
+        "ct-cli: attached {} probe{} ({}); collecting",
+        names.len(),
+        if names.len() == 1 { "" } else { "s" },
+        names.join(", ")
+    );
+
+    let stdout = args
+        .prints()
+        .then(|| EventWriter::new(BufWriter::new(io::stdout()), args.format));
+    let mut run = Run {
+        file: file.map(|f| EventWriter::new(f, Format::Json)),
+        stdout,
+        stdout_tty: io::stdout().is_terminal(),
+        status: Status::new(io::stderr().is_terminal()),
+        limit: args.count,
+        stats: Stats::default(),
+        stopped: None,
+        decode_reports: RateLimit::default(),
+    };
+    run.collect(collector, &stop, args.duration, args.ct_only)
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Stats {
+    /// Events handed to the outputs.
+    events: u64,
+    with_ct: u64,
+    decode_errors: u64,
+}
+
+/// Why collection stopped (when not by the clock or a signal).
+#[derive(Debug)]
+enum Stopped {
+    /// `-n` reached.
+    Count,
+    /// Whoever read stdout went away (`| head`): a normal end.
+    StdoutClosed,
+    /// Writing an output failed: reported, exit code 1.
+    Failed(anyhow::Error),
+}
+
+struct Run {
+    file: Option<EventWriter<OutputFile>>,
+    stdout: Option<EventWriter<BufWriter<Stdout>>>,
+    stdout_tty: bool,
+    status: Status,
+    limit: Option<u64>,
+    stats: Stats,
+    stopped: Option<Stopped>,
+    decode_reports: RateLimit,
+}
+
+impl Run {
+    fn collect(
+        &mut self,
+        mut collector: Collector,
+        stop: &AtomicBool,
+        duration: Option<Duration>,
+        ct_only: bool,
+    ) -> anyhow::Result<ExitCode> {
+        let start = Instant::now();
+        let deadline = duration.map(|d| start + d);
+        let mut next_status = start;
+        let mut hint_given = false;
+        let mut lost_reported = 0;
+        let mut last_lost_warning: Option<Instant> = None;
+        let mut fatal: Option<anyhow::Error> = None;
+
+        while self.stopped.is_none() && !stop.load(Ordering::Relaxed) {
+            let now = Instant::now();
+            let mut timeout = POLL_INTERVAL;
+            if let Some(deadline) = deadline {
+                if now >= deadline {
+                    break;
+                }
+                timeout = timeout.min(deadline - now);
+            }
+            if let Err(err) = collector.poll(timeout, |event| self.handle(event)) {
+                fatal = Some(err.into());
+                break;
+            }
+            self.flush();
+
+            let now = Instant::now();
+            if now < next_status || self.stopped.is_some() {
+                continue;
+            }
+            next_status = now + STATUS_INTERVAL;
+            let lost = collector.lost().unwrap_or(lost_reported);
+            let warn_due = last_lost_warning.is_none_or(|t| now - t >= LOST_WARNING_INTERVAL);
+            if lost > lost_reported && warn_due {
+                self.note(&format!(
+                    "ct-cli: {} events lost ({lost} so far): the ring buffer was full; raise \
+                     --ring-size, or watch fewer packets (--netns, --ct-only, fewer probes)",
+                    lost - lost_reported
+                ));
+                lost_reported = lost;
+                last_lost_warning = Some(now);
+            }
+            if let Some(n) = self.decode_reports.take_suppressed(now) {
+                self.note(&format!("ct-cli: {n} more undecodable events not shown"));
+            }
+            // Explained once packets arrive (or, with --ct-only, after the wait): with no
+            // packet at all there is nothing to say about conntrack yet.
+            if !hint_given
+                && now - start >= NO_CT_HINT_AFTER
+                && self.stats.with_ct == 0
+                && (self.stats.events > 0 || ct_only)
+            {
+                hint_given = true;
+                self.note(&no_ct_hint(self.stats.events, ct_only));
+            }
+            self.status.show(now - start, self.stats, lost);
+        }
+
+        // Whatever the kernel already put in the ring buffer is written too.
+        if fatal.is_none() && self.stopped.is_none() {
+            if let Err(err) = collector.drain(|event| self.handle(event)) {
+                fatal = Some(err.into());
+            }
+        }
+        self.flush();
+        let lost = collector.lost();
+        drop(collector); // detaches every probe
+        self.status.clear();
+        if let Some(n) = self.decode_reports.take_suppressed(Instant::now()) {
+            eprintln!("ct-cli: {n} more undecodable events not shown");
+        }
+
+        let mut code = ExitCode::SUCCESS;
+        if let Some(Stopped::Failed(err)) = self.stopped.take() {
+            code = exit::report(&err);
+        }
+        if let Some(err) = fatal {
+            code = exit::report(&err);
+        }
+        eprintln!("{}", self.summary(lost));
+        Ok(code)
+    }
+
+    fn summary(&self, lost: Result<u64, ct_bpf::Error>) -> String {
+        let Stats {
+            mut events,
+            with_ct,
+            decode_errors,
+        } = self.stats;
+        if let Some(file) = &self.file {
+            // What the file holds, even if writing stopped part way.
+            events = file.get_ref().lines();
+        }
+        let lost = match lost {
+            Ok(n) => n.to_string(),
+            Err(e) => format!("unknown number of events ({e})"),
+        };
+        let mut line = format!("ct-cli: {events} events ({with_ct} with conntrack), {lost} lost");
+        if decode_errors > 0 {
+            line.push_str(&format!(", {decode_errors} undecodable"));
+        }
+        line
+    }
+
+    fn handle(&mut self, event: Result<Event, DecodeError>) {
+        if self.stopped.is_some() {
+            return;
+        }
+        let event = match event {
+            Ok(event) => event,
+            Err(err) => {
+                self.stats.decode_errors += 1;
+                if self.decode_reports.allow(Instant::now()) {
+                    self.note(&format!("ct-cli: undecodable event skipped: {err}"));
+                }
+                return;
+            }
+        };
+        if let Some(file) = &mut self.file {
+            if let Err(err) = file.write(&event) {
+                self.file_failed(err);
+                return;
+            }
+        }
+        if self.stdout.is_some() && self.stdout_tty {
+            self.status.clear();
+        }
+        if let Some(stdout) = &mut self.stdout {
+            if let Err(err) = stdout.write(&event) {
+                self.stdout_failed(err);
+                return;
+            }
+        }
+        self.stats.events += 1;
+        if event.ct.is_some() {
+            self.stats.with_ct += 1;
+        }
+        if self.limit.is_some_and(|n| self.stats.events >= n) {
+            self.stopped = Some(Stopped::Count);
+        }
+    }
+
+    fn flush(&mut self) {
+        if let Some(file) = &mut self.file {
+            if let Err(err) = file.flush() {
+                self.file_failed(err);
+            }
+        }
+        if let Some(stdout) = &mut self.stdout {
+            if let Err(err) = stdout.flush() {
+                self.stdout_failed(err);
+            }
+        }
+    }
+
+    fn file_failed(&mut self, err: io::Error) {
+        if matches!(self.stopped, Some(Stopped::Failed(_))) {
+            return;
+        }
+        let Some(file) = &mut self.file else { return };
+        // Keep what fits; the file is cut after its last complete line.
+        let _ = file.flush();
+        let out = file.get_ref();
+        let remedy = if err.raw_os_error() == Some(libc::ENOSPC) {
+            "; free some space or write elsewhere"
+        } else {
+            ""
+        };
+        self.stopped = Some(Stopped::Failed(anyhow::anyhow!(
+            "writing {} failed: {err}; collection stopped, the file keeps the {} complete events \
+             written before{remedy}",
+            out.path().display(),
+            out.lines()
+        )));
+    }
+
+    fn stdout_failed(&mut self, err: io::Error) {
+        self.stopped = Some(if err.kind() == io::ErrorKind::BrokenPipe {
+            Stopped::StdoutClosed
+        } else {
+            Stopped::Failed(anyhow::Error::new(err).context("writing to stdout failed"))
+        });
+    }
+
+    /// A message on stderr, on its own line even while the status line is shown.
+    fn note(&mut self, message: &str) {
+        self.status.clear();
+        eprintln!("{message}");
+    }
+}
+
+fn no_ct_hint(events: u64, ct_only: bool) -> String {
+    let seen = if ct_only {
+        "no packet with conntrack data".to_owned()
+    } else {
+        format!("{events} packets seen, none with conntrack data")
+    };
+    format!(
+        "ct-cli: {seen} after {} s: conntrack only attaches to packets in a network namespace \
+         where nftables/iptables rules, NAT or a helper use it (e.g. a rule matching `ct state`); \
+         `ct-cli check` shows what this kernel supports",
+        NO_CT_HINT_AFTER.as_secs()
+    )
+}
+
+/// The live status line on a terminal's stderr.
+struct Status {
+    enabled: bool,
+    shown: bool,
+}
+
+impl Status {
+    fn new(enabled: bool) -> Self {
+        Status {
+            enabled,
+            shown: false,
+        }
+    }
+
+    fn show(&mut self, elapsed: Duration, stats: Stats, lost: u64) {
+        if !self.enabled {
+            return;
+        }
+        let mut err = io::stderr().lock();
+        let _ = write!(
+            err,
+            "\r\x1b[Kct-cli: {:.1} s: {} events ({} with conntrack), {lost} lost",
+            elapsed.as_secs_f64(),
+            stats.events,
+            stats.with_ct,
+        );
+        if stats.decode_errors > 0 {
+            let _ = write!(err, ", {} undecodable", stats.decode_errors);
+        }
+        let _ = err.flush();
+        self.shown = true;
+    }
+
+    fn clear(&mut self) {
+        if self.shown {
+            let mut err = io::stderr().lock();
+            let _ = write!(err, "\r\x1b[K");
+            let _ = err.flush();
+            self.shown = false;
+        }
+    }
+}
+
+/// Lets a few reports through per second and counts the rest.
+#[derive(Debug, Default)]
+struct RateLimit {
+    window: Option<Instant>,
+    shown: u32,
+    suppressed: u64,
+}
+
+impl RateLimit {
+    fn allow(&mut self, now: Instant) -> bool {
+        if self
+            .window
+            .is_none_or(|w| now - w >= Duration::from_secs(1))
+        {
+            self.window = Some(now);
+            self.shown = 0;
+        }
+        if self.shown < DECODE_ERRORS_PER_SECOND {
+            self.shown += 1;
+            true
+        } else {
+            self.suppressed += 1;
+            false
+        }
+    }
+
+    /// The count of reports held back, once their second is over.
+    fn take_suppressed(&mut self, now: Instant) -> Option<u64> {
+        let over = self
+            .window
+            .is_some_and(|w| now - w >= Duration::from_secs(1));
+        (self.suppressed > 0 && over).then(|| std::mem::take(&mut self.suppressed))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_limit_counts_what_it_holds_back() {
+        let mut r = RateLimit::default();
+        let t = Instant::now();
+        let shown = (0..12).filter(|_| r.allow(t)).count();
+        assert_eq!(shown, DECODE_ERRORS_PER_SECOND as usize);
+        assert_eq!(r.take_suppressed(t), None);
+        let later = t + Duration::from_secs(1);
+        assert_eq!(r.take_suppressed(later), Some(7));
+        assert!(r.allow(later));
+    }
+
+    #[test]
+    fn hint_names_the_usual_cause() {
+        let hint = no_ct_hint(12, false);
+        assert!(hint.contains("12 packets seen"), "{hint}");
+        assert!(hint.contains("nftables/iptables"), "{hint}");
+        assert!(hint.contains("ct-cli check"), "{hint}");
+    }
+}
