@@ -13,6 +13,11 @@ fn main() {
         .obj(out.join("ct.bpf.o"))
         .clang_args(["-I", "src/bpf", "-Wall", "-Werror"])
         .build_and_generate(out.join("ct.skel.rs"))
-        .expect("compiling src/bpf/ct.bpf.c failed: is clang installed? (scripts/install-deps.sh)");
+        .unwrap_or_else(|e| {
+            panic!(
+                "compiling {SRC} failed: {e:#}\n(is clang installed? scripts/install-deps.sh; \
+                 clang's own messages: scripts/bpf-check.sh)"
+            )
+        });
     println!("cargo:rerun-if-changed=src/bpf");
 }

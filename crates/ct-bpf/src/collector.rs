@@ -17,7 +17,7 @@ use libbpf_rs::{Link, MapCore, MapFlags, MapHandle, Object, ObjectBuilder, RingB
 use crate::check::{has_bpf_privileges, kprobes_supported};
 use crate::decode::{DecodeError, Decoder};
 use crate::filter::{CompiledFilters, KernelFilters};
-use crate::probe::{KernelBtf, ProbeSpec, ResolvedProbe};
+use crate::probe::{KernelBtf, ProbeSpec};
 use crate::raw::{write_rodata, ProbeConfig, RawCtEvent};
 use crate::Error;
 
@@ -33,8 +33,12 @@ pub struct CollectorBuilder {
     ring_size: u64,
     netns: Option<u32>,
     only_tracked: bool,
+    track: bool,
     filters: KernelFilters,
 }
+
+/// Tracepoints where packet buffers are freed; tracking entries end there.
+const FREE_TRACEPOINTS: [&str; 2] = ["kfree_skb", "consume_skb"];
 
 impl Default for CollectorBuilder {
     fn default() -> Self {
@@ -43,6 +47,7 @@ impl Default for CollectorBuilder {
             ring_size: DEFAULT_RING_SIZE,
             netns: None,
             only_tracked: false,
+            track: true,
             filters: KernelFilters::default(),
         }
     }
@@ -80,6 +85,15 @@ impl CollectorBuilder {
     /// Reports only packets that carry conntrack data. Filtered in the kernel.
     pub fn only_tracked(mut self, yes: bool) -> Self {
         self.only_tracked = yes;
+        self
+    }
+
+    /// Packet tracking ids (on by default): each packet gets a first-seen time per data
+    /// buffer, kept in a kernel map, so its events can be grouped across probes, clones
+    /// and NAT. Off, events still carry ids, but a buffer reused by a later packet gets
+    /// the same one.
+    pub fn track_packets(mut self, yes: bool) -> Self {
+        self.track = yes;
         self
     }
 
@@ -137,13 +151,47 @@ impl CollectorBuilder {
                 skb_arg: probe.skb_arg,
                 netns: self.netns,
                 require_ct: self.only_tracked,
+                track: self.track,
+                frees_skb: self.track && frees_skb(&probe.spec),
             };
-            let object = load_object(probe, &cfg, &filters, shared.as_ref(), self.ring_size)?;
+            let label = probe.spec.to_string();
+            let program = program_for(&probe.spec);
+            let object = load_object(
+                program,
+                &label,
+                &cfg,
+                &filters,
+                shared.as_ref(),
+                self.ring_size,
+            )?;
             if shared.is_none() {
                 shared = Some(SharedMaps::from_object(&object)?);
             }
-            links.push(attach(&object, probe)?);
+            links.push(attach(&object, program, &probe.spec)?);
             objects.push(object);
+        }
+        // Frees that no probe sees still end tracking, through a small program of their own.
+        if self.track {
+            for name in FREE_TRACEPOINTS {
+                let spec = ProbeSpec::Tracepoint {
+                    category: "skb".into(),
+                    name: name.into(),
+                };
+                if resolved.iter().any(|p| p.spec == spec) {
+                    continue;
+                }
+                let label = format!("{spec} (tracking)");
+                let object = load_object(
+                    "ct_track_gc",
+                    &label,
+                    &ProbeConfig::default(),
+                    &CompiledFilters::default(),
+                    shared.as_ref(),
+                    self.ring_size,
+                )?;
+                links.push(attach(&object, "ct_track_gc", &spec)?);
+                objects.push(object);
+            }
         }
         let shared = shared.ok_or(Error::NoProbes)?;
 
@@ -167,6 +215,7 @@ impl CollectorBuilder {
             lost: shared.lost,
             _events: shared.events,
             _scratch: shared.scratch,
+            _track: shared.track,
             objects,
             decoder: Decoder::new(infos.clone()),
             probes: infos,
@@ -187,6 +236,7 @@ struct SharedMaps {
     events: MapHandle,
     lost: MapHandle,
     scratch: MapHandle,
+    track: MapHandle,
 }
 
 impl SharedMaps {
@@ -202,19 +252,26 @@ impl SharedMaps {
             events: find("ct_events")?,
             lost: find("ct_lost")?,
             scratch: find("ct_scratch_map")?,
+            track: find("ct_track")?,
         })
     }
 }
 
+fn frees_skb(spec: &ProbeSpec) -> bool {
+    matches!(spec, ProbeSpec::Tracepoint { category, name }
+        if category == "skb" && FREE_TRACEPOINTS.contains(&name.as_str()))
+}
+
 fn load_object(
-    probe: &ResolvedProbe,
+    program: &str,
+    label: &str,
     cfg: &ProbeConfig,
     filters: &CompiledFilters,
     shared: Option<&SharedMaps>,
     ring_size: u64,
 ) -> Result<Object, Error> {
     let load_err = |source| Error::Load {
-        probe: probe.spec.to_string(),
+        probe: label.to_owned(),
         source,
     };
     let mut open = ObjectBuilder::default()
@@ -235,6 +292,7 @@ fn load_object(
             ("ct_events", Some(s)) => Some(&s.events),
             ("ct_lost", Some(s)) => Some(&s.lost),
             ("ct_scratch_map", Some(s)) => Some(&s.scratch),
+            ("ct_track", Some(s)) => Some(&s.track),
             _ => None,
         };
         if let Some(handle) = reuse {
@@ -246,9 +304,8 @@ fn load_object(
     if !rodata_written {
         return Err(Error::ObjectLayout(".rodata map"));
     }
-    let wanted = program_for(&probe.spec);
     for mut prog in open.progs_mut() {
-        let keep = prog.name() == wanted;
+        let keep = prog.name() == program;
         prog.set_autoload(keep);
     }
     open.load().map_err(load_err)
@@ -262,19 +319,18 @@ fn program_for(spec: &ProbeSpec) -> &'static str {
     }
 }
 
-fn attach(object: &Object, probe: &ResolvedProbe) -> Result<Link, Error> {
-    let wanted = program_for(&probe.spec);
+fn attach(object: &Object, program: &str, spec: &ProbeSpec) -> Result<Link, Error> {
     let prog = object
         .progs_mut()
-        .find(|p| p.name() == wanted)
+        .find(|p| p.name() == program)
         .ok_or(Error::ObjectLayout("probe program"))?;
-    let result = match &probe.spec {
+    let result = match spec {
         ProbeSpec::Tracepoint { name, .. } => prog.attach_raw_tracepoint(name),
         ProbeSpec::Kprobe { function } => prog.attach_kprobe(false, function),
         ProbeSpec::Kretprobe { function } => prog.attach_kprobe(true, function),
     };
     result.map_err(|source| Error::Attach {
-        probe: probe.spec.to_string(),
+        probe: spec.to_string(),
         source,
     })
 }
@@ -290,6 +346,7 @@ pub struct Collector {
     lost: MapHandle,
     _events: MapHandle,
     _scratch: MapHandle,
+    _track: MapHandle,
     objects: Vec<Object>,
     decoder: Decoder,
     probes: Vec<ProbeInfo>,

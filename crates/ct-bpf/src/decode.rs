@@ -232,6 +232,13 @@ impl Decoder {
         }
     }
 
+    /// One id per conntrack entry: its address names it while it lives, and its original
+    /// tuple and zone tell it from a later entry reusing the same memory.
+    fn conn_id(&self, conn: &RawCtConn) -> u64 {
+        self.hasher
+            .hash_one((conn.key, conn.orig, conn.zone_id, conn.zone_dir))
+    }
+
     pub fn decode(&self, bytes: &[u8]) -> Result<Event, DecodeError> {
         let raw = RawCtEvent::read(bytes).ok_or(DecodeError::Short { got: bytes.len() })?;
         self.decode_raw(&raw)
@@ -244,11 +251,10 @@ impl Decoder {
             .cloned()
             .ok_or(DecodeError::UnknownProbe(raw.probe_id))?;
         let ct = decode_raw_ct(raw)?;
-        let id = |key: u64| self.hasher.hash_one(key);
         let tracking = Tracking {
-            skb: id(raw.skb_key),
-            conn: (raw.base.key != 0).then(|| id(raw.base.key)),
-            parent_conn: (raw.ct_flags & EV_HAS_PARENT != 0).then(|| id(raw.parent.key)),
+            skb: self.hasher.hash_one((raw.skb_key, raw.skb_first_ts)),
+            conn: (raw.base.key != 0).then(|| self.conn_id(&raw.base)),
+            parent_conn: (raw.ct_flags & EV_HAS_PARENT != 0).then(|| self.conn_id(&raw.parent)),
         };
         Ok(Event {
             timestamp: Some(raw.ts),

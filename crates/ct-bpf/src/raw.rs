@@ -37,7 +37,7 @@ pub const PKT_HAS_NETNS: u8 = c::ct_pkt_flag::CT_PKT_HAS_NETNS.0 as u8;
 
 /// `struct ct_raw_tuple`.
 #[repr(C)]
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct RawCtTuple {
     pub src: [u8; 16],
     pub dst: [u8; 16],
@@ -100,6 +100,8 @@ pub struct RawCtEvent {
     pub hdr: [u8; PKT_HDR_LEN],
     pub base: RawCtConn,
     pub parent: RawCtConn,
+    /// When the packet's data buffer was first reported (see `skb_key`).
+    pub skb_first_ts: u64,
 }
 
 impl Default for RawCtEvent {
@@ -125,6 +127,7 @@ impl Default for RawCtEvent {
             hdr: [0; PKT_HDR_LEN],
             base: RawCtConn::default(),
             parent: RawCtConn::default(),
+            skb_first_ts: 0,
         }
     }
 }
@@ -151,10 +154,11 @@ assert_same_layout!(RawCtConn, c::ct_raw_conn, 152 == [
     timeout @ 128, sctp_vtag @ 132, zone_id @ 140, zone_dir @ 142, proto_state @ 143,
     present @ 144,
 ]);
-assert_same_layout!(RawCtEvent, c::ct_raw_event, 488 == [
+assert_same_layout!(RawCtEvent, c::ct_raw_event, 496 == [
     ts @ 0, skb_key @ 8, pid @ 16, tgid @ 20, comm @ 24, netns @ 40, ifindex @ 44,
     ifname @ 48, probe_id @ 64, skb_len @ 68, hz @ 72, l3_proto @ 76, pkt_flags @ 78,
     hdr_len @ 79, ctinfo @ 80, ct_flags @ 81, hdr @ 88, base @ 184, parent @ 336,
+    skb_first_ts @ 488,
 ]);
 
 impl RawCtEvent {
@@ -187,6 +191,10 @@ pub struct ProbeConfig {
     /// Report only this network namespace (inode).
     pub netns: Option<u32>,
     pub require_ct: bool,
+    /// Give packets tracking ids (a first-seen time per data buffer).
+    pub track: bool,
+    /// The probe sees buffers being freed: end their tracking there.
+    pub frees_skb: bool,
 }
 
 /// Writes `cfg` and the compiled `filters` into a `.rodata` initial image. Errors if the
@@ -206,8 +214,14 @@ pub(crate) fn write_rodata(
         value.netns = netns;
         value.flags |= c::ct_cfg_flag::CT_CFG_NETNS.0;
     }
-    if cfg.require_ct {
-        value.flags |= c::ct_cfg_flag::CT_CFG_REQUIRE_CT.0;
+    for (on, flag) in [
+        (cfg.require_ct, c::ct_cfg_flag::CT_CFG_REQUIRE_CT),
+        (cfg.track, c::ct_cfg_flag::CT_CFG_TRACK),
+        (cfg.frees_skb, c::ct_cfg_flag::CT_CFG_FREES_SKB),
+    ] {
+        if on {
+            value.flags |= flag.0;
+        }
     }
     let off = offset_of!(c::rodata, ct_cfg);
     // SAFETY: bounds checked above; ct_probe_cfg is plain integers and arrays of them;
@@ -248,6 +262,7 @@ mod tests {
             skb_arg: 1,
             netns: Some(0xabcd),
             require_ct: true,
+            ..Default::default()
         };
         let filters = crate::filter::CompiledFilters::default();
         write_rodata(&mut image, &cfg, &filters).unwrap();

@@ -52,6 +52,46 @@ struct {
 	__type(value, __u64);
 } ct_lost SEC(".maps");
 
+/*
+ * Packet tracking: when each data buffer (skb->head) was first reported. A packet keeps
+ * its buffer across probes, clones and NAT rewrites, so (head, first-seen time) names it;
+ * the time tells it from a later packet that reuses the buffer. Entries go when the
+ * buffer is freed (kfree_skb/consume_skb with no other reference to the data); the LRU
+ * bounds what frees we do not see.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1 << 16);
+	__type(key, __u64);
+	__type(value, __u64);
+} ct_track SEC(".maps");
+
+static __always_inline __u64 ct_track_first_seen(__u64 head, __u64 now)
+{
+	__u64 *first = bpf_map_lookup_elem(&ct_track, &head);
+
+	if (first)
+		return *first;
+	bpf_map_update_elem(&ct_track, &head, &now, BPF_NOEXIST);
+	return now;
+}
+
+/* Forgets `head` when this free releases the last reference to the data. */
+static __always_inline void ct_track_forget(const __u8 *skbbuf)
+{
+	const unsigned char *head = CT_GET(skbbuf, struct sk_buff, head, unsigned char *);
+	__u32 end = CT_GET(skbbuf, struct sk_buff, end, __u32);
+	const struct skb_shared_info *shinfo = (const void *)(head + end);
+	int dataref = 0;
+	__u64 key = (__u64)head;
+
+	if (!head || bpf_probe_read_kernel(&dataref, sizeof(dataref), &shinfo->dataref.counter))
+		return;
+	/* The low 16 bits count references to the whole buffer (SKB_DATAREF_MASK). */
+	if ((dataref & 0xffff) <= 1)
+		bpf_map_delete_elem(&ct_track, &key);
+}
+
 static __always_inline void ct_count_lost(void)
 {
 	__u32 zero = 0;
@@ -143,46 +183,36 @@ static __always_inline bool ct_conn_filters(unsigned long nfct, __u8 *buf)
 	return true;
 }
 
-static __always_inline int ct_handle(struct sk_buff *skb)
+/* Decides whether to report the packet whose sk_buff is copied in scratch->skb and, if
+ * so, reports it. */
+static __always_inline void ct_report(struct sk_buff *skb, struct ct_scratch *scratch,
+				      __u32 size)
 {
-	struct ct_scratch *scratch;
 	struct ct_raw_event *ev;
 	const struct net_device *dev;
 	const struct sock *sk;
 	unsigned long nfct = 0;
-	__u32 size, netns = 0, hdr_len = 0;
+	__u32 netns = 0, hdr_len = 0;
 	bool conn_ready = false;
 	__u64 pid_tgid;
-
-	if (!skb)
-		return 0;
-	scratch = ct_scratch_get();
-	if (!scratch)
-		return 0;
-
-	size = bpf_core_type_size(struct sk_buff);
-	if (size > CT_SCRATCH_LEN)
-		size = CT_SCRATCH_LEN;
-	if (bpf_probe_read_kernel(scratch->skb, size, skb))
-		return 0;
 
 	/* Cheapest decisions first: each filter not configured is pruned at load time. */
 	if (bpf_core_field_exists(struct sk_buff, _nfct))
 		nfct = CT_GET(scratch->skb, struct sk_buff, _nfct, unsigned long);
 	if ((ct_cfg.flags & CT_CFG_REQUIRE_CT) && !nfct)
-		return 0;
+		return;
 
 	dev = CT_GET(scratch->skb, struct sk_buff, dev, struct net_device *);
 	sk = CT_GET(scratch->skb, struct sk_buff, sk, struct sock *);
 	if (ct_cfg.flags & CT_CFG_NETNS) {
 		netns = ct_netns_of(dev, sk);
 		if (netns != ct_cfg.netns)
-			return 0;
+			return;
 	}
 
 	if (ct_cfg.flags & CT_CFG_CT_FILTERS) {
 		if (!ct_conn_filters(nfct, scratch->conn))
-			return 0;
+			return;
 		conn_ready = (ct_cfg.flags & CT_CFG_CT_CONN_FILTERS) != 0;
 	}
 
@@ -192,7 +222,7 @@ static __always_inline int ct_handle(struct sk_buff *skb)
 		hdr_len = ct_read_header(scratch->hdr, scratch->skb);
 		ct_parse_view(&view, scratch->hdr, hdr_len);
 		if (!ct_pkt_filter(&ct_cfg, &view))
-			return 0;
+			return;
 	}
 
 #pragma unroll
@@ -200,14 +230,14 @@ static __always_inline int ct_handle(struct sk_buff *skb)
 		if (i >= ct_cfg.n_meta)
 			break;
 		if (!ct_meta_match(&ct_cfg.meta[i], skb, scratch->skb, size))
-			return 0;
+			return;
 	}
 
 	/* From here on the packet is reported: reserve, fill in place, submit. */
 	ev = bpf_ringbuf_reserve(&ct_events, sizeof(*ev), 0);
 	if (!ev) {
 		ct_count_lost();
-		return 0;
+		return;
 	}
 	__builtin_memset(ev, 0, sizeof(*ev));
 
@@ -238,8 +268,32 @@ static __always_inline int ct_handle(struct sk_buff *skb)
 		ev->hdr_len = ct_read_header(ev->hdr, scratch->skb);
 	}
 	ct_fill(ev, nfct, scratch, conn_ready);
+	if (ct_cfg.flags & CT_CFG_TRACK)
+		ev->skb_first_ts = ct_track_first_seen(ev->skb_key, ev->ts);
 
 	bpf_ringbuf_submit(ev, 0);
+}
+
+static __always_inline int ct_handle(struct sk_buff *skb)
+{
+	struct ct_scratch *scratch;
+	__u32 size;
+
+	if (!skb)
+		return 0;
+	scratch = ct_scratch_get();
+	if (!scratch)
+		return 0;
+	size = bpf_core_type_size(struct sk_buff);
+	if (size > CT_SCRATCH_LEN)
+		size = CT_SCRATCH_LEN;
+	if (bpf_probe_read_kernel(scratch->skb, size, skb))
+		return 0;
+
+	ct_report(skb, scratch, size);
+	/* After reporting (or not): a free must end tracking whatever the filters said. */
+	if (ct_cfg.flags & CT_CFG_FREES_SKB)
+		ct_track_forget(scratch->skb);
 	return 0;
 }
 
@@ -259,6 +313,25 @@ int ct_raw_tp(struct bpf_raw_tracepoint_args *ctx)
 	case 5: skb = (void *)ctx->args[5]; break;
 	}
 	return ct_handle(skb);
+}
+
+/* Attached to skb:kfree_skb and skb:consume_skb when no probe of ours is, so tracking
+ * entries go when buffers are freed. Both tracepoints take the skb first. */
+SEC("raw_tp")
+int ct_track_gc(struct bpf_raw_tracepoint_args *ctx)
+{
+	struct ct_scratch *scratch = ct_scratch_get();
+	const struct sk_buff *skb = (const void *)ctx->args[0];
+	__u32 size = bpf_core_type_size(struct sk_buff);
+
+	if (!scratch || !skb)
+		return 0;
+	if (size > CT_SCRATCH_LEN)
+		size = CT_SCRATCH_LEN;
+	if (bpf_probe_read_kernel(scratch->skb, size, skb))
+		return 0;
+	ct_track_forget(scratch->skb);
+	return 0;
 }
 
 SEC("kprobe")

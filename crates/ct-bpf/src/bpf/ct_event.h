@@ -94,6 +94,8 @@ struct ct_raw_event {
 	__u8 hdr[CT_PKT_HDR_LEN]; /* network header onwards, linear part only */
 	struct ct_raw_conn base;
 	struct ct_raw_conn parent;
+	__u64 skb_first_ts;       /* when this data buffer was first reported: with skb_key,
+				   * tells a packet from a later one reusing the buffer */
 };
 
 #define CT_ASSERT_OFFSET(type, field, off) \
@@ -101,7 +103,7 @@ struct ct_raw_event {
 
 _Static_assert(sizeof(struct ct_raw_tuple) == 40, "ct_raw_tuple size changed");
 _Static_assert(sizeof(struct ct_raw_conn) == 152, "ct_raw_conn size changed");
-_Static_assert(sizeof(struct ct_raw_event) == 488, "ct_raw_event size changed");
+_Static_assert(sizeof(struct ct_raw_event) == 496, "ct_raw_event size changed");
 CT_ASSERT_OFFSET(struct ct_raw_tuple, src_u, 32);
 CT_ASSERT_OFFSET(struct ct_raw_tuple, l3num, 38);
 CT_ASSERT_OFFSET(struct ct_raw_conn, reply, 40);
@@ -125,5 +127,6 @@ CT_ASSERT_OFFSET(struct ct_raw_event, ctinfo, 80);
 CT_ASSERT_OFFSET(struct ct_raw_event, hdr, 88);
 CT_ASSERT_OFFSET(struct ct_raw_event, base, 184);
 CT_ASSERT_OFFSET(struct ct_raw_event, parent, 336);
+CT_ASSERT_OFFSET(struct ct_raw_event, skb_first_ts, 488);
 
 #endif /* __CT_EVENT_H__ */

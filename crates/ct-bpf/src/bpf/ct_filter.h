@@ -81,6 +81,8 @@ enum ct_cfg_flag {
 	CT_CFG_CT_STATUS_ANY = 1 << 5, /* at least one ct_status_any bit set */
 	CT_CFG_PKT_FILTER = 1 << 6,    /* run insns[0..n_insns] */
 	CT_CFG_NETNS = 1 << 7,         /* device/socket netns inode == netns */
+	CT_CFG_TRACK = 1 << 8,         /* give packets a first-seen time (tracking ids) */
+	CT_CFG_FREES_SKB = 1 << 9,     /* this probe sees buffers being freed */
 };
 
 #define CT_CFG_CT_CONN_FILTERS \

@@ -40,11 +40,13 @@ typedef _Bool bool;
 enum bpf_map_type {
 	BPF_MAP_TYPE_ARRAY = 2,
 	BPF_MAP_TYPE_PERCPU_ARRAY = 6,
+	BPF_MAP_TYPE_LRU_HASH = 9,
 	BPF_MAP_TYPE_RINGBUF = 27,
 };
 
 enum {
 	BPF_ANY = 0,
+	BPF_NOEXIST = 1,
 	BPF_F_CURRENT_CPU = 0xffffffffULL,
 };
 
@@ -121,8 +123,17 @@ struct sk_buff {
 	__u16 network_header;
 	__u16 mac_header;
 	unsigned int tail; /* sk_buff_data_t: an offset from head on 64-bit kernels */
+	unsigned int end;  /* likewise; struct skb_shared_info starts there */
 	unsigned char *head;
 	unsigned char *data;
+} __attribute__((preserve_access_index));
+
+typedef struct {
+	int counter;
+} atomic_t;
+
+struct skb_shared_info {
+	atomic_t dataref;
 } __attribute__((preserve_access_index));
 
 /* --- conntrack ----------------------------------------------------------------------------- */
