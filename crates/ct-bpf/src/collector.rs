@@ -34,6 +34,7 @@ pub struct CollectorBuilder {
     netns: Option<u32>,
     only_tracked: bool,
     track: bool,
+    floor: bool,
     filters: KernelFilters,
 }
 
@@ -48,6 +49,7 @@ impl Default for CollectorBuilder {
             netns: None,
             only_tracked: false,
             track: true,
+            floor: false,
             filters: KernelFilters::default(),
         }
     }
@@ -94,6 +96,14 @@ impl CollectorBuilder {
     /// the same one.
     pub fn track_packets(mut self, yes: bool) -> Self {
         self.track = yes;
+        self
+    }
+
+    /// Also attaches an empty program beside each tracepoint probe, whose run time
+    /// ([`Collector::program_stats`], with `kernel.bpf_stats_enabled=1`) is the floor that
+    /// probe's cost compares with.
+    pub fn measure_floor(mut self, yes: bool) -> Self {
+        self.floor = yes;
         self
     }
 
@@ -145,6 +155,7 @@ impl CollectorBuilder {
         let mut objects = Vec::with_capacity(resolved.len());
         let mut links = Vec::with_capacity(resolved.len());
         let mut shared: Option<SharedMaps> = None;
+        let mut programs: Vec<(String, Option<u32>)> = Vec::new();
         for (id, probe) in resolved.iter().enumerate() {
             let cfg = ProbeConfig {
                 probe_id: id as u32,
@@ -168,7 +179,22 @@ impl CollectorBuilder {
                 shared = Some(SharedMaps::from_object(&object)?);
             }
             links.push(attach(&object, program, &probe.spec)?);
+            programs.push((label.clone(), program_id(&object, program)));
             objects.push(object);
+            if self.floor && matches!(probe.spec, ProbeSpec::Tracepoint { .. }) {
+                let label = format!("{label} (floor)");
+                let floor = load_object(
+                    "ct_floor",
+                    &label,
+                    &ProbeConfig::default(),
+                    &CompiledFilters::default(),
+                    shared.as_ref(),
+                    self.ring_size,
+                )?;
+                links.push(attach(&floor, "ct_floor", &probe.spec)?);
+                programs.push((label, program_id(&floor, "ct_floor")));
+                objects.push(floor);
+            }
         }
         // Frees that no probe sees still end tracking, through a small program of their own.
         if self.track {
@@ -190,6 +216,7 @@ impl CollectorBuilder {
                     self.ring_size,
                 )?;
                 links.push(attach(&object, "ct_track_gc", &spec)?);
+                programs.push((label, program_id(&object, "ct_track_gc")));
                 objects.push(object);
             }
         }
@@ -219,6 +246,7 @@ impl CollectorBuilder {
             objects,
             decoder: Decoder::new(infos.clone()),
             probes: infos,
+            programs,
         })
     }
 }
@@ -350,6 +378,32 @@ pub struct Collector {
     objects: Vec<Object>,
     decoder: Decoder,
     probes: Vec<ProbeInfo>,
+    /// Every program attached, with its kernel id, for run-time statistics.
+    programs: Vec<(String, Option<u32>)>,
+}
+
+/// Kernel run-time statistics of one attached program (counted only while
+/// `kernel.bpf_stats_enabled` is 1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProgramStats {
+    /// The probe, or `<probe> (floor)` / `<probe> (tracking)` for helper programs.
+    pub label: String,
+    pub run_time_ns: u64,
+    pub run_cnt: u64,
+}
+
+impl ProgramStats {
+    /// Mean nanoseconds per hit, when there were hits.
+    pub fn ns_per_hit(&self) -> Option<f64> {
+        (self.run_cnt > 0).then(|| self.run_time_ns as f64 / self.run_cnt as f64)
+    }
+}
+
+fn program_id(object: &Object, name: &str) -> Option<u32> {
+    object
+        .progs()
+        .find(|p| p.name() == name)
+        .and_then(|p| libbpf_rs::Program::id_from_fd(p.as_fd()).ok())
 }
 
 impl std::fmt::Debug for Collector {
@@ -441,6 +495,27 @@ impl Collector {
             .filter_map(|v| v.get(..8).and_then(|b| b.try_into().ok()))
             .map(u64::from_ne_bytes)
             .sum())
+    }
+
+    /// Run time and hit count of every attached program, from the kernel (zero unless
+    /// `kernel.bpf_stats_enabled` is 1).
+    pub fn program_stats(&self) -> Vec<ProgramStats> {
+        let all: Vec<_> = libbpf_rs::query::ProgInfoIter::default()
+            .map(|info| (info.id, info.run_time_ns, info.run_cnt))
+            .collect();
+        self.programs
+            .iter()
+            .map(|(label, id)| {
+                let (run_time_ns, run_cnt) = id
+                    .and_then(|id| all.iter().find(|p| p.0 == id))
+                    .map_or((0, 0), |p| (p.1, p.2));
+                ProgramStats {
+                    label: label.clone(),
+                    run_time_ns,
+                    run_cnt,
+                }
+            })
+            .collect()
     }
 
     /// Descriptor to wait on (epoll) for readiness, for callers with their own loop.

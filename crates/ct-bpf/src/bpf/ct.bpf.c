@@ -334,6 +334,14 @@ int ct_track_gc(struct bpf_raw_tracepoint_args *ctx)
 	return 0;
 }
 
+/* Does nothing: attached beside a probe, its run time is the floor that probe's cost is
+ * measured against (CollectorBuilder::measure_floor). */
+SEC("raw_tp")
+int ct_floor(struct bpf_raw_tracepoint_args *ctx)
+{
+	return 0;
+}
+
 SEC("kprobe")
 int ct_kprobe(struct pt_regs *ctx)
 {

@@ -101,7 +101,8 @@ static __always_inline void ct_fill_ext(struct ct_raw_conn *out, const void *ext
 		    !bpf_probe_read_kernel(&helper, sizeof(helper),
 					   ext + off + bpf_core_field_offset(struct nf_conn_help, helper)) &&
 		    helper &&
-		    !bpf_probe_read_kernel_str(out->helper, sizeof(out->helper), helper->name))
+		    /* _str returns the length copied (with the NUL), not 0, on success */
+		    bpf_probe_read_kernel_str(out->helper, sizeof(out->helper), helper->name) > 0)
 			out->present |= CT_CONN_HAS_HELPER;
 	}
 }
