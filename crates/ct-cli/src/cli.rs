@@ -123,7 +123,7 @@ pub struct CollectArgs {
     pub print: bool,
 
     /// Format of events printed on stdout.
-    #[arg(long, value_name = "FORMAT", default_value = "multiline", value_parser = format_parser())]
+    #[arg(long, value_name = "FORMAT", default_value = "multiline", ignore_case = true, value_parser = format_parser())]
     pub format: Format,
 
     /// Stop after N events.
@@ -156,7 +156,7 @@ pub struct PrintArgs {
     pub file: PathBuf,
 
     /// Output format.
-    #[arg(long, value_name = "FORMAT", default_value = "multiline", value_parser = format_parser())]
+    #[arg(long, value_name = "FORMAT", default_value = "multiline", ignore_case = true, value_parser = format_parser())]
     pub format: Format,
 }
 

@@ -44,8 +44,9 @@ pub fn run(args: &PrintArgs) -> anyhow::Result<ExitCode> {
     }
     if bad > 0 {
         eprintln!(
-            "ct-cli: {name}: {bad} of {total} lines {} not valid events",
-            if bad == 1 { "was" } else { "were" }
+            "ct-cli: {name}: {bad} bad line{}, {} events printed",
+            if bad == 1 { "" } else { "s" },
+            total - bad
         );
         return Ok(ExitCode::from(exit::GENERIC));
     }

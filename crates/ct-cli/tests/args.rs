@@ -1,0 +1,234 @@
+//! Bad arguments give one clear message and exit code 2; the output file is never written
+//! through a link or over an existing file. None of these needs the kernel.
+
+use std::os::unix::fs::{symlink, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn ct_cli(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ct-cli"))
+        .args(args)
+        .output()
+        .expect("ct-cli runs")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Runs ct-cli and asserts a usage error whose message holds `needle`.
+fn usage_error(args: &[&str], needle: &str) {
+    let out = ct_cli(args);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+    assert!(
+        err.contains(needle),
+        "{args:?}: expected {needle:?} in:\n{err}"
+    );
+    assert!(out.stdout.is_empty(), "{args:?}: nothing on stdout");
+}
+
+/// A scratch directory removed on drop.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("ct-cli-args-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn unknown_format() {
+    usage_error(
+        &["print", "--format", "yaml", "x.json"],
+        "possible values: multiline, singleline, json",
+    );
+    usage_error(&["collect", "--format", "xml"], "invalid value 'xml'");
+}
+
+#[test]
+fn bad_probe_specs() {
+    usage_error(
+        &["collect", "-p", "net_dev_start_xmit"],
+        "probe \"net_dev_start_xmit\": expected tp:<category>:<name>, kp:<function> or \
+         kr:<function>",
+    );
+    usage_error(
+        &["collect", "--probe", "fentry:ip_rcv"],
+        "unknown probe type \"fentry\"",
+    );
+    usage_error(&["collect", "-p", "tp:net:a b"], "names may hold only");
+}
+
+#[test]
+fn bad_limits() {
+    usage_error(
+        &["collect", "--duration", "10x"],
+        "use e.g. 10s, 500ms or 2m",
+    );
+    usage_error(&["collect", "--duration", "0s"], "more than 0");
+    usage_error(&["collect", "-n", "0"], "invalid value '0'");
+    usage_error(&["collect", "-n", "many"], "invalid value 'many'");
+    usage_error(&["collect", "--ring-size", "big"], "not a size in bytes");
+}
+
+#[test]
+fn bad_netns() {
+    usage_error(
+        &["collect", "--netns", "/nonexistent/netns"],
+        "network namespace /nonexistent/netns",
+    );
+    usage_error(
+        &["collect", "--netns", "/proc/self/status"],
+        "is not a namespace file",
+    );
+    usage_error(
+        &["collect", "--netns", "/proc/self/ns/uts"],
+        "not a network namespace",
+    );
+}
+
+#[test]
+fn options_that_need_an_output_file() {
+    usage_error(&["collect", "--print"], "--out <FILE>");
+    usage_error(&["collect", "--force"], "--out <FILE>");
+}
+
+#[test]
+fn no_command_shows_usage() {
+    let out = ct_cli(&[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("Usage: ct-cli <COMMAND>"));
+    usage_error(&["frobnicate"], "unrecognized subcommand");
+}
+
+#[test]
+fn help_and_version() {
+    let out = ct_cli(&["--version"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("ct-cli {}", env!("CARGO_PKG_VERSION"))
+    );
+    let out = ct_cli(&["collect", "--help"]);
+    assert_eq!(out.status.code(), Some(0));
+    let help = String::from_utf8_lossy(&out.stdout);
+    for needle in [
+        "Exit codes:",
+        "3  insufficient privileges",
+        "4  prerequisites missing",
+        "tp:net:net_dev_start_xmit",
+        "--ct-only",
+    ] {
+        assert!(help.contains(needle), "{needle:?} missing from:\n{help}");
+    }
+}
+
+#[test]
+fn unknown_probe_is_a_usage_error_where_there_is_btf() {
+    let out = ct_cli(&["collect", "-p", "tp:net:no_such_tracepoint_ctcli"]);
+    let err = stderr(&out);
+    if Path::new("/sys/kernel/btf/vmlinux").exists() {
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(
+            err.starts_with("ct-cli: probe tp:net:no_such_tracepoint_ctcli: no such tracepoint"),
+            "{err}"
+        );
+    } else {
+        assert_eq!(out.status.code(), Some(4), "{err}");
+    }
+    assert_eq!(err.lines().count(), 1, "one line, no backtrace: {err}");
+}
+
+#[test]
+fn an_existing_output_file_is_refused() {
+    let dir = Scratch::new("existing");
+    let file = dir.path("events.json");
+    std::fs::write(&file, "keep me\n").unwrap();
+    let out = ct_cli(&["collect", "-o", s(&file), "-n", "1"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("already exists"), "{err}");
+    assert!(err.contains("--force"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert_eq!(std::fs::read(&file).unwrap(), b"keep me\n");
+}
+
+#[test]
+fn a_symlink_is_never_followed() {
+    let dir = Scratch::new("symlink");
+    let target = dir.path("target.json");
+    std::fs::write(&target, "keep me\n").unwrap();
+    let link = dir.path("link.json");
+    symlink(&target, &link).unwrap();
+    let dangling = dir.path("dangling.json");
+    let nowhere = dir.path("nowhere.json");
+    symlink(&nowhere, &dangling).unwrap();
+
+    for path in [&link, &dangling] {
+        for force in [false, true] {
+            let mut args = vec!["collect", "-o", s(path), "-n", "1"];
+            if force {
+                args.push("--force");
+            }
+            let out = ct_cli(&args);
+            let err = stderr(&out);
+            assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+            assert!(err.contains("is a symbolic link"), "{args:?}: {err}");
+        }
+    }
+    assert_eq!(std::fs::read(&target).unwrap(), b"keep me\n");
+    assert!(!nowhere.exists(), "the link's target was not created");
+}
+
+/// As root the file is created 0600 when collection starts; without the rights to collect,
+/// the file made for it is removed again.
+#[test]
+fn output_file_is_0600_or_removed() {
+    let dir = Scratch::new("mode");
+    let file = dir.path("events.json");
+    let out = ct_cli(&[
+        "collect",
+        "-o",
+        s(&file),
+        "-p",
+        "tp:net:net_dev_start_xmit",
+        "--netns",
+        "/proc/self/ns/net",
+        "--duration",
+        "300ms",
+    ]);
+    let err = stderr(&out);
+    match out.status.code() {
+        Some(0) => {
+            let meta = std::fs::symlink_metadata(&file).unwrap();
+            assert!(meta.is_file());
+            assert_eq!(meta.mode() & 0o777, 0o600);
+            assert!(err.contains("; collecting"), "{err}");
+            assert!(err.contains(" lost"), "summary: {err}");
+        }
+        Some(3) => {
+            assert!(err.contains("privileges"), "{err}");
+            assert!(!file.exists(), "file removed when collection cannot start");
+        }
+        Some(4) => assert!(!file.exists(), "file removed: {err}"),
+        other => panic!("unexpected exit {other:?}: {err}"),
+    }
+}
