@@ -75,6 +75,7 @@
 //! assert_eq!(read, [event]);
 //! ```
 
+pub mod conns;
 mod ct;
 mod event;
 pub mod filter;
@@ -83,6 +84,7 @@ pub mod jsonl;
 pub mod labels;
 pub mod output;
 pub mod render;
+pub mod sort;
 
 #[cfg(test)]
 mod testing;
@@ -100,4 +102,6 @@ pub use jsonl::{
     DEFAULT_MAX_LINE_BYTES,
 };
 pub use output::{EventWriter, Format};
+pub use conns::{connections, write_conns, write_conns_io, Connection, Nat};
 pub use render::{write_ct, write_event, Layout, Render};
+pub use sort::{group_packets, write_packets, write_packets_io, PacketGroup};

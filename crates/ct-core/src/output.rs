@@ -1,9 +1,12 @@
 //! Writing a stream of events in one output format, with the right separators.
 
+use std::fmt;
 use std::io;
 
+use serde::Serialize;
+
 use crate::jsonl::write_event_json;
-use crate::render::{IoSink, Layout};
+use crate::render::{IoSink, Layout, Render};
 use crate::{render, Event};
 
 /// An output format for a stream of events (`multiline`, `singleline`, `json`).
@@ -114,6 +117,47 @@ impl<W: io::Write> EventWriter<W> {
     pub fn into_inner(self) -> W {
         self.out
     }
+}
+
+/// Writes a list of items that have both a text layout and a JSON form (the `sort` and
+/// `conns` views) in one [`Format`]: every item ends with a newline; multi-line items are
+/// separated by one blank line; JSON is one object per line.
+pub(crate) fn write_items<'a, W, T, I>(w: &mut W, items: I, format: Format) -> fmt::Result
+where
+    W: fmt::Write + ?Sized,
+    T: Render + Serialize + 'a,
+    I: IntoIterator<Item = &'a T>,
+{
+    for (i, item) in items.into_iter().enumerate() {
+        match format.layout() {
+            None => {
+                // serde_json writes into `io::Write`; a line is small, so go through a string.
+                let line = serde_json::to_string(item).map_err(|_| fmt::Error)?;
+                w.write_str(&line)?;
+            }
+            Some(layout) => {
+                if layout == Layout::MultiLine && i > 0 {
+                    w.write_char('\n')?;
+                }
+                item.render(w, layout, 0)?;
+            }
+        }
+        w.write_char('\n')?;
+    }
+    Ok(())
+}
+
+/// [`write_items`] into an [`io::Write`], keeping the I/O error.
+pub(crate) fn write_items_io<'a, W, T, I>(out: W, items: I, format: Format) -> io::Result<()>
+where
+    W: io::Write,
+    T: Render + Serialize + 'a,
+    I: IntoIterator<Item = &'a T>,
+{
+    let mut sink = IoSink::new(out);
+    let result = write_items(&mut sink, items, format);
+    sink.finish(result)?;
+    sink.into_inner().flush()
 }
 
 #[cfg(test)]

@@ -162,8 +162,9 @@ fn write_proto<W: Write + ?Sized>(w: &mut W, proto: &CtProto) -> fmt::Result {
     }
 }
 
-/// The connection part without the first line's indent.
-fn conn_body<W: Write + ?Sized>(
+/// The connection part without the first line's indent (continuation lines are indented
+/// from `indent`).
+pub(crate) fn conn_body<W: Write + ?Sized>(
     w: &mut W,
     conn: &CtConnEvent,
     layout: Layout,
@@ -411,7 +412,8 @@ fn packet_body<W: Write + ?Sized>(w: &mut W, packet: &Packet) -> fmt::Result {
 // ---------------------------------------------------------------------------------------
 // The envelope
 
-fn has_header(event: &Event) -> bool {
+/// Whether the event has any field of the header line.
+pub(crate) fn has_header(event: &Event) -> bool {
     event.timestamp.is_some()
         || event.task.is_some()
         || event.probe.is_some()
