@@ -334,7 +334,7 @@ fn ftp_data_connection_is_related_to_control() {
             Some("ftp"),
             "{d}"
         );
-        assert_eq!(parent.tcp_state.is_some(), true);
+        assert!(parent.tcp_state.is_some());
         assert_eq!((b.orig.ip.src, b.orig.ip.dst), (v4(CLIENT4), v4(SERVER4)));
     }
     assert!(

@@ -4,14 +4,11 @@
 #![allow(dead_code)]
 
 use std::fmt::Write as _;
-use std::net::IpAddr;
 use std::time::Duration;
 
 use ct_core::render::Layout;
-use ct_core::{CtConnEvent, CtProto, CtState, PacketL4, Render};
-use ct_lab::{
-    Capture, Captured, CtEntry, Lab, Node, CLIENT4, CLIENT6, ROUTER_C4, SERVER4, SERVER6,
-};
+use ct_core::{CtConnEvent, CtState, PacketL4, Render};
+use ct_lab::{Capture, Captured, CtEntry, Lab, Node, CLIENT4, ROUTER_C4, SERVER4, SERVER6};
 
 pub const XMIT: &str = "net:net_dev_start_xmit";
 pub const KFREE: &str = "skb:kfree_skb";
@@ -440,18 +437,4 @@ pub fn drop_established() -> (Run, ()) {
             out.stdout
         );
     })
-}
-
-/// The address of an event's tuple as `IpAddr`, for comparisons.
-pub fn ip(a: impl Into<IpAddr>) -> IpAddr {
-    a.into()
-}
-
-pub fn v6() -> (IpAddr, IpAddr) {
-    (CLIENT6.into(), SERVER6.into())
-}
-
-pub fn is_proto(conn: &CtConnEvent, n: u8) -> bool {
-    matches!(conn.orig.proto, p if p.number() == n)
-        && !matches!(conn.orig.proto, CtProto::Generic { proto: 0 })
 }
