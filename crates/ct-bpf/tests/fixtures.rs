@@ -44,7 +44,11 @@ fn every_captured_record_decodes_to_its_json() {
                     ));
                 }
             }
-            Err(e) => failures.push(format!("{}: {e}", bin.display())),
+            Err(e) => failures.push(format!(
+                "{}: {e} (if the raw layout changed, regenerate the fixtures: \
+                 cargo test -p ct-lab --test capture -- --ignored)",
+                bin.display()
+            )),
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
@@ -86,6 +90,10 @@ fn fixtures_hold_no_kernel_pointers() {
         let raw = ct_bpf::raw::RawCtEvent::read(&bytes)
             .unwrap_or_else(|| panic!("{}: short record", path.display()));
         assert!(raw.skb_key == 0, "{}: skb_key", path.display());
-        assert!(raw.base.key <= 2 && raw.parent.key <= 2, "{}", path.display());
+        assert!(
+            raw.base.key <= 2 && raw.parent.key <= 2,
+            "{}",
+            path.display()
+        );
     }
 }

@@ -23,14 +23,22 @@
 //!     return; // printed "skipping: <reason>" (or panicked under CT_REQUIRE_KERNEL_TESTS=1)
 //! }
 //! let lab = Lab::new().unwrap();
-//! lab.router_nft("table inet t { chain f { type filter hook forward priority 0; ct state new counter } }").unwrap();
+//! lab.router_nft(
+//!     "table inet t {
+//!         chain f {
+//!             type filter hook forward priority filter;
+//!             ct state new counter
+//!         }
+//!     }",
+//! )
+//! .unwrap();
 //! lab.ping(Node::Client, ct_lab::SERVER4.into(), 2).unwrap();
 //! let entries = lab.conntrack_entries(Node::Router).unwrap();
 //! assert!(!entries.is_empty());
 //! ```
 
 use std::fs;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -459,9 +467,4 @@ fn remove_stale_labs() {
             }
         }
     });
-}
-
-/// The address family string `ping` and friends want for `addr`.
-pub(crate) fn is_v6(addr: IpAddr) -> bool {
-    addr.is_ipv6()
 }

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use crate::exec::{Bg, LabError, Output};
-use crate::{is_v6, Lab, Node};
+use crate::{Lab, Node};
 
 const TCP_PY: &str = include_str!("scripts/tcp.py");
 const UDP_PY: &str = include_str!("scripts/udp.py");
@@ -67,7 +67,7 @@ impl Lab {
     pub fn ping(&self, from: Node, to: IpAddr, count: u32) -> Result<Output, LabError> {
         let count_s = count.to_string();
         let to_s = to.to_string();
-        let family = if is_v6(to) { "-6" } else { "-4" };
+        let family = if to.is_ipv6() { "-6" } else { "-4" };
         self.exec_timeout(
             from,
             &[

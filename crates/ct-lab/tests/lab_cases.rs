@@ -181,9 +181,10 @@ fn tcp_through_dnat_and_snat() {
         TcpState::SynSent => 0,
         TcpState::SynRecv => 1,
         TcpState::Established => 2,
-        TcpState::FinWait | TcpState::CloseWait => 3,
-        TcpState::LastAck => 4,
-        TcpState::TimeWait => 5,
+        TcpState::FinWait => 3,
+        TcpState::CloseWait => 4,
+        TcpState::LastAck => 5,
+        TcpState::TimeWait => 6,
         other => panic!("unexpected tcp state {other}\n{d}"),
     };
     assert!(
