@@ -1,1 +1,1 @@
-//! Benchmarks live in benches/benches.
+//! Benchmarks live in `benches/` (user space) and `benches/kernel.sh` (kernel).

@@ -61,6 +61,8 @@ struct {
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	/* Per-CPU LRU lists: no global lock on the insert path. */
+	__uint(map_flags, BPF_F_NO_COMMON_LRU);
 	__uint(max_entries, 1 << 16);
 	__type(key, __u64);
 	__type(value, __u64);
@@ -90,6 +92,19 @@ static __always_inline void ct_track_forget(const __u8 *skbbuf)
 	/* The low 16 bits count references to the whole buffer (SKB_DATAREF_MASK). */
 	if ((dataref & 0xffff) <= 1)
 		bpf_map_delete_elem(&ct_track, &key);
+}
+
+/*
+ * Waking the reader for every record costs more than the whole extraction under load, so
+ * records are submitted silently until the unread part of the ring passes 1/16 of its
+ * size; the reader's poll timeout bounds the delay of a quiet trickle.
+ */
+static __always_inline __u64 ct_wakeup_flags(void)
+{
+	__u64 avail = bpf_ringbuf_query(&ct_events, BPF_RB_AVAIL_DATA);
+	__u64 size = bpf_ringbuf_query(&ct_events, BPF_RB_RING_SIZE);
+
+	return avail >= size / 16 ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
 }
 
 static __always_inline void ct_count_lost(void)
@@ -271,7 +286,7 @@ static __always_inline void ct_report(struct sk_buff *skb, struct ct_scratch *sc
 	if (ct_cfg.flags & CT_CFG_TRACK)
 		ev->skb_first_ts = ct_track_first_seen(ev->skb_key, ev->ts);
 
-	bpf_ringbuf_submit(ev, 0);
+	bpf_ringbuf_submit(ev, ct_wakeup_flags());
 }
 
 static __always_inline int ct_handle(struct sk_buff *skb)

@@ -1,0 +1,338 @@
+//! Kernel cost per probe hit and end-to-end collection cost, under fixed traffic in
+//! network namespaces this program creates (and always removes).
+//!
+//! Per hit: `run_time_ns / run_cnt` from `kernel.bpf_stats_enabled=1` for our program on
+//! `net:net_dev_start_xmit`, beside an empty program attached to the same tracepoint in
+//! the same run (the floor), for four cases: packet with ct reported, packet without ct,
+//! packet rejected by `-f`, packet rejected by a ct filter. bpf_stats is restored after.
+//!
+//! End to end: `ct-cli collect -o FILE` under `ping -f`: events/s written, lost, CPU per
+//! event (getrusage of the child), peak RSS.
+//!
+//! Run as root: `benches/kernel.sh` (builds release first). Prints one Markdown table.
+
+use std::io::Write as _;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ct_bpf::{CollectorBuilder, KernelFilters, ProbeSpec};
+use ct_core::filter::CtFilter;
+
+const PINGS: &str = "20000";
+
+struct Netns {
+    names: [String; 2],
+}
+
+fn sh(args: &[&str]) -> Result<(), String> {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .map_err(|e| format!("{}: {e}", args[0]))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+impl Netns {
+    /// Two namespaces over a veth pair, 10.201.0.1 <-> 10.201.0.2; with `conntrack`, an
+    /// nftables rule in the sender makes conntrack attach to its packets.
+    fn new(tag: &str, conntrack: bool) -> Result<Self, String> {
+        let pid = std::process::id();
+        let a = format!("ctbench-{pid}-{tag}-a");
+        let b = format!("ctbench-{pid}-{tag}-b");
+        let ns = Netns {
+            names: [a.clone(), b.clone()],
+        };
+        sh(&["ip", "netns", "add", &a])?;
+        sh(&["ip", "netns", "add", &b])?;
+        sh(&[
+            "ip", "link", "add", "v0", "netns", &a, "type", "veth", "peer", "name", "v1", "netns",
+            &b,
+        ])?;
+        for (n, dev, addr) in [(&a, "v0", "10.201.0.1/24"), (&b, "v1", "10.201.0.2/24")] {
+            sh(&["ip", "-n", n, "addr", "add", addr, "dev", dev])?;
+            sh(&["ip", "-n", n, "link", "set", dev, "up"])?;
+            sh(&["ip", "-n", n, "link", "set", "lo", "up"])?;
+        }
+        if conntrack {
+            let mut child = Command::new("ip")
+                .args(["netns", "exec", &a, "nft", "-f", "-"])
+                .stdin(Stdio::piped())
+                .spawn()
+                .map_err(|e| e.to_string())?;
+            child
+                .stdin
+                .take()
+                .ok_or("nft stdin")?
+                .write_all(
+                    b"table inet bench {\n chain out {\n  type filter hook output priority 0;\n  ct state new,established accept\n }\n}\n",
+                )
+                .map_err(|e| e.to_string())?;
+            if !child.wait().map_err(|e| e.to_string())?.success() {
+                return Err("nft failed".into());
+            }
+        }
+        Ok(ns)
+    }
+
+    fn ping_flood(&self) -> Command {
+        let mut cmd = Command::new("ip");
+        cmd.args([
+            "netns",
+            "exec",
+            &self.names[0],
+            "ping",
+            "-f",
+            "-q",
+            "-c",
+            PINGS,
+            "10.201.0.2",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+        cmd
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        for n in &self.names {
+            let _ = sh(&["ip", "netns", "del", n]);
+        }
+    }
+}
+
+struct BpfStats {
+    previous: String,
+}
+
+impl BpfStats {
+    fn enable() -> Result<Self, String> {
+        let path = "/proc/sys/kernel/bpf_stats_enabled";
+        let previous = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
+        std::fs::write(path, "1").map_err(|e| format!("{path}: {e}"))?;
+        Ok(BpfStats { previous })
+    }
+}
+
+impl Drop for BpfStats {
+    fn drop(&mut self) {
+        let _ = std::fs::write("/proc/sys/kernel/bpf_stats_enabled", self.previous.trim());
+    }
+}
+
+struct Row {
+    case: &'static str,
+    ours: f64,
+    floor: f64,
+    hits: u64,
+    events: u64,
+    lost: u64,
+}
+
+fn per_hit(case: &'static str, conntrack: bool, filters: KernelFilters) -> Result<Row, String> {
+    let ns = Netns::new(&case[..2], conntrack)?;
+    let xmit: ProbeSpec = "tp:net:net_dev_start_xmit"
+        .parse()
+        .map_err(|e| format!("{e}"))?;
+    let mut collector = CollectorBuilder::new()
+        .probe(xmit)
+        .filters(filters)
+        .track_packets(std::env::var_os("CT_BENCH_NO_TRACK").is_none())
+        .measure_floor(true)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let mut ping = ns.ping_flood().spawn().map_err(|e| e.to_string())?;
+    let mut events = 0u64;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        collector
+            .poll(Duration::from_millis(20), |_| events += 1)
+            .map_err(|e| e.to_string())?;
+        if ping.try_wait().map_err(|e| e.to_string())?.is_some() || Instant::now() > deadline {
+            break;
+        }
+    }
+    let _ = ping.kill();
+    collector
+        .drain(|_| events += 1)
+        .map_err(|e| e.to_string())?;
+    let stats = collector.program_stats();
+    let find = |floor: bool| {
+        stats
+            .iter()
+            .find(|s| s.label.ends_with("(floor)") == floor && !s.label.ends_with("(tracking)"))
+            .cloned()
+    };
+    let (ours, floor) = (
+        find(false).ok_or("no stats")?,
+        find(true).ok_or("no stats")?,
+    );
+    Ok(Row {
+        case,
+        ours: ours.ns_per_hit().unwrap_or(0.0),
+        floor: floor.ns_per_hit().unwrap_or(0.0),
+        hits: ours.run_cnt,
+        events,
+        lost: collector.lost().map_err(|e| e.to_string())?,
+    })
+}
+
+struct EndToEnd {
+    events: u64,
+    lost: String,
+    secs: f64,
+    cpu_ns_per_event: f64,
+    max_rss_kb: i64,
+}
+
+fn end_to_end(cli: &str) -> Result<EndToEnd, String> {
+    let ns = Netns::new("e2e", true)?;
+    let dir = std::env::temp_dir().join(format!("ctbench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let out = dir.join("events.json");
+    let _ = std::fs::remove_file(&out);
+    let mut child = Command::new(cli)
+        .args([
+            "collect",
+            "-p",
+            "tp:net:net_dev_start_xmit",
+            "-p",
+            "tp:net:netif_receive_skb",
+            "-o",
+        ])
+        .arg(&out)
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("{cli}: {e}"))?;
+    // Wait for the readiness line.
+    let mut stderr = child.stderr.take().ok_or("stderr")?;
+    let mut seen = Vec::new();
+    let mut byte = [0u8; 1];
+    while !String::from_utf8_lossy(&seen).contains('\n') {
+        use std::io::Read;
+        if stderr.read(&mut byte).map_err(|e| e.to_string())? == 0 {
+            return Err(format!(
+                "ct-cli exited before attaching: {}",
+                String::from_utf8_lossy(&seen)
+            ));
+        }
+        seen.push(byte[0]);
+    }
+    let start = Instant::now();
+    let status = ns.ping_flood().status().map_err(|e| e.to_string())?;
+    std::thread::sleep(Duration::from_millis(300));
+    let secs = start.elapsed().as_secs_f64();
+    if !status.success() {
+        return Err("ping -f failed".into());
+    }
+    // SAFETY: kill with a valid pid of our own child.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let mut rest = String::new();
+    {
+        use std::io::Read;
+        let _ = stderr.read_to_string(&mut rest);
+    }
+    child.wait().map_err(|e| e.to_string())?;
+    let events = std::fs::read_to_string(&out)
+        .map_err(|e| e.to_string())?
+        .lines()
+        .count() as u64;
+    let lost = rest
+        .lines()
+        .rev()
+        .find(|l| l.contains("lost"))
+        .unwrap_or("?")
+        .to_owned();
+    // SAFETY: getrusage fills the struct we pass.
+    let usage = unsafe {
+        let mut u: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_CHILDREN, &mut u);
+        u
+    };
+    let cpu = usage.ru_utime.tv_sec as f64
+        + usage.ru_utime.tv_usec as f64 / 1e6
+        + usage.ru_stime.tv_sec as f64
+        + usage.ru_stime.tv_usec as f64 / 1e6;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(EndToEnd {
+        events,
+        lost,
+        secs,
+        cpu_ns_per_event: if events > 0 {
+            cpu * 1e9 / events as f64
+        } else {
+            0.0
+        },
+        max_rss_kb: usage.ru_maxrss,
+    })
+}
+
+fn main() {
+    let cli = std::env::args().nth(1);
+    let _stats = match BpfStats::enable() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("kernel_cost: cannot enable bpf stats (run as root): {e}");
+            std::process::exit(1);
+        }
+    };
+    let ct_filter = KernelFilters {
+        ct: CtFilter {
+            states: Some(vec![ct_core::CtState::Related]),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let packet_filter = KernelFilters {
+        packet: Some("tcp port 9".parse().expect("valid filter")),
+        ..Default::default()
+    };
+    let cases = [
+        ("with ct, reported", true, KernelFilters::default()),
+        ("no ct, reported", false, KernelFilters::default()),
+        ("rejected by -f 'tcp port 9'", true, packet_filter),
+        ("rejected by --ct-state related", true, ct_filter),
+    ];
+    println!("| case (tp:net:net_dev_start_xmit, ping -f -c {PINGS}) | ours ns/hit | floor ns/hit | ratio | hits | events | lost |");
+    println!("|---|---|---|---|---|---|---|");
+    for (case, conntrack, filters) in cases {
+        match per_hit(case, conntrack, filters) {
+            Ok(r) => println!(
+                "| {} | {:.0} | {:.0} | {:.2}x | {} | {} | {} |",
+                r.case,
+                r.ours,
+                r.floor,
+                if r.floor > 0.0 { r.ours / r.floor } else { 0.0 },
+                r.hits,
+                r.events,
+                r.lost
+            ),
+            Err(e) => println!("| {case} | error: {e} | | | | | |"),
+        }
+    }
+    if let Some(cli) = cli {
+        println!();
+        println!("| end to end (ct-cli collect -o, xmit + netif_receive_skb, ping -f -c {PINGS}) | value |");
+        println!("|---|---|");
+        match end_to_end(&cli) {
+            Ok(e) => {
+                println!("| events written | {} |", e.events);
+                println!("| events/s | {:.0} |", e.events as f64 / e.secs);
+                println!("| CPU per event written | {:.0} ns |", e.cpu_ns_per_event);
+                println!("| peak RSS | {:.1} MB |", e.max_rss_kb as f64 / 1024.0);
+                println!("| summary line | {} |", e.lost);
+            }
+            Err(e) => println!("| error | {e} |"),
+        }
+    }
+}
