@@ -55,7 +55,8 @@
 //! ```
 //!
 //! Single-line ([`Format::Singleline`]): the same parts on one line per connection, each
-//! timeline as `STATE (+time [type] probe) -> STATE (...)`.
+//! timeline as `STATE (+time [type] probe) -> STATE (...)`. A time or probe that is not
+//! known is left out.
 //!
 //! # JSON
 //!
@@ -134,8 +135,8 @@ use crate::output::{write_items, write_items_io};
 use crate::render::{conn_body, Layout, Render};
 use crate::sort::time_ordered;
 use crate::{
-    CtConnEvent, CtEvent, CtProto, CtState, CtStatus, CtTuple, Event, Format, ProbeInfo,
-    SctpState, TcpState, ZoneDir,
+    CtConnEvent, CtEvent, CtProto, CtState, CtStatus, CtTuple, Event, Format, ProbeInfo, SctpState,
+    TcpState, ZoneDir,
 };
 
 /// The probe whose events are drops.
@@ -278,16 +279,22 @@ impl Nat {
     /// Derives the NAT from a connection's tuples: SNAT when `reply.dst` differs from
     /// `orig.src` (address or source port; ICMP: echo id), DNAT when `reply.src` differs from
     /// `orig.dst` (address or destination port). Ports are compared only when both tuples
-    /// are of one kind of protocol.
+    /// are of one protocol.
     pub fn from_conn(conn: &CtConnEvent) -> Nat {
         let (orig, reply) = (&conn.orig, &conn.reply);
         let kind = port_kind(&orig.proto);
-        let same_kind = kind == port_kind(&reply.proto);
+        // Always true for a real entry; files can hold anything.
+        let same_kind =
+            orig.proto.number() == reply.proto.number() && kind == port_kind(&reply.proto);
         let (snat_ports, dnat_ports, icmp) = match kind {
             PortKind::Ports if same_kind => {
                 let (osport, odport) = orig.proto.ports().unwrap_or_default();
                 let (rsport, rdport) = reply.proto.ports().unwrap_or_default();
-                ((Some(osport), Some(rdport)), (Some(odport), Some(rsport)), false)
+                (
+                    (Some(osport), Some(rdport)),
+                    (Some(odport), Some(rsport)),
+                    false,
+                )
             }
             PortKind::Icmp if same_kind => (
                 (icmp_id(&orig.proto), icmp_id(&reply.proto)),
@@ -519,15 +526,14 @@ impl<'a> Acc<'a> {
     }
 
     fn finish(self, by_id: &HashMap<u64, CtConnEvent>) -> Connection {
-        let parent = (self.parent_id.is_some() || self.parent_entry.is_some()).then(|| {
-            ParentConn {
+        let parent =
+            (self.parent_id.is_some() || self.parent_entry.is_some()).then(|| ParentConn {
                 conn: self.parent_id,
                 entry: self
                     .parent_entry
                     .cloned()
                     .or_else(|| by_id.get(&self.parent_id?).cloned()),
-            }
-        });
+            });
         Connection {
             key: self.key,
             entry: self.entry.clone(),
@@ -589,7 +595,11 @@ pub fn write_conns<W: fmt::Write + ?Sized>(
 
 /// [`write_conns`] into an [`io::Write`] (flushed at the end). Wrap files and pipes in a
 /// `BufWriter`.
-pub fn write_conns_io<W: io::Write>(out: W, conns: &[Connection], format: Format) -> io::Result<()> {
+pub fn write_conns_io<W: io::Write>(
+    out: W,
+    conns: &[Connection],
+    format: Format,
+) -> io::Result<()> {
     write_items_io(out, conns, format)
 }
 
@@ -626,93 +636,99 @@ pub fn write_duration<W: Write + ?Sized>(w: &mut W, ns: u64) -> fmt::Result {
     }
 }
 
-/// `+1.250us` after `start`, or `?` when either time is unknown.
-fn write_offset<W: Write + ?Sized>(w: &mut W, at: Option<u64>, start: Option<u64>) -> fmt::Result {
-    match (at, start) {
-        (Some(at), Some(start)) => {
-            w.write_char('+')?;
-            write_duration(w, at.saturating_sub(start))
-        }
-        _ => w.write_char('?'),
-    }
-}
-
-fn write_probe<W: Write + ?Sized>(w: &mut W, probe: Option<&ProbeInfo>) -> fmt::Result {
-    match probe {
-        Some(p) => {
-            write!(w, "[{}] ", p.kind)?;
-            write_name(w, &p.name)
-        }
-        None => w.write_str("(no probe)"),
-    }
-}
-
-/// A string the length of which is known before writing it (for column alignment).
-fn measured(f: impl FnOnce(&mut String) -> fmt::Result) -> Result<String, fmt::Error> {
+/// `+1.250us` after `start`; empty when either time is unknown.
+fn offset_text(at: Option<u64>, start: Option<u64>) -> Result<String, fmt::Error> {
     let mut s = String::new();
-    f(&mut s)?;
+    if let (Some(at), Some(start)) = (at, start) {
+        s.push('+');
+        write_duration(&mut s, at.saturating_sub(start))?;
+    }
     Ok(s)
 }
 
-/// One timeline, e.g. `ct_state  NEW   +0ns     [tp] net:netif_receive_skb` and one line
-/// per further state (multi-line, columns aligned), or
-/// `ct_state NEW (+0ns [tp] net:netif_receive_skb) -> REPLY (...)` (single-line).
-/// Writes nothing for an empty timeline.
+/// `[tp] net:netif_receive_skb`; empty when the probe is unknown.
+fn probe_text(probe: Option<&ProbeInfo>) -> Result<String, fmt::Error> {
+    let mut s = String::new();
+    if let Some(p) = probe {
+        write!(s, "[{}] ", p.kind)?;
+        write_name(&mut s, &p.name)?;
+    }
+    Ok(s)
+}
+
+/// Column widths shared by the timelines of one connection (multi-line layout).
+#[derive(Default)]
+struct Columns {
+    label: usize,
+    state: usize,
+    offset: usize,
+}
+
+impl Columns {
+    fn fit<S: fmt::Display>(
+        &mut self,
+        label: &str,
+        list: &[Transition<S>],
+        start: Option<u64>,
+    ) -> fmt::Result {
+        if !list.is_empty() {
+            self.label = self.label.max(label.len());
+        }
+        for t in list {
+            self.state = self.state.max(t.state.to_string().chars().count());
+            self.offset = self.offset.max(offset_text(t.timestamp, start)?.len());
+        }
+        Ok(())
+    }
+}
+
+/// One timeline: in the multi-line layout `ct_state  NEW   +0ns     [tp] net:...` and one
+/// line per further state, columns aligned; in the single-line layout
+/// `ct_state NEW (+0ns [tp] net:...) -> REPLY (...)`. Writes nothing for an empty timeline.
 fn write_timeline<W: Write + ?Sized, S: fmt::Display>(
     w: &mut W,
     label: &str,
     list: &[Transition<S>],
     start: Option<u64>,
     layout: Layout,
+    columns: &Columns,
     indent: usize,
 ) -> fmt::Result {
-    if list.is_empty() {
-        return Ok(());
-    }
-    match layout {
-        Layout::SingleLine => {
-            write!(w, " {label} ")?;
-            for (i, t) in list.iter().enumerate() {
-                if i > 0 {
+    for (i, t) in list.iter().enumerate() {
+        let offset = offset_text(t.timestamp, start)?;
+        let probe = probe_text(t.probe.as_ref())?;
+        match layout {
+            Layout::SingleLine => {
+                if i == 0 {
+                    write!(w, " {label} ")?;
+                } else {
                     w.write_str(" -> ")?;
                 }
-                write!(w, "{} (", t.state)?;
-                write_offset(w, t.timestamp, start)?;
-                w.write_char(' ')?;
-                write_probe(w, t.probe.as_ref())?;
-                w.write_char(')')?;
+                write!(w, "{}", t.state)?;
+                match (offset.is_empty(), probe.is_empty()) {
+                    (true, true) => {}
+                    (false, true) => write!(w, " ({offset})")?,
+                    (true, false) => write!(w, " ({probe})")?,
+                    (false, false) => write!(w, " ({offset} {probe})")?,
+                }
             }
-        }
-        Layout::MultiLine => {
-            let rows = list
-                .iter()
-                .map(|t| {
-                    Ok((
-                        t.state.to_string(),
-                        measured(|s| write_offset(s, t.timestamp, start))?,
-                    ))
-                })
-                .collect::<Result<Vec<_>, fmt::Error>>()?;
-            let state_width = rows.iter().map(|r| r.0.chars().count()).max().unwrap_or(0);
-            let offset_width = rows.iter().map(|r| r.1.len()).max().unwrap_or(0);
-            for (i, (t, (state, offset))) in list.iter().zip(&rows).enumerate() {
+            Layout::MultiLine => {
                 w.write_char('\n')?;
                 pad(w, indent)?;
-                if i == 0 {
-                    write!(w, "{label:<TIMELINE_LABEL_WIDTH$}")?;
-                } else {
-                    pad(w, TIMELINE_LABEL_WIDTH)?;
-                }
-                write!(w, " {state:<state_width$} {offset:<offset_width$} ")?;
-                write_probe(w, t.probe.as_ref())?;
+                let label = if i == 0 { label } else { "" };
+                let row = format!(
+                    "{label:<lw$} {state:<sw$} {offset:<ow$} {probe}",
+                    state = t.state.to_string(),
+                    lw = columns.label,
+                    sw = columns.state,
+                    ow = columns.offset
+                );
+                w.write_str(row.trim_end())?;
             }
         }
     }
     Ok(())
 }
-
-/// Width of the widest timeline label (`sctp_state`).
-const TIMELINE_LABEL_WIDTH: usize = 10;
 
 impl Render for Connection {
     fn render<W: Write + ?Sized>(&self, w: &mut W, layout: Layout, indent: usize) -> fmt::Result {
@@ -773,9 +789,16 @@ impl Render for Connection {
             self.packets.orig, self.packets.reply, self.drops
         )?;
         let start = self.first_seen;
-        write_timeline(w, "ct_state", &self.ct_states, start, layout, inner)?;
-        write_timeline(w, "tcp_state", &self.tcp_states, start, layout, inner)?;
-        write_timeline(w, "sctp_state", &self.sctp_states, start, layout, inner)?;
+        let mut columns = Columns::default();
+        if layout == Layout::MultiLine {
+            columns.fit("ct_state", &self.ct_states, start)?;
+            columns.fit("tcp_state", &self.tcp_states, start)?;
+            columns.fit("sctp_state", &self.sctp_states, start)?;
+        }
+        let c = &columns;
+        write_timeline(w, "ct_state", &self.ct_states, start, layout, c, inner)?;
+        write_timeline(w, "tcp_state", &self.tcp_states, start, layout, c, inner)?;
+        write_timeline(w, "sctp_state", &self.sctp_states, start, layout, c, inner)?;
         Ok(())
     }
 }

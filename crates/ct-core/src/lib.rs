@@ -89,6 +89,7 @@ pub mod sort;
 #[cfg(test)]
 mod testing;
 
+pub use conns::{connections, write_conns, write_conns_io, Connection, Nat};
 pub use ct::{
     labels_hex, CtConnEvent, CtEvent, CtIp, CtProto, CtState, CtStatus, CtTuple, IpVersion,
     SctpState, TcpState, ZoneDir,
@@ -102,6 +103,5 @@ pub use jsonl::{
     DEFAULT_MAX_LINE_BYTES,
 };
 pub use output::{EventWriter, Format};
-pub use conns::{connections, write_conns, write_conns_io, Connection, Nat};
 pub use render::{write_ct, write_event, Layout, Render};
 pub use sort::{group_packets, write_packets, write_packets_io, PacketGroup};

@@ -34,7 +34,7 @@
 //!
 //! Multi-line groups are separated by a blank line. The single-line layout puts the header
 //! and packet on one line (`packet #skb 1f (3 events, first seen 1000): if 3 ...`) and
-//! each event on one line under it.
+//! each event on one line under it, indented by 2.
 //!
 //! JSON writes one object per group and line: `{"skb": 31, "events": [...]}`, with
 //! `"skb": null` for an event without tracking ids; each event is the same object as in the
@@ -75,8 +75,14 @@ use crate::{Event, Format, Packet};
 
 /// Spaces the packet line of a group is indented by under the group header.
 const PACKET_INDENT: usize = 2;
-/// Spaces the events of a group are indented by under the group header.
-const EVENT_INDENT: usize = 4;
+/// Spaces the events of a group are indented by under the group header: under the packet
+/// line in the multi-line layout, directly under the header in the single-line one.
+const fn event_indent(layout: Layout) -> usize {
+    match layout {
+        Layout::MultiLine => 4,
+        Layout::SingleLine => 2,
+    }
+}
 /// Spaces an event's sections are indented by under its header line.
 const SECTION_INDENT: usize = crate::render::SECTION_INDENT;
 
@@ -265,7 +271,7 @@ impl Render for PacketGroup<'_> {
         }
         for event in &self.events {
             w.write_char('\n')?;
-            write_group_event(w, event, &mut shown, layout, indent + EVENT_INDENT)?;
+            write_group_event(w, event, &mut shown, layout, indent + event_indent(layout))?;
         }
         Ok(())
     }

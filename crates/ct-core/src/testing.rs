@@ -250,3 +250,371 @@ pub fn seed_text(name: &str) -> String {
 pub fn seed_event(name: &str) -> Event {
     serde_json::from_str(&seed_text(name)).unwrap_or_else(|e| panic!("seed {name}: {e}"))
 }
+
+// ---------------------------------------------------------------------------------------
+// Synthetic event sets for the sort and conns views.
+
+/// Builders for hand-written events.
+pub mod build {
+    use std::net::IpAddr;
+    use std::sync::Arc;
+
+    use crate::{
+        CtConnEvent, CtEvent, CtIp, CtProto, CtState, CtStatus, CtTuple, Event, FixedStr,
+        IpVersion, Packet, PacketIp, PacketL4, ProbeInfo, ProbeKind, Task, TcpState, Tracking,
+        ZoneDir,
+    };
+
+    pub fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap_or_else(|e| panic!("{s}: {e}"))
+    }
+
+    pub fn tcp(sport: u16, dport: u16) -> CtProto {
+        CtProto::Tcp { sport, dport }
+    }
+
+    pub fn udp(sport: u16, dport: u16) -> CtProto {
+        CtProto::Udp { sport, dport }
+    }
+
+    pub fn tuple(src: &str, dst: &str, proto: CtProto) -> CtTuple {
+        CtTuple {
+            ip: CtIp::new(ip(src), ip(dst)),
+            proto,
+        }
+    }
+
+    /// A connection with nothing optional set.
+    pub fn conn(orig: CtTuple, reply: CtTuple, status: CtStatus) -> CtConnEvent {
+        CtConnEvent {
+            zone_id: 0,
+            zone_dir: ZoneDir::None,
+            orig,
+            reply,
+            tcp_state: None,
+            mark: None,
+            labels: None,
+            ct_status: status,
+            sctp_state: None,
+            helper: None,
+            timeout: None,
+        }
+    }
+
+    pub fn tcp_conn(
+        orig: CtTuple,
+        reply: CtTuple,
+        status: CtStatus,
+        state: TcpState,
+    ) -> CtConnEvent {
+        CtConnEvent {
+            tcp_state: Some(state),
+            ..conn(orig, reply, status)
+        }
+    }
+
+    pub fn ct(state: CtState, base: CtConnEvent) -> CtEvent {
+        CtEvent {
+            state,
+            base: Some(base),
+            parent: None,
+        }
+    }
+
+    /// The packet section of a tcp/udp packet.
+    pub fn packet(ifindex: u32, ifname: &str, src: &str, dst: &str, l4: PacketL4) -> Packet {
+        let (src, dst) = (ip(src), ip(dst));
+        let (version, proto) = (
+            if src.is_ipv6() {
+                IpVersion::V6
+            } else {
+                IpVersion::V4
+            },
+            match l4 {
+                PacketL4::Tcp { .. } => 6,
+                PacketL4::Udp { .. } => 17,
+                PacketL4::Icmp { .. } => 1,
+                PacketL4::Icmpv6 { .. } => 58,
+                PacketL4::Sctp { .. } => 132,
+            },
+        );
+        Packet {
+            ifindex: Some(ifindex),
+            ifname: Some(FixedStr::new(ifname)),
+            len: 74,
+            ip: Some(PacketIp {
+                src,
+                dst,
+                version,
+                ttl: 64,
+                tos: 0,
+                id: 1,
+                frag_off: 0,
+                df: true,
+                mf: false,
+                len: 60,
+                proto,
+            }),
+            l4: Some(l4),
+        }
+    }
+
+    pub fn tcp_l4(sport: u16, dport: u16, flags: u8) -> PacketL4 {
+        PacketL4::Tcp {
+            sport,
+            dport,
+            flags,
+        }
+    }
+
+    /// An event at tracepoint `probe` with tracking ids and nothing else.
+    pub fn at(ts: u64, probe: &str, skb: u64, conn: Option<u64>) -> Event {
+        Event {
+            timestamp: Some(ts),
+            task: Some(Task {
+                pid: 0,
+                tgid: 0,
+                comm: FixedStr::new("swapper/0"),
+            }),
+            probe: Some(ProbeInfo {
+                kind: ProbeKind::Tp,
+                name: Arc::from(probe),
+            }),
+            netns: Some(4026531840),
+            tracking: Some(Tracking {
+                skb,
+                conn,
+                parent_conn: None,
+            }),
+            packet: None,
+            ct: None,
+        }
+    }
+}
+
+/// A router's view of a few connections, events in file order (which is not time order:
+/// the collector's per-CPU buffers interleave).
+///
+/// - conn `a1`: TCP 10.0.1.100:54321 -> 93.184.216.34:80, masqueraded to 203.0.113.50;
+///   handshake, close to TIME_WAIT, then a late server packet dropped at `skb:kfree_skb`.
+///   Ingress events come before conntrack and have no ct section.
+/// - conn `b2`: UDP port forward 203.0.113.50:8080 -> 10.0.2.2:80 (DNAT), zone 5, mark,
+///   labels.
+/// - conn `c3`: IPv6 TCP, no NAT, a single SYN.
+/// - conn `f6`: FTP control (helper `ftp`); conn `d4`: its data connection (RELATED, parent
+///   `f6`), the second event without `ct.parent`.
+/// - an untracked packet (`notrack`), and a ct-only line without any ids or timestamp.
+pub fn router_scenario() -> Vec<Event> {
+    use crate::{CtState as S, CtStatus as St, TcpState as T};
+    use build::*;
+
+    const RX: &str = "net:netif_receive_skb";
+    const TX: &str = "net:net_dev_start_xmit";
+    const DROP: &str = "skb:kfree_skb";
+    let (client, server, public) = ("10.0.1.100", "93.184.216.34", "203.0.113.50");
+
+    let a_orig = tuple(client, server, tcp(54321, 80));
+    let a_reply = tuple(server, public, tcp(80, 54321));
+    let a_nat = St::CONFIRMED | St::SRC_NAT | St::SRC_NAT_DONE | St::DST_NAT_DONE;
+    let a = |state: T, status: St| tcp_conn(a_orig, a_reply, status, state);
+    // (skb, from client, flags, ct_state, tcp_state, status)
+    let a_packets = [
+        (0x11, true, 0x02, S::New, T::SynSent, a_nat),
+        (
+            0x12,
+            false,
+            0x12,
+            S::Reply,
+            T::SynRecv,
+            a_nat | St::SEEN_REPLY,
+        ),
+        (
+            0x13,
+            true,
+            0x10,
+            S::Established,
+            T::Established,
+            a_nat | St::SEEN_REPLY | St::ASSURED,
+        ),
+        (
+            0x14,
+            true,
+            0x11,
+            S::Established,
+            T::FinWait,
+            a_nat | St::SEEN_REPLY | St::ASSURED,
+        ),
+        (
+            0x15,
+            false,
+            0x11,
+            S::Reply,
+            T::LastAck,
+            a_nat | St::SEEN_REPLY | St::ASSURED,
+        ),
+        (
+            0x16,
+            true,
+            0x10,
+            S::Established,
+            T::TimeWait,
+            a_nat | St::SEEN_REPLY | St::ASSURED,
+        ),
+    ];
+    let mut events = Vec::new();
+    for (i, &(skb, from_client, flags, state, tcp_state, status)) in a_packets.iter().enumerate() {
+        let t = 1_000_000 + i as u64 * 2_000_000;
+        let (rx, tx) = if from_client {
+            (
+                packet(3, "veth-client", client, server, tcp_l4(54321, 80, flags)),
+                packet(2, "eth0", public, server, tcp_l4(54321, 80, flags)),
+            )
+        } else {
+            (
+                packet(2, "eth0", server, public, tcp_l4(80, 54321, flags)),
+                packet(3, "veth-client", server, client, tcp_l4(80, 54321, flags)),
+            )
+        };
+        let mut ingress = at(t, RX, skb, None);
+        ingress.packet = Some(rx);
+        let mut egress = at(t + 400_000, TX, skb, Some(0xa1));
+        egress.packet = Some(tx);
+        egress
+            .packet
+            .as_mut()
+            .and_then(|p| p.ip.as_mut())
+            .unwrap()
+            .ttl = 63;
+        egress.ct = Some(ct(state, a(tcp_state, status)));
+        events.push(ingress);
+        events.push(egress);
+    }
+    // A late server ACK after TIME_WAIT, dropped by the firewall.
+    let mut late = at(13_000_000, RX, 0x17, None);
+    late.packet = Some(packet(2, "eth0", server, public, tcp_l4(80, 54321, 0x10)));
+    let mut dropped = at(13_000_300, DROP, 0x17, Some(0xa1));
+    dropped.packet = late.packet.clone();
+    dropped.ct = Some(ct(
+        S::Reply,
+        a(T::TimeWait, a_nat | St::SEEN_REPLY | St::ASSURED),
+    ));
+    events.push(dropped);
+    events.push(late);
+
+    // b2: UDP port forward, reply seen.
+    let peer = "198.51.100.7";
+    let mut b = conn(
+        tuple(peer, public, udp(40000, 8080)),
+        tuple("10.0.2.2", peer, udp(80, 40000)),
+        St::CONFIRMED | St::DST_NAT | St::SRC_NAT_DONE | St::DST_NAT_DONE,
+    );
+    b.zone_id = 5;
+    b.zone_dir = ZoneDir::Default;
+    b.mark = Some(0x2a);
+    b.labels = Some(1);
+    let mut b_in = at(2_500_000, TX, 0x21, Some(0xb2));
+    b_in.packet = Some(packet(
+        4,
+        "veth-srv",
+        peer,
+        "10.0.2.2",
+        PacketL4::Udp {
+            sport: 40000,
+            dport: 80,
+        },
+    ));
+    b_in.ct = Some(ct(S::New, b.clone()));
+    let mut b_out = at(2_900_000, TX, 0x22, Some(0xb2));
+    b_out.packet = Some(packet(
+        2,
+        "eth0",
+        public,
+        peer,
+        PacketL4::Udp {
+            sport: 8080,
+            dport: 40000,
+        },
+    ));
+    b.ct_status |= St::SEEN_REPLY;
+    b_out.ct = Some(ct(S::Reply, b));
+    events.push(b_out);
+    events.push(b_in);
+
+    // c3: IPv6, no NAT.
+    let mut c = at(4_200_000, TX, 0x31, Some(0xc3));
+    c.packet = Some(packet(
+        2,
+        "eth0",
+        "fd00::1",
+        "2001:db8::5",
+        tcp_l4(33000, 443, 0x02),
+    ));
+    c.ct = Some(ct(
+        S::New,
+        tcp_conn(
+            tuple("fd00::1", "2001:db8::5", tcp(33000, 443)),
+            tuple("2001:db8::5", "fd00::1", tcp(443, 33000)),
+            St::CONFIRMED,
+            T::SynSent,
+        ),
+    ));
+    events.push(c);
+
+    // f6: FTP control; d4: its data connection.
+    let mut ftp = tcp_conn(
+        tuple(client, server, tcp(40021, 21)),
+        tuple(server, client, tcp(21, 40021)),
+        St::CONFIRMED | St::SEEN_REPLY | St::ASSURED | St::HELPER,
+        T::Established,
+    );
+    ftp.helper = Some(FixedStr::new("ftp"));
+    let mut f = at(5_000_000, TX, 0x61, Some(0xf6));
+    f.ct = Some(ct(S::Established, ftp.clone()));
+    events.push(f);
+    let data = |state| {
+        tcp_conn(
+            tuple(server, client, tcp(20, 50000)),
+            tuple(client, server, tcp(50000, 20)),
+            St::CONFIRMED | St::EXPECTED,
+            state,
+        )
+    };
+    let mut d1 = at(5_500_000, TX, 0x41, Some(0xd4));
+    d1.tracking.as_mut().unwrap().parent_conn = Some(0xf6);
+    d1.ct = Some(CtEvent {
+        parent: Some(ftp),
+        ..ct(S::Related, data(T::SynSent))
+    });
+    let mut d2 = at(5_800_000, TX, 0x42, Some(0xd4));
+    d2.tracking.as_mut().unwrap().parent_conn = Some(0xf6);
+    d2.ct = Some(ct(S::RelatedReply, data(T::SynRecv)));
+    events.push(d2);
+    events.push(d1);
+
+    // An untracked packet, and a ct-only line.
+    let mut untracked = at(6_000_000, RX, 0x51, None);
+    untracked.packet = Some(packet(
+        2,
+        "eth0",
+        "192.0.2.1",
+        public,
+        PacketL4::Udp {
+            sport: 123,
+            dport: 123,
+        },
+    ));
+    untracked.ct = Some(CtEvent::untracked());
+    events.push(untracked);
+    events.push(Event {
+        ct: Some(ct(
+            S::Established,
+            conn(
+                tuple(client, "8.8.8.8", udp(45678, 53)),
+                tuple("8.8.8.8", client, udp(53, 45678)),
+                St::CONFIRMED | St::SEEN_REPLY,
+            ),
+        )),
+        ..Event::default()
+    });
+    events
+}

@@ -1,0 +1,804 @@
+use proptest::prelude::*;
+
+use super::*;
+use crate::testing::build::{at, conn, ct, tcp, tcp_conn, tuple, udp};
+use crate::testing::{self, router_scenario};
+use crate::{CtStatus as St, FixedStr, ProbeKind, Tracking};
+
+fn text(conns: &[Connection], format: Format) -> String {
+    let mut out = String::new();
+    write_conns(&mut out, conns, format).unwrap();
+    out
+}
+
+fn find(conns: &[Connection], id: u64) -> &Connection {
+    conns
+        .iter()
+        .find(|c| c.id() == Some(id))
+        .unwrap_or_else(|| panic!("no conn {id:x}"))
+}
+
+fn nat(orig: CtTuple, reply: CtTuple, status: St) -> Nat {
+    Nat::from_conn(&conn(orig, reply, status))
+}
+
+const SNAT: St = St::SRC_NAT;
+const DNAT: St = St::DST_NAT;
+
+// ---------------------------------------------------------------------------------------
+// NAT derivation
+
+#[test]
+fn nat_none() {
+    let n = nat(
+        tuple("10.0.0.5", "10.0.0.1", tcp(40000, 80)),
+        tuple("10.0.0.1", "10.0.0.5", tcp(80, 40000)),
+        St::CONFIRMED,
+    );
+    assert_eq!((n.snat, n.dnat), (None, None));
+    assert!(n.is_none());
+    assert_eq!(n.to_string(), "none");
+}
+
+#[test]
+fn nat_snat_address_only() {
+    let n = nat(
+        tuple("10.0.0.5", "93.184.216.34", tcp(40000, 80)),
+        tuple("93.184.216.34", "203.0.113.50", tcp(80, 40000)),
+        SNAT,
+    );
+    assert_eq!(n.dnat, None);
+    let snat = n.snat.unwrap();
+    assert!(!snat.port_changed());
+    assert_eq!(snat.from.port, Some(40000));
+    assert_eq!(snat.to.addr, "203.0.113.50".parse::<IpAddr>().unwrap());
+    assert_eq!(n.to_string(), "snat 10.0.0.5 -> 203.0.113.50");
+}
+
+#[test]
+fn nat_snat_with_port() {
+    let n = nat(
+        tuple("10.0.0.5", "93.184.216.34", udp(40000, 53)),
+        tuple("93.184.216.34", "203.0.113.50", udp(53, 40001)),
+        SNAT,
+    );
+    assert_eq!(n.to_string(), "snat 10.0.0.5:40000 -> 203.0.113.50:40001");
+}
+
+#[test]
+fn nat_port_only_changes() {
+    // Source port rewritten, address kept (a clash on the same address).
+    let n = nat(
+        tuple("10.0.0.5", "10.0.0.1", tcp(40000, 80)),
+        tuple("10.0.0.1", "10.0.0.5", tcp(80, 40001)),
+        SNAT,
+    );
+    assert_eq!(n.to_string(), "snat 10.0.0.5:40000 -> 10.0.0.5:40001");
+    // Destination port redirected on the same address (`redirect to :8080`).
+    let n = nat(
+        tuple("10.0.0.5", "10.0.0.1", tcp(40000, 80)),
+        tuple("10.0.0.1", "10.0.0.5", tcp(8080, 40000)),
+        DNAT,
+    );
+    assert_eq!(n.to_string(), "dnat 10.0.0.1:80 -> 10.0.0.1:8080");
+    assert_eq!(n.snat, None);
+}
+
+#[test]
+fn nat_dnat() {
+    let n = nat(
+        tuple("198.51.100.7", "10.0.0.1", tcp(50000, 8080)),
+        tuple("10.0.2.2", "198.51.100.7", tcp(80, 50000)),
+        DNAT,
+    );
+    assert_eq!(n.snat, None);
+    assert_eq!(n.to_string(), "dnat 10.0.0.1:8080 -> 10.0.2.2:80");
+    // Address only.
+    let n = nat(
+        tuple("198.51.100.7", "10.0.0.1", tcp(50000, 80)),
+        tuple("10.0.2.2", "198.51.100.7", tcp(80, 50000)),
+        DNAT,
+    );
+    assert_eq!(n.to_string(), "dnat 10.0.0.1 -> 10.0.2.2");
+}
+
+#[test]
+fn nat_both() {
+    let n = nat(
+        tuple("10.0.1.100", "203.0.113.50", tcp(40000, 8080)),
+        tuple("10.0.2.2", "10.0.2.1", tcp(80, 61000)),
+        SNAT | DNAT,
+    );
+    assert_eq!(
+        n.to_string(),
+        "snat 10.0.1.100:40000 -> 10.0.2.1:61000, dnat 203.0.113.50:8080 -> 10.0.2.2:80"
+    );
+}
+
+#[test]
+fn nat_ipv6_brackets_ports() {
+    let n = nat(
+        tuple("2001:db8::7", "fd00::1", tcp(50000, 8080)),
+        tuple("fd00:0:0:0:0:0:0:2", "2001:db8::7", tcp(80, 50000)),
+        DNAT,
+    );
+    assert_eq!(n.to_string(), "dnat [fd00::1]:8080 -> [fd00::2]:80");
+    // NPTv6-like address-only change: no brackets without ports.
+    let n = nat(
+        tuple("fd00::5", "2001:db8::1", udp(5353, 53)),
+        tuple("2001:db8::1", "2001:db8:ffff::5", udp(53, 5353)),
+        SNAT,
+    );
+    assert_eq!(n.to_string(), "snat fd00::5 -> 2001:db8:ffff::5");
+}
+
+#[test]
+fn nat_icmp_uses_the_echo_id() {
+    let echo = |id| CtProto::Icmp {
+        icmp_type: 8,
+        code: 0,
+        id,
+    };
+    let reply = |id| CtProto::Icmp {
+        icmp_type: 0,
+        code: 0,
+        id,
+    };
+    let n = nat(
+        tuple("10.0.0.5", "8.8.8.8", echo(7)),
+        tuple("8.8.8.8", "203.0.113.50", reply(7)),
+        SNAT,
+    );
+    assert_eq!(n.to_string(), "snat 10.0.0.5 -> 203.0.113.50");
+    let n = nat(
+        tuple("10.0.0.5", "8.8.8.8", echo(7)),
+        tuple("8.8.8.8", "203.0.113.50", reply(9)),
+        SNAT,
+    );
+    assert_eq!(n.to_string(), "snat 10.0.0.5 id 7 -> 203.0.113.50 id 9");
+}
+
+#[test]
+fn nat_generic_protocol_compares_addresses() {
+    let gre = CtProto::Generic { proto: 47 };
+    let n = nat(
+        tuple("10.0.0.5", "192.0.2.1", gre),
+        tuple("192.0.2.1", "203.0.113.50", gre),
+        SNAT,
+    );
+    assert_eq!(n.to_string(), "snat 10.0.0.5 -> 203.0.113.50");
+    assert_eq!(n.snat.unwrap().from.port, None);
+}
+
+#[test]
+fn nat_status_bits_that_disagree_are_noted() {
+    let n = nat(
+        tuple("10.0.0.5", "10.0.0.1", tcp(40000, 80)),
+        tuple("10.0.0.1", "10.0.0.5", tcp(80, 40000)),
+        SNAT,
+    );
+    assert!(!n.is_none());
+    assert_eq!(n.to_string(), "snat (SRC_NAT set, tuples unchanged)");
+    let n = nat(
+        tuple("198.51.100.7", "10.0.0.1", tcp(50000, 80)),
+        tuple("10.0.2.2", "198.51.100.7", tcp(80, 50000)),
+        St::CONFIRMED,
+    );
+    assert_eq!(
+        n.to_string(),
+        "dnat 10.0.0.1 -> 10.0.2.2 (no DST_NAT status bit)"
+    );
+}
+
+#[test]
+fn nat_done_bits_alone_are_no_nat() {
+    // Null bindings set the *_DONE bits on every connection that passed the NAT hooks.
+    let n = nat(
+        tuple("10.0.0.5", "10.0.0.1", tcp(40000, 80)),
+        tuple("10.0.0.1", "10.0.0.5", tcp(80, 40000)),
+        St::CONFIRMED | St::SRC_NAT_DONE | St::DST_NAT_DONE,
+    );
+    assert_eq!(n.to_string(), "none");
+}
+
+#[test]
+fn nat_mismatched_protocols_compare_addresses_only() {
+    let n = nat(
+        tuple("10.0.0.5", "10.0.0.1", tcp(1, 2)),
+        tuple("10.0.0.1", "10.0.0.5", udp(3, 4)),
+        St::empty(),
+    );
+    assert!(n.is_none());
+}
+
+// ---------------------------------------------------------------------------------------
+// Folding events into connections
+
+#[test]
+fn scenario_connections() {
+    let events = router_scenario();
+    let conns = connections(&events);
+    // By first seen; the untracked packet and events without ct are left out.
+    let ids: Vec<_> = conns.iter().map(|c| c.id()).collect();
+    assert_eq!(
+        ids,
+        [
+            Some(0xa1),
+            Some(0xb2),
+            Some(0xc3),
+            Some(0xf6),
+            Some(0xd4),
+            None
+        ]
+    );
+
+    let a = find(&conns, 0xa1);
+    assert_eq!(a.nat.to_string(), "snat 10.0.1.100 -> 203.0.113.50");
+    assert_eq!(a.events, 7);
+    assert_eq!(
+        (a.first_seen, a.last_seen),
+        (Some(1_400_000), Some(13_000_300))
+    );
+    assert_eq!(a.packets, PacketCounts { orig: 4, reply: 3 });
+    assert_eq!(a.drops, 1);
+    assert_eq!(a.entry.tcp_state, Some(TcpState::TimeWait));
+    let states: Vec<_> = a.ct_states.iter().map(|t| t.state).collect();
+    assert_eq!(states, [CtState::New, CtState::Reply, CtState::Established]);
+    let tcp_states: Vec<_> = a.tcp_states.iter().map(|t| t.state.to_string()).collect();
+    assert_eq!(
+        tcp_states,
+        [
+            "SYN_SENT",
+            "SYN_RECV",
+            "ESTABLISHED",
+            "FIN_WAIT",
+            "LAST_ACK",
+            "TIME_WAIT"
+        ]
+    );
+    // Where each change was first seen.
+    let reply = &a.ct_states[1];
+    assert_eq!(reply.timestamp, Some(3_400_000));
+    let probe = reply.probe.as_ref().unwrap();
+    assert_eq!(
+        (probe.kind, &*probe.name),
+        (ProbeKind::Tp, "net:net_dev_start_xmit")
+    );
+    assert!(a.parent.is_none());
+
+    let b = find(&conns, 0xb2);
+    assert_eq!(b.nat.to_string(), "dnat 203.0.113.50:8080 -> 10.0.2.2:80");
+    assert_eq!(b.packets, PacketCounts { orig: 1, reply: 1 });
+    assert_eq!(
+        (b.entry.zone_id, b.entry.mark, b.entry.labels),
+        (5, Some(0x2a), Some(1))
+    );
+    // The last event's status.
+    assert!(b.entry.ct_status.contains(St::SEEN_REPLY));
+
+    let c = find(&conns, 0xc3);
+    assert!(c.nat.is_none());
+    assert_eq!(c.entry.orig.ip.src, "fd00::1".parse::<IpAddr>().unwrap());
+
+    let d = find(&conns, 0xd4);
+    let parent = d.parent.as_ref().unwrap();
+    assert_eq!(parent.conn, Some(0xf6));
+    let parent_entry = parent.entry.as_ref().unwrap();
+    assert_eq!(parent_entry.helper, Some(FixedStr::new("ftp")));
+    assert_eq!(d.packets, PacketCounts { orig: 1, reply: 1 });
+    let states: Vec<_> = d.ct_states.iter().map(|t| t.state).collect();
+    assert_eq!(states, [CtState::Related, CtState::RelatedReply]);
+
+    let f = find(&conns, 0xf6);
+    assert_eq!(f.entry.helper, Some(FixedStr::new("ftp")));
+
+    // The ct-only line: grouped by tuple, no timestamps.
+    let last = conns.last().unwrap();
+    assert!(matches!(last.key, ConnKey::Tuple { zone_id: 0, .. }));
+    assert_eq!((last.first_seen, last.events), (None, 1));
+    assert_eq!(last.packets, PacketCounts { orig: 1, reply: 0 });
+}
+
+#[test]
+fn one_packet_at_many_probes_counts_once() {
+    let base = conn(
+        tuple("10.0.0.5", "10.0.0.1", udp(1000, 53)),
+        tuple("10.0.0.1", "10.0.0.5", udp(53, 1000)),
+        St::CONFIRMED,
+    );
+    let mut events = Vec::new();
+    for (i, (skb, state)) in [
+        (1, CtState::New),
+        (1, CtState::New),
+        (1, CtState::New),
+        (2, CtState::Reply),
+        (2, CtState::Reply),
+        (3, CtState::Established),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut e = at(i as u64, "net:netif_receive_skb", skb, Some(9));
+        e.ct = Some(ct(state, base.clone()));
+        events.push(e);
+    }
+    // Without tracking ids every event counts.
+    for _ in 0..2 {
+        events.push(Event {
+            tracking: None,
+            ..events[0].clone()
+        });
+    }
+    let conns = connections(&events);
+    assert_eq!(conns.len(), 2);
+    assert_eq!(conns[0].packets, PacketCounts { orig: 2, reply: 1 });
+    assert_eq!(conns[0].events, 6);
+    assert_eq!(conns[1].packets, PacketCounts { orig: 2, reply: 0 });
+    assert_eq!(conns[1].key.id(), None);
+}
+
+#[test]
+fn ids_keep_connections_apart_even_with_one_tuple() {
+    // A closed connection reopened on the same tuple is a new conntrack entry.
+    let entry = |state| {
+        tcp_conn(
+            tuple("10.0.0.5", "10.0.0.1", tcp(40000, 80)),
+            tuple("10.0.0.1", "10.0.0.5", tcp(80, 40000)),
+            St::CONFIRMED,
+            state,
+        )
+    };
+    let mut e1 = at(10, "net:net_dev_queue", 1, Some(0x100));
+    e1.ct = Some(ct(CtState::Established, entry(TcpState::TimeWait)));
+    let mut e2 = at(20, "net:net_dev_queue", 2, Some(0x200));
+    e2.ct = Some(ct(CtState::New, entry(TcpState::SynSent)));
+    let mut e3 = at(30, "net:net_dev_queue", 3, Some(0x100));
+    e3.ct = Some(ct(CtState::Established, entry(TcpState::TimeWait)));
+    let events = [e3, e2, e1];
+    let conns = connections(&events);
+    assert_eq!(conns.len(), 2);
+    assert_eq!(conns[0].id(), Some(0x100));
+    assert_eq!(conns[0].events, 2);
+    assert_eq!(
+        (conns[0].first_seen, conns[0].last_seen),
+        (Some(10), Some(30))
+    );
+    assert_eq!(conns[1].id(), Some(0x200));
+}
+
+#[test]
+fn without_ids_zone_separates_connections() {
+    let mut entry = conn(
+        tuple("10.0.0.5", "10.0.0.1", udp(1, 2)),
+        tuple("10.0.0.1", "10.0.0.5", udp(2, 1)),
+        St::CONFIRMED,
+    );
+    let mut events = vec![Event {
+        ct: Some(ct(CtState::New, entry.clone())),
+        ..Event::default()
+    }];
+    entry.zone_id = 1;
+    entry.zone_dir = ZoneDir::Default;
+    events.push(Event {
+        ct: Some(ct(CtState::New, entry.clone())),
+        ..Event::default()
+    });
+    events.push(events[1].clone());
+    let conns = connections(&events);
+    assert_eq!(conns.len(), 2);
+    assert_eq!(conns[1].events, 2);
+}
+
+#[test]
+fn templates_untracked_and_events_without_ct_are_left_out() {
+    let mut template = conn(
+        tuple("0.0.0.0", "0.0.0.0", CtProto::Generic { proto: 0 }),
+        tuple("0.0.0.0", "0.0.0.0", CtProto::Generic { proto: 0 }),
+        St::TEMPLATE,
+    );
+    template.zone_id = 3;
+    let events = [
+        Event {
+            ct: Some(ct(CtState::New, template)),
+            ..Event::default()
+        },
+        Event {
+            ct: Some(crate::CtEvent::untracked()),
+            ..Event::default()
+        },
+        at(1, "net:netif_receive_skb", 1, Some(5)),
+    ];
+    assert!(connections(&events).is_empty());
+    assert_eq!(text(&[], Format::Multiline), "");
+}
+
+#[test]
+fn parent_found_elsewhere_in_the_file_or_not_at_all() {
+    let master = tcp_conn(
+        tuple("10.0.0.5", "10.0.0.1", tcp(40021, 21)),
+        tuple("10.0.0.1", "10.0.0.5", tcp(21, 40021)),
+        St::CONFIRMED,
+        TcpState::Established,
+    );
+    let child = tcp_conn(
+        tuple("10.0.0.1", "10.0.0.5", tcp(20, 50000)),
+        tuple("10.0.0.5", "10.0.0.1", tcp(50000, 20)),
+        St::CONFIRMED | St::EXPECTED,
+        TcpState::SynSent,
+    );
+    let mut m = at(1, "net:net_dev_queue", 1, Some(0xaa));
+    m.ct = Some(ct(CtState::Established, master.clone()));
+    let related = |skb, parent| {
+        let mut e = at(2, "net:net_dev_queue", skb, Some(skb * 0x100));
+        e.tracking.as_mut().unwrap().parent_conn = Some(parent);
+        e.ct = Some(ct(CtState::Related, child.clone()));
+        e
+    };
+    let events = [m, related(2, 0xaa), related(3, 0xbb)];
+    let conns = connections(&events);
+    let found = find(&conns, 0x200).parent.as_ref().unwrap();
+    assert_eq!(found.conn, Some(0xaa));
+    assert_eq!(found.entry.as_ref(), Some(&master));
+    let missing = find(&conns, 0x300).parent.as_ref().unwrap();
+    assert_eq!((missing.conn, missing.entry.as_ref()), (Some(0xbb), None));
+    let out = text(&conns, Format::Singleline);
+    assert!(out.contains(" parent conn aa [tcp (ESTABLISHED) orig [10.0.0.5.40021 > 10.0.0.1.21] reply [10.0.0.1.21 > 10.0.0.5.40021]] "), "{out}");
+    assert!(out.contains(" parent conn bb (not in this file) "), "{out}");
+}
+
+#[test]
+fn events_without_timestamps_come_after_in_file_order() {
+    let entry = |port| {
+        conn(
+            tuple("10.0.0.5", "10.0.0.1", udp(port, 53)),
+            tuple("10.0.0.1", "10.0.0.5", udp(53, port)),
+            St::CONFIRMED,
+        )
+    };
+    let untimed = |port| Event {
+        ct: Some(ct(CtState::New, entry(port))),
+        ..Event::default()
+    };
+    let mut timed = at(100, "net:netif_receive_skb", 1, Some(1));
+    timed.ct = Some(ct(CtState::New, entry(3)));
+    let events = [untimed(1), untimed(2), timed];
+    let ports: Vec<_> = connections(&events)
+        .iter()
+        .map(|c| c.entry.orig.proto.ports().unwrap().0)
+        .collect();
+    assert_eq!(ports, [3, 1, 2]);
+}
+
+#[test]
+fn durations() {
+    let d = |ns| {
+        let mut s = String::new();
+        write_duration(&mut s, ns).unwrap();
+        s
+    };
+    assert_eq!(d(0), "0ns");
+    assert_eq!(d(999), "999ns");
+    assert_eq!(d(1_000), "1.000us");
+    assert_eq!(d(1_250), "1.250us");
+    assert_eq!(d(3_000_999), "3.000ms");
+    assert_eq!(d(12_345_678_901), "12.345s");
+    assert_eq!(d(u64::MAX), "18446744073.709s");
+}
+
+// ---------------------------------------------------------------------------------------
+// Output
+
+#[test]
+fn json_has_every_key_in_order() {
+    let events = router_scenario();
+    let conns = connections(&events);
+    let json = text(&conns, Format::Json);
+    let lines: Vec<&str> = json.lines().collect();
+    assert_eq!(lines.len(), conns.len());
+    const KEYS: [&str; 25] = [
+        "conn",
+        "zone_id",
+        "zone_dir",
+        "orig",
+        "reply",
+        "tcp_state",
+        "sctp_state",
+        "status",
+        "mark",
+        "labels",
+        "helper",
+        "timeout",
+        "nat",
+        "parent",
+        "first_seen",
+        "last_seen",
+        "events",
+        "packets",
+        "drops",
+        "ct_states",
+        "tcp_states",
+        "sctp_states",
+        // nested, checked below
+        "snat",
+        "dnat",
+        "status_snat",
+    ];
+    for line in &lines {
+        // Top-level keys in the documented order (serde_json keeps the order in the text).
+        let mut at = 0;
+        for key in &KEYS[..22] {
+            let needle = format!("\"{key}\":");
+            let found = line[at..]
+                .find(&needle)
+                .unwrap_or_else(|| panic!("{key} missing or out of order in {line}"));
+            at += found + needle.len();
+        }
+        let value: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(value.as_object().unwrap().len(), 22);
+        for key in &KEYS[22..] {
+            assert!(value["nat"].get(key).is_some(), "nat.{key} in {line}");
+        }
+    }
+    let a: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+    assert_eq!(a["conn"], 0xa1);
+    assert_eq!(a["orig"]["ip"]["src"], "10.0.1.100");
+    assert_eq!(a["tcp_state"], "TIME_WAIT");
+    assert_eq!(a["status"], 0x19e);
+    assert_eq!(
+        a["nat"],
+        serde_json::json!({
+            "snat": {"from": {"addr": "10.0.1.100", "port": 54321},
+                     "to": {"addr": "203.0.113.50", "port": 54321}},
+            "dnat": null,
+            "status_snat": true,
+            "status_dnat": false,
+        })
+    );
+    assert_eq!(a["parent"], serde_json::Value::Null);
+    assert_eq!(a["packets"], serde_json::json!({"orig": 4, "reply": 3}));
+    assert_eq!(a["drops"], 1);
+    assert_eq!(
+        a["ct_states"][0],
+        serde_json::json!({
+            "state": "new",
+            "timestamp": 1_400_000,
+            "probe": {"type": "tp", "name": "net:net_dev_start_xmit"}
+        })
+    );
+    assert_eq!(a["tcp_states"][5]["state"], "TIME_WAIT");
+    assert_eq!(a["sctp_states"], serde_json::json!([]));
+
+    let b: serde_json::Value = serde_json::from_str(lines[1]).unwrap();
+    assert_eq!(b["labels"], "0x0000000000000001");
+    assert_eq!(
+        (b["zone_id"].clone(), b["zone_dir"].clone()),
+        (5.into(), "default".into())
+    );
+    let d: serde_json::Value = serde_json::from_str(lines[4]).unwrap();
+    assert_eq!(d["parent"]["conn"], 0xf6);
+    assert_eq!(d["parent"]["orig"]["proto"]["tcp"]["dport"], 21);
+    let f: serde_json::Value = serde_json::from_str(lines[3]).unwrap();
+    assert_eq!(f["helper"], "ftp");
+    let last: serde_json::Value = serde_json::from_str(lines[5]).unwrap();
+    assert_eq!(last["conn"], serde_json::Value::Null);
+    assert_eq!(last["first_seen"], serde_json::Value::Null);
+    assert_eq!(last["ct_states"][0]["probe"], serde_json::Value::Null);
+}
+
+#[test]
+fn io_writer_matches_fmt_writer() {
+    let events = router_scenario();
+    let conns = connections(&events);
+    for format in [Format::Multiline, Format::Singleline, Format::Json] {
+        let mut bytes = Vec::new();
+        write_conns_io(&mut bytes, &conns, format).unwrap();
+        assert_eq!(String::from_utf8(bytes).unwrap(), text(&conns, format));
+    }
+}
+
+#[test]
+fn singleline_is_one_line_per_connection() {
+    let events = router_scenario();
+    let conns = connections(&events);
+    let out = text(&conns, Format::Singleline);
+    assert_eq!(out.lines().count(), conns.len());
+    let first = out.lines().next().unwrap();
+    assert!(first.starts_with(
+        "conn a1 tcp (TIME_WAIT) orig [10.0.1.100.54321 > 93.184.216.34.80] \
+         reply [93.184.216.34.80 > 203.0.113.50.54321] status 0x19e \
+         nat snat 10.0.1.100 -> 203.0.113.50 first 1400000 last 13000300 (11.600ms) events 7 \
+         packets orig 4 reply 3 drops 1 \
+         ct_state NEW (+0ns [tp] net:net_dev_start_xmit) -> REPLY (+2.000ms [tp] net:net_dev_start_xmit)"
+    ), "{first}");
+}
+
+#[test]
+fn names_with_control_characters_stay_on_their_line() {
+    let mut e = at(1, "evil\nprobe", 1, Some(1));
+    let mut entry = conn(
+        tuple("10.0.0.5", "10.0.0.1", udp(1, 2)),
+        tuple("10.0.0.1", "10.0.0.5", udp(2, 1)),
+        St::CONFIRMED,
+    );
+    entry.helper = Some(FixedStr::new("a\nb"));
+    e.ct = Some(ct(CtState::New, entry));
+    let conns = connections(&[e]);
+    let out = text(&conns, Format::Singleline);
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(out.contains("evil\\nprobe"));
+}
+
+#[test]
+fn render_indents_every_line() {
+    let events = router_scenario();
+    let conns = connections(&events);
+    for layout in [Layout::MultiLine, Layout::SingleLine] {
+        for c in &conns {
+            let mut out = String::new();
+            c.render(&mut out, layout, 3).unwrap();
+            for line in out.lines() {
+                assert!(line.starts_with("   "), "{line:?}");
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Snapshots
+
+#[test]
+fn scenario_multiline() {
+    let events = router_scenario();
+    insta::assert_snapshot!(text(&connections(&events), Format::Multiline));
+}
+
+#[test]
+fn scenario_singleline() {
+    let events = router_scenario();
+    insta::assert_snapshot!(text(&connections(&events), Format::Singleline));
+}
+
+/// Every NAT shape and the corner cases of the timeline, in both layouts.
+#[test]
+fn nat_shapes_and_sparse_events() {
+    let mut events = Vec::new();
+    let shapes = [
+        (
+            "none",
+            tuple("10.0.0.5", "10.0.0.1", tcp(40000, 80)),
+            tuple("10.0.0.1", "10.0.0.5", tcp(80, 40000)),
+            St::CONFIRMED,
+        ),
+        (
+            "both",
+            tuple("10.0.1.100", "203.0.113.50", tcp(40000, 8080)),
+            tuple("10.0.2.2", "10.0.2.1", tcp(80, 61000)),
+            St::CONFIRMED | SNAT | DNAT,
+        ),
+        (
+            "ipv6",
+            tuple("2001:db8::7", "fd00::1", udp(50000, 8080)),
+            tuple("fd00::2", "2001:db8::7", udp(80, 50000)),
+            St::CONFIRMED | DNAT,
+        ),
+        (
+            "bit only",
+            tuple("10.0.0.5", "10.0.0.1", udp(1, 2)),
+            tuple("10.0.0.1", "10.0.0.5", udp(2, 1)),
+            St::CONFIRMED | SNAT,
+        ),
+    ];
+    for (i, (_, orig, reply, status)) in shapes.into_iter().enumerate() {
+        let mut e = at(
+            1_000 * i as u64,
+            "net:netif_receive_skb",
+            i as u64,
+            Some(i as u64),
+        );
+        e.ct = Some(ct(CtState::New, conn(orig, reply, status)));
+        events.push(e);
+    }
+    // No timestamp, no probe, no task: a bare ct line with tracking ids.
+    let mut bare = Event {
+        tracking: Some(Tracking {
+            skb: 9,
+            conn: Some(9),
+            parent_conn: Some(0x77),
+        }),
+        ..Event::default()
+    };
+    bare.ct = Some(ct(
+        CtState::Related,
+        conn(
+            tuple("10.0.0.5", "10.0.0.1", udp(7, 8)),
+            tuple("10.0.0.1", "10.0.0.5", udp(8, 7)),
+            St::empty(),
+        ),
+    ));
+    events.push(bare);
+    let conns = connections(&events);
+    let out = format!(
+        "--- multi-line\n{}--- single-line\n{}",
+        text(&conns, Format::Multiline),
+        text(&conns, Format::Singleline)
+    );
+    insta::assert_snapshot!(out);
+}
+
+// ---------------------------------------------------------------------------------------
+// Properties
+
+/// Arbitrary events with few distinct ids and timestamps.
+fn events() -> impl Strategy<Value = Vec<Event>> {
+    proptest::collection::vec(
+        (
+            testing::event(),
+            proptest::option::of(0u64..6),
+            proptest::option::of(proptest::option::of(0u64..4)),
+            proptest::option::of(0u64..12),
+            proptest::bool::weighted(0.2),
+        ),
+        0..40,
+    )
+    .prop_map(|items| {
+        items
+            .into_iter()
+            .map(|(mut event, skb, conn, ts, drop)| {
+                event.timestamp = ts;
+                event.tracking = skb.map(|skb| Tracking {
+                    skb,
+                    conn: conn.flatten(),
+                    parent_conn: event.tracking.and_then(|t| t.parent_conn),
+                });
+                if drop {
+                    event.probe = Some(ProbeInfo {
+                        kind: ProbeKind::Tp,
+                        name: DROP_PROBE.into(),
+                    });
+                }
+                event
+            })
+            .collect()
+    })
+}
+
+proptest! {
+    #[test]
+    fn folding_never_loses_or_duplicates_events(events in events()) {
+        let conns = connections(&events);
+        let counted = events.iter().filter(|e| ConnKey::of(e).is_some()).count() as u64;
+        prop_assert_eq!(conns.iter().map(|c| c.events).sum::<u64>(), counted);
+        let keys: std::collections::HashSet<_> = conns.iter().map(|c| c.key).collect();
+        prop_assert_eq!(keys.len(), conns.len());
+        for c in &conns {
+            prop_assert!(c.events >= 1);
+            prop_assert!(c.packets.orig + c.packets.reply <= c.events);
+            prop_assert!(c.drops <= c.events);
+            prop_assert!(c.first_seen <= c.last_seen);
+            prop_assert_eq!(c.nat, Nat::from_conn(&c.entry));
+        }
+    }
+
+    #[test]
+    fn views_never_panic_and_keep_their_shape(events in events()) {
+        let conns = connections(&events);
+        let single = text(&conns, Format::Singleline);
+        prop_assert_eq!(single.lines().count(), conns.len());
+        let multi = text(&conns, Format::Multiline);
+        prop_assert!(multi.lines().count() >= conns.len() * 5);
+        let json = text(&conns, Format::Json);
+        prop_assert_eq!(json.lines().count(), conns.len());
+        for line in json.lines() {
+            let value: serde_json::Value = serde_json::from_str(line).unwrap();
+            prop_assert_eq!(value.as_object().unwrap().len(), 22);
+        }
+    }
+
+    #[test]
+    fn nat_of_arbitrary_connections_never_panics(entry in testing::ct_conn()) {
+        let nat = Nat::from_conn(&entry);
+        let text = nat.to_string();
+        prop_assert!(!text.is_empty() && !text.contains('\n'));
+        prop_assert_eq!(nat.is_none(), text == "none");
+    }
+}

@@ -1,0 +1,412 @@
+use proptest::prelude::*;
+
+use super::*;
+use crate::testing::build::{at, ct, packet, tcp, tcp_conn, tcp_l4, tuple};
+use crate::testing::{self, router_scenario};
+use crate::{CtState, CtStatus, TcpState, Tracking};
+
+fn timestamps(group: &PacketGroup<'_>) -> Vec<Option<u64>> {
+    group.events.iter().map(|e| e.timestamp).collect()
+}
+
+fn skbs(groups: &[PacketGroup<'_>]) -> Vec<Option<u64>> {
+    groups.iter().map(|g| g.skb).collect()
+}
+
+fn text(groups: &[PacketGroup<'_>], format: Format) -> String {
+    let mut out = String::new();
+    write_packets(&mut out, groups, format).unwrap();
+    out
+}
+
+/// An event with only a timestamp and, optionally, a packet id.
+fn bare(ts: Option<u64>, skb: Option<u64>) -> Event {
+    Event {
+        timestamp: ts,
+        tracking: skb.map(|skb| Tracking {
+            skb,
+            conn: None,
+            parent_conn: None,
+        }),
+        ..Event::default()
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Grouping and order
+
+#[test]
+fn groups_by_packet_in_order_of_first_event() {
+    let events = [
+        bare(Some(50), Some(2)),
+        bare(Some(30), Some(1)),
+        bare(Some(10), Some(2)),
+        bare(Some(40), Some(3)),
+        bare(Some(20), Some(1)),
+    ];
+    let groups = group_packets(&events);
+    assert_eq!(skbs(&groups), [Some(2), Some(1), Some(3)]);
+    assert_eq!(timestamps(&groups[0]), [Some(10), Some(50)]);
+    assert_eq!(timestamps(&groups[1]), [Some(20), Some(30)]);
+    assert_eq!(groups[0].first_seen(), Some(10));
+    // Events are borrowed, not copied.
+    assert!(std::ptr::eq(groups[0].events[0], &events[2]));
+}
+
+#[test]
+fn equal_timestamps_keep_file_order() {
+    let events = [
+        bare(Some(5), Some(9)),
+        bare(Some(5), Some(8)),
+        bare(Some(5), Some(9)),
+    ];
+    let groups = group_packets(&events);
+    assert_eq!(skbs(&groups), [Some(9), Some(8)]);
+    assert!(std::ptr::eq(groups[0].events[0], &events[0]));
+    assert!(std::ptr::eq(groups[0].events[1], &events[2]));
+}
+
+#[test]
+fn events_without_ids_are_groups_of_one_in_file_order() {
+    let events = [
+        bare(None, None),
+        bare(Some(7), None),
+        bare(None, None),
+        bare(Some(7), None),
+        bare(Some(3), Some(1)),
+    ];
+    let groups = group_packets(&events);
+    assert_eq!(groups.len(), 5);
+    assert!(groups.iter().all(|g| g.events.len() == 1));
+    // Timed first (by time, ties in file order), then untimed in file order.
+    let order: Vec<*const Event> = groups.iter().map(|g| g.events[0] as *const _).collect();
+    let expected: Vec<*const Event> = [4, 1, 3, 0, 2]
+        .iter()
+        .map(|&i| &events[i] as *const _)
+        .collect();
+    assert_eq!(order, expected);
+    assert_eq!(skbs(&groups), [Some(1), None, None, None, None]);
+}
+
+#[test]
+fn untimed_events_of_a_packet_come_last_in_its_group() {
+    let events = [
+        bare(None, Some(1)),
+        bare(Some(9), Some(1)),
+        bare(Some(4), Some(2)),
+    ];
+    let groups = group_packets(&events);
+    assert_eq!(skbs(&groups), [Some(2), Some(1)]);
+    assert_eq!(timestamps(&groups[1]), [Some(9), None]);
+    assert_eq!(groups[1].first_seen(), Some(9));
+}
+
+#[test]
+fn a_file_without_timestamps_or_ids_keeps_its_order() {
+    let events: Vec<Event> = (0..4)
+        .map(|i| Event {
+            netns: Some(i),
+            ..Event::default()
+        })
+        .collect();
+    let groups = group_packets(&events);
+    let netns: Vec<_> = groups.iter().map(|g| g.events[0].netns).collect();
+    assert_eq!(netns, [Some(0), Some(1), Some(2), Some(3)]);
+}
+
+#[test]
+fn one_packet_across_nat_and_connections_is_one_group() {
+    // The id stays with the packet when NAT rewrites it and when its conn id changes (a
+    // packet can reach a second conntrack entry, e.g. in another zone).
+    let events = router_scenario();
+    let groups = group_packets(&events);
+    let syn = groups.iter().find(|g| g.skb == Some(0x11)).unwrap();
+    assert_eq!(syn.events.len(), 2);
+    let sources: Vec<_> = syn
+        .events
+        .iter()
+        .map(|e| e.packet.as_ref().unwrap().ip.unwrap().src.to_string())
+        .collect();
+    assert_eq!(sources, ["10.0.1.100", "203.0.113.50"]);
+
+    let mut e1 = bare(Some(1), Some(5));
+    e1.tracking.as_mut().unwrap().conn = Some(1);
+    let mut e2 = bare(Some(2), Some(5));
+    e2.tracking.as_mut().unwrap().conn = Some(2);
+    let both = [e1, e2];
+    assert_eq!(group_packets(&both).len(), 1);
+}
+
+#[test]
+fn scenario_groups() {
+    let events = router_scenario();
+    let groups = group_packets(&events);
+    assert_eq!(
+        skbs(&groups),
+        [
+            Some(0x11),
+            Some(0x21),
+            Some(0x22),
+            Some(0x12),
+            Some(0x31),
+            Some(0x13), // ties with 0x61, and comes first in the file
+            Some(0x61),
+            Some(0x41),
+            Some(0x42),
+            Some(0x51),
+            Some(0x14),
+            Some(0x15),
+            Some(0x16),
+            Some(0x17),
+            None,
+        ]
+    );
+    // The drop was written before the ingress event, but came after it.
+    let late = groups.iter().find(|g| g.skb == Some(0x17)).unwrap();
+    let probes: Vec<_> = late
+        .events
+        .iter()
+        .map(|e| e.probe.as_ref().unwrap().name.to_string())
+        .collect();
+    assert_eq!(probes, ["net:netif_receive_skb", "skb:kfree_skb"]);
+    assert_eq!(
+        groups.iter().map(|g| g.events.len()).sum::<usize>(),
+        events.len()
+    );
+}
+
+#[test]
+fn empty_input() {
+    let groups = group_packets(&[]);
+    assert!(groups.is_empty());
+    for format in [Format::Multiline, Format::Singleline, Format::Json] {
+        assert_eq!(text(&groups, format), "");
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Output
+
+#[test]
+fn packet_line_only_where_it_changed() {
+    let conn = tcp_conn(
+        tuple("10.0.0.5", "10.0.0.1", tcp(40000, 80)),
+        tuple("10.0.0.1", "10.0.0.5", tcp(80, 40000)),
+        CtStatus::CONFIRMED,
+        TcpState::SynSent,
+    );
+    let p = packet(2, "eth0", "10.0.0.5", "10.0.0.1", tcp_l4(40000, 80, 2));
+    let mut rewritten = p.clone();
+    rewritten.ip.as_mut().unwrap().src = "203.0.113.50".parse().unwrap();
+    let mut events = Vec::new();
+    for (i, pk) in [&p, &p, &rewritten, &rewritten].into_iter().enumerate() {
+        let mut e = at(10 + i as u64, "net:net_dev_queue", 1, Some(2));
+        e.packet = Some(pk.clone());
+        e.ct = Some(ct(CtState::New, conn.clone()));
+        events.push(e);
+    }
+    let groups = group_packets(&events);
+    let out = text(&groups, Format::Multiline);
+    // Once in the group header, once where NAT changed it.
+    assert_eq!(out.matches("if 2 (eth0)").count(), 2, "{out}");
+    assert_eq!(out.matches("203.0.113.50.40000 > 10.0.0.1.80").count(), 1);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "packet #skb 1 (4 events, first seen 10)");
+    assert!(lines[1].starts_with("  if 2 (eth0) 10.0.0.5.40000 > 10.0.0.1.80 "));
+    assert!(lines[2].starts_with("    10 [swapper/0] 0 [tp] net:net_dev_queue #skb 1 conn 2"));
+    assert_eq!(lines[3], "      ct_state NEW status 0x8");
+
+    let single = text(&groups, Format::Singleline);
+    assert_eq!(single.lines().count(), 5);
+    assert!(single.starts_with("packet #skb 1 (4 events, first seen 10): if 2 (eth0) 10.0.0.5."));
+}
+
+#[test]
+fn header_of_a_group_without_id_or_time() {
+    let events = [Event {
+        ct: Some(crate::CtEvent::untracked()),
+        ..Event::default()
+    }];
+    let groups = group_packets(&events);
+    assert_eq!(
+        text(&groups, Format::Multiline),
+        "packet without tracking id (1 event)\n    ct_state UNTRACKED\n"
+    );
+    assert_eq!(
+        text(&groups, Format::Singleline),
+        "packet without tracking id (1 event)\n  ct_state UNTRACKED\n"
+    );
+}
+
+#[test]
+fn events_with_nothing_to_show_get_a_placeholder() {
+    let p = packet(1, "lo", "127.0.0.1", "127.0.0.1", tcp_l4(1, 2, 0));
+    let events = [
+        Event::default(),
+        Event {
+            packet: Some(p),
+            ..Event::default()
+        },
+    ];
+    let groups = group_packets(&events);
+    let out = text(&groups, Format::Multiline);
+    assert_eq!(
+        out,
+        "packet without tracking id (1 event)\n    (empty event)\n\n\
+         packet without tracking id (1 event)\n  if 1 (lo) 127.0.0.1.1 > 127.0.0.1.2 ttl 64 tos 0x0 \
+         id 1 off 0 [DF] len 60 proto TCP (6) flags [none]\n    (packet as above)\n"
+    );
+}
+
+#[test]
+fn multiline_groups_are_separated_by_a_blank_line() {
+    let events = [bare(Some(1), Some(1)), bare(Some(2), Some(2))];
+    let groups = group_packets(&events);
+    assert_eq!(
+        text(&groups, Format::Multiline),
+        "packet #skb 1 (1 event, first seen 1)\n    1 #skb 1\n\n\
+         packet #skb 2 (1 event, first seen 2)\n    2 #skb 2\n"
+    );
+    assert_eq!(
+        text(&groups, Format::Singleline),
+        "packet #skb 1 (1 event, first seen 1)\n  1 #skb 1\n\
+         packet #skb 2 (1 event, first seen 2)\n  2 #skb 2\n"
+    );
+}
+
+#[test]
+fn json_is_one_group_per_line_with_the_events_as_in_the_file() {
+    let events = router_scenario();
+    let groups = group_packets(&events);
+    let json = text(&groups, Format::Json);
+    let lines: Vec<&str> = json.lines().collect();
+    assert_eq!(lines.len(), groups.len());
+    for (line, group) in lines.iter().zip(&groups) {
+        let value: serde_json::Value = serde_json::from_str(line).unwrap();
+        let keys: Vec<&String> = value.as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["events", "skb"]); // serde_json sorts keys in a Value
+        assert_eq!(value["skb"], serde_json::json!(group.skb));
+        let back: Vec<Event> = serde_json::from_value(value["events"].clone()).unwrap();
+        let expected: Vec<Event> = group.events.iter().map(|&e| e.clone()).collect();
+        assert_eq!(back, expected);
+    }
+    assert!(lines[0].starts_with(r#"{"skb":17,"events":[{"timestamp":1000000,"#));
+    assert!(lines
+        .last()
+        .unwrap()
+        .starts_with(r#"{"skb":null,"events":[{"ct":"#));
+}
+
+#[test]
+fn io_writer_matches_fmt_writer() {
+    let events = router_scenario();
+    let groups = group_packets(&events);
+    for format in [Format::Multiline, Format::Singleline, Format::Json] {
+        let mut bytes = Vec::new();
+        write_packets_io(&mut bytes, &groups, format).unwrap();
+        assert_eq!(String::from_utf8(bytes).unwrap(), text(&groups, format));
+    }
+}
+
+#[test]
+fn render_indents_every_line() {
+    let events = router_scenario();
+    let groups = group_packets(&events);
+    for layout in [Layout::MultiLine, Layout::SingleLine] {
+        let mut out = String::new();
+        groups[0].render(&mut out, layout, 3).unwrap();
+        for line in out.lines() {
+            assert!(line.starts_with("   "), "{line:?}");
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Snapshots
+
+#[test]
+fn scenario_multiline() {
+    let events = router_scenario();
+    insta::assert_snapshot!(text(&group_packets(&events), Format::Multiline));
+}
+
+#[test]
+fn scenario_singleline() {
+    let events = router_scenario();
+    insta::assert_snapshot!(text(&group_packets(&events), Format::Singleline));
+}
+
+// ---------------------------------------------------------------------------------------
+// Properties
+
+/// Arbitrary events with few distinct packet ids and timestamps, so that groups and ties
+/// are common.
+fn events() -> impl Strategy<Value = Vec<Event>> {
+    proptest::collection::vec(
+        (
+            testing::event(),
+            proptest::option::of(0u64..6),
+            proptest::option::of(0u64..12),
+        ),
+        0..40,
+    )
+    .prop_map(|items| {
+        items
+            .into_iter()
+            .map(|(mut event, skb, ts)| {
+                event.timestamp = ts;
+                event.tracking = skb.map(|skb| Tracking {
+                    skb,
+                    conn: event.tracking.and_then(|t| t.conn),
+                    parent_conn: event.tracking.and_then(|t| t.parent_conn),
+                });
+                event
+            })
+            .collect()
+    })
+}
+
+proptest! {
+    #[test]
+    fn grouping_never_loses_or_duplicates_events(events in events()) {
+        let groups = group_packets(&events);
+        let mut seen: Vec<usize> = groups
+            .iter()
+            .flat_map(|g| g.events.iter())
+            .map(|&e| (e as *const Event as usize - events.as_ptr() as usize) / size_of::<Event>())
+            .collect();
+        seen.sort_unstable();
+        prop_assert_eq!(seen, (0..events.len()).collect::<Vec<_>>());
+
+        let mut ids = std::collections::HashSet::new();
+        for group in &groups {
+            prop_assert!(!group.events.is_empty());
+            for e in &group.events {
+                prop_assert_eq!(e.tracking.map(|t| t.skb), group.skb);
+            }
+            match group.skb {
+                Some(id) => prop_assert!(ids.insert(id), "packet {} in two groups", id),
+                None => prop_assert_eq!(group.events.len(), 1),
+            }
+            let keys: Vec<_> = group.events.iter().map(|e| time_key(e)).collect();
+            prop_assert!(keys.windows(2).all(|w| w[0] <= w[1]));
+        }
+        let firsts: Vec<_> = groups.iter().map(|g| time_key(g.events[0])).collect();
+        prop_assert!(firsts.windows(2).all(|w| w[0] <= w[1]));
+    }
+
+    #[test]
+    fn views_never_panic_and_keep_their_shape(events in events()) {
+        let groups = group_packets(&events);
+        let single = text(&groups, Format::Singleline);
+        prop_assert_eq!(single.lines().count(), groups.len() + events.len());
+        let multi = text(&groups, Format::Multiline);
+        prop_assert!(multi.lines().count() >= groups.len() + events.len());
+        let json = text(&groups, Format::Json);
+        prop_assert_eq!(json.lines().count(), groups.len());
+        for line in json.lines() {
+            let value: serde_json::Value = serde_json::from_str(line).unwrap();
+            prop_assert!(value["events"].is_array());
+        }
+    }
+}
