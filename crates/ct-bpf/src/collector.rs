@@ -429,10 +429,7 @@ impl Collector {
         timeout: Duration,
         on_event: impl FnMut(Result<Event, DecodeError>),
     ) -> Result<usize, Error> {
-        let rc = self.ring.poll_raw(timeout);
-        if rc < 0 && rc != -libc::EINTR {
-            return Err(Error::Ring(libbpf_rs::Error::from_raw_os_error(-rc)));
-        }
+        self.wait_and_read(timeout)?;
         Ok(self.deliver(on_event))
     }
 
@@ -458,14 +455,26 @@ impl Collector {
         timeout: Duration,
         mut on_raw: impl FnMut(&RawCtEvent),
     ) -> Result<usize, Error> {
-        let rc = self.ring.poll_raw(timeout);
-        if rc < 0 && rc != -libc::EINTR {
-            return Err(Error::Ring(libbpf_rs::Error::from_raw_os_error(-rc)));
-        }
+        self.wait_and_read(timeout)?;
         let mut queue = self.queue.borrow_mut();
         let n = queue.len();
         queue.drain(..).for_each(|raw| on_raw(&raw));
         Ok(n)
+    }
+
+    /// Waits for a wakeup (or `timeout`), then reads whatever the ring holds. The program
+    /// wakes the reader only once the ring is 1/16 full, so a quiet trickle of records
+    /// arrives without one: reading after every wait, woken or not, picks it up.
+    fn wait_and_read(&mut self, timeout: Duration) -> Result<(), Error> {
+        let check = |rc: i32| {
+            if rc < 0 && rc != -libc::EINTR {
+                Err(Error::Ring(libbpf_rs::Error::from_raw_os_error(-rc)))
+            } else {
+                Ok(())
+            }
+        };
+        check(self.ring.poll_raw(timeout))?;
+        check(self.ring.consume_raw())
     }
 
     fn deliver(&mut self, mut on_event: impl FnMut(Result<Event, DecodeError>)) -> usize {

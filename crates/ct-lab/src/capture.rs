@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use ct_bpf::raw::RawCtEvent;
-use ct_bpf::{Collector, CollectorBuilder, DecodeError, Decoder, ProbeSpec};
+use ct_bpf::{Collector, CollectorBuilder, DecodeError, Decoder, KernelFilters, ProbeSpec};
 use ct_core::{CtConnEvent, CtEvent, Event};
 
 /// The probes the lab attaches. Over veth, `netif_receive_skb` sees packets before
@@ -60,6 +60,11 @@ pub struct Capture {
 impl Capture {
     /// Attaches [`LAB_PROBES`], reporting only packets of namespace `netns` (inode).
     pub fn start(netns: u32) -> Result<Capture, ct_bpf::Error> {
+        Self::start_with(netns, KernelFilters::default())
+    }
+
+    /// [`Capture::start`] with filters evaluated in the kernel.
+    pub fn start_with(netns: u32, filters: KernelFilters) -> Result<Capture, ct_bpf::Error> {
         let probes = LAB_PROBES
             .iter()
             .map(|p| p.parse::<ProbeSpec>())
@@ -67,6 +72,7 @@ impl Capture {
         let collector = CollectorBuilder::new()
             .probes(probes)
             .netns(netns)
+            .filters(filters)
             .ring_size(1 << 20)
             .build()?;
         let decoder = Decoder::new(collector.probes().to_vec());
