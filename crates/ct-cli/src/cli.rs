@@ -76,8 +76,12 @@ after use). On kernels with kprobes, kp:ip_forward, kp:ip_local_deliver, kp:ip6_
 kp:ip6_input are added when they exist.
 
 Once every probe is attached, one line on stderr says so (`ct-cli: attached N probes (...); \
-collecting`), before any event. At exit a summary line on stderr gives the events seen, how \
-many carried conntrack data, and how many the kernel lost because the ring buffer was full.
+collecting`), before any event. On a terminal a status line on stderr keeps the counts \
+current. At exit a summary line on stderr, `ct-cli: N events (M with conntrack), L lost`, \
+gives the events written, how many carried conntrack data, and how many the kernel lost \
+because the ring buffer was full (`, D undecodable` follows when records could not be \
+decoded). Ctrl-C or SIGTERM stops cleanly: every event read is written, the file ends with \
+a complete line, the probes are detached.
 
 Conntrack attaches to packets only in network namespaces where something uses it: an \
 nftables/iptables rule matching ct state, NAT, or a helper. Without that, events have no ct \
