@@ -148,16 +148,7 @@ impl Run {
                 }
                 timeout = timeout.min(deadline - now);
             }
-            // The kernel may submit records without waking the reader (ct-bpf batches
-            // wakeups under load), so a poll that timed out is followed by a drain: a
-            // trickle of events still shows within one poll interval.
-            let polled = collector
-                .poll(timeout, |event| self.handle(event))
-                .and_then(|n| match n {
-                    0 => collector.drain(|event| self.handle(event)),
-                    n => Ok(n),
-                });
-            if let Err(err) = polled {
+            if let Err(err) = collector.poll(timeout, |event| self.handle(event)) {
                 fatal = Some(err.into());
                 break;
             }
