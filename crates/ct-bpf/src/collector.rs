@@ -155,7 +155,7 @@ impl CollectorBuilder {
         let mut objects = Vec::with_capacity(resolved.len());
         let mut links = Vec::with_capacity(resolved.len());
         let mut shared: Option<SharedMaps> = None;
-        let mut programs: Vec<(String, Option<u32>)> = Vec::new();
+        let mut programs: Vec<Attached> = Vec::new();
         for (id, probe) in resolved.iter().enumerate() {
             let cfg = ProbeConfig {
                 probe_id: id as u32,
@@ -179,7 +179,7 @@ impl CollectorBuilder {
                 shared = Some(SharedMaps::from_object(&object)?);
             }
             links.push(attach(&object, program, &probe.spec)?);
-            programs.push((label.clone(), program_id(&object, program)));
+            programs.push(Attached::new(&label, Role::Probe, &object, program));
             objects.push(object);
             if self.floor && matches!(probe.spec, ProbeSpec::Tracepoint { .. }) {
                 let label = format!("{label} (floor)");
@@ -192,7 +192,7 @@ impl CollectorBuilder {
                     self.ring_size,
                 )?;
                 links.push(attach(&floor, "ct_floor", &probe.spec)?);
-                programs.push((label, program_id(&floor, "ct_floor")));
+                programs.push(Attached::new(&label, Role::Floor, &floor, "ct_floor"));
                 objects.push(floor);
             }
         }
@@ -216,7 +216,12 @@ impl CollectorBuilder {
                     self.ring_size,
                 )?;
                 links.push(attach(&object, "ct_track_gc", &spec)?);
-                programs.push((label, program_id(&object, "ct_track_gc")));
+                programs.push(Attached::new(
+                    &label,
+                    Role::Tracking,
+                    &object,
+                    "ct_track_gc",
+                ));
                 objects.push(object);
             }
         }
@@ -379,7 +384,45 @@ pub struct Collector {
     decoder: Decoder,
     probes: Vec<ProbeInfo>,
     /// Every program attached, with its kernel id, for run-time statistics.
-    programs: Vec<(String, Option<u32>)>,
+    programs: Vec<Attached>,
+}
+
+/// What an attached program is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// Reports events for a probe the user asked for.
+    Probe,
+    /// The empty program measuring a probe's floor cost.
+    Floor,
+    /// Ends packet tracking where buffers are freed.
+    Tracking,
+}
+
+#[derive(Debug, Clone)]
+struct Attached {
+    label: String,
+    role: Role,
+    id: Option<u32>,
+}
+
+impl Attached {
+    fn new(label: &str, role: Role, object: &Object, program: &str) -> Self {
+        Attached {
+            label: label.to_owned(),
+            role,
+            id: program_id(object, program),
+        }
+    }
+}
+
+/// Events that never reached user space.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Lost {
+    /// The ring buffer was full when the probe fired (see `ring_size`).
+    pub ring_full: u64,
+    /// The probe fired while its program was already running on that CPU (an interrupt
+    /// hitting the same tracepoint), so the kernel skipped it.
+    pub recursion: u64,
 }
 
 /// Kernel run-time statistics of one attached program (counted only while
@@ -494,16 +537,38 @@ impl Collector {
 
     /// Events the kernel could not put in the ring buffer (it was full), since start.
     pub fn lost(&self) -> Result<u64, Error> {
+        let lost = self.lost_detail()?;
+        Ok(lost.ring_full + lost.recursion)
+    }
+
+    /// Events lost, by cause, since start.
+    pub fn lost_detail(&self) -> Result<Lost, Error> {
         let values = self
             .lost
             .lookup_percpu(&0u32.to_ne_bytes(), MapFlags::ANY)
             .map_err(Error::LostCounter)?
             .unwrap_or_default();
-        Ok(values
+        let ring_full = values
             .iter()
             .filter_map(|v| v.get(..8).and_then(|b| b.try_into().ok()))
             .map(u64::from_ne_bytes)
-            .sum())
+            .sum();
+        // The kernel skips a tracing program that is already running on the CPU (a
+        // softirq interrupting it hits the same tracepoint) and only counts the miss.
+        let probe_ids: Vec<u32> = self
+            .programs
+            .iter()
+            .filter(|p| p.role == Role::Probe)
+            .filter_map(|p| p.id)
+            .collect();
+        let recursion = libbpf_rs::query::ProgInfoIter::default()
+            .filter(|info| probe_ids.contains(&info.id))
+            .map(|info| info.recursion_misses)
+            .sum();
+        Ok(Lost {
+            ring_full,
+            recursion,
+        })
     }
 
     /// Run time and hit count of every attached program, from the kernel (zero unless
@@ -514,12 +579,13 @@ impl Collector {
             .collect();
         self.programs
             .iter()
-            .map(|(label, id)| {
-                let (run_time_ns, run_cnt) = id
+            .map(|attached| {
+                let (run_time_ns, run_cnt) = attached
+                    .id
                     .and_then(|id| all.iter().find(|p| p.0 == id))
                     .map_or((0, 0), |p| (p.1, p.2));
                 ProgramStats {
-                    label: label.clone(),
+                    label: attached.label.clone(),
                     run_time_ns,
                     run_cnt,
                 }

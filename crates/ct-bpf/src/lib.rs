@@ -18,7 +18,7 @@ pub mod probe;
 pub mod raw;
 
 pub use check::{check, Report};
-pub use collector::{Collector, CollectorBuilder, ProgramStats, DEFAULT_RING_SIZE};
+pub use collector::{Collector, CollectorBuilder, Lost, ProgramStats, DEFAULT_RING_SIZE};
 pub use decode::{decode, decode_ct, DecodeError, Decoder};
 pub use error::{Error, ErrorCategory};
 pub use filter::KernelFilters;
