@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
-use ct_bpf::ProbeSpec;
-use ct_core::Format;
+use ct_bpf::{KernelFilters, ProbeSpec};
+use ct_core::filter::{CtFilter, EventFilter, MetaFilter, PacketFilter};
+use ct_core::{CtState, CtStatus, Format};
 
 const ABOUT: &str = "Show what netfilter conntrack knows about every packet seen at an eBPF probe";
 
@@ -23,8 +24,13 @@ Examples:
   ct-cli check
   ct-cli collect -p tp:net:net_dev_start_xmit -o events.json
   ct-cli collect --netns /var/run/netns/router --ct-only --duration 10s
+  ct-cli collect -f 'tcp port 443' --ct-state new,established
+  ct-cli collect -m 'sk_buff._nfct:0x7 == 0x2'      # ctinfo NEW, read from the skb
   ct-cli print events.json
-  ct-cli print --format singleline - < events.json";
+  ct-cli print --format singleline - < events.json
+  ct-cli print events.json -f 'host 10.0.0.1' --ct-nat
+  ct-cli sort events.json                           # events grouped by packet
+  ct-cli conns events.json                          # one entry per connection";
 
 /// The exit codes, as shown at the end of `--help`.
 pub const EXIT_CODES_HELP: &str = "\
@@ -59,6 +65,14 @@ pub enum Command {
     /// Re-render a JSON Lines events file (or stdin) as text or JSON.
     #[command(after_help = EXIT_CODES_HELP)]
     Print(PrintArgs),
+    /// Group the events of a file by packet (across probes, clones and NAT), in time
+    /// order.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Sort(FileArgs),
+    /// One entry per connection in a file: tuples, NAT, zone, mark, labels, helper, parent
+    /// and the timeline of states the packets saw.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Conns(FileArgs),
     /// Report whether this machine can collect (BTF, privileges, conntrack, probe types).
     #[command(
         after_help = "Exit codes:\n  0  collection can run\n  4  collection cannot run: fix \
@@ -79,8 +93,8 @@ Once every probe is attached, one line on stderr says so (`ct-cli: attached N pr
 collecting`), before any event. On a terminal a status line on stderr keeps the counts \
 current. At exit a summary line on stderr, `ct-cli: N events (M with conntrack), L lost`, \
 gives the events written, how many carried conntrack data, and how many the kernel lost \
-because the ring buffer was full (`, D undecodable` follows when records could not be \
-decoded). Ctrl-C or SIGTERM stops cleanly: every event read is written, the file ends with \
+(ring buffer full, or a probe hit skipped because its program was already running on that \
+CPU; `, D undecodable` follows when records could not be decoded). Ctrl-C or SIGTERM stops cleanly: every event read is written, the file ends with \
 a complete line, the probes are detached.
 
 Conntrack attaches to packets only in network namespaces where something uses it: an \
@@ -151,10 +165,109 @@ pub struct CollectArgs {
     /// Report only packets that carry conntrack data (filtered in the kernel).
     #[arg(long)]
     pub ct_only: bool,
+
+    #[command(flatten)]
+    pub filters: FilterArgs,
+
+    /// Filter on a kernel field by BTF path: 'sk_buff.FIELD[.FIELD...][:MASK] OP VALUE'
+    /// with OP one of == != < <= > >=, VALUE a number or a quoted string for char arrays,
+    /// e.g. 'sk_buff._nfct:0x7 == 0x2' or "sk_buff.dev.name == 'eth0'". Pointers are
+    /// followed. Repeat to require several (at most 4).
+    #[arg(short = 'm', long = "meta", value_name = "EXPR", value_parser = parse_meta)]
+    pub meta: Vec<MetaFilter>,
 }
 
+/// Filters shared by `collect` (evaluated in the kernel, before an event is reserved) and
+/// the commands reading a file (evaluated on each event).
+#[derive(Debug, Clone, Default, Args)]
+pub struct FilterArgs {
+    /// Packet filter in pcap-filter syntax: 'tcp port 443', 'host 10.0.0.1',
+    /// 'src net 10.0.0.0/8 and not icmp', 'ip6 and portrange 8000-8080'.
+    #[arg(short = 'f', long = "filter", value_name = "EXPR", value_parser = parse_packet_filter)]
+    pub filter: Option<PacketFilter>,
+
+    /// Only packets in these conntrack states (comma-separated): new, established,
+    /// related, reply, related_reply, untracked.
+    #[arg(long, value_name = "STATES", value_parser = parse_states)]
+    pub ct_state: Option<States>,
+
+    /// Only connections with this mark: VALUE or VALUE/MASK (decimal or 0x hex).
+    #[arg(long, value_name = "VALUE[/MASK]", value_parser = parse_mark)]
+    pub ct_mark: Option<Mark>,
+
+    /// Only connections in this zone.
+    #[arg(long, value_name = "ZONE")]
+    pub ct_zone: Option<u16>,
+
+    /// Only connections with all these status bits (comma-separated names, e.g.
+    /// src_nat,assured).
+    #[arg(long, value_name = "BITS", value_parser = CtFilter::parse_status)]
+    pub ct_status: Option<CtStatus>,
+
+    /// Only NATed connections (source or destination).
+    #[arg(long)]
+    pub ct_nat: bool,
+}
+
+/// `--ct-state` values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct States(pub Vec<CtState>);
+
+/// `--ct-mark` value and mask.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mark(pub u32, pub u32);
+
+fn parse_packet_filter(s: &str) -> Result<PacketFilter, String> {
+    // The error spans lines (expression and caret): start it on its own line.
+    s.parse().map_err(|e| format!("\n{e}"))
+}
+
+fn parse_meta(s: &str) -> Result<MetaFilter, String> {
+    s.parse().map_err(|e| format!("\n{e}"))
+}
+
+fn parse_states(s: &str) -> Result<States, String> {
+    CtFilter::parse_states(s).map(States)
+}
+
+fn parse_mark(s: &str) -> Result<Mark, String> {
+    CtFilter::parse_mark(s).map(|(v, m)| Mark(v, m))
+}
+
+impl FilterArgs {
+    pub fn ct(&self) -> CtFilter {
+        CtFilter {
+            states: self.ct_state.as_ref().map(|s| s.0.clone()),
+            mark: self.ct_mark.map(|m| (m.0, m.1)),
+            zone: self.ct_zone,
+            status: self.ct_status,
+            nat: self.ct_nat,
+        }
+    }
+
+    /// For an events file.
+    pub fn event_filter(&self) -> EventFilter {
+        EventFilter {
+            packet: self.filter.clone(),
+            ct: self.ct(),
+        }
+    }
+}
+
+impl CollectArgs {
+    /// For the kernel.
+    pub fn kernel_filters(&self) -> KernelFilters {
+        KernelFilters {
+            packet: self.filters.filter.clone(),
+            ct: self.filters.ct(),
+            meta: self.meta.clone(),
+        }
+    }
+}
+
+/// Arguments of the commands that read an events file.
 #[derive(Debug, Args)]
-pub struct PrintArgs {
+pub struct FileArgs {
     /// JSON Lines events file to read, or - for stdin.
     #[arg(value_name = "FILE|-")]
     pub file: PathBuf,
@@ -162,7 +275,13 @@ pub struct PrintArgs {
     /// Output format.
     #[arg(long, value_name = "FORMAT", default_value = "multiline", ignore_case = true, value_parser = format_parser())]
     pub format: Format,
+
+    #[command(flatten)]
+    pub filters: FilterArgs,
 }
+
+/// `print` takes exactly what the other file commands take.
+pub type PrintArgs = FileArgs;
 
 /// A network namespace named on the command line.
 #[derive(Debug, Clone, PartialEq, Eq)]

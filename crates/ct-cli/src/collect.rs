@@ -49,7 +49,8 @@ pub fn run(args: &CollectArgs) -> anyhow::Result<ExitCode> {
 
     let mut builder = CollectorBuilder::new()
         .probes(specs.iter().cloned())
-        .only_tracked(args.ct_only);
+        .only_tracked(args.ct_only)
+        .filters(args.kernel_filters());
     if let Some(netns) = &args.netns {
         builder = builder.netns(netns.inode);
     }
@@ -163,8 +164,9 @@ impl Run {
             let warn_due = last_lost_warning.is_none_or(|t| now - t >= LOST_WARNING_INTERVAL);
             if lost > lost_reported && warn_due {
                 self.note(&format!(
-                    "ct-cli: {} events lost ({lost} so far): the ring buffer was full; raise \
-                     --ring-size, or watch fewer packets (--netns, --ct-only, fewer probes)",
+                    "ct-cli: {} events lost ({lost} so far): raise --ring-size if the ring \
+                     buffer was full, or watch fewer packets (--netns, --ct-only, -f, fewer \
+                     probes)",
                     lost - lost_reported
                 ));
                 lost_reported = lost;
@@ -193,7 +195,7 @@ impl Run {
             }
         }
         self.flush();
-        let lost = collector.lost();
+        let lost = collector.lost_detail();
         drop(collector); // detaches every probe
         self.status.clear();
         if let Some(n) = self.decode_reports.take_suppressed(Instant::now()) {
@@ -211,7 +213,7 @@ impl Run {
         Ok(code)
     }
 
-    fn summary(&self, lost: Result<u64, ct_bpf::Error>) -> String {
+    fn summary(&self, lost: Result<ct_bpf::Lost, ct_bpf::Error>) -> String {
         let Stats {
             mut events,
             with_ct,
@@ -222,7 +224,14 @@ impl Run {
             events = file.get_ref().lines();
         }
         let lost = match lost {
-            Ok(n) => n.to_string(),
+            Ok(l) if l.recursion == 0 => l.ring_full.to_string(),
+            Ok(l) => format!(
+                "{} ({} ring buffer full, {} skipped by the kernel while the probe was \
+                 already running on that CPU)",
+                l.ring_full + l.recursion,
+                l.ring_full,
+                l.recursion
+            ),
             Err(e) => format!("unknown number of events ({e})"),
         };
         let mut line = format!("ct-cli: {events} events ({with_ct} with conntrack), {lost} lost");

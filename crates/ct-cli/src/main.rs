@@ -21,6 +21,8 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Collect(args) => collect::run(args),
         Command::Print(args) => print::run(args),
+        Command::Sort(args) => print::sort(args),
+        Command::Conns(args) => print::conns(args),
         Command::Check => Ok(check()),
     };
     result.unwrap_or_else(|err| exit::report(&err))

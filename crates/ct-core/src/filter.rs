@@ -788,6 +788,27 @@ fn service_port(name: &str) -> Option<u16> {
     })
 }
 
+/// The filters that apply to an events file: a packet filter and conntrack filters, both
+/// of which must match (`ct-cli print -f ... --ct-state ...`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventFilter {
+    pub packet: Option<PacketFilter>,
+    pub ct: CtFilter,
+}
+
+impl EventFilter {
+    pub fn is_empty(&self) -> bool {
+        self.packet.is_none() && self.ct.is_empty()
+    }
+
+    pub fn matches(&self, event: &crate::Event) -> bool {
+        self.packet
+            .as_ref()
+            .is_none_or(|f| f.matches(event.packet.as_ref()))
+            && self.ct.matches(event.ct.as_ref())
+    }
+}
+
 /// Conntrack filters; every one that is set must match.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CtFilter {
