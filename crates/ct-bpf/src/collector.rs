@@ -248,6 +248,7 @@ impl CollectorBuilder {
             _events: shared.events,
             _scratch: shared.scratch,
             _track: shared.track,
+            _track_fp: shared.track_fp,
             objects,
             decoder: Decoder::new(infos.clone()),
             probes: infos,
@@ -270,6 +271,7 @@ struct SharedMaps {
     lost: MapHandle,
     scratch: MapHandle,
     track: MapHandle,
+    track_fp: MapHandle,
 }
 
 impl SharedMaps {
@@ -286,6 +288,7 @@ impl SharedMaps {
             lost: find("ct_lost")?,
             scratch: find("ct_scratch_map")?,
             track: find("ct_track")?,
+            track_fp: find("ct_track_fp")?,
         })
     }
 }
@@ -326,6 +329,7 @@ fn load_object(
             ("ct_lost", Some(s)) => Some(&s.lost),
             ("ct_scratch_map", Some(s)) => Some(&s.scratch),
             ("ct_track", Some(s)) => Some(&s.track),
+            ("ct_track_fp", Some(s)) => Some(&s.track_fp),
             _ => None,
         };
         if let Some(handle) = reuse {
@@ -380,6 +384,7 @@ pub struct Collector {
     _events: MapHandle,
     _scratch: MapHandle,
     _track: MapHandle,
+    _track_fp: MapHandle,
     objects: Vec<Object>,
     decoder: Decoder,
     probes: Vec<ProbeInfo>,

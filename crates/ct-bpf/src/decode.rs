@@ -252,7 +252,13 @@ impl Decoder {
             .ok_or(DecodeError::UnknownProbe(raw.probe_id))?;
         let ct = decode_raw_ct(raw)?;
         let tracking = Tracking {
-            skb: self.hasher.hash_one((raw.skb_key, raw.skb_first_ts)),
+            // The first-seen time names the packet even when it moved to another buffer;
+            // without tracking, the buffer is all there is.
+            skb: if raw.skb_first_ts != 0 {
+                self.hasher.hash_one(raw.skb_first_ts)
+            } else {
+                self.hasher.hash_one(raw.skb_key)
+            },
             conn: (raw.base.key != 0).then(|| self.conn_id(&raw.base)),
             parent_conn: (raw.ct_flags & EV_HAS_PARENT != 0).then(|| self.conn_id(&raw.parent)),
         };

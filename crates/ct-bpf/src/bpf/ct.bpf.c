@@ -53,29 +53,140 @@ struct {
 } ct_lost SEC(".maps");
 
 /*
- * Packet tracking: when each data buffer (skb->head) was first reported. A packet keeps
- * its buffer across probes, clones and NAT rewrites, so (head, first-seen time) names it;
- * the time tells it from a later packet that reuses the buffer. Entries go when the
- * buffer is freed (kfree_skb/consume_skb with no other reference to the data); the LRU
- * bounds what frees we do not see.
+ * Packet tracking. A packet is named by the time it was first reported, found in two
+ * ways:
+ * - by data buffer (skb->head), which a packet keeps across probes, clones and most NAT
+ *   rewrites. Buffers are reused, so each entry also keeps a fingerprint of the packet
+ *   (below): another fingerprint under the same head is a new packet. Entries also go
+ *   when the buffer is freed (kfree_skb/consume_skb with no other reference to the data),
+ *   though many free paths fire no tracepoint.
+ * - by fingerprint, when a packet moves to a new buffer (NAT on a cloned packet, a copy
+ *   for headroom): the same fingerprint seen less than 50 ms ago is the same packet.
+ * The fingerprint is built from fields no probe point or NAT changes: IPv4 id and
+ * length, IPv6 flow label and length, protocol, TCP sequence and acknowledgement
+ * numbers, ICMP type and echo sequence, and the first payload bytes of UDP and ICMP;
+ * addresses only where NAT cannot apply (multicast, IPv6 link-local), which keeps the
+ * identical reports a link sends again and again apart.
+ * LRU maps bound everything that is never cleaned up.
  */
+struct ct_track_val {
+	__u64 first_ts;
+	__u64 fingerprint;
+};
+
+struct ct_track_fp_val {
+	__u64 first_ts;
+	__u64 last_ts;
+};
+
+/* A packet moves to a new buffer within microseconds of its last sighting (a copy for NAT
+ * or headroom); an identical packet sent again (a repeated multicast report) comes
+ * much later. */
+#define CT_TRACK_FP_WINDOW_NS 50000000ULL
+
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	/* Per-CPU LRU lists: no global lock on the insert path. */
 	__uint(map_flags, BPF_F_NO_COMMON_LRU);
 	__uint(max_entries, 1 << 16);
 	__type(key, __u64);
-	__type(value, __u64);
+	__type(value, struct ct_track_val);
 } ct_track SEC(".maps");
 
-static __always_inline __u64 ct_track_first_seen(__u64 head, __u64 now)
-{
-	__u64 *first = bpf_map_lookup_elem(&ct_track, &head);
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1 << 16);
+	__type(key, __u64);
+	__type(value, struct ct_track_fp_val);
+} ct_track_fp SEC(".maps");
 
-	if (first)
-		return *first;
-	bpf_map_update_elem(&ct_track, &head, &now, BPF_NOEXIST);
-	return now;
+static __always_inline __u32 ct_be16(const __u8 *p, __u32 at)
+{
+	return (__u32)p[at & 0x7f] << 8 | p[(at + 1) & 0x7f];
+}
+
+static __always_inline __u32 ct_be32(const __u8 *p, __u32 at)
+{
+	return ct_be16(p, at) << 16 | ct_be16(p, at + 2);
+}
+
+static __always_inline __u64 ct_mix(__u64 h, __u64 v)
+{
+	h ^= v;
+	h *= 0x9e3779b97f4a7c15ULL;
+	return h ^ (h >> 29);
+}
+
+/* Header fields that stay the same for one packet all along its path; 0 if not IP. */
+static __always_inline __u64 ct_fingerprint(const __u8 *hdr, __u32 len)
+{
+	__u64 fp;
+	__u32 l4;
+	__u8 proto;
+
+	if (len < 20)
+		return 0;
+	if ((hdr[0] >> 4) == 4) {
+		proto = hdr[9];
+		fp = ct_mix(proto, (__u64)ct_be16(hdr, 4) << 16 | ct_be16(hdr, 2));
+		if ((hdr[16] & 0xf0) == 0xe0) /* multicast: never NATed */
+			fp = ct_mix(fp, (__u64)ct_be32(hdr, 12) << 32 | ct_be32(hdr, 16));
+		l4 = (hdr[0] & 0x0f) * 4;
+	} else if ((hdr[0] >> 4) == 6 && len >= 40) {
+		proto = hdr[6];
+		fp = ct_mix(proto, (__u64)(ct_be32(hdr, 0) & 0xfffff) << 16 | ct_be16(hdr, 4));
+		if (hdr[24] == 0xff || (hdr[8] == 0xfe && (hdr[9] & 0xc0) == 0x80)) {
+			/* multicast destination or link-local source: never NATed */
+			fp = ct_mix(fp, (__u64)ct_be32(hdr, 20) << 32 | ct_be32(hdr, 36));
+			fp = ct_mix(fp, (__u64)ct_be32(hdr, 12) << 32 | ct_be32(hdr, 16));
+		}
+		l4 = 40;
+	} else {
+		return 0;
+	}
+	if (l4 > CT_PKT_HDR_LEN - 16 || l4 + 16 > len)
+		return fp ? fp : 1;
+	switch (proto) {
+	case 6: /* sequence and acknowledgement numbers */
+		fp = ct_mix(fp, (__u64)ct_be32(hdr, l4 + 4) << 32 | ct_be32(hdr, l4 + 8));
+		break;
+	case 17: /* the first payload bytes */
+	case 136:
+		fp = ct_mix(fp, (__u64)ct_be32(hdr, l4 + 8) << 32 | ct_be32(hdr, l4 + 12));
+		break;
+	case 1: /* type, echo sequence, first payload bytes (the id may be NATed) */
+	case 58:
+		fp = ct_mix(fp, (__u64)hdr[l4 & 0x7f] << 48 | (__u64)ct_be16(hdr, l4 + 6) << 32 |
+				    ct_be32(hdr, l4 + 8));
+		break;
+	}
+	return fp ? fp : 1;
+}
+
+static __always_inline __u64 ct_track_first_seen(__u64 head, __u64 now, __u64 fingerprint)
+{
+	struct ct_track_val *seen = bpf_map_lookup_elem(&ct_track, &head);
+	struct ct_track_val fresh = {
+		.first_ts = now,
+		.fingerprint = fingerprint,
+	};
+	struct ct_track_fp_val *prev;
+
+	if (seen && seen->fingerprint == fingerprint)
+		return seen->first_ts;
+	/* A new buffer, or one now carrying another packet: the packet may have moved here. */
+	if (fingerprint) {
+		prev = bpf_map_lookup_elem(&ct_track_fp, &fingerprint);
+		if (prev && now - prev->last_ts < CT_TRACK_FP_WINDOW_NS)
+			fresh.first_ts = prev->first_ts;
+		struct ct_track_fp_val fp = {
+			.first_ts = fresh.first_ts,
+			.last_ts = now,
+		};
+		bpf_map_update_elem(&ct_track_fp, &fingerprint, &fp, BPF_ANY);
+	}
+	bpf_map_update_elem(&ct_track, &head, &fresh, BPF_ANY);
+	return fresh.first_ts;
 }
 
 /* Forgets `head` when this free releases the last reference to the data. */
@@ -284,7 +395,8 @@ static __always_inline void ct_report(struct sk_buff *skb, struct ct_scratch *sc
 	}
 	ct_fill(ev, nfct, scratch, conn_ready);
 	if (ct_cfg.flags & CT_CFG_TRACK)
-		ev->skb_first_ts = ct_track_first_seen(ev->skb_key, ev->ts);
+		ev->skb_first_ts = ct_track_first_seen(ev->skb_key, ev->ts,
+						       ct_fingerprint(ev->hdr, ev->hdr_len));
 
 	bpf_ringbuf_submit(ev, ct_wakeup_flags());
 }
