@@ -168,7 +168,7 @@ fn per_hit(case: &'static str, conntrack: bool, filters: KernelFilters) -> Resul
     let find = |floor: bool| {
         stats
             .iter()
-            .find(|s| s.label.ends_with("(floor)") == floor && !s.label.ends_with("(tracking)"))
+            .find(|s| s.label.ends_with("(floor)") == floor)
             .cloned()
     };
     let (ours, floor) = (

@@ -38,9 +38,6 @@ pub struct CollectorBuilder {
     filters: KernelFilters,
 }
 
-/// Tracepoints where packet buffers are freed; tracking entries end there.
-const FREE_TRACEPOINTS: [&str; 2] = ["kfree_skb", "consume_skb"];
-
 impl Default for CollectorBuilder {
     fn default() -> Self {
         CollectorBuilder {
@@ -90,10 +87,10 @@ impl CollectorBuilder {
         self
     }
 
-    /// Packet tracking ids (on by default): each packet gets a first-seen time per data
-    /// buffer, kept in a kernel map, so its events can be grouped across probes, clones
-    /// and NAT. Off, events still carry ids, but a buffer reused by a later packet gets
-    /// the same one.
+    /// Packet tracking ids (on by default): each packet gets its first-seen time, kept in
+    /// a kernel map under a fingerprint of its NAT-invariant header fields, so its events
+    /// can be grouped across probes, clones, copies and NAT. Off, the id is the packet's
+    /// data buffer, which a later packet may reuse and which NAT on a clone changes.
     pub fn track_packets(mut self, yes: bool) -> Self {
         self.track = yes;
         self
@@ -163,7 +160,8 @@ impl CollectorBuilder {
                 netns: self.netns,
                 require_ct: self.only_tracked,
                 track: self.track,
-                frees_skb: self.track && frees_skb(&probe.spec),
+                frees_skb: matches!(&probe.spec, ProbeSpec::Tracepoint { category, name }
+                    if category == "skb" && (name == "kfree_skb" || name == "consume_skb")),
             };
             let label = probe.spec.to_string();
             let program = program_for(&probe.spec);
@@ -196,35 +194,6 @@ impl CollectorBuilder {
                 objects.push(floor);
             }
         }
-        // Frees that no probe sees still end tracking, through a small program of their own.
-        if self.track {
-            for name in FREE_TRACEPOINTS {
-                let spec = ProbeSpec::Tracepoint {
-                    category: "skb".into(),
-                    name: name.into(),
-                };
-                if resolved.iter().any(|p| p.spec == spec) {
-                    continue;
-                }
-                let label = format!("{spec} (tracking)");
-                let object = load_object(
-                    "ct_track_gc",
-                    &label,
-                    &ProbeConfig::default(),
-                    &CompiledFilters::default(),
-                    shared.as_ref(),
-                    self.ring_size,
-                )?;
-                links.push(attach(&object, "ct_track_gc", &spec)?);
-                programs.push(Attached::new(
-                    &label,
-                    Role::Tracking,
-                    &object,
-                    "ct_track_gc",
-                ));
-                objects.push(object);
-            }
-        }
         let shared = shared.ok_or(Error::NoProbes)?;
 
         let queue: Rc<RefCell<VecDeque<RawCtEvent>>> = Rc::default();
@@ -248,7 +217,6 @@ impl CollectorBuilder {
             _events: shared.events,
             _scratch: shared.scratch,
             _track: shared.track,
-            _track_fp: shared.track_fp,
             objects,
             decoder: Decoder::new(infos.clone()),
             probes: infos,
@@ -271,7 +239,6 @@ struct SharedMaps {
     lost: MapHandle,
     scratch: MapHandle,
     track: MapHandle,
-    track_fp: MapHandle,
 }
 
 impl SharedMaps {
@@ -288,14 +255,8 @@ impl SharedMaps {
             lost: find("ct_lost")?,
             scratch: find("ct_scratch_map")?,
             track: find("ct_track")?,
-            track_fp: find("ct_track_fp")?,
         })
     }
-}
-
-fn frees_skb(spec: &ProbeSpec) -> bool {
-    matches!(spec, ProbeSpec::Tracepoint { category, name }
-        if category == "skb" && FREE_TRACEPOINTS.contains(&name.as_str()))
 }
 
 fn load_object(
@@ -329,7 +290,6 @@ fn load_object(
             ("ct_lost", Some(s)) => Some(&s.lost),
             ("ct_scratch_map", Some(s)) => Some(&s.scratch),
             ("ct_track", Some(s)) => Some(&s.track),
-            ("ct_track_fp", Some(s)) => Some(&s.track_fp),
             _ => None,
         };
         if let Some(handle) = reuse {
@@ -384,7 +344,6 @@ pub struct Collector {
     _events: MapHandle,
     _scratch: MapHandle,
     _track: MapHandle,
-    _track_fp: MapHandle,
     objects: Vec<Object>,
     decoder: Decoder,
     probes: Vec<ProbeInfo>,
@@ -399,8 +358,6 @@ enum Role {
     Probe,
     /// The empty program measuring a probe's floor cost.
     Floor,
-    /// Ends packet tracking where buffers are freed.
-    Tracking,
 }
 
 #[derive(Debug, Clone)]
@@ -434,7 +391,7 @@ pub struct Lost {
 /// `kernel.bpf_stats_enabled` is 1).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProgramStats {
-    /// The probe, or `<probe> (floor)` / `<probe> (tracking)` for helper programs.
+    /// The probe, or `<probe> (floor)` for the empty program measured beside it.
     pub label: String,
     pub run_time_ns: u64,
     pub run_cnt: u64,

@@ -232,11 +232,18 @@ impl Decoder {
         }
     }
 
+    /// A keyed hash of `value`, cut to 63 bits: an id is then never at or above
+    /// 0x8000_0000_0000_0000, so it can never look like a kernel address (those start at
+    /// 0xffff_8000_0000_0000) to whoever reads or scans an events file. A full 64-bit hash
+    /// would land there once in 2^17 ids.
+    fn id(&self, value: impl std::hash::Hash) -> u64 {
+        self.hasher.hash_one(value) >> 1
+    }
+
     /// One id per conntrack entry: its address names it while it lives, and its original
     /// tuple and zone tell it from a later entry reusing the same memory.
     fn conn_id(&self, conn: &RawCtConn) -> u64 {
-        self.hasher
-            .hash_one((conn.key, conn.orig, conn.zone_id, conn.zone_dir))
+        self.id((conn.key, conn.orig, conn.zone_id, conn.zone_dir))
     }
 
     pub fn decode(&self, bytes: &[u8]) -> Result<Event, DecodeError> {
@@ -255,9 +262,9 @@ impl Decoder {
             // The first-seen time names the packet even when it moved to another buffer;
             // without tracking, the buffer is all there is.
             skb: if raw.skb_first_ts != 0 {
-                self.hasher.hash_one(raw.skb_first_ts)
+                self.id(raw.skb_first_ts)
             } else {
-                self.hasher.hash_one(raw.skb_key)
+                self.id(raw.skb_key)
             },
             conn: (raw.base.key != 0).then(|| self.conn_id(&raw.base)),
             parent_conn: (raw.ct_flags & EV_HAS_PARENT != 0).then(|| self.conn_id(&raw.parent)),
@@ -453,6 +460,31 @@ mod tests {
             other.decode(raw.as_bytes()),
             Err(DecodeError::UnknownProbe(0))
         );
+    }
+
+    /// Kernel addresses start at 0xffff_8000_0000_0000; no id may look like one, whatever
+    /// the key drawn and the value hashed.
+    #[test]
+    fn ids_never_look_like_kernel_addresses() {
+        let info = ProbeInfo {
+            kind: ct_core::ProbeKind::Tp,
+            name: "net:net_dev_start_xmit".into(),
+        };
+        let mut raw = tcp_event();
+        raw.ct_flags |= EV_HAS_PARENT;
+        raw.parent = raw.base;
+        for round in 0..64u64 {
+            let dec = Decoder::new(vec![info.clone()]);
+            for i in 0..512u64 {
+                raw.skb_first_ts = round * 512 + i;
+                raw.base.key = 0xffff_8880_0000_0000 + i * 64;
+                raw.parent.key = raw.base.key + 32;
+                let t = dec.decode(raw.as_bytes()).unwrap().tracking.unwrap();
+                for id in [Some(t.skb), t.conn, t.parent_conn].into_iter().flatten() {
+                    assert!(id < 1 << 63, "{id:#x}");
+                }
+            }
+        }
     }
 
     proptest! {

@@ -191,9 +191,9 @@ pub struct ProbeConfig {
     /// Report only this network namespace (inode).
     pub netns: Option<u32>,
     pub require_ct: bool,
-    /// Give packets tracking ids (a first-seen time per data buffer).
+    /// Give packets tracking ids (a first-seen time per packet).
     pub track: bool,
-    /// The probe sees buffers being freed: end their tracking there.
+    /// The probe sees packets being freed: a freed packet's fingerprint is retired.
     pub frees_skb: bool,
 }
 

@@ -53,52 +53,40 @@ struct {
 } ct_lost SEC(".maps");
 
 /*
- * Packet tracking. A packet is named by the time it was first reported, found in two
- * ways:
- * - by data buffer (skb->head), which a packet keeps across probes, clones and most NAT
- *   rewrites. Buffers are reused, so each entry also keeps a fingerprint of the packet
- *   (below): another fingerprint under the same head is a new packet. Entries also go
- *   when the buffer is freed (kfree_skb/consume_skb with no other reference to the data),
- *   though many free paths fire no tracepoint.
- * - by fingerprint, when a packet moves to a new buffer (NAT on a cloned packet, a copy
- *   for headroom): the same fingerprint seen less than 50 ms ago is the same packet.
- * The fingerprint is built from fields no probe point or NAT changes: IPv4 id and
- * length, IPv6 flow label and length, protocol, TCP sequence and acknowledgement
- * numbers, ICMP type and echo sequence, and the first payload bytes of UDP and ICMP;
- * addresses only where NAT cannot apply (multicast, IPv6 link-local), which keeps the
- * identical reports a link sends again and again apart.
- * LRU maps bound everything that is never cleaned up.
+ * Packet tracking: a packet is named by the time it was first reported. It is found
+ * again by a fingerprint of header fields that no probe point, clone, copy or NAT
+ * changes: IPv4 id and length, IPv6 flow label and length, protocol, TCP sequence and
+ * acknowledgement numbers, ICMP type and echo sequence, the first payload bytes of UDP
+ * and ICMP, and the addresses where NAT cannot apply (multicast, IPv6 link-local). A
+ * fingerprint not seen for 50 ms starts a new packet: one packet is seen again within
+ * microseconds along its path, while an identical packet sent again (a repeated
+ * multicast report) mostly comes later; and when a probe sees the last reference to a
+ * packet freed (kfree_skb, consume_skb), its fingerprint is retired at once. Keying on content rather than on skb->head
+ * follows a packet into a new buffer (NAT on a clone, a copy for headroom) and needs no
+ * hook where buffers are freed, which many free paths never announce.
  */
-struct ct_track_val {
-	__u64 first_ts;
-	__u64 fingerprint;
-};
-
-struct ct_track_fp_val {
+struct ct_track_slot {
+	__u64 key;
 	__u64 first_ts;
 	__u64 last_ts;
 };
 
-/* A packet moves to a new buffer within microseconds of its last sighting (a copy for NAT
- * or headroom); an identical packet sent again (a repeated multicast report) comes
- * much later. */
-#define CT_TRACK_FP_WINDOW_NS 50000000ULL
+#define CT_TRACK_WINDOW_NS 50000000ULL
+#define CT_TRACK_SLOTS (1 << 16)
 
+/*
+ * A direct-mapped table rather than a hash map: a lookup is an inlined array index and
+ * an insert three stores, where a hash map insert costs more than the rest of the
+ * program. Two packets whose keys share a slot within one packet's path (microseconds)
+ * would split the first one's id; writes racing on two CPUs likewise. Both are rare and
+ * cost only grouping, never an event.
+ */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	/* Per-CPU LRU lists: no global lock on the insert path. */
-	__uint(map_flags, BPF_F_NO_COMMON_LRU);
-	__uint(max_entries, 1 << 16);
-	__type(key, __u64);
-	__type(value, struct ct_track_val);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, CT_TRACK_SLOTS);
+	__type(key, __u32);
+	__type(value, struct ct_track_slot);
 } ct_track SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 1 << 16);
-	__type(key, __u64);
-	__type(value, struct ct_track_fp_val);
-} ct_track_fp SEC(".maps");
 
 static __always_inline __u32 ct_be16(const __u8 *p, __u32 at)
 {
@@ -163,46 +151,46 @@ static __always_inline __u64 ct_fingerprint(const __u8 *hdr, __u32 len)
 	return fp ? fp : 1;
 }
 
-static __always_inline __u64 ct_track_first_seen(__u64 head, __u64 now, __u64 fingerprint)
+/* `key`: the packet's fingerprint, or its data buffer when it is not IP. */
+static __always_inline __u64 ct_track_first_seen(__u64 key, __u64 now)
 {
-	struct ct_track_val *seen = bpf_map_lookup_elem(&ct_track, &head);
-	struct ct_track_val fresh = {
-		.first_ts = now,
-		.fingerprint = fingerprint,
-	};
-	struct ct_track_fp_val *prev;
+	__u32 idx = (__u32)(key ^ (key >> 32)) & (CT_TRACK_SLOTS - 1);
+	struct ct_track_slot *slot = bpf_map_lookup_elem(&ct_track, &idx);
 
-	if (seen && seen->fingerprint == fingerprint)
-		return seen->first_ts;
-	/* A new buffer, or one now carrying another packet: the packet may have moved here. */
-	if (fingerprint) {
-		prev = bpf_map_lookup_elem(&ct_track_fp, &fingerprint);
-		if (prev && now - prev->last_ts < CT_TRACK_FP_WINDOW_NS)
-			fresh.first_ts = prev->first_ts;
-		struct ct_track_fp_val fp = {
-			.first_ts = fresh.first_ts,
-			.last_ts = now,
-		};
-		bpf_map_update_elem(&ct_track_fp, &fingerprint, &fp, BPF_ANY);
+	if (!slot)
+		return now;
+	if (slot->key == key && now - slot->last_ts < CT_TRACK_WINDOW_NS) {
+		slot->last_ts = now;
+		return slot->first_ts;
 	}
-	bpf_map_update_elem(&ct_track, &head, &fresh, BPF_ANY);
-	return fresh.first_ts;
+	slot->key = key;
+	slot->first_ts = now;
+	slot->last_ts = now;
+	return now;
 }
 
-/* Forgets `head` when this free releases the last reference to the data. */
-static __always_inline void ct_track_forget(const __u8 *skbbuf)
+/* The packet at `key` is gone: the next one with that fingerprint is another packet. */
+static __always_inline void ct_track_end(__u64 key)
+{
+	__u32 idx = (__u32)(key ^ (key >> 32)) & (CT_TRACK_SLOTS - 1);
+	struct ct_track_slot *slot = bpf_map_lookup_elem(&ct_track, &idx);
+
+	if (slot && slot->key == key)
+		slot->last_ts = 0;
+}
+
+/* Whether freeing this skb releases its data (no clone still holds it). */
+static __always_inline bool ct_frees_data(const __u8 *skbbuf)
 {
 	const unsigned char *head = CT_GET(skbbuf, struct sk_buff, head, unsigned char *);
 	__u32 end = CT_GET(skbbuf, struct sk_buff, end, __u32);
 	const struct skb_shared_info *shinfo = (const void *)(head + end);
 	int dataref = 0;
-	__u64 key = (__u64)head;
 
 	if (!head || bpf_probe_read_kernel(&dataref, sizeof(dataref), &shinfo->dataref.counter))
-		return;
+		return false;
 	/* The low 16 bits count references to the whole buffer (SKB_DATAREF_MASK). */
-	if ((dataref & 0xffff) <= 1)
-		bpf_map_delete_elem(&ct_track, &key);
+	return (dataref & 0xffff) <= 1;
 }
 
 /*
@@ -394,9 +382,14 @@ static __always_inline void ct_report(struct sk_buff *skb, struct ct_scratch *sc
 		ev->hdr_len = ct_read_header(ev->hdr, scratch->skb);
 	}
 	ct_fill(ev, nfct, scratch, conn_ready);
-	if (ct_cfg.flags & CT_CFG_TRACK)
-		ev->skb_first_ts = ct_track_first_seen(ev->skb_key, ev->ts,
-						       ct_fingerprint(ev->hdr, ev->hdr_len));
+	if (ct_cfg.flags & CT_CFG_TRACK) {
+		__u64 fp = ct_fingerprint(ev->hdr, ev->hdr_len);
+		__u64 key = fp ? fp : ev->skb_key;
+
+		ev->skb_first_ts = ct_track_first_seen(key, ev->ts);
+		if ((ct_cfg.flags & CT_CFG_FREES_SKB) && ct_frees_data(scratch->skb))
+			ct_track_end(key);
+	}
 
 	bpf_ringbuf_submit(ev, ct_wakeup_flags());
 }
@@ -418,9 +411,6 @@ static __always_inline int ct_handle(struct sk_buff *skb)
 		return 0;
 
 	ct_report(skb, scratch, size);
-	/* After reporting (or not): a free must end tracking whatever the filters said. */
-	if (ct_cfg.flags & CT_CFG_FREES_SKB)
-		ct_track_forget(scratch->skb);
 	return 0;
 }
 
@@ -440,25 +430,6 @@ int ct_raw_tp(struct bpf_raw_tracepoint_args *ctx)
 	case 5: skb = (void *)ctx->args[5]; break;
 	}
 	return ct_handle(skb);
-}
-
-/* Attached to skb:kfree_skb and skb:consume_skb when no probe of ours is, so tracking
- * entries go when buffers are freed. Both tracepoints take the skb first. */
-SEC("raw_tp")
-int ct_track_gc(struct bpf_raw_tracepoint_args *ctx)
-{
-	struct ct_scratch *scratch = ct_scratch_get();
-	const struct sk_buff *skb = (const void *)ctx->args[0];
-	__u32 size = bpf_core_type_size(struct sk_buff);
-
-	if (!scratch || !skb)
-		return 0;
-	if (size > CT_SCRATCH_LEN)
-		size = CT_SCRATCH_LEN;
-	if (bpf_probe_read_kernel(scratch->skb, size, skb))
-		return 0;
-	ct_track_forget(scratch->skb);
-	return 0;
 }
 
 /* Does nothing: attached beside a probe, its run time is the floor that probe's cost is

@@ -253,6 +253,98 @@ fn invalid_utf8_fails_only_its_line() {
     assert!(results[2].is_ok());
 }
 
+/// Numbers that do not fit their field (negative, past the integer's width, past f64,
+/// fractional) fail only their own line, with a message naming the value and the type
+/// expected; the lines around them are read.
+#[test]
+fn numbers_out_of_range_fail_only_their_line() {
+    let cases: [(&str, &str); 12] = [
+        (r#"{"timestamp":-1}"#, "integer `-1`, expected u64"),
+        (
+            r#"{"timestamp":18446744073709551616}"#,
+            "floating point `18446744073709552000`, expected u64",
+        ),
+        (r#"{"timestamp":1e400}"#, "number out of range"),
+        (r#"{"timestamp":1.5}"#, "floating point `1.5`, expected u64"),
+        (
+            r#"{"netns":4294967296}"#,
+            "integer `4294967296`, expected u32",
+        ),
+        (
+            r#"{"task":{"pid":-2147483649,"tgid":0,"comm":"x"}}"#,
+            "expected u32",
+        ),
+        (
+            r#"{"packet":{"len":1,"ip":{"src":"10.0.0.1","dst":"10.0.0.2","version":"v4","ttl":256,"tos":0,"id":0,"frag_off":0,"df":false,"mf":false,"len":0,"proto":6}}}"#,
+            "integer `256`, expected u8",
+        ),
+        (
+            r#"{"ct":{"state":"new","base":{"zone_id":65536}}}"#,
+            "integer `65536`, expected u16",
+        ),
+        (
+            r#"{"ct":{"state":"new","base":{"mark":4294967296}}}"#,
+            "integer `4294967296`, expected u32",
+        ),
+        (
+            r#"{"ct":{"state":"new","base":{"orig":{"ip":{"src":"10.0.0.1","dst":"10.0.0.2","version":"v4"},"proto":{"udp":{"sport":70000,"dport":53}}}}}}"#,
+            "integer `70000`, expected u16",
+        ),
+        (
+            r#"{"ct":{"state":"new","base":{"labels":"0x1ffffffffffffffffffffffffffffffff"}}}"#,
+            "do not fit in 128 bits",
+        ),
+        (
+            r#"{"ct":{"state":"new","base":{"orig":{"ip":{"src":"10.0.0.256","dst":"10.0.0.2","version":"v4"},"proto":{"generic":{"proto":1}}}}}}"#,
+            "invalid IP address",
+        ),
+    ];
+    let mut input = String::new();
+    for (line, _) in &cases {
+        input.push_str(line);
+        input.push('\n');
+        input.push_str(&ct_line("new"));
+        input.push('\n');
+    }
+    let results = read_all(input.as_bytes());
+    assert_eq!(results.len(), 2 * cases.len());
+    for (i, (line, expected)) in cases.iter().enumerate() {
+        let err = results[2 * i]
+            .as_ref()
+            .expect_err(&format!("{line} must not read"));
+        assert_eq!(err.line, 2 * i as u64 + 1);
+        let text = err.to_string();
+        assert!(text.contains(expected), "{line}: {text}");
+        assert!(
+            matches!(
+                err.kind,
+                LineErrorKind::Invalid { .. } | LineErrorKind::Syntax { .. }
+            ),
+            "{line}: {:?}",
+            err.kind
+        );
+        assert!(results[2 * i + 1].is_ok(), "the line after {line} reads");
+    }
+    // The edges of each range still read.
+    let edges = [
+        r#"{"timestamp":18446744073709551615,"netns":4294967295}"#,
+        r#"{"ct":{"state":"new","base":{"zone_id":65535,"mark":4294967295,
+            "labels":"0xffffffffffffffffffffffffffffffff",
+            "orig":{"ip":{"src":"10.0.0.1","dst":"10.0.0.2","version":"v4"},
+            "proto":{"udp":{"sport":65535,"dport":0}}},
+            "reply":{"ip":{"src":"10.0.0.2","dst":"10.0.0.1","version":"v4"},
+            "proto":{"udp":{"sport":0,"dport":65535}}}}}}"#,
+    ];
+    for line in edges {
+        let line = line.replace('\n', "");
+        assert!(
+            parse_event_line(&line).is_ok(),
+            "{line}: {:?}",
+            parse_event_line(&line)
+        );
+    }
+}
+
 #[test]
 fn deep_nesting_is_an_error_not_a_stack_overflow() {
     let depth = 200_000;
