@@ -137,7 +137,12 @@ struct Row {
     lost: u64,
 }
 
-fn per_hit(case: &'static str, conntrack: bool, filters: KernelFilters) -> Result<Row, String> {
+fn per_hit(
+    case: &'static str,
+    conntrack: bool,
+    filters: KernelFilters,
+    raw: bool,
+) -> Result<Row, String> {
     let ns = Netns::new(&case[..2], conntrack)?;
     let xmit: ProbeSpec = "tp:net:net_dev_start_xmit"
         .parse()
@@ -146,6 +151,7 @@ fn per_hit(case: &'static str, conntrack: bool, filters: KernelFilters) -> Resul
         .probe(xmit)
         .filters(filters)
         .track_packets(std::env::var_os("CT_BENCH_NO_TRACK").is_none())
+        .raw_tracepoints(raw)
         .measure_floor(true)
         .build()
         .map_err(|e| e.to_string())?;
@@ -303,21 +309,24 @@ fn main() {
         ("rejected by -f 'tcp port 9'", true, packet_filter),
         ("rejected by --ct-state related", true, ct_filter),
     ];
-    println!("| case (tp:net:net_dev_start_xmit, ping -f -c {PINGS}) | ours ns/hit | floor ns/hit | ratio | hits | events | lost |");
-    println!("|---|---|---|---|---|---|---|");
+    println!("| case (tp:net:net_dev_start_xmit, ping -f -c {PINGS}) | attached as | ours ns/hit | floor ns/hit | ratio | hits | events | lost |");
+    println!("|---|---|---|---|---|---|---|---|");
     for (case, conntrack, filters) in cases {
-        match per_hit(case, conntrack, filters) {
-            Ok(r) => println!(
-                "| {} | {:.0} | {:.0} | {:.2}x | {} | {} | {} |",
-                r.case,
-                r.ours,
-                r.floor,
-                if r.floor > 0.0 { r.ours / r.floor } else { 0.0 },
-                r.hits,
-                r.events,
-                r.lost
-            ),
-            Err(e) => println!("| {case} | error: {e} | | | | | |"),
+        for raw in [false, true] {
+            let mode = if raw { "raw_tp" } else { "tp_btf" };
+            match per_hit(case, conntrack, filters.clone(), raw) {
+                Ok(r) => println!(
+                    "| {} | {mode} | {:.0} | {:.0} | {:.2}x | {} | {} | {} |",
+                    r.case,
+                    r.ours,
+                    r.floor,
+                    if r.floor > 0.0 { r.ours / r.floor } else { 0.0 },
+                    r.hits,
+                    r.events,
+                    r.lost
+                ),
+                Err(e) => println!("| {case} | {mode} | error: {e} | | | | | |"),
+            }
         }
     }
     if let Some(cli) = cli {

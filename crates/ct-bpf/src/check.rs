@@ -131,9 +131,11 @@ pub fn check() -> Report {
             Verdict::Fail
         },
         if privileged {
-            "root or CAP_BPF+CAP_PERFMON".into()
+            "CAP_BPF+CAP_PERFMON (or CAP_SYS_ADMIN), as root has".into()
         } else {
-            "neither root nor CAP_BPF+CAP_PERFMON".into()
+            "neither CAP_BPF+CAP_PERFMON nor CAP_SYS_ADMIN (root with its capabilities \
+             dropped lacks them too)"
+                .into()
         },
         (!privileged).then_some("run as root, or grant cap_bpf,cap_perfmon to the binary"),
     );
@@ -271,24 +273,26 @@ pub fn kprobes_supported() -> bool {
     Path::new(KPROBE_PMU).exists()
 }
 
-/// Root, or both CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN) in the effective set.
+/// CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN) in the effective set, which root normally
+/// has. Root is not enough by itself: root with its capabilities dropped (a container, a
+/// service with `CapabilityBoundingSet=`, `setpriv --bounding-set=-all`) cannot load BPF,
+/// and would otherwise get libbpf's messages and a failed load instead of one sentence.
 pub fn has_bpf_privileges() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    if unsafe { libc::geteuid() } == 0 {
-        return true;
-    }
     const CAP_SYS_ADMIN: u32 = 21;
     const CAP_PERFMON: u32 = 38;
     const CAP_BPF: u32 = 39;
-    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
-        return false;
-    };
-    let Some(eff) = status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-    else {
-        return false;
+    let eff = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("CapEff:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        });
+    let Some(eff) = eff else {
+        // No /proc: going by the user id is all that is left.
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        return unsafe { libc::geteuid() } == 0;
     };
     let has = |cap: u32| eff & (1u64 << cap) != 0;
     has(CAP_SYS_ADMIN) || (has(CAP_BPF) && has(CAP_PERFMON))

@@ -35,6 +35,7 @@ pub struct CollectorBuilder {
     only_tracked: bool,
     track: bool,
     floor: bool,
+    raw_tracepoints: bool,
     filters: KernelFilters,
 }
 
@@ -47,6 +48,7 @@ impl Default for CollectorBuilder {
             only_tracked: false,
             track: true,
             floor: false,
+            raw_tracepoints: false,
             filters: KernelFilters::default(),
         }
     }
@@ -93,6 +95,15 @@ impl CollectorBuilder {
     /// data buffer, which a later packet may reuse and which NAT on a clone changes.
     pub fn track_packets(mut self, yes: bool) -> Self {
         self.track = yes;
+        self
+    }
+
+    /// Attaches tracepoints as raw tracepoints, reading the skb through helper calls, even
+    /// where the kernel offers BTF tracepoints (whose typed arguments let the program
+    /// read the skb with plain loads, the default). Raw tracepoints are also the automatic
+    /// fallback when a BTF tracepoint does not load.
+    pub fn raw_tracepoints(mut self, yes: bool) -> Self {
+        self.raw_tracepoints = yes;
         self
     }
 
@@ -164,15 +175,27 @@ impl CollectorBuilder {
                     if category == "skb" && (name == "kfree_skb" || name == "consume_skb")),
             };
             let label = probe.spec.to_string();
-            let program = program_for(&probe.spec);
-            let object = load_object(
-                program,
-                &label,
-                &cfg,
-                &filters,
-                shared.as_ref(),
-                self.ring_size,
-            )?;
+            let load = |program| {
+                load_object(
+                    program,
+                    &probe.spec,
+                    &label,
+                    &cfg,
+                    &filters,
+                    shared.as_ref(),
+                    self.ring_size,
+                )
+            };
+            let mut program = program_for(&probe.spec, self.raw_tracepoints);
+            let object = match load(program) {
+                // Kernels without BTF tracepoints for this one (or at all) still have raw
+                // tracepoints: the same program reading the skb through helper calls.
+                Err(e) if program == "ct_tp_btf" && !e.is_permission() => {
+                    program = "ct_raw_tp";
+                    load(program).map_err(|_| e)?
+                }
+                other => other?,
+            };
             if shared.is_none() {
                 shared = Some(SharedMaps::from_object(&object)?);
             }
@@ -183,6 +206,7 @@ impl CollectorBuilder {
                 let label = format!("{label} (floor)");
                 let floor = load_object(
                     "ct_floor",
+                    &probe.spec,
                     &label,
                     &ProbeConfig::default(),
                     &CompiledFilters::default(),
@@ -261,6 +285,7 @@ impl SharedMaps {
 
 fn load_object(
     program: &str,
+    spec: &ProbeSpec,
     label: &str,
     cfg: &ProbeConfig,
     filters: &CompiledFilters,
@@ -304,13 +329,20 @@ fn load_object(
     for mut prog in open.progs_mut() {
         let keep = prog.name() == program;
         prog.set_autoload(keep);
+        if keep && program == "ct_tp_btf" {
+            if let ProbeSpec::Tracepoint { name, .. } = spec {
+                prog.set_attach_target(0, Some(name.clone()))
+                    .map_err(load_err)?;
+            }
+        }
     }
     open.load().map_err(load_err)
 }
 
-fn program_for(spec: &ProbeSpec) -> &'static str {
+fn program_for(spec: &ProbeSpec, raw_tracepoints: bool) -> &'static str {
     match spec {
-        ProbeSpec::Tracepoint { .. } => "ct_raw_tp",
+        ProbeSpec::Tracepoint { .. } if raw_tracepoints => "ct_raw_tp",
+        ProbeSpec::Tracepoint { .. } => "ct_tp_btf",
         ProbeSpec::Kprobe { .. } => "ct_kprobe",
         ProbeSpec::Kretprobe { .. } => "ct_kretprobe",
     }
@@ -322,6 +354,8 @@ fn attach(object: &Object, program: &str, spec: &ProbeSpec) -> Result<Link, Erro
         .find(|p| p.name() == program)
         .ok_or(Error::ObjectLayout("probe program"))?;
     let result = match spec {
+        // BTF tracepoints know their target from load time.
+        ProbeSpec::Tracepoint { .. } if program == "ct_tp_btf" => prog.attach(),
         ProbeSpec::Tracepoint { name, .. } => prog.attach_raw_tracepoint(name),
         ProbeSpec::Kprobe { function } => prog.attach_kprobe(false, function),
         ProbeSpec::Kretprobe { function } => prog.attach_kprobe(true, function),
@@ -364,14 +398,16 @@ enum Role {
 struct Attached {
     label: String,
     role: Role,
+    program: &'static str,
     id: Option<u32>,
 }
 
 impl Attached {
-    fn new(label: &str, role: Role, object: &Object, program: &str) -> Self {
+    fn new(label: &str, role: Role, object: &Object, program: &'static str) -> Self {
         Attached {
             label: label.to_owned(),
             role,
+            program,
             id: program_id(object, program),
         }
     }
@@ -393,6 +429,9 @@ pub struct Lost {
 pub struct ProgramStats {
     /// The probe, or `<probe> (floor)` for the empty program measured beside it.
     pub label: String,
+    /// The BPF program: `ct_tp_btf` (BTF tracepoint), `ct_raw_tp` (raw tracepoint),
+    /// `ct_kprobe`, `ct_kretprobe` or `ct_floor`.
+    pub program: &'static str,
     pub run_time_ns: u64,
     pub run_cnt: u64,
 }
@@ -548,6 +587,7 @@ impl Collector {
                     .map_or((0, 0), |p| (p.1, p.2));
                 ProgramStats {
                     label: attached.label.clone(),
+                    program: attached.program,
                     run_time_ns,
                     run_cnt,
                 }

@@ -112,3 +112,26 @@ fn each_filter_kind_loads_alone() {
         }
     }
 }
+
+/// Tracepoints load as BTF tracepoints by default on this kernel (plain loads of skb
+/// fields), and as raw tracepoints when asked; the fallback must not hide a BTF
+/// tracepoint that stopped loading.
+#[test]
+fn tracepoints_use_btf_unless_raw_is_asked_for() {
+    if !kernel_ready() {
+        return;
+    }
+    let programs = |raw: bool| -> Vec<&'static str> {
+        CollectorBuilder::new()
+            .probes(probes())
+            .raw_tracepoints(raw)
+            .build()
+            .unwrap_or_else(|e| panic!("raw={raw}: {e}"))
+            .program_stats()
+            .iter()
+            .map(|s| s.program)
+            .collect()
+    };
+    assert_eq!(programs(false), ["ct_tp_btf"; 3]);
+    assert_eq!(programs(true), ["ct_raw_tp"; 3]);
+}

@@ -65,16 +65,25 @@ impl Capture {
 
     /// [`Capture::start`] with filters evaluated in the kernel.
     pub fn start_with(netns: u32, filters: KernelFilters) -> Result<Capture, ct_bpf::Error> {
+        Self::start_configured(netns, |b| b.filters(filters))
+    }
+
+    /// [`Capture::start`] with any further collector settings.
+    pub fn start_configured(
+        netns: u32,
+        configure: impl FnOnce(CollectorBuilder) -> CollectorBuilder,
+    ) -> Result<Capture, ct_bpf::Error> {
         let probes = LAB_PROBES
             .iter()
             .map(|p| p.parse::<ProbeSpec>())
             .collect::<Result<Vec<_>, _>>()?;
-        let collector = CollectorBuilder::new()
-            .probes(probes)
-            .netns(netns)
-            .filters(filters)
-            .ring_size(1 << 20)
-            .build()?;
+        let collector = configure(
+            CollectorBuilder::new()
+                .probes(probes)
+                .netns(netns)
+                .ring_size(1 << 20),
+        )
+        .build()?;
         let decoder = Decoder::new(collector.probes().to_vec());
         Ok(Capture {
             collector,

@@ -189,6 +189,10 @@ fn kernel_and_user_space_filters_agree() {
     lab.router_nft(RULESET).expect("loading the ruleset");
     let netns = lab.netns_inode(Node::Router);
     let baseline = Capture::start(netns).expect("baseline collector");
+    // The same probes as raw tracepoints (skb read through helper calls instead of plain
+    // loads) must report the very same events.
+    let raw = Capture::start_configured(netns, |b| b.raw_tracepoints(true))
+        .expect("raw tracepoint collector");
     let cases = cases();
     let filtered: Vec<Capture> = cases
         .iter()
@@ -226,6 +230,17 @@ fn kernel_and_user_space_filters_agree() {
         .filter(|e| e.raw.ts >= since)
         .collect();
     assert!(all.len() > 40, "the baseline saw only {} events", all.len());
+    let raw = multiset(
+        raw.finish(Duration::from_millis(100))
+            .iter()
+            .filter(|e| e.raw.ts >= since),
+    );
+    assert_eq!(
+        raw,
+        multiset(all.iter()),
+        "raw tracepoints and BTF tracepoints reported different events"
+    );
+
     let mut failures = Vec::new();
     for (case, capture) in cases.iter().zip(filtered) {
         let seen = capture.finish(Duration::from_millis(100));

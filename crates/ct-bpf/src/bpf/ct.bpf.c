@@ -179,15 +179,62 @@ static __always_inline void ct_track_end(__u64 key)
 		slot->last_ts = 0;
 }
 
-/* Whether freeing this skb releases its data (no clone still holds it). */
-static __always_inline bool ct_frees_data(const __u8 *skbbuf)
+/*
+ * The sk_buff fields the program uses, read once per hit: through one bulk copy where
+ * the skb is an untyped pointer (raw tracepoints, kprobes), or field by field with plain
+ * loads where the verifier knows its type (BTF tracepoints), which costs a few
+ * nanoseconds instead of a helper call.
+ */
+struct ct_skb_view {
+	unsigned long nfct;
+	const struct net_device *dev;
+	const struct sock *sk;
+	const unsigned char *head;
+	const unsigned char *data;
+	__u32 len;
+	__u32 tail;
+	__u32 end;
+	__u16 network_header;
+	__u16 mac_header;
+	__be16 protocol;
+};
+
+static __always_inline void ct_view_rest_from_copy(struct ct_skb_view *v, const __u8 *buf)
 {
-	const unsigned char *head = CT_GET(skbbuf, struct sk_buff, head, unsigned char *);
-	__u32 end = CT_GET(skbbuf, struct sk_buff, end, __u32);
-	const struct skb_shared_info *shinfo = (const void *)(head + end);
+	v->dev = CT_GET(buf, struct sk_buff, dev, struct net_device *);
+	v->sk = CT_GET(buf, struct sk_buff, sk, struct sock *);
+	v->head = CT_GET(buf, struct sk_buff, head, unsigned char *);
+	v->data = CT_GET(buf, struct sk_buff, data, unsigned char *);
+	v->len = CT_GET(buf, struct sk_buff, len, __u32);
+	v->tail = CT_GET(buf, struct sk_buff, tail, __u32);
+	v->end = CT_GET(buf, struct sk_buff, end, __u32);
+	v->network_header = CT_GET(buf, struct sk_buff, network_header, __u16);
+	v->mac_header = CT_GET(buf, struct sk_buff, mac_header, __u16);
+	v->protocol = CT_GET(buf, struct sk_buff, protocol, __be16);
+}
+
+static __always_inline void ct_view_rest_direct(struct ct_skb_view *v, const struct sk_buff *skb)
+{
+	v->dev = skb->dev;
+	v->sk = skb->sk;
+	v->head = skb->head;
+	v->data = skb->data;
+	v->len = skb->len;
+	v->tail = skb->tail;
+	v->end = skb->end;
+	v->network_header = skb->network_header;
+	v->mac_header = skb->mac_header;
+	v->protocol = skb->protocol;
+}
+
+/* Whether freeing this skb releases its data (no clone still holds it). */
+static __always_inline bool ct_frees_data(const struct ct_skb_view *v)
+{
+	const struct skb_shared_info *shinfo = (const void *)(v->head + v->end);
 	int dataref = 0;
 
-	if (!head || bpf_probe_read_kernel(&dataref, sizeof(dataref), &shinfo->dataref.counter))
+	if (!v->head ||
+	    bpf_probe_read_kernel(&dataref, sizeof(dataref), &shinfo->dataref.counter))
 		return false;
 	/* The low 16 bits count references to the whole buffer (SKB_DATAREF_MASK). */
 	return (dataref & 0xffff) <= 1;
@@ -215,10 +262,18 @@ static __always_inline void ct_count_lost(void)
 		*lost += 1;
 }
 
-static __always_inline __u32 ct_netns_of(const struct net_device *dev, const struct sock *sk)
+static __always_inline __u32 ct_netns_of(const struct net_device *dev, const struct sock *sk,
+				       const bool direct)
 {
 	struct net *net = NULL;
 
+	if (direct) {
+		if (dev)
+			net = dev->nd_net.net;
+		else if (sk)
+			net = sk->__sk_common.skc_net.net;
+		return net ? net->ns.inum : 0;
+	}
 	if (dev)
 		net = BPF_CORE_READ(dev, nd_net.net);
 	else if (sk)
@@ -231,13 +286,13 @@ static __always_inline __u32 ct_netns_of(const struct net_device *dev, const str
  * number of bytes copied. The L3 offset is skb->network_header when it has been set past
  * the MAC header; before that (early on receive) the data pointer already points at L3.
  */
-static __always_inline __u32 ct_read_header(__u8 *dst, const __u8 *skbbuf)
+static __always_inline __u32 ct_read_header(__u8 *dst, const struct ct_skb_view *v)
 {
-	const unsigned char *head = CT_GET(skbbuf, struct sk_buff, head, unsigned char *);
-	const unsigned char *data = CT_GET(skbbuf, struct sk_buff, data, unsigned char *);
-	__u16 nh = CT_GET(skbbuf, struct sk_buff, network_header, __u16);
-	__u16 mh = CT_GET(skbbuf, struct sk_buff, mac_header, __u16);
-	__u64 tail = CT_GET(skbbuf, struct sk_buff, tail, __u32);
+	const unsigned char *head = v->head;
+	const unsigned char *data = v->data;
+	__u16 nh = v->network_header;
+	__u16 mh = v->mac_header;
+	__u64 tail = v->tail;
 	__u64 l3, avail; /* 64-bit: a 32-bit bound would be lost in zero-extension */
 
 	if (!head)
@@ -260,18 +315,12 @@ static __always_inline __u32 ct_read_header(__u8 *dst, const __u8 *skbbuf)
 	return avail;
 }
 
-/* Conntrack filters on ctinfo and, when needed, on the connection copied into `buf`. */
+/* Conntrack filters on the connection itself (mark, zone, status), copied into `buf`. */
 static __always_inline bool ct_conn_filters(unsigned long nfct, __u8 *buf)
 {
 	const struct nf_conn *ct = (const void *)(nfct & ~CT_CTINFO_MASK);
 	unsigned long status;
 
-	if (!nfct)
-		return false;
-	if ((ct_cfg.flags & CT_CFG_CT_STATE) && !(ct_cfg.ct_states & (1U << (nfct & CT_CTINFO_MASK))))
-		return false;
-	if (!(ct_cfg.flags & CT_CFG_CT_CONN_FILTERS))
-		return true;
 	if (!ct || ct_read_conn(buf, ct))
 		return false;
 	if (ct_cfg.flags & CT_CFG_CT_MARK) {
@@ -297,81 +346,109 @@ static __always_inline bool ct_conn_filters(unsigned long nfct, __u8 *buf)
 	return true;
 }
 
-/* Decides whether to report the packet whose sk_buff is copied in scratch->skb and, if
- * so, reports it. */
-static __always_inline void ct_report(struct sk_buff *skb, struct ct_scratch *scratch,
-				      __u32 size)
+/*
+ * One probe hit: decide whether to report the packet (cheapest tests first; every
+ * filter not configured is pruned at load time) and, if so, reserve a record, fill it in
+ * place and submit it. `direct`: the skb pointer is typed (BTF tracepoint), so its fields
+ * are read with plain loads.
+ */
+static __always_inline int ct_handle(struct sk_buff *skb, const bool direct)
 {
+	struct ct_skb_view v = {};
+	struct ct_scratch *scratch;
 	struct ct_raw_event *ev;
-	const struct net_device *dev;
-	const struct sock *sk;
-	unsigned long nfct = 0;
+	__u32 size = bpf_core_type_size(struct sk_buff);
 	__u32 netns = 0, hdr_len = 0;
 	bool conn_ready = false;
 	__u64 pid_tgid;
 
-	/* Cheapest decisions first: each filter not configured is pruned at load time. */
-	if (bpf_core_field_exists(struct sk_buff, _nfct))
-		nfct = CT_GET(scratch->skb, struct sk_buff, _nfct, unsigned long);
-	if ((ct_cfg.flags & CT_CFG_REQUIRE_CT) && !nfct)
-		return;
+	if (!skb)
+		return 0;
+	scratch = ct_scratch_get();
+	if (!scratch)
+		return 0;
+	if (size > CT_SCRATCH_LEN)
+		size = CT_SCRATCH_LEN;
 
-	dev = CT_GET(scratch->skb, struct sk_buff, dev, struct net_device *);
-	sk = CT_GET(scratch->skb, struct sk_buff, sk, struct sock *);
+	if (direct) {
+		if (bpf_core_field_exists(struct sk_buff, _nfct))
+			v.nfct = skb->_nfct;
+	} else {
+		if (bpf_probe_read_kernel(scratch->skb, size, skb))
+			return 0;
+		if (bpf_core_field_exists(struct sk_buff, _nfct))
+			v.nfct = CT_GET(scratch->skb, struct sk_buff, _nfct, unsigned long);
+	}
+	if ((ct_cfg.flags & CT_CFG_REQUIRE_CT) && !v.nfct)
+		return 0;
+	if ((ct_cfg.flags & CT_CFG_CT_STATE) &&
+	    (!v.nfct || !(ct_cfg.ct_states & (1U << (v.nfct & CT_CTINFO_MASK)))))
+		return 0;
+
+	if (direct)
+		ct_view_rest_direct(&v, skb);
+	else
+		ct_view_rest_from_copy(&v, scratch->skb);
+
 	if (ct_cfg.flags & CT_CFG_NETNS) {
-		netns = ct_netns_of(dev, sk);
+		netns = ct_netns_of(v.dev, v.sk, direct);
 		if (netns != ct_cfg.netns)
-			return;
+			return 0;
 	}
 
-	if (ct_cfg.flags & CT_CFG_CT_FILTERS) {
-		if (!ct_conn_filters(nfct, scratch->conn))
-			return;
-		conn_ready = (ct_cfg.flags & CT_CFG_CT_CONN_FILTERS) != 0;
+	if (ct_cfg.flags & CT_CFG_CT_CONN_FILTERS) {
+		if (!ct_conn_filters(v.nfct, scratch->conn))
+			return 0;
+		conn_ready = true;
 	}
 
 	if (ct_cfg.flags & CT_CFG_PKT_FILTER) {
 		struct ct_pkt_view view = {};
 
-		hdr_len = ct_read_header(scratch->hdr, scratch->skb);
+		hdr_len = ct_read_header(scratch->hdr, &v);
 		ct_parse_view(&view, scratch->hdr, hdr_len);
 		if (!ct_pkt_filter(&ct_cfg, &view))
-			return;
+			return 0;
 	}
 
 #pragma unroll
 	for (int i = 0; i < CT_META_MAX; i++) {
 		if (i >= ct_cfg.n_meta)
 			break;
-		if (!ct_meta_match(&ct_cfg.meta[i], skb, scratch->skb, size))
-			return;
+		if (!ct_meta_match(&ct_cfg.meta[i], skb, direct ? NULL : scratch->skb, size))
+			return 0;
 	}
 
-	/* From here on the packet is reported: reserve, fill in place, submit. */
+	/* From here on the packet is reported. */
 	ev = bpf_ringbuf_reserve(&ct_events, sizeof(*ev), 0);
 	if (!ev) {
 		ct_count_lost();
-		return;
+		return 0;
 	}
 	__builtin_memset(ev, 0, sizeof(*ev));
 
 	ev->ts = bpf_ktime_get_ns();
-	ev->skb_key = (__u64)CT_GET(scratch->skb, struct sk_buff, head, void *);
+	ev->skb_key = (__u64)v.head;
 	pid_tgid = bpf_get_current_pid_tgid();
 	ev->pid = (__u32)pid_tgid;
 	ev->tgid = pid_tgid >> 32;
 	bpf_get_current_comm(ev->comm, sizeof(ev->comm));
 	ev->probe_id = ct_cfg.probe_id;
 	ev->hz = CONFIG_HZ;
-	ev->skb_len = CT_GET(scratch->skb, struct sk_buff, len, __u32);
-	ev->l3_proto = CT_GET(scratch->skb, struct sk_buff, protocol, __be16);
+	ev->skb_len = v.len;
+	ev->l3_proto = v.protocol;
 	if (!(ct_cfg.flags & CT_CFG_NETNS))
-		netns = ct_netns_of(dev, sk);
+		netns = ct_netns_of(v.dev, v.sk, direct);
 	ev->netns = netns;
 	if (netns)
 		ev->pkt_flags |= CT_PKT_HAS_NETNS;
-	if (dev) {
-		ev->ifindex = BPF_CORE_READ(dev, ifindex);
+	if (v.dev) {
+		const struct net_device *dev = v.dev;
+
+		if (direct)
+			ev->ifindex = dev->ifindex;
+		else
+			ev->ifindex = BPF_CORE_READ(dev, ifindex);
 		bpf_probe_read_kernel_str(ev->ifname, sizeof(ev->ifname), dev->name);
 		ev->pkt_flags |= CT_PKT_HAS_DEV;
 	}
@@ -379,39 +456,38 @@ static __always_inline void ct_report(struct sk_buff *skb, struct ct_scratch *sc
 		__builtin_memcpy(ev->hdr, scratch->hdr, CT_PKT_HDR_LEN);
 		ev->hdr_len = hdr_len;
 	} else {
-		ev->hdr_len = ct_read_header(ev->hdr, scratch->skb);
+		ev->hdr_len = ct_read_header(ev->hdr, &v);
 	}
-	ct_fill(ev, nfct, scratch, conn_ready);
+	ct_fill(ev, v.nfct, scratch, conn_ready);
 	if (ct_cfg.flags & CT_CFG_TRACK) {
 		__u64 fp = ct_fingerprint(ev->hdr, ev->hdr_len);
 		__u64 key = fp ? fp : ev->skb_key;
 
 		ev->skb_first_ts = ct_track_first_seen(key, ev->ts);
-		if ((ct_cfg.flags & CT_CFG_FREES_SKB) && ct_frees_data(scratch->skb))
+		if ((ct_cfg.flags & CT_CFG_FREES_SKB) && ct_frees_data(&v))
 			ct_track_end(key);
 	}
 
 	bpf_ringbuf_submit(ev, ct_wakeup_flags());
+	return 0;
 }
 
-static __always_inline int ct_handle(struct sk_buff *skb)
+/* A tracepoint with BTF: the skb argument is a typed pointer. The attach target (the
+ * tracepoint's name) is set by user space before load. */
+SEC("tp_btf")
+int ct_tp_btf(__u64 *ctx)
 {
-	struct ct_scratch *scratch;
-	__u32 size;
+	struct sk_buff *skb = NULL;
 
-	if (!skb)
-		return 0;
-	scratch = ct_scratch_get();
-	if (!scratch)
-		return 0;
-	size = bpf_core_type_size(struct sk_buff);
-	if (size > CT_SCRATCH_LEN)
-		size = CT_SCRATCH_LEN;
-	if (bpf_probe_read_kernel(scratch->skb, size, skb))
-		return 0;
-
-	ct_report(skb, scratch, size);
-	return 0;
+	switch (ct_cfg.skb_arg) {
+	case 0: skb = (void *)ctx[0]; break;
+	case 1: skb = (void *)ctx[1]; break;
+	case 2: skb = (void *)ctx[2]; break;
+	case 3: skb = (void *)ctx[3]; break;
+	case 4: skb = (void *)ctx[4]; break;
+	case 5: skb = (void *)ctx[5]; break;
+	}
+	return ct_handle(skb, true);
 }
 
 SEC("raw_tp")
@@ -429,7 +505,7 @@ int ct_raw_tp(struct bpf_raw_tracepoint_args *ctx)
 	case 4: skb = (void *)ctx->args[4]; break;
 	case 5: skb = (void *)ctx->args[5]; break;
 	}
-	return ct_handle(skb);
+	return ct_handle(skb, false);
 }
 
 /* Does nothing: attached beside a probe, its run time is the floor that probe's cost is
@@ -452,11 +528,11 @@ int ct_kprobe(struct pt_regs *ctx)
 	case 3: skb = (void *)PT_REGS_PARM4(ctx); break;
 	case 4: skb = (void *)PT_REGS_PARM5(ctx); break;
 	}
-	return ct_handle(skb);
+	return ct_handle(skb, false);
 }
 
 SEC("kretprobe")
 int ct_kretprobe(struct pt_regs *ctx)
 {
-	return ct_handle((struct sk_buff *)PT_REGS_RC(ctx));
+	return ct_handle((struct sk_buff *)PT_REGS_RC(ctx), false);
 }

@@ -268,7 +268,8 @@ static __always_inline bool ct_cmp(__u8 op, bool is_signed, __u64 a, __u64 b)
 
 /*
  * One meta filter on the skb. A field of the skb itself is taken from the copy already
- * in `skbbuf` (no extra read); a path through pointers costs one read per hop.
+ * in `skbbuf` when there is one (no extra read); a path through pointers costs one read
+ * per hop.
  */
 static __always_inline bool ct_meta_match(const volatile struct ct_meta_filter *m,
 					  const void *skb, const __u8 *skbbuf, __u32 skb_size)
@@ -291,7 +292,7 @@ static __always_inline bool ct_meta_match(const volatile struct ct_meta_filter *
 	if (m->nhops > CT_META_MAX_HOPS)
 		return false;
 	off = m->off[m->nhops];
-	if (m->nhops == 0 && off + size <= skb_size && off + 16 <= CT_SCRATCH_LEN) {
+	if (skbbuf && m->nhops == 0 && off + size <= skb_size && off + 16 <= CT_SCRATCH_LEN) {
 		__builtin_memcpy(buf, skbbuf + (off & (CT_SCRATCH_LEN - 1)), 16);
 	} else if (bpf_probe_read_kernel(buf, size & 31, base + off)) {
 		return false;
