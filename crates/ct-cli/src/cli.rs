@@ -166,6 +166,11 @@ pub struct CollectArgs {
     #[arg(long)]
     pub ct_only: bool,
 
+    /// Attach tracepoints as raw tracepoints (the skb read through helper calls) instead
+    /// of BTF tracepoints (plain loads, cheaper; the default where the kernel has them).
+    #[arg(long)]
+    pub raw_tracepoints: bool,
+
     #[command(flatten)]
     pub filters: FilterArgs,
 

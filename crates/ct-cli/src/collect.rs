@@ -50,6 +50,7 @@ pub fn run(args: &CollectArgs) -> anyhow::Result<ExitCode> {
     let mut builder = CollectorBuilder::new()
         .probes(specs.iter().cloned())
         .only_tracked(args.ct_only)
+        .raw_tracepoints(args.raw_tracepoints)
         .filters(args.kernel_filters());
     if let Some(netns) = &args.netns {
         builder = builder.netns(netns.inode);
