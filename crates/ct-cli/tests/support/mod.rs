@@ -92,7 +92,12 @@ pub struct Collect {
 impl Collect {
     /// `ct-cli collect <args>`, stdout piped.
     pub fn start(args: &[&str]) -> Collect {
-        Self::spawn(Command::new(CT_CLI).arg("collect").args(args))
+        Self::spawn(
+            Command::new(CT_CLI)
+                .arg("collect")
+                .args(args)
+                .stdout(Stdio::piped()),
+        )
     }
 
     /// Any command; stdout piped unless `cmd` sets it, stderr always read here.
