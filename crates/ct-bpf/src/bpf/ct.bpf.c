@@ -57,13 +57,13 @@ struct {
  * again by a fingerprint of header fields that no probe point, clone, copy or NAT
  * changes: IPv4 id and length, IPv6 flow label and length, protocol, TCP sequence and
  * acknowledgement numbers, ICMP type and echo sequence, the first payload bytes of UDP
- * and ICMP, and the addresses where NAT cannot apply (multicast, IPv6 link-local). A
- * fingerprint not seen for 50 ms starts a new packet: one packet is seen again within
- * microseconds along its path, while an identical packet sent again (a repeated
- * multicast report) mostly comes later; and when a probe sees the last reference to a
- * packet freed (kfree_skb, consume_skb), its fingerprint is retired at once. Keying on content rather than on skb->head
- * follows a packet into a new buffer (NAT on a clone, a copy for headroom) and needs no
- * hook where buffers are freed, which many free paths never announce.
+ * and ICMP, and the addresses where NAT cannot apply (multicast, IPv6 link-local).
+ * Keying on content rather than on skb->head follows a packet into a new buffer (NAT on
+ * a clone, a copy for headroom). A fingerprint not seen for 50 ms starts a new packet:
+ * one packet is seen again within microseconds along its path, while an identical packet
+ * sent again (a repeated multicast report) mostly comes later; and when a probe sees the
+ * last reference to a packet freed (kfree_skb, consume_skb), its fingerprint is retired
+ * at once. No hook on every free is needed, which many free paths never announce anyway.
  */
 struct ct_track_slot {
 	__u64 key;
