@@ -480,7 +480,6 @@ fn namespace_deleted_interfaces_down_and_table_flushed_mid_run() {
     let _lock = kernel_lock();
     let lab = nat_lab();
     let scratch = Scratch::new("netns");
-    let router = netns_path(&lab, Node::Router);
     let client = netns_path(&lab, Node::Client);
     let in_client = scratch.path("client.json");
     let everywhere = scratch.path("all.json");
@@ -563,5 +562,4 @@ fn namespace_deleted_interfaces_down_and_table_flushed_mid_run() {
         ));
     }
     eprintln!("measured: {}", counts.join("; "));
-    let _ = router;
 }

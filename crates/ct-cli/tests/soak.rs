@@ -116,7 +116,7 @@ fn connection_churn_through_nat_keeps_memory_and_fds_flat() {
     let file = scratch.path("events.json");
     let netns = format!("/var/run/netns/{}", lab.name(Node::Router));
     let mut collect = Collect::start(&["-o", file.to_str().unwrap(), "--netns", &netns]);
-    let ready = collect.wait_ready();
+    collect.wait_ready();
     let pid = collect.pid();
     let at_ready = rss_and_fds(pid);
 
@@ -218,7 +218,6 @@ fn connection_churn_through_nat_keeps_memory_and_fds_flat() {
         last.at.as_secs_f64(),
         last.fds,
     );
-    let _ = ready;
 
     assert_eq!(lines, written, "the summary counts the file's lines");
     assert_eq!(
