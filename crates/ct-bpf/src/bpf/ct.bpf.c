@@ -445,11 +445,14 @@ static __always_inline int ct_handle(struct sk_buff *skb, const bool direct)
 	if (v.dev) {
 		const struct net_device *dev = v.dev;
 
-		if (direct)
+		if (direct) {
 			ev->ifindex = dev->ifindex;
-		else
+			/* Two plain loads; user space stops at the NUL. */
+			__builtin_memcpy(ev->ifname, dev->name, sizeof(ev->ifname));
+		} else {
 			ev->ifindex = BPF_CORE_READ(dev, ifindex);
-		bpf_probe_read_kernel_str(ev->ifname, sizeof(ev->ifname), dev->name);
+			bpf_probe_read_kernel_str(ev->ifname, sizeof(ev->ifname), dev->name);
+		}
 		ev->pkt_flags |= CT_PKT_HAS_DEV;
 	}
 	if (ct_cfg.flags & CT_CFG_PKT_FILTER) {
