@@ -50,7 +50,10 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(back.len(), 1);
     match &back[0] {
         Ok(read) => assert_eq!(read, &event, "JSON round trip"),
-        Err(e) => panic!("a decoded event does not read back: {e}\n{}", String::from_utf8_lossy(&line)),
+        Err(e) => panic!(
+            "a decoded event does not read back: {e}\n{}",
+            String::from_utf8_lossy(&line)
+        ),
     }
     for layout in [Layout::MultiLine, Layout::SingleLine] {
         let _ = event.display(layout).to_string();

@@ -26,7 +26,10 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(text.parse::<MetaFilter>().as_ref(), Ok(&filter));
         }
         Err(err) => {
-            assert!(err.column >= 1 && err.column <= text.chars().count() + 1, "{err:?}");
+            assert!(
+                err.column >= 1 && err.column <= text.chars().count() + 1,
+                "{err:?}"
+            );
             let _ = err.to_string();
         }
     }

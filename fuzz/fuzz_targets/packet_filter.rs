@@ -32,7 +32,10 @@ fn view_from(b: &[u8; VIEW_BYTES]) -> PacketView {
         src: Some(src),
         dst: Some(dst),
         ports: (b[0] & 4 == 0).then(|| {
-            (u16::from_be_bytes([b[2], b[3]]), u16::from_be_bytes([b[36], b[37]]))
+            (
+                u16::from_be_bytes([b[2], b[3]]),
+                u16::from_be_bytes([b[36], b[37]]),
+            )
         }),
     }
 }
@@ -71,7 +74,10 @@ fuzz_target!(|data: &[u8]| {
     let filter = match PacketFilter::parse(text) {
         Ok(filter) => filter,
         Err(err) => {
-            assert!(err.column >= 1 && err.column <= text.chars().count() + 1, "{err:?}");
+            assert!(
+                err.column >= 1 && err.column <= text.chars().count() + 1,
+                "{err:?}"
+            );
             let _ = err.to_string();
             return;
         }
@@ -82,7 +88,10 @@ fuzz_target!(|data: &[u8]| {
     assert!(!program.insns.is_empty() && program.insns.len() <= MAX_INSNS);
     for insn in &program.insns {
         if let Test::Net { dir, .. } | Test::Port { dir, .. } = insn.test {
-            assert!(matches!(dir, Dir::Src | Dir::Dst), "split at compile time: {insn:?}");
+            assert!(
+                matches!(dir, Dir::Src | Dir::Dst),
+                "split at compile time: {insn:?}"
+            );
         }
     }
 
@@ -90,7 +99,13 @@ fuzz_target!(|data: &[u8]| {
     if let Some(b) = &view_bytes {
         views.push(view_from(b));
     }
-    views.push(PacketView { version: None, proto: 0, src: None, dst: None, ports: None });
+    views.push(PacketView {
+        version: None,
+        proto: 0,
+        src: None,
+        dst: None,
+        ports: None,
+    });
     let (mut addrs, mut ports, mut protos) = (Vec::new(), Vec::new(), vec![6, 17, 1, 58, 132]);
     collect(&filter.expr, &mut addrs, &mut ports, &mut protos);
     addrs.truncate(8);
@@ -108,7 +123,11 @@ fuzz_target!(|data: &[u8]| {
             for (j, &sport) in ports.iter().enumerate() {
                 let dport = ports[(j + i) % ports.len()];
                 views.push(PacketView {
-                    version: Some(if src.is_ipv4() { IpVersion::V4 } else { IpVersion::V6 }),
+                    version: Some(if src.is_ipv4() {
+                        IpVersion::V4
+                    } else {
+                        IpVersion::V6
+                    }),
                     proto,
                     src: Some(src),
                     dst: Some(dst),

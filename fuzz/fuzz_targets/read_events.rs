@@ -15,14 +15,15 @@ fuzz_target!(|data: &[u8]| {
     // First byte: the line limit and the read size, so short limits and lines split across
     // reads get exercised as well.
     let (limit, capacity, bytes) = match data.split_first() {
-        Some((&b, rest)) if b & 0x80 != 0 => (usize::from(b & 0x7f) * 16, usize::from(b & 0x0f) + 1, rest),
+        Some((&b, rest)) if b & 0x80 != 0 => {
+            (usize::from(b & 0x7f) * 16, usize::from(b & 0x0f) + 1, rest)
+        }
         _ => (ct_core::DEFAULT_MAX_LINE_BYTES, 8192, data),
     };
     let whole: Vec<_> = read_events(bytes).with_max_line_bytes(limit).collect();
-    let trickled: Vec<_> =
-        read_events(BufReader::with_capacity(capacity, Cursor::new(bytes)))
-            .with_max_line_bytes(limit)
-            .collect();
+    let trickled: Vec<_> = read_events(BufReader::with_capacity(capacity, Cursor::new(bytes)))
+        .with_max_line_bytes(limit)
+        .collect();
     assert_eq!(whole.len(), trickled.len());
     let lines = bytes.split(|&b| b == b'\n').count() as u64;
     let mut last = 0;
@@ -36,7 +37,11 @@ fuzz_target!(|data: &[u8]| {
             (Err(a), Err(b)) => {
                 assert_eq!(a.line, b.line);
                 assert_eq!(a.to_string(), b.to_string());
-                assert!(a.line > last && a.line <= lines, "line {} of {lines}", a.line);
+                assert!(
+                    a.line > last && a.line <= lines,
+                    "line {} of {lines}",
+                    a.line
+                );
                 last = a.line;
                 assert!(a.to_string().starts_with(&format!("line {}: ", a.line)));
             }
@@ -57,7 +62,10 @@ fuzz_target!(|data: &[u8]| {
             out.write(event).expect("writing to memory");
         }
         let groups = group_packets(&events);
-        assert_eq!(groups.iter().map(|g| g.events.len()).sum::<usize>(), events.len());
+        assert_eq!(
+            groups.iter().map(|g| g.events.len()).sum::<usize>(),
+            events.len()
+        );
         let mut text = String::new();
         write_packets(&mut text, &groups, format).expect("writing to a String");
         let conns = connections(&events);

@@ -62,10 +62,13 @@ fn signals_at_random_moments_stop_cleanly() {
         let mut rng = Rng::new(seed);
         for (signal, name) in [(libc::SIGINT, "SIGINT"), (libc::SIGTERM, "SIGTERM")] {
             let what = format!("{name} seed {seed}");
-            // Half the moments fall while the probes load, half while events pour in.
-            let delay = Duration::from_millis(match rng.below(2) {
-                0 => rng.below(150),
-                _ => 300 + rng.below(2200),
+            // Half the moments fall while the probes load (SIGINT of odd seeds, SIGTERM of
+            // even ones), half while events pour in.
+            let loading = (seed % 2 == 1) == (signal == libc::SIGINT);
+            let delay = Duration::from_millis(if loading {
+                rng.below(150)
+            } else {
+                400 + rng.below(2100)
             });
             let file = scratch.path(&format!("{seed}-{name}.json"));
             let _flood = ping_flood(&lab, 200_000, 15);
@@ -88,23 +91,20 @@ fn signals_at_random_moments_stop_cleanly() {
                 std::thread::sleep(Duration::from_millis(5));
             }
             let ready = collect.stderr_has("; collecting");
+            if ready {
+                // Everything is attached once the readiness line is out.
+                collect.sample();
+            }
             collect.signal(signal);
-            let mut held = collect.held.clone();
-            // Keep sampling until it exits (finish does), then check the kernel.
-            let pid = collect.pid();
-            let (status, _, stderr) = {
-                let c = collect;
-                let started = Instant::now();
-                let out = c.finish(Duration::from_secs(30));
-                report.push(format!(
-                    "{what}: signal {:>4} ms after the handlers (probes {}), stopped in {:>4} ms",
-                    delay.as_millis(),
-                    if ready { "attached" } else { "loading" },
-                    started.elapsed().as_millis()
-                ));
-                out
-            };
-            held.extend(&BpfIds::held_by(pid));
+            // Sampled until it exits, then checked in the kernel.
+            let started = Instant::now();
+            let (status, _, stderr, held) = collect.finish_held(Duration::from_secs(30));
+            report.push(format!(
+                "{what}: signal {:>4} ms after the handlers (probes {}), stopped in {:>4} ms",
+                delay.as_millis(),
+                if ready { "attached" } else { "loading" },
+                started.elapsed().as_millis()
+            ));
             let text = stderr.join("\n");
             assert_eq!(status.code(), Some(0), "{what}: stderr:\n{text}");
             assert!(!text.contains("panicked"), "{what}: {text}");
@@ -187,15 +187,26 @@ fn sigkill_leaves_nothing_attached_and_a_new_collect_starts() {
     let again = scratch.path("again.json");
     let mut collect = Collect::start(&["-o", again.to_str().unwrap(), "--netns", &netns]);
     collect.wait_ready();
+    let ping = lab.ping(Node::Client, SERVER4.into(), 3).expect("ping");
+    assert!(ping.success(), "{}", ping.stderr);
     std::thread::sleep(Duration::from_millis(300));
     collect.signal(libc::SIGINT);
-    let mut held = collect.held.clone();
-    let pid = collect.pid();
-    let (status, _, stderr) = collect.finish(Duration::from_secs(20));
-    held.extend(&BpfIds::held_by(pid));
+    let (status, _, stderr, held) = collect.finish_held(Duration::from_secs(20));
     assert_eq!(status.code(), Some(0), "{}", stderr.join("\n"));
     let events = read_file(&again);
-    assert!(!events.is_empty(), "the flood goes on: the new run sees it");
+    let echoes = events
+        .iter()
+        .filter(|e| {
+            matches!(
+                e.packet.as_ref().and_then(|p| p.l4),
+                Some(PacketL4::Icmp { icmp_type: 8, .. })
+            )
+        })
+        .count();
+    assert!(
+        echoes >= 3,
+        "the new run sees the pings: {echoes} echo requests"
+    );
     assert_eq!(summary(&stderr).0, events.len() as u64);
     held.assert_all_gone("second run");
 }
@@ -546,10 +557,7 @@ fn namespace_deleted_interfaces_down_and_table_flushed_mid_run() {
         ("every namespace", on_all, &everywhere),
     ] {
         collect.signal(libc::SIGINT);
-        let mut held = collect.held.clone();
-        let pid = collect.pid();
-        let (status, _, stderr) = collect.finish(Duration::from_secs(30));
-        held.extend(&BpfIds::held_by(pid));
+        let (status, _, stderr, held) = collect.finish_held(Duration::from_secs(30));
         let text = stderr.join("\n");
         assert_eq!(status.code(), Some(0), "{what}: {text}");
         let events = read_file(file);

@@ -193,7 +193,14 @@ impl Collect {
 
     /// Waits for exit (at most `limit`), sampling the BPF objects held until then.
     /// Returns the status, stdout and every stderr line.
-    pub fn finish(mut self, limit: Duration) -> (ExitStatus, String, Vec<String>) {
+    pub fn finish(self, limit: Duration) -> (ExitStatus, String, Vec<String>) {
+        let (status, stdout, stderr, _) = self.finish_held(limit);
+        (status, stdout, stderr)
+    }
+
+    /// [`finish`](Self::finish), also returning every BPF object seen held by the process
+    /// from its start to its exit.
+    pub fn finish_held(mut self, limit: Duration) -> (ExitStatus, String, Vec<String>, BpfIds) {
         let deadline = Instant::now() + limit;
         let mut stdout = String::new();
         let reader = self.child.stdout.take().map(|mut out| {
@@ -222,7 +229,7 @@ impl Collect {
         }
         while self.lines.recv_timeout(Duration::from_secs(5)).is_ok() {}
         let stderr = self.stderr.lock().unwrap().clone();
-        (status, stdout, stderr)
+        (status, stdout, stderr, self.held)
     }
 }
 
