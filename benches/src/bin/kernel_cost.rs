@@ -248,7 +248,16 @@ fn end_to_end(cli: &str) -> Result<EndToEnd, String> {
         use std::io::Read;
         let _ = stderr.read_to_string(&mut rest);
     }
-    child.wait().map_err(|e| e.to_string())?;
+    // wait4 gives this child's own usage (getrusage(RUSAGE_CHILDREN) would add ping's).
+    // SAFETY: wait4 on our own child's pid, writing into structs we own.
+    let usage = unsafe {
+        let mut status = 0;
+        let mut u: libc::rusage = std::mem::zeroed();
+        if libc::wait4(child.id() as i32, &mut status, 0, &mut u) < 0 {
+            return Err(format!("wait4: {}", std::io::Error::last_os_error()));
+        }
+        u
+    };
     let events = std::fs::read_to_string(&out)
         .map_err(|e| e.to_string())?
         .lines()
@@ -259,12 +268,6 @@ fn end_to_end(cli: &str) -> Result<EndToEnd, String> {
         .find(|l| l.contains("lost"))
         .unwrap_or("?")
         .to_owned();
-    // SAFETY: getrusage fills the struct we pass.
-    let usage = unsafe {
-        let mut u: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_CHILDREN, &mut u);
-        u
-    };
     let cpu = usage.ru_utime.tv_sec as f64
         + usage.ru_utime.tv_usec as f64 / 1e6
         + usage.ru_stime.tv_sec as f64
