@@ -78,6 +78,7 @@
 pub mod conns;
 mod ct;
 mod event;
+mod fast;
 pub mod filter;
 mod fixed;
 pub mod jsonl;

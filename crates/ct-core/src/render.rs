@@ -1,8 +1,11 @@
 //! Text layouts of events, written straight into a sink.
 //!
 //! Every writer here takes any [`fmt::Write`] (a `String`, a `fmt::Formatter`, or an
-//! [`io::Write`] through [`IoSink`]) and writes each field with `write!` directly: nothing is
-//! formatted into a temporary string first, so printing an event allocates nothing.
+//! [`io::Write`] through [`IoSink`]). A writer gathers its text in a stack buffer
+//! ([`Text`]) and hands it to the sink in one piece (more only for a line longer than the
+//! buffer); numbers and addresses are written into that buffer by `put!`, the crate's fast
+//! path, byte for byte what `write!` would print, without the cost of `core::fmt`. Nothing
+//! is formatted into a heap string, so printing an event allocates nothing.
 //!
 //! Writers never add a trailing newline; the caller ends the line (see
 //! [`EventWriter`](crate::EventWriter), which also separates multi-line events by a blank line).
@@ -38,6 +41,7 @@
 use std::fmt::{self, Write};
 use std::io;
 
+use crate::fast::{put, BareHex, FmtSink, Hex, Out};
 use crate::{
     ip_proto_name, CtConnEvent, CtEvent, CtProto, CtTuple, Event, IpVersion, Packet, PacketIp,
     PacketL4, ProbeInfo, Task, Tracking, ZoneDir,
@@ -72,6 +76,26 @@ pub const CONTINUATION_INDENT: usize = 4;
 /// Spaces the sections of an event are indented by under its header line.
 pub const SECTION_INDENT: usize = 2;
 
+/// Bytes of the stack buffer a writer gathers its text in: a single-line event of IPv4
+/// flows fits.
+const TEXT_BUF: usize = 512;
+
+/// The stack buffer every writer below writes into, on its way to the caller's sink.
+type Text<'w, W> = Out<FmtSink<'w, W>, TEXT_BUF>;
+
+/// Runs `body` on a [`Text`] buffer in front of `w`, then hands `w` the rest.
+#[inline]
+fn buffered<W, F>(w: &mut W, body: F) -> fmt::Result
+where
+    W: Write + ?Sized,
+    F: FnOnce(&mut Text<'_, W>) -> fmt::Result,
+{
+    let mut text = Out::new(FmtSink(w));
+    let result = body(&mut text);
+    let flushed = text.finish();
+    result.and(flushed)
+}
+
 /// Writes `n` spaces.
 fn pad<W: Write + ?Sized>(w: &mut W, n: usize) -> fmt::Result {
     const SPACES: &str = "                                ";
@@ -87,7 +111,9 @@ fn pad<W: Write + ?Sized>(w: &mut W, n: usize) -> fmt::Result {
 /// Writes a name that came from the kernel or a file (comm, interface, probe, helper) with
 /// control characters escaped, so that one event never spills onto extra lines.
 fn write_name<W: Write + ?Sized>(w: &mut W, s: &str) -> fmt::Result {
-    if !s.chars().any(char::is_control) {
+    // Printable ASCII (the usual name) has no control character; anything else is checked
+    // character by character.
+    if s.bytes().all(|b| (b' '..0x7f).contains(&b)) || !s.chars().any(char::is_control) {
         return w.write_str(s);
     }
     for c in s.chars() {
@@ -128,13 +154,28 @@ impl<'w, W: Write + ?Sized> Parts<'w, W> {
 /// adds ` vtag 0x..`), `{src} > {dst} type {t} code {c} id {id}` for icmp/icmpv6,
 /// `{src} > {dst}` for any other protocol.
 pub fn write_tuple<W: Write + ?Sized>(w: &mut W, tuple: &CtTuple) -> fmt::Result {
+    buffered(w, |w| tuple_text(w, tuple))
+}
+
+fn tuple_text<W: Write + ?Sized>(w: &mut Text<'_, W>, tuple: &CtTuple) -> fmt::Result {
     let (src, dst) = (tuple.ip.src, tuple.ip.dst);
     match tuple.proto {
         CtProto::Tcp { sport, dport } | CtProto::Udp { sport, dport } => {
-            write!(w, "{src}.{sport} > {dst}.{dport}")
+            put!(w, src, '.', sport, " > ", dst, '.', dport)
         }
         CtProto::Sctp { sport, dport, vtag } => {
-            write!(w, "{src}.{sport} > {dst}.{dport} vtag {vtag:#x}")
+            put!(
+                w,
+                src,
+                '.',
+                sport,
+                " > ",
+                dst,
+                '.',
+                dport,
+                " vtag ",
+                Hex(vtag)
+            )
         }
         CtProto::Icmp {
             icmp_type,
@@ -145,20 +186,20 @@ pub fn write_tuple<W: Write + ?Sized>(w: &mut W, tuple: &CtTuple) -> fmt::Result
             icmp_type,
             code,
             id,
-        } => write!(w, "{src} > {dst} type {icmp_type} code {code} id {id}"),
-        CtProto::Generic { .. } => write!(w, "{src} > {dst}"),
+        } => put!(w, src, " > ", dst, " type ", icmp_type, " code ", code, " id ", id),
+        CtProto::Generic { .. } => put!(w, src, " > ", dst),
     }
 }
 
 /// The protocol word of a connection: `tcp`, `udp`, `icmp`, `icmpv6`, `sctp`, `proto {num}`.
-fn write_proto<W: Write + ?Sized>(w: &mut W, proto: &CtProto) -> fmt::Result {
+fn write_proto<W: Write + ?Sized>(w: &mut Text<'_, W>, proto: &CtProto) -> fmt::Result {
     match proto {
         CtProto::Tcp { .. } => w.write_str("tcp"),
         CtProto::Udp { .. } => w.write_str("udp"),
         CtProto::Icmp { .. } => w.write_str("icmp"),
         CtProto::Icmpv6 { .. } => w.write_str("icmpv6"),
         CtProto::Sctp { .. } => w.write_str("sctp"),
-        CtProto::Generic { proto } => write!(w, "proto {proto}"),
+        CtProto::Generic { proto } => put!(w, "proto ", proto),
     }
 }
 
@@ -166,6 +207,15 @@ fn write_proto<W: Write + ?Sized>(w: &mut W, proto: &CtProto) -> fmt::Result {
 /// from `indent`).
 pub(crate) fn conn_body<W: Write + ?Sized>(
     w: &mut W,
+    conn: &CtConnEvent,
+    layout: Layout,
+    indent: usize,
+) -> fmt::Result {
+    buffered(w, |w| conn_text(w, conn, layout, indent))
+}
+
+fn conn_text<W: Write + ?Sized>(
+    w: &mut Text<'_, W>,
     conn: &CtConnEvent,
     layout: Layout,
     indent: usize,
@@ -181,7 +231,7 @@ pub(crate) fn conn_body<W: Write + ?Sized>(
 
 /// `{proto}{ (state)} orig [..] reply [..]`.
 fn conn_tuples<W: Write + ?Sized>(
-    w: &mut W,
+    w: &mut Text<'_, W>,
     conn: &CtConnEvent,
     layout: Layout,
     indent: usize,
@@ -190,18 +240,18 @@ fn conn_tuples<W: Write + ?Sized>(
     match conn.orig.proto {
         CtProto::Tcp { .. } => {
             if let Some(state) = conn.tcp_state {
-                write!(w, " ({state})")?;
+                put!(w, " (", state, ')')?;
             }
         }
         CtProto::Sctp { .. } => {
             if let Some(state) = conn.sctp_state {
-                write!(w, " ({state})")?;
+                put!(w, " (", state, ')')?;
             }
         }
         _ => {}
     }
     w.write_str(" orig [")?;
-    write_tuple(w, &conn.orig)?;
+    tuple_text(w, &conn.orig)?;
     w.write_char(']')?;
     match layout {
         Layout::SingleLine => w.write_char(' ')?,
@@ -211,30 +261,30 @@ fn conn_tuples<W: Write + ?Sized>(
         }
     }
     w.write_str("reply [")?;
-    write_tuple(w, &conn.reply)?;
+    tuple_text(w, &conn.reply)?;
     w.write_char(']')
 }
 
 /// ` zone ..`, ` mark ..`, ` labels ..` and the optional extras, each only when known.
-fn conn_extras<W: Write + ?Sized>(w: &mut W, conn: &CtConnEvent) -> fmt::Result {
+fn conn_extras<W: Write + ?Sized>(w: &mut Text<'_, W>, conn: &CtConnEvent) -> fmt::Result {
     match conn.zone_dir {
         ZoneDir::None => {}
-        ZoneDir::Default => write!(w, " zone {}", conn.zone_id)?,
-        ZoneDir::Original => write!(w, " orig-zone {}", conn.zone_id)?,
-        ZoneDir::Reply => write!(w, " reply-zone {}", conn.zone_id)?,
+        ZoneDir::Default => put!(w, " zone ", conn.zone_id)?,
+        ZoneDir::Original => put!(w, " orig-zone ", conn.zone_id)?,
+        ZoneDir::Reply => put!(w, " reply-zone ", conn.zone_id)?,
     }
     if let Some(mark) = conn.mark {
-        write!(w, " mark {mark:#x}")?;
+        put!(w, " mark ", Hex(mark))?;
     }
     if let Some(labels) = conn.labels.filter(|&l| l != 0) {
-        write!(w, " labels {labels:#x}")?;
+        put!(w, " labels ", Hex(labels))?;
     }
     if let Some(helper) = &conn.helper {
         w.write_str(" helper ")?;
         write_name(w, helper.as_str())?;
     }
     if let Some(timeout) = conn.timeout {
-        write!(w, " timeout {timeout}s")?;
+        put!(w, " timeout ", timeout, 's')?;
     }
     Ok(())
 }
@@ -248,20 +298,22 @@ pub fn write_conn<W: Write + ?Sized>(
     layout: Layout,
     indent: usize,
 ) -> fmt::Result {
-    pad(w, indent)?;
-    conn_body(w, conn, layout, indent)
+    buffered(w, |w| {
+        pad(w, indent)?;
+        conn_text(w, conn, layout, indent)
+    })
 }
 
 /// The ct section without the first line's indent.
 fn ct_body<W: Write + ?Sized>(
-    w: &mut W,
+    w: &mut Text<'_, W>,
     ct: &CtEvent,
     layout: Layout,
     indent: usize,
 ) -> fmt::Result {
-    write!(w, "ct_state {}", ct.state)?;
+    put!(w, "ct_state ", <&str>::from(ct.state))?;
     if let Some(base) = &ct.base {
-        write!(w, " status {:#x}", base.ct_status.bits())?;
+        put!(w, " status ", Hex(base.ct_status.bits()))?;
         match layout {
             Layout::SingleLine => w.write_char(' ')?,
             Layout::MultiLine => {
@@ -269,7 +321,7 @@ fn ct_body<W: Write + ?Sized>(
                 pad(w, indent)?;
             }
         }
-        conn_body(w, base, layout, indent)?;
+        conn_text(w, base, layout, indent)?;
     }
     if let Some(parent) = &ct.parent {
         match layout {
@@ -280,7 +332,7 @@ fn ct_body<W: Write + ?Sized>(
                 w.write_str("\\ parent [")?;
             }
         }
-        conn_body(w, parent, layout, indent)?;
+        conn_text(w, parent, layout, indent)?;
         w.write_char(']')?;
     }
     Ok(())
@@ -294,8 +346,10 @@ pub fn write_ct<W: Write + ?Sized>(
     layout: Layout,
     indent: usize,
 ) -> fmt::Result {
-    pad(w, indent)?;
-    ct_body(w, ct, layout, indent)
+    buffered(w, |w| {
+        pad(w, indent)?;
+        ct_body(w, ct, layout, indent)
+    })
 }
 
 // ---------------------------------------------------------------------------------------
@@ -335,20 +389,26 @@ fn l4_ports(l4: Option<&PacketL4>) -> Option<(u16, u16)> {
 }
 
 fn write_packet_ip<W: Write + ?Sized>(
-    w: &mut W,
+    w: &mut Text<'_, W>,
     ip: &PacketIp,
     l4: Option<&PacketL4>,
 ) -> fmt::Result {
     match l4_ports(l4) {
-        Some((sport, dport)) => write!(w, "{}.{sport} > {}.{dport}", ip.src, ip.dst)?,
-        None => write!(w, "{} > {}", ip.src, ip.dst)?,
+        Some((sport, dport)) => put!(w, ip.src, '.', sport, " > ", ip.dst, '.', dport)?,
+        None => put!(w, ip.src, " > ", ip.dst)?,
     }
     match ip.version {
         IpVersion::V4 => {
-            write!(
+            put!(
                 w,
-                " ttl {} tos {:#x} id {} off {}",
-                ip.ttl, ip.tos, ip.id, ip.frag_off
+                " ttl ",
+                ip.ttl,
+                " tos ",
+                Hex(ip.tos),
+                " id ",
+                ip.id,
+                " off ",
+                ip.frag_off
             )?;
             if ip.df {
                 w.write_str(" [DF]")?;
@@ -357,12 +417,20 @@ fn write_packet_ip<W: Write + ?Sized>(
                 w.write_str(" [MF]")?;
             }
         }
-        IpVersion::V6 => write!(w, " ttl {} tos {:#x} label {:#x}", ip.ttl, ip.tos, ip.id)?,
+        IpVersion::V6 => put!(
+            w,
+            " ttl ",
+            ip.ttl,
+            " tos ",
+            Hex(ip.tos),
+            " label ",
+            Hex(ip.id)
+        )?,
     }
-    write!(w, " len {}", ip.len)?;
+    put!(w, " len ", ip.len)?;
     match ip_proto_name(ip.proto) {
-        Some(name) => write!(w, " proto {name} ({})", ip.proto),
-        None => write!(w, " proto {}", ip.proto),
+        Some(name) => put!(w, " proto ", name, " (", ip.proto, ')'),
+        None => put!(w, " proto ", ip.proto),
     }
 }
 
@@ -373,17 +441,19 @@ fn write_packet_ip<W: Write + ?Sized>(
 /// `ttl/tos/id/off`; ports appear for tcp/udp/sctp, ` type T code C` for icmp/icmpv6; without a
 /// network header only the skb length (`len N`) is known.
 pub fn write_packet<W: Write + ?Sized>(w: &mut W, packet: &Packet, indent: usize) -> fmt::Result {
-    pad(w, indent)?;
-    packet_body(w, packet)
+    buffered(w, |w| {
+        pad(w, indent)?;
+        packet_body(w, packet)
+    })
 }
 
-fn packet_body<W: Write + ?Sized>(w: &mut W, packet: &Packet) -> fmt::Result {
+fn packet_body<W: Write + ?Sized>(w: &mut Text<'_, W>, packet: &Packet) -> fmt::Result {
     let mut parts = Parts::new(w);
     if packet.ifindex.is_some() || packet.ifname.is_some() {
         let w = parts.next()?;
         w.write_str("if")?;
         if let Some(ifindex) = packet.ifindex {
-            write!(w, " {ifindex}")?;
+            put!(w, ' ', ifindex)?;
         }
         if let Some(ifname) = &packet.ifname {
             w.write_str(" (")?;
@@ -393,7 +463,7 @@ fn packet_body<W: Write + ?Sized>(w: &mut W, packet: &Packet) -> fmt::Result {
     }
     match &packet.ip {
         Some(ip) => write_packet_ip(parts.next()?, ip, packet.l4.as_ref())?,
-        None => write!(parts.next()?, "len {}", packet.len)?,
+        None => put!(parts.next()?, "len ", packet.len)?,
     }
     match packet.l4 {
         Some(PacketL4::Tcp { flags, .. }) => {
@@ -402,7 +472,7 @@ fn packet_body<W: Write + ?Sized>(w: &mut W, packet: &Packet) -> fmt::Result {
             write_tcp_flags(w, flags)?;
         }
         Some(PacketL4::Icmp { icmp_type, code } | PacketL4::Icmpv6 { icmp_type, code }) => {
-            write!(parts.next()?, "type {icmp_type} code {code}")?;
+            put!(parts.next()?, "type ", icmp_type, " code ", code)?;
         }
         _ => {}
     }
@@ -421,37 +491,37 @@ pub(crate) fn has_header(event: &Event) -> bool {
         || event.tracking.is_some()
 }
 
-fn write_task<W: Write + ?Sized>(w: &mut W, task: &Task) -> fmt::Result {
+fn write_task<W: Write + ?Sized>(w: &mut Text<'_, W>, task: &Task) -> fmt::Result {
     w.write_char('[')?;
     write_name(w, task.comm.as_str())?;
-    write!(w, "] {}", task.tgid)?;
+    put!(w, "] ", task.tgid)?;
     if task.pid != task.tgid {
-        write!(w, "/{}", task.pid)?;
+        put!(w, '/', task.pid)?;
     }
     Ok(())
 }
 
-fn write_probe<W: Write + ?Sized>(w: &mut W, probe: &ProbeInfo) -> fmt::Result {
-    write!(w, "[{}] ", probe.kind)?;
+fn write_probe<W: Write + ?Sized>(w: &mut Text<'_, W>, probe: &ProbeInfo) -> fmt::Result {
+    put!(w, '[', <&str>::from(probe.kind), "] ")?;
     write_name(w, &probe.name)
 }
 
-fn write_tracking<W: Write + ?Sized>(w: &mut W, tracking: &Tracking) -> fmt::Result {
-    write!(w, "#skb {:x}", tracking.skb)?;
+fn write_tracking<W: Write + ?Sized>(w: &mut Text<'_, W>, tracking: &Tracking) -> fmt::Result {
+    put!(w, "#skb ", BareHex(tracking.skb))?;
     if let Some(conn) = tracking.conn {
-        write!(w, " conn {conn:x}")?;
+        put!(w, " conn ", BareHex(conn))?;
     }
     if let Some(parent) = tracking.parent_conn {
-        write!(w, " parent-conn {parent:x}")?;
+        put!(w, " parent-conn ", BareHex(parent))?;
     }
     Ok(())
 }
 
 /// The header line without indent; writes nothing when the event has no header field.
-fn header_body<W: Write + ?Sized>(w: &mut W, event: &Event) -> fmt::Result {
+fn header_body<W: Write + ?Sized>(w: &mut Text<'_, W>, event: &Event) -> fmt::Result {
     let mut parts = Parts::new(w);
     if let Some(ts) = event.timestamp {
-        write!(parts.next()?, "{ts}")?;
+        put!(parts.next()?, ts)?;
     }
     if let Some(task) = &event.task {
         write_task(parts.next()?, task)?;
@@ -463,7 +533,7 @@ fn header_body<W: Write + ?Sized>(w: &mut W, event: &Event) -> fmt::Result {
         write_tracking(parts.next()?, tracking)?;
     }
     if let Some(netns) = event.netns {
-        write!(parts.next()?, "netns {netns}")?;
+        put!(parts.next()?, "netns ", netns)?;
     }
     Ok(())
 }
@@ -472,8 +542,10 @@ fn header_body<W: Write + ?Sized>(w: &mut W, event: &Event) -> fmt::Result {
 /// then the tracking ids (`#skb {id:x} conn {id:x}`) and `netns {inode}` when known.
 /// Missing fields are left out; an event without any writes only the indent.
 pub fn write_header<W: Write + ?Sized>(w: &mut W, event: &Event, indent: usize) -> fmt::Result {
-    pad(w, indent)?;
-    header_body(w, event)
+    buffered(w, |w| {
+        pad(w, indent)?;
+        header_body(w, event)
+    })
 }
 
 /// Writes a whole event: the header, then the packet and ct sections.
@@ -488,6 +560,15 @@ pub fn write_event<W: Write + ?Sized>(
     layout: Layout,
     indent: usize,
 ) -> fmt::Result {
+    buffered(w, |w| event_text(w, event, layout, indent))
+}
+
+fn event_text<W: Write + ?Sized>(
+    w: &mut Text<'_, W>,
+    event: &Event,
+    layout: Layout,
+    indent: usize,
+) -> fmt::Result {
     let header = has_header(event);
     let section_indent = if header {
         indent + SECTION_INDENT
@@ -496,7 +577,7 @@ pub fn write_event<W: Write + ?Sized>(
     };
     let mut started = false;
     // Begins a part: the indent for the first, otherwise a space or a new indented line.
-    let mut begin = |w: &mut W, part_indent: usize| -> fmt::Result {
+    let mut begin = |w: &mut Text<'_, W>, part_indent: usize| -> fmt::Result {
         if !started {
             started = true;
             pad(w, part_indent)
@@ -575,8 +656,10 @@ impl Render for Packet {
 /// A tuple is always one line; the layout does not change it.
 impl Render for CtTuple {
     fn render<W: Write + ?Sized>(&self, w: &mut W, _layout: Layout, indent: usize) -> fmt::Result {
-        pad(w, indent)?;
-        write_tuple(w, self)
+        buffered(w, |w| {
+            pad(w, indent)?;
+            tuple_text(w, self)
+        })
     }
 }
 
@@ -654,5 +737,7 @@ pub fn write_io<T: Render + ?Sized, W: io::Write>(
     sink.finish(result)
 }
 
+#[cfg(test)]
+mod reference;
 #[cfg(test)]
 mod tests;
