@@ -153,7 +153,8 @@ pub struct CollectArgs {
     pub duration: Option<Duration>,
 
     /// Ring buffer size in bytes: a power of two, at least 4096 (k/m/g suffixes: 8m).
-    /// Raise it when events are lost. Default: 4m.
+    /// Raise it when events are lost (each event takes 504 bytes; the kernel maps the
+    /// ring twice, so it costs twice its size in memory). Default: 2m.
     #[arg(long, value_name = "BYTES", value_parser = parse_size)]
     pub ring_size: Option<u64>,
 
