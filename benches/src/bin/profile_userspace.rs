@@ -1,6 +1,7 @@
 //! A fixed user-space workload for instruction-level profiling (callgrind counts are
 //! repeatable, unlike timings on a shared machine):
-//! `valgrind --tool=callgrind target/release/profile_userspace decode|text|json`.
+//! `valgrind --tool=callgrind target/release/profile_userspace decode|text|json [FIXTURE]`
+//! (100,000 events of `fixtures/raw/FIXTURE.bin`, `tcp` unless given).
 
 use std::hint::black_box;
 use std::path::PathBuf;
@@ -12,7 +13,9 @@ use ct_core::{write_event_json, ProbeInfo, ProbeKind};
 fn main() {
     let what = std::env::args().nth(1).unwrap_or_else(|| "decode".into());
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/raw");
-    let bytes = std::fs::read(dir.join("tcp.bin")).expect("fixtures/raw/tcp.bin");
+    let fixture = std::env::args().nth(2).unwrap_or_else(|| "tcp".into());
+    let path = dir.join(format!("{fixture}.bin"));
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let decoder = Decoder::new(
         (0..16)
             .map(|i| ProbeInfo {

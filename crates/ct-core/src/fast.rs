@@ -36,9 +36,6 @@ pub(crate) use put;
 /// `10^8`: [`eight_digits`] takes numbers below.
 const E8: u64 = 100_000_000;
 
-/// Lowercase hex digits.
-const HEX: &[u8; 16] = b"0123456789abcdef";
-
 /// Where a full [`Out`] buffer goes.
 pub(crate) trait Sink {
     type Error;
@@ -272,7 +269,7 @@ impl<S: Sink, const N: usize> Out<S, N> {
     /// leading zeros, the first longest run of two or more zero groups as `::`), an
     /// IPv4-mapped address as `::ffff:a.b.c.d`.
     pub(crate) fn ipv6(&mut self, addr: Ipv6Addr) {
-        let room = self.room_array::<39>();
+        let room = self.room_array::<IPV6_ROOM>();
         let len = write_ipv6(room, addr);
         self.len += len;
     }
@@ -384,8 +381,25 @@ fn write_ipv4(out: &mut [u8; 16], octets: [u8; 4]) -> usize {
     at - 1
 }
 
-/// Writes the RFC 5952 text of `addr` at the start of `out`; gives its length.
-fn write_ipv6(out: &mut [u8; 39], addr: Ipv6Addr) -> usize {
+/// Room [`write_ipv6`] needs: the longest text is 39 bytes, and each group is written as
+/// four bytes and a `:` before its length is known.
+const IPV6_ROOM: usize = 40;
+
+/// Each byte's two lowercase hex digits.
+const HEX_PAIRS: [[u8; 2]; 256] = {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut table = [[0u8; 2]; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = [HEX[b >> 4], HEX[b & 0xf]];
+        b += 1;
+    }
+    table
+};
+
+/// Writes the RFC 5952 text of `addr` at the start of `out` (which it may scribble on
+/// beyond, with ASCII); gives its length.
+fn write_ipv6(out: &mut [u8; IPV6_ROOM], addr: Ipv6Addr) -> usize {
     if let Some(v4) = addr.to_ipv4_mapped() {
         out[..7].copy_from_slice(b"::ffff:");
         let mut quad = [0; 16];
@@ -393,44 +407,55 @@ fn write_ipv6(out: &mut [u8; 39], addr: Ipv6Addr) -> usize {
         out[7..7 + len].copy_from_slice(&quad[..len]);
         return 7 + len;
     }
-    let segments = addr.segments();
-    // The first longest run of zero groups.
-    let (mut best_start, mut best_len, mut run_start, mut run_len) = (0, 0, 0, 0);
-    for (i, &s) in segments.iter().enumerate() {
-        if s == 0 {
-            if run_len == 0 {
-                run_start = i;
-            }
-            run_len += 1;
-            if run_len > best_len {
-                (best_start, best_len) = (run_start, run_len);
-            }
-        } else {
-            run_len = 0;
-        }
+    let octets = addr.octets();
+    let group = |i: usize| u16::from_be_bytes([octets[2 * i], octets[2 * i + 1]]);
+    // The first longest run of zero groups: after k rounds, bit i of `runs` says groups
+    // i..i+k are all zero.
+    let mut zero = 0u32;
+    for i in 0..8 {
+        zero |= u32::from(group(i) == 0) << i;
     }
-    if best_len > 1 {
-        let at = write_groups(out, 0, &segments[..best_start]);
-        out[at..at + 2].copy_from_slice(b"::");
-        write_groups(out, at + 2, &segments[best_start + best_len..])
+    let (mut runs, mut longest, mut len) = (zero, 0, 0);
+    while runs != 0 {
+        longest = runs;
+        runs &= runs >> 1;
+        len += 1;
+    }
+    // The groups `::` stands for (none unless the run is two or more long).
+    let (start, skip) = if len > 1 {
+        let start = longest.trailing_zeros() as usize;
+        (start, ((1u32 << len) - 1) << start)
     } else {
-        write_groups(out, 0, &segments)
+        (8, 0)
+    };
+    // Each group and a `:`; the run as one more `:` (two at the start); the last `:` is
+    // dropped unless the text ends in `::`.
+    let mut at = 0;
+    for i in 0..8 {
+        if skip >> i & 1 != 0 {
+            if i == start {
+                if i == 0 {
+                    out[at] = b':';
+                    at += 1;
+                }
+                out[at] = b':';
+                at += 1;
+            }
+            continue;
+        }
+        let (hi, lo) = (octets[2 * i], octets[2 * i + 1]);
+        out[at..at + 2].copy_from_slice(&HEX_PAIRS[usize::from(hi)]);
+        out[at + 2..at + 4].copy_from_slice(&HEX_PAIRS[usize::from(lo)]);
+        // Left-align the digits without leading zeros (but one).
+        let digits = hex_digits(group(i).into());
+        let text = u32::from_le_bytes([out[at], out[at + 1], out[at + 2], out[at + 3]]);
+        out[at..at + 4].copy_from_slice(&(text >> (8 * (4 - digits))).to_le_bytes());
+        at += digits;
+        out[at] = b':';
+        at += 1;
     }
-}
-
-/// Writes `groups` in hex, `:`-separated, at `out[at..]`; gives the new end.
-#[inline]
-fn write_groups(out: &mut [u8; 39], mut at: usize, groups: &[u16]) -> usize {
-    for (i, &group) in groups.iter().enumerate() {
-        if i > 0 {
-            out[at] = b':';
-            at += 1;
-        }
-        let digits = hex_digits(group.into());
-        for shift in (0..digits).rev() {
-            out[at] = HEX[usize::from((group >> (4 * shift)) & 0xf)];
-            at += 1;
-        }
+    if skip == 0 || start + len < 8 {
+        at -= 1;
     }
     at
 }

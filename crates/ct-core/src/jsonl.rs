@@ -17,11 +17,13 @@ pub const DEFAULT_MAX_LINE_BYTES: usize = 1 << 20;
 
 /// Writes `event` as one JSON line (the object and `\n`).
 ///
-/// The `"ct"` key holds exactly the ct section's JSON; absent sections are left out. Writes
-/// many small pieces: give it a `BufWriter` for files and pipes.
-pub fn write_event_json<W: io::Write>(event: &Event, mut out: W) -> io::Result<()> {
-    serde_json::to_writer(&mut out, event).map_err(io::Error::from)?;
-    out.write_all(b"\n")
+/// The `"ct"` key holds exactly the ct section's JSON; absent sections are left out. The
+/// bytes are exactly what `serde_json::to_writer` writes for the event (the serde derives
+/// are the schema and what reads it back), produced by a hand-written writer several times
+/// faster. The line goes to `out` in one `write_all` unless it is longer than 1.5 KiB; give
+/// it a `BufWriter` for files and pipes all the same.
+pub fn write_event_json<W: io::Write>(event: &Event, out: W) -> io::Result<()> {
+    write::write_event_line(event, out)
 }
 
 /// A line that could not be read as an event.
@@ -240,3 +242,4 @@ impl<R: BufRead> Iterator for EventReader<R> {
 
 #[cfg(test)]
 mod tests;
+mod write;
