@@ -1,7 +1,6 @@
 //! Raw records to `ct_core` events. Total on its input: every byte string gives an event or
 //! a `DecodeError` saying what was wrong, never a panic.
 
-use std::hash::BuildHasher;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ct_core::{
@@ -9,6 +8,7 @@ use ct_core::{
     SctpState, Task, TcpState, Tracking, ZoneDir,
 };
 
+use crate::ids::IdKey;
 use crate::packet::parse_packet;
 use crate::raw::*;
 
@@ -58,6 +58,22 @@ pub fn decode(bytes: &[u8]) -> Result<CtEvent, DecodeError> {
 
 /// The ct section of an already-copied record.
 pub fn decode_raw_ct(raw: &RawCtEvent) -> Result<Option<CtEvent>, DecodeError> {
+    Ok(check_ct(raw)?.map(|shape| build_ct(raw, shape)))
+}
+
+/// What [`check_ct`] found in a record with conntrack data: its state and which
+/// connections it carries.
+#[derive(Debug, Clone, Copy)]
+struct CtShape {
+    state: CtState,
+    base: bool,
+    parent: bool,
+}
+
+/// Every check of the ct section, so that building it cannot fail: an event is then built
+/// in place rather than in pieces moved into it. `Ok(None)` when the packet had no
+/// conntrack data.
+fn check_ct(raw: &RawCtEvent) -> Result<Option<CtShape>, DecodeError> {
     if raw.ct_flags & !EV_KNOWN != 0 {
         return Err(DecodeError::UnknownFlags {
             field: "ct_flags",
@@ -87,40 +103,64 @@ pub fn decode_raw_ct(raw: &RawCtEvent) -> Result<Option<CtEvent>, DecodeError> {
     if has_parent && !has_base {
         return Err(DecodeError::Contradiction("a parent without a connection"));
     }
-    let base = if has_base {
-        Some(decode_conn(&raw.base, raw.hz)?)
-    } else {
-        None
-    };
-    let parent = if has_parent {
-        Some(decode_conn(&raw.parent, raw.hz)?)
-    } else {
-        None
-    };
-    Ok(Some(CtEvent {
+    if has_base {
+        check_conn(&raw.base)?;
+    }
+    if has_parent {
+        check_conn(&raw.parent)?;
+    }
+    Ok(Some(CtShape {
         state,
-        base,
-        parent,
+        base: has_base,
+        parent: has_parent,
     }))
 }
 
-fn decode_conn(raw: &RawCtConn, hz: u32) -> Result<CtConnEvent, DecodeError> {
+#[inline(always)]
+fn build_ct(raw: &RawCtEvent, shape: CtShape) -> CtEvent {
+    CtEvent {
+        state: shape.state,
+        base: shape.base.then(|| build_conn(&raw.base, raw.hz)),
+        parent: shape.parent.then(|| build_conn(&raw.parent, raw.hz)),
+    }
+}
+
+/// A template (attached by a CT target before lookup) has no tuples yet.
+#[inline]
+fn is_template(raw: &RawCtConn) -> bool {
+    CtStatus::from_bits_retain(raw.status).contains(CtStatus::TEMPLATE) && raw.orig.l3num == 0
+}
+
+/// The checks [`build_conn`] relies on.
+fn check_conn(raw: &RawCtConn) -> Result<(), DecodeError> {
     if raw.present & !CONN_KNOWN != 0 {
         return Err(DecodeError::UnknownFlags {
             field: "conn.present",
             bits: raw.present & !CONN_KNOWN,
         });
     }
+    if !is_template(raw) {
+        for tuple in [&raw.orig, &raw.reply] {
+            if !matches!(tuple.l3num, AF_INET | AF_INET6) {
+                return Err(DecodeError::UnknownL3(tuple.l3num));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A connection that passed [`check_conn`].
+#[inline(always)]
+fn build_conn(raw: &RawCtConn, hz: u32) -> CtConnEvent {
     let has = |bit: u8| raw.present & bit != 0;
     let status = CtStatus::from_bits_retain(raw.status);
-    // A template (attached by a CT target before lookup) has no tuples yet.
-    let template = status.contains(CtStatus::TEMPLATE) && raw.orig.l3num == 0;
+    let template = is_template(raw);
     let (orig, reply) = if template {
         (template_tuple(), template_tuple())
     } else {
         (
-            decode_tuple(&raw.orig, raw.sctp_vtag[0])?,
-            decode_tuple(&raw.reply, raw.sctp_vtag[1])?,
+            build_tuple(&raw.orig, raw.sctp_vtag[0]),
+            build_tuple(&raw.reply, raw.sctp_vtag[1]),
         )
     };
     let (mut tcp_state, mut sctp_state) = (None, None);
@@ -138,7 +178,7 @@ fn decode_conn(raw: &RawCtConn, hz: u32) -> Result<CtConnEvent, DecodeError> {
     });
     let timeout = (has(CONN_HAS_TIMEOUT) && hz > 0 && !template)
         .then(|| u32::try_from(raw.timeout.max(0)).unwrap_or(0) / hz);
-    Ok(CtConnEvent {
+    CtConnEvent {
         zone_id: if has(CONN_HAS_ZONE) { raw.zone_id } else { 0 },
         zone_dir: if has(CONN_HAS_ZONE) {
             ZoneDir::from_kernel_bits(raw.zone_dir)
@@ -156,7 +196,7 @@ fn decode_conn(raw: &RawCtConn, hz: u32) -> Result<CtConnEvent, DecodeError> {
             .then(|| FixedStr::from_kernel(&raw.helper))
             .filter(|h| !h.is_empty()),
         timeout,
-    })
+    }
 }
 
 fn template_tuple() -> CtTuple {
@@ -169,21 +209,24 @@ fn template_tuple() -> CtTuple {
     }
 }
 
-fn decode_tuple(raw: &RawCtTuple, vtag: [u8; 4]) -> Result<CtTuple, DecodeError> {
-    let (src, dst) = match raw.l3num {
-        AF_INET => (
+/// A tuple whose family [`check_conn`] accepted (AF_INET or AF_INET6).
+#[inline(always)]
+fn build_tuple(raw: &RawCtTuple, vtag: [u8; 4]) -> CtTuple {
+    let (src, dst) = if raw.l3num == AF_INET6 {
+        (
+            IpAddr::V6(Ipv6Addr::from(raw.src)),
+            IpAddr::V6(Ipv6Addr::from(raw.dst)),
+        )
+    } else {
+        debug_assert_eq!(raw.l3num, AF_INET);
+        (
             IpAddr::V4(Ipv4Addr::new(
                 raw.src[0], raw.src[1], raw.src[2], raw.src[3],
             )),
             IpAddr::V4(Ipv4Addr::new(
                 raw.dst[0], raw.dst[1], raw.dst[2], raw.dst[3],
             )),
-        ),
-        AF_INET6 => (
-            IpAddr::V6(Ipv6Addr::from(raw.src)),
-            IpAddr::V6(Ipv6Addr::from(raw.dst)),
-        ),
-        other => return Err(DecodeError::UnknownL3(other)),
+        )
     };
     let sport = u16::from_be_bytes(raw.src_u);
     let dport = u16::from_be_bytes(raw.dst_u);
@@ -207,20 +250,21 @@ fn decode_tuple(raw: &RawCtTuple, vtag: [u8; 4]) -> Result<CtTuple, DecodeError>
         },
         other => CtProto::Generic { proto: other },
     };
-    Ok(CtTuple {
+    CtTuple {
         ip: CtIp::new(src, dst),
         proto,
-    })
+    }
 }
 
 /// Turns raw records into complete events: probe names, task, packet, ct and tracking ids.
 ///
-/// Tracking ids are keyed hashes with a key drawn at random for each `Decoder`, so no
-/// kernel address ever reaches an event (addresses in a shared file would defeat KASLR).
+/// Tracking ids are keyed hashes (SipHash-1-3, see [`IdKey`]) with a key drawn at random
+/// for each `Decoder`, so no kernel address ever reaches an event (addresses in a shared
+/// file would defeat KASLR), and cut to 63 bits so that none even looks like one.
 #[derive(Debug, Clone)]
 pub struct Decoder {
     probes: Vec<ProbeInfo>,
-    hasher: std::collections::hash_map::RandomState,
+    key: IdKey,
 }
 
 impl Decoder {
@@ -228,27 +272,48 @@ impl Decoder {
     pub fn new(probes: Vec<ProbeInfo>) -> Self {
         Decoder {
             probes,
-            hasher: std::collections::hash_map::RandomState::new(),
+            key: IdKey::random(),
         }
     }
 
-    /// A keyed hash of `value`, cut to 63 bits: an id is then never at or above
-    /// 0x8000_0000_0000_0000, so it can never look like a kernel address (those start at
-    /// 0xffff_8000_0000_0000) to whoever reads or scans an events file. A full 64-bit hash
-    /// would land there once in 2^17 ids.
-    fn id(&self, value: impl std::hash::Hash) -> u64 {
-        self.hasher.hash_one(value) >> 1
-    }
-
     /// One id per conntrack entry: its address names it while it lives, and its original
-    /// tuple and zone tell it from a later entry reusing the same memory.
+    /// tuple and zone tell it from a later entry reusing the same memory. The tuple and
+    /// zone are folded into one word under the key, then hashed with the address.
     fn conn_id(&self, conn: &RawCtConn) -> u64 {
-        self.id((conn.key, conn.orig, conn.zone_id, conn.zone_dir))
+        let t = &conn.orig;
+        let word = |b: &[u8]| u64::from_le_bytes(b.try_into().unwrap_or_default());
+        let ports_and_protocol = u64::from_le_bytes([
+            t.src_u[0],
+            t.src_u[1],
+            t.dst_u[0],
+            t.dst_u[1],
+            t.icmp_type,
+            t.icmp_code,
+            t.l3num,
+            t.protonum,
+        ]);
+        let zone = u64::from(conn.zone_id) | u64::from(conn.zone_dir) << 16;
+        let tuple = self.key.fold(&[
+            word(&t.src[..8]),
+            word(&t.src[8..]),
+            word(&t.dst[..8]),
+            word(&t.dst[8..]),
+            ports_and_protocol,
+            zone,
+        ]);
+        self.key.id2(conn.key, tuple)
     }
 
+    /// Decodes one record, in place when `bytes` is aligned for a [`RawCtEvent`] (ring
+    /// buffer records are), from a copy otherwise.
     pub fn decode(&self, bytes: &[u8]) -> Result<Event, DecodeError> {
-        let raw = RawCtEvent::read(bytes).ok_or(DecodeError::Short { got: bytes.len() })?;
-        self.decode_raw(&raw)
+        match RawCtEvent::view(bytes) {
+            Some(raw) => self.decode_raw(raw),
+            None => {
+                let raw = RawCtEvent::read(bytes).ok_or(DecodeError::Short { got: bytes.len() })?;
+                self.decode_raw(&raw)
+            }
+        }
     }
 
     pub fn decode_raw(&self, raw: &RawCtEvent) -> Result<Event, DecodeError> {
@@ -257,14 +322,14 @@ impl Decoder {
             .get(raw.probe_id as usize)
             .cloned()
             .ok_or(DecodeError::UnknownProbe(raw.probe_id))?;
-        let ct = decode_raw_ct(raw)?;
+        let ct = check_ct(raw)?;
         let tracking = Tracking {
             // The first-seen time names the packet even when it moved to another buffer;
             // without tracking, the buffer is all there is.
             skb: if raw.skb_first_ts != 0 {
-                self.id(raw.skb_first_ts)
+                self.key.id(raw.skb_first_ts)
             } else {
-                self.id(raw.skb_key)
+                self.key.id(raw.skb_key)
             },
             conn: (raw.base.key != 0).then(|| self.conn_id(&raw.base)),
             parent_conn: (raw.ct_flags & EV_HAS_PARENT != 0).then(|| self.conn_id(&raw.parent)),
@@ -280,7 +345,7 @@ impl Decoder {
             netns: (raw.pkt_flags & PKT_HAS_NETNS != 0).then_some(raw.netns),
             tracking: Some(tracking),
             packet: Some(parse_packet(raw)),
-            ct,
+            ct: ct.map(|shape| build_ct(raw, shape)),
         })
     }
 }

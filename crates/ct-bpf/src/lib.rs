@@ -12,6 +12,7 @@ pub mod collector;
 pub mod decode;
 mod error;
 pub mod filter;
+mod ids;
 pub mod netns;
 pub mod packet;
 pub mod probe;

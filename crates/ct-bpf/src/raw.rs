@@ -173,6 +173,20 @@ impl RawCtEvent {
         Some(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<RawCtEvent>()) })
     }
 
+    /// The record in `bytes` itself, without a copy: `None` if `bytes` is shorter than a
+    /// record or not aligned for one (then [`read`](RawCtEvent::read) copies it out). Ring
+    /// buffer records are 8-byte aligned.
+    pub fn view(bytes: &[u8]) -> Option<&RawCtEvent> {
+        let ptr = bytes.as_ptr();
+        if bytes.len() < RAW_EVENT_SIZE || ptr.align_offset(std::mem::align_of::<RawCtEvent>()) != 0
+        {
+            return None;
+        }
+        // SAFETY: the length and alignment were checked; every field is an integer or byte
+        // array, so any bit pattern is a valid RawCtEvent; the reference borrows `bytes`.
+        Some(unsafe { &*ptr.cast::<RawCtEvent>() })
+    }
+
     /// The record's bytes, as the kernel would have written them (for fixtures and tests).
     pub fn as_bytes(&self) -> &[u8] {
         // SAFETY: repr(C) with explicit padding fields and no implicit padding (the layout
@@ -240,6 +254,26 @@ mod tests {
     fn short_input_is_refused() {
         assert!(RawCtEvent::read(&[0u8; RAW_EVENT_SIZE - 1]).is_none());
         assert!(RawCtEvent::read(&[0u8; RAW_EVENT_SIZE]).is_some());
+    }
+
+    #[test]
+    fn view_needs_length_and_alignment() {
+        let ev = RawCtEvent {
+            ts: 42,
+            probe_id: 3,
+            ..Default::default()
+        };
+        // `ev` itself is aligned: its bytes view as the same record.
+        assert_eq!(RawCtEvent::view(ev.as_bytes()), Some(&ev));
+        assert!(RawCtEvent::view(&ev.as_bytes()[..RAW_EVENT_SIZE - 1]).is_none());
+        // The same bytes at an address that is not 8-byte aligned: no view, but a copy
+        // reads them.
+        let mut buf = vec![0u8; RAW_EVENT_SIZE + 1];
+        let at = usize::from(buf.as_ptr().align_offset(8) == 0);
+        let bytes = &mut buf[at..at + RAW_EVENT_SIZE];
+        bytes.copy_from_slice(ev.as_bytes());
+        assert!(RawCtEvent::view(bytes).is_none());
+        assert_eq!(RawCtEvent::read(bytes), Some(ev));
     }
 
     #[test]

@@ -22,7 +22,39 @@ pub struct FixedStr {
 
 impl FixedStr {
     /// Reads a NUL-terminated (or full-length) kernel char array.
+    #[inline]
     pub fn from_kernel(bytes: &[u8]) -> Self {
+        // The usual name (a full kernel array, ASCII up to its NUL), in a few word
+        // operations instead of a search, a UTF-8 check and a copy.
+        if let Some(&array) = bytes.first_chunk::<NAME_LEN>() {
+            if let Some(name) = Self::from_ascii_array(array) {
+                return name;
+            }
+        }
+        Self::from_kernel_slow(bytes)
+    }
+
+    /// The name in `array` up to its first NUL, zeros after it, if it is all ASCII.
+    #[inline]
+    fn from_ascii_array(array: [u8; NAME_LEN]) -> Option<Self> {
+        const ONES: u128 = u128::MAX / 0xff;
+        const HIGH: u128 = ONES << 7;
+        let word = u128::from_le_bytes(array);
+        // The high bit of each byte that is zero (the lowest such bit is exact).
+        let zeros = word.wrapping_sub(ONES) & !word & HIGH;
+        let len = (zeros.trailing_zeros() / 8) as usize;
+        let kept = if len == NAME_LEN {
+            word
+        } else {
+            word & ((1u128 << (8 * len)) - 1)
+        };
+        (kept & HIGH == 0).then(|| FixedStr {
+            len: len as u8,
+            buf: kept.to_le_bytes(),
+        })
+    }
+
+    fn from_kernel_slow(bytes: &[u8]) -> Self {
         let bytes = &bytes[..bytes.len().min(NAME_LEN)];
         let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
         match std::str::from_utf8(&bytes[..end]) {
@@ -109,6 +141,28 @@ mod tests {
             FixedStr::from_kernel(b"0123456789abcdefXYZ").as_str(),
             "0123456789abcdef"
         );
+    }
+
+    proptest::proptest! {
+        /// The word-at-a-time path reads exactly what the byte-by-byte one does.
+        #[test]
+        fn ascii_fast_path_matches(
+            mut array in proptest::array::uniform16(proptest::prelude::any::<u8>()),
+            nul in 0usize..24,
+            ascii in proptest::prelude::any::<bool>(),
+        ) {
+            if ascii {
+                array.iter_mut().for_each(|b| *b &= 0x7f);
+            }
+            if let Some(b) = array.get_mut(nul) {
+                *b = 0;
+            }
+            let slow = FixedStr::from_kernel_slow(&array);
+            proptest::prop_assert_eq!(FixedStr::from_kernel(&array), slow);
+            if let Some(fast) = FixedStr::from_ascii_array(array) {
+                proptest::prop_assert_eq!(fast, slow);
+            }
+        }
     }
 
     #[test]
