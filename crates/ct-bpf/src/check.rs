@@ -290,9 +290,10 @@ pub fn has_bpf_privileges() -> bool {
                 .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
         });
     let Some(eff) = eff else {
-        // No /proc: going by the user id is all that is left.
-        // SAFETY: geteuid has no preconditions and cannot fail.
-        return unsafe { libc::geteuid() } == 0;
+        // No /proc/self/status: going by the owner of the process (its effective user) is
+        // all that is left.
+        use std::os::unix::fs::MetadataExt;
+        return std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
     };
     let has = |cap: u32| eff & (1u64 << cap) != 0;
     has(CAP_SYS_ADMIN) || (has(CAP_BPF) && has(CAP_PERFMON))

@@ -233,7 +233,6 @@ impl CollectorBuilder {
         })
         .map_err(Error::Ring)?;
         let ring = ring.build().map_err(Error::Ring)?;
-        release_load_memory();
 
         let infos: Vec<ProbeInfo> = resolved.iter().map(|p| p.spec.info()).collect();
         Ok(Collector {
@@ -249,16 +248,6 @@ impl CollectorBuilder {
             probes: infos,
             programs,
         })
-    }
-}
-
-/// Loading parses kernel BTF (several megabytes) once per object; hand that memory back
-/// to the system so a long collection does not keep it resident.
-fn release_load_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only releases free heap memory; it has no preconditions.
-    unsafe {
-        libc::malloc_trim(0);
     }
 }
 
