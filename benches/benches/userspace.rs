@@ -1,6 +1,7 @@
 //! User-space cost per event, on raw events captured from a real kernel
 //! (`fixtures/raw/*.bin`): decode, the two text layouts, JSON out and back, and the whole
-//! envelope written the way `ct-cli collect -o` writes it.
+//! envelope written the way `ct-cli collect -o` writes it; and the floor under decode (an
+//! event holding its probe).
 //!
 //! `cargo bench -p ct-benches --bench userspace`
 
@@ -58,6 +59,21 @@ fn bench(c: &mut Criterion) {
         });
     }
     g.finish();
+
+    // What any decode costs before it reads a field: an event holding its probe (an `Arc`
+    // clone, and its drop when the event goes), returned by value.
+    let probe = ProbeInfo {
+        kind: ProbeKind::Tp,
+        name: "net:probe_0".into(),
+    };
+    c.bench_function("decode_floor/event_with_probe", |b| {
+        b.iter(|| -> Result<Event, ()> {
+            Ok(Event {
+                probe: Some(black_box(&probe).clone()),
+                ..Event::default()
+            })
+        })
+    });
 
     let mut text = String::with_capacity(4096);
     for (group, layout) in [

@@ -381,8 +381,8 @@ fn write_ipv4(out: &mut [u8; 16], octets: [u8; 4]) -> usize {
     at - 1
 }
 
-/// Room [`write_ipv6`] needs: the longest text is 39 bytes, and each group is written as
-/// four bytes and a `:` before its length is known.
+/// Room [`write_ipv6`] needs: the longest text is 39 bytes, and each group's four
+/// possible digits are written before its length is known.
 const IPV6_ROOM: usize = 40;
 
 /// Each byte's two lowercase hex digits.
@@ -397,6 +397,49 @@ const HEX_PAIRS: [[u8; 2]; 256] = {
     table
 };
 
+/// For each set of zero groups (bit i set: group i is zero), the first longest run of two
+/// or more as `start..end`; `8..8` when there is none.
+const ZERO_RUNS: [(u8, u8); 256] = {
+    let mut table = [(8u8, 8u8); 256];
+    let mut mask = 0;
+    while mask < 256 {
+        let (mut best_start, mut best_len, mut i) = (0, 0, 0);
+        while i < 8 {
+            let mut j = i;
+            while j < 8 && (mask >> j) & 1 == 1 {
+                j += 1;
+            }
+            if j - i > best_len {
+                (best_start, best_len) = (i, j - i);
+            }
+            i = j + 1;
+        }
+        if best_len >= 2 {
+            table[mask] = (best_start as u8, (best_start + best_len) as u8);
+        }
+        mask += 1;
+    }
+    table
+};
+
+/// Bit i set if the 16-bit group i of the address (`bits`, group 0 on top) is zero.
+#[inline]
+fn zero_groups(bits: u128) -> usize {
+    // Per 16-bit lane of a word: the lane's top bit is set if the lane is not zero. Then
+    // the four top bits are gathered into bits 48..52 by one multiplication (no two
+    // partial products meet): lane k to bit k.
+    let nonzero = |w: u64| {
+        let tops =
+            (((w & 0x7fff_7fff_7fff_7fff) + 0x7fff_7fff_7fff_7fff) | w) & 0x8000_8000_8000_8000;
+        ((tops >> 15).wrapping_mul((1 << 48) | (1 << 33) | (1 << 18) | (1 << 3)) >> 48) & 0xf
+    };
+    // Lane k of the high half is group 3 - k: reverse the four bits by table.
+    const REVERSED: [u8; 16] = [0, 8, 4, 12, 2, 10, 6, 14, 1, 9, 5, 13, 3, 11, 7, 15];
+    let first = REVERSED[nonzero((bits >> 64) as u64) as usize];
+    let last = REVERSED[nonzero(bits as u64) as usize];
+    usize::from(!(first | (last << 4)))
+}
+
 /// Writes the RFC 5952 text of `addr` at the start of `out` (which it may scribble on
 /// beyond, with ASCII); gives its length.
 fn write_ipv6(out: &mut [u8; IPV6_ROOM], addr: Ipv6Addr) -> usize {
@@ -407,57 +450,64 @@ fn write_ipv6(out: &mut [u8; IPV6_ROOM], addr: Ipv6Addr) -> usize {
         out[7..7 + len].copy_from_slice(&quad[..len]);
         return 7 + len;
     }
-    let octets = addr.octets();
-    let group = |i: usize| u16::from_be_bytes([octets[2 * i], octets[2 * i + 1]]);
-    // The first longest run of zero groups: after k rounds, bit i of `runs` says groups
-    // i..i+k are all zero.
-    let mut zero = 0u32;
-    for i in 0..8 {
-        zero |= u32::from(group(i) == 0) << i;
+    let bits = addr.to_bits();
+    let (start, end) = ZERO_RUNS[zero_groups(bits)];
+    let (start, end) = (usize::from(start), usize::from(end));
+    // Each kept group is written with a `:` after it; the last `:` goes unless the text
+    // ends in `::`.
+    let mut at = write_groups(out, 0, bits, 0..start);
+    if start == 8 {
+        return at - 1;
     }
-    let (mut runs, mut longest, mut len) = (zero, 0, 0);
-    while runs != 0 {
-        longest = runs;
-        runs &= runs >> 1;
-        len += 1;
-    }
-    // The groups `::` stands for (none unless the run is two or more long).
-    let (start, skip) = if len > 1 {
-        let start = longest.trailing_zeros() as usize;
-        (start, ((1u32 << len) - 1) << start)
-    } else {
-        (8, 0)
-    };
-    // Each group and a `:`; the run as one more `:` (two at the start); the last `:` is
-    // dropped unless the text ends in `::`.
-    let mut at = 0;
-    for i in 0..8 {
-        if skip >> i & 1 != 0 {
-            if i == start {
-                if i == 0 {
-                    out[at] = b':';
-                    at += 1;
-                }
-                out[at] = b':';
-                at += 1;
-            }
-            continue;
-        }
-        let (hi, lo) = (octets[2 * i], octets[2 * i + 1]);
-        out[at..at + 2].copy_from_slice(&HEX_PAIRS[usize::from(hi)]);
-        out[at + 2..at + 4].copy_from_slice(&HEX_PAIRS[usize::from(lo)]);
-        // Left-align the digits without leading zeros (but one).
-        let digits = hex_digits(group(i).into());
-        let text = u32::from_le_bytes([out[at], out[at + 1], out[at + 2], out[at + 3]]);
-        out[at..at + 4].copy_from_slice(&(text >> (8 * (4 - digits))).to_le_bytes());
-        at += digits;
+    if start == 0 {
         out[at] = b':';
         at += 1;
     }
-    if skip == 0 || start + len < 8 {
-        at -= 1;
+    out[at] = b':';
+    at += 1;
+    at = write_groups(out, at, bits, end..8);
+    at - usize::from(end < 8)
+}
+
+/// Writes the groups `which` of the address `bits` in hex without leading zeros, each with
+/// a `:` after it, from `at`; gives the new end.
+#[inline]
+fn write_groups(
+    out: &mut [u8; IPV6_ROOM],
+    mut at: usize,
+    bits: u128,
+    which: std::ops::Range<usize>,
+) -> usize {
+    for i in which {
+        let group = (bits >> (112 - 16 * (i & 7))) as u16;
+        let [high, low] = group.to_be_bytes();
+        let four = u32::from(u16::from_le_bytes(HEX_PAIRS[usize::from(high)]))
+            | u32::from(u16::from_le_bytes(HEX_PAIRS[usize::from(low)])) << 16;
+        let digits = (19 - group.leading_zeros().min(15) as usize) / 4;
+        // The digits without leading zeros, then the `:`.
+        out[at..at + 4].copy_from_slice(&(four >> (8 * (4 - digits))).to_le_bytes());
+        out[at + digits] = b':';
+        at += digits + 1;
     }
     at
+}
+
+/// Whether every byte of `s` is printable ASCII (0x20..0x7f); eight bytes at a time.
+#[inline]
+pub(crate) fn printable_ascii(s: &str) -> bool {
+    const ONES: u64 = u64::MAX / 0xff;
+    const HIGH: u64 = ONES << 7;
+    let chunks = s.as_bytes().chunks_exact(8);
+    let rest = chunks.remainder();
+    for chunk in chunks {
+        let w = u64::from_le_bytes(chunk.try_into().unwrap_or_default());
+        // A high bit is set in the result for a byte below 0x20 (borrow), at 0x7f (carry)
+        // or at 0x80 and above; a false alarm only ever follows a true one.
+        if (w.wrapping_sub(ONES * 0x20) | w.wrapping_add(ONES) | w) & HIGH != 0 {
+            return false;
+        }
+    }
+    rest.iter().all(|b| (b' '..0x7f).contains(b))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -606,6 +656,24 @@ mod tests {
 
     fn line(f: impl FnOnce(&mut Out<&mut Pieces, LINE>)) -> String {
         text::<LINE>(f)
+    }
+
+    #[test]
+    fn printable_ascii_finds_every_other_byte_in_every_position() {
+        for len in 0..20 {
+            for at in 0..len {
+                for b in 0..=u8::MAX {
+                    let mut bytes = vec![b'a'; len];
+                    bytes[at] = b;
+                    let Ok(text) = std::str::from_utf8(&bytes) else {
+                        continue;
+                    };
+                    assert_eq!(printable_ascii(text), (0x20..0x7f).contains(&b), "{text:?}");
+                }
+            }
+        }
+        assert!(!printable_ascii("abcdefghé"));
+        assert!(printable_ascii("net:netif_receive_skb"));
     }
 
     #[test]

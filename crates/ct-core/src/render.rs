@@ -41,7 +41,7 @@
 use std::fmt::{self, Write};
 use std::io;
 
-use crate::fast::{put, BareHex, FmtSink, Hex, Out};
+use crate::fast::{printable_ascii, put, BareHex, FmtSink, Hex, Out};
 use crate::{
     ip_proto_name, CtConnEvent, CtEvent, CtProto, CtTuple, Event, IpVersion, Packet, PacketIp,
     PacketL4, ProbeInfo, Task, Tracking, ZoneDir,
@@ -113,7 +113,7 @@ fn pad<W: Write + ?Sized>(w: &mut W, n: usize) -> fmt::Result {
 fn write_name<W: Write + ?Sized>(w: &mut W, s: &str) -> fmt::Result {
     // Printable ASCII (the usual name) has no control character; anything else is checked
     // character by character.
-    if s.bytes().all(|b| (b' '..0x7f).contains(&b)) || !s.chars().any(char::is_control) {
+    if printable_ascii(s) || !s.chars().any(char::is_control) {
         return w.write_str(s);
     }
     for c in s.chars() {

@@ -4,12 +4,11 @@
 //!
 //! serde_json escapes every key and string value byte by byte and prints addresses through
 //! `Display`; here keys are literals written with the punctuation around them, strings are
-//! escaped only when they hold a byte that needs it, and numbers and addresses go through
-//! the crate's fast path ([`crate::fast`]) into a stack buffer handed to the writer in one
-//! piece (more only for an event longer than the buffer).
+//! escaped only when they hold a byte that needs it (addresses never do), and numbers and
+//! addresses go through the crate's fast path ([`crate::fast`]) into a stack buffer handed
+//! to the writer in one piece (more only for an event longer than the buffer).
 
 use std::io;
-use std::net::IpAddr;
 
 use crate::fast::{Out, Sink};
 use crate::{
@@ -143,12 +142,15 @@ fn write_packet<W: io::Write>(o: &mut Json<W>, packet: &Packet) {
 }
 
 fn write_packet_ip<W: io::Write>(o: &mut Json<W>, ip: &PacketIp) {
-    o.str("{\"src\":");
-    address(o, ip.src);
-    o.str(",\"dst\":");
-    address(o, ip.dst);
-    o.str(version_key_value(ip.version));
-    o.str(",\"ttl\":");
+    // Addresses are strings whose text needs no escaping: the quotes go with the keys.
+    o.str("{\"src\":\"");
+    o.ip(ip.src);
+    o.str("\",\"dst\":\"");
+    o.ip(ip.dst);
+    o.str(match ip.version {
+        IpVersion::V4 => "\",\"version\":\"v4\",\"ttl\":",
+        IpVersion::V6 => "\",\"version\":\"v6\",\"ttl\":",
+    });
     o.dec8(ip.ttl);
     o.str(",\"tos\":");
     o.dec8(ip.tos);
@@ -283,12 +285,14 @@ fn write_conn<W: io::Write>(o: &mut Json<W>, conn: &CtConnEvent) {
 }
 
 fn write_tuple<W: io::Write>(o: &mut Json<W>, tuple: &CtTuple) {
-    o.str("{\"ip\":{\"src\":");
-    address(o, tuple.ip.src);
-    o.str(",\"dst\":");
-    address(o, tuple.ip.dst);
-    o.str(version_key_value(tuple.ip.version));
-    o.str("},\"proto\":");
+    o.str("{\"ip\":{\"src\":\"");
+    o.ip(tuple.ip.src);
+    o.str("\",\"dst\":\"");
+    o.ip(tuple.ip.dst);
+    o.str(match tuple.ip.version {
+        IpVersion::V4 => "\",\"version\":\"v4\"},\"proto\":",
+        IpVersion::V6 => "\",\"version\":\"v6\"},\"proto\":",
+    });
     match tuple.proto {
         CtProto::Tcp { sport, dport } => ports(o, "{\"tcp\":{\"sport\":", sport, dport),
         CtProto::Udp { sport, dport } => ports(o, "{\"udp\":{\"sport\":", sport, dport),
@@ -321,23 +325,6 @@ fn write_tuple<W: io::Write>(o: &mut Json<W>, tuple: &CtTuple) {
         }
     }
     o.str("}}}");
-}
-
-/// `,"version":"v4"` or `"v6"`.
-#[inline]
-fn version_key_value(version: IpVersion) -> &'static str {
-    match version {
-        IpVersion::V4 => ",\"version\":\"v4\"",
-        IpVersion::V6 => ",\"version\":\"v6\"",
-    }
-}
-
-/// An address as a string: its `Display` text needs no escaping.
-#[inline]
-fn address<W: io::Write>(o: &mut Json<W>, addr: IpAddr) {
-    o.ascii(b'"');
-    o.ip(addr);
-    o.ascii(b'"');
 }
 
 /// A kernel state: its name, or its number when this version does not know it.
