@@ -66,9 +66,6 @@ pub fn netns_inode(spec: &str) -> Result<u32, NetnsError> {
     netns_inode_of_path(&path)
 }
 
-/// The kinds of namespace the kernel has, as `/proc/PID/ns` and descriptor links name them.
-const NAMESPACE_KINDS: [&str; 8] = ["cgroup", "ipc", "mnt", "pid", "time", "user", "uts", "net"];
-
 /// The inode number of the network namespace file at `path`.
 pub fn netns_inode_of_path(path: &Path) -> Result<u32, NetnsError> {
     let open_err = |source| NetnsError::Open {
@@ -76,27 +73,20 @@ pub fn netns_inode_of_path(path: &Path) -> Result<u32, NetnsError> {
         source,
     };
     let file = File::open(path).map_err(open_err)?;
-    // The kernel names what an open descriptor refers to: a namespace reads `net:[INODE]`
-    // (or `mnt:[...]`, `uts:[...]`...), an ordinary file its path.
-    let target =
-        std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())).map_err(open_err)?;
-    let target = target.to_string_lossy();
-    let kind = target
-        .split_once(":[")
-        .filter(|(_, rest)| rest.ends_with(']'))
-        .map(|(kind, _)| kind);
-    match kind {
-        Some("net") => {}
-        Some(k) if NAMESPACE_KINDS.contains(&k) => {
-            return Err(NetnsError::OtherKind {
-                path: path.to_owned(),
-            })
-        }
-        _ => {
-            return Err(NetnsError::NotNamespace {
-                path: path.to_owned(),
-            })
-        }
+    // The one system call here without a safe wrapper: /proc/self/fd/N names a namespace
+    // opened through /proc (`net:[N]`) but not one bind-mounted under /run/netns.
+    // SAFETY: `file` is an open descriptor for the whole call; NS_GET_NSTYPE takes no
+    // argument and only returns a value.
+    let kind = unsafe { libc::ioctl(file.as_raw_fd(), libc::NS_GET_NSTYPE as _) };
+    if kind < 0 {
+        return Err(NetnsError::NotNamespace {
+            path: path.to_owned(),
+        });
+    }
+    if kind != libc::CLONE_NEWNET {
+        return Err(NetnsError::OtherKind {
+            path: path.to_owned(),
+        });
     }
     let inode = file.metadata().map_err(open_err)?.ino();
     u32::try_from(inode).map_err(|_| NetnsError::InodeRange(inode))
