@@ -83,6 +83,20 @@ impl CtEntry {
 }
 
 impl CtEntryTuple {
+    /// A tuple not filled in yet (the parser sets the fields it finds).
+    fn unset() -> Self {
+        CtEntryTuple {
+            src: IpAddr::from([0u8; 4]),
+            dst: IpAddr::from([0u8; 4]),
+            sport: None,
+            dport: None,
+            icmp_type: None,
+            icmp_code: None,
+            icmp_id: None,
+            vtag: None,
+        }
+    }
+
     /// Whether the event tuple has these addresses and protocol identifiers.
     pub fn matches(&self, t: &CtTuple) -> bool {
         if t.ip.src != self.src || t.ip.dst != self.dst {
@@ -196,26 +210,8 @@ fn parse_line(line: &str) -> Option<CtEntry> {
         proto_name,
         timeout,
         state: None,
-        orig: CtEntryTuple {
-            src: IpAddr::from([0u8; 4]),
-            dst: IpAddr::from([0u8; 4]),
-            sport: None,
-            dport: None,
-            icmp_type: None,
-            icmp_code: None,
-            icmp_id: None,
-            vtag: None,
-        },
-        reply: CtEntryTuple {
-            src: IpAddr::from([0u8; 4]),
-            dst: IpAddr::from([0u8; 4]),
-            sport: None,
-            dport: None,
-            icmp_type: None,
-            icmp_code: None,
-            icmp_id: None,
-            vtag: None,
-        },
+        orig: CtEntryTuple::unset(),
+        reply: CtEntryTuple::unset(),
         unreplied: false,
         assured: false,
         offload: false,
