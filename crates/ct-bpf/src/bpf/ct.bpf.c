@@ -522,16 +522,29 @@ int ct_floor(struct bpf_raw_tracepoint_args *ctx)
 SEC("kprobe")
 int ct_kprobe(struct pt_regs *ctx)
 {
-	struct sk_buff *skb = NULL;
+	/*
+	 * Every argument register is loaded at its own constant offset, then one is picked.
+	 * A switch over PT_REGS_PARMn compiles to one load through an offset computed into
+	 * ctx, which the verifier refuses ("dereference of modified ctx ptr"); the barriers
+	 * keep the compiler from folding the loads back into that form.
+	 */
+	unsigned long arg0 = PT_REGS_PARM1(ctx), arg1 = PT_REGS_PARM2(ctx);
+	unsigned long arg2 = PT_REGS_PARM3(ctx), arg3 = PT_REGS_PARM4(ctx);
+	unsigned long arg4 = PT_REGS_PARM5(ctx), skb = 0;
 
+	barrier_var(arg0);
+	barrier_var(arg1);
+	barrier_var(arg2);
+	barrier_var(arg3);
+	barrier_var(arg4);
 	switch (ct_cfg.skb_arg) {
-	case 0: skb = (void *)PT_REGS_PARM1(ctx); break;
-	case 1: skb = (void *)PT_REGS_PARM2(ctx); break;
-	case 2: skb = (void *)PT_REGS_PARM3(ctx); break;
-	case 3: skb = (void *)PT_REGS_PARM4(ctx); break;
-	case 4: skb = (void *)PT_REGS_PARM5(ctx); break;
+	case 0: skb = arg0; break;
+	case 1: skb = arg1; break;
+	case 2: skb = arg2; break;
+	case 3: skb = arg3; break;
+	case 4: skb = arg4; break;
 	}
-	return ct_handle(skb, false);
+	return ct_handle((struct sk_buff *)skb, false);
 }
 
 SEC("kretprobe")

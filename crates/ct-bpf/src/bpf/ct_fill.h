@@ -92,7 +92,12 @@ static __always_inline void ct_fill_ext(struct ct_raw_conn *out, const void *ext
 			out->present |= CT_CONN_HAS_LABELS;
 	}
 
-	if (bpf_core_enum_value_exists(enum nf_ct_ext_id, NF_CT_EXT_HELPER)) {
+	/* nf_conn_help and nf_conntrack_helper live in the nf_conntrack module: where the
+	 * kernel has no module BTF (before 5.11) their layout is unknown and names are left
+	 * out rather than failing the load. */
+	if (bpf_core_enum_value_exists(enum nf_ct_ext_id, NF_CT_EXT_HELPER) &&
+	    bpf_core_field_exists(struct nf_conn_help, helper) &&
+	    bpf_core_field_exists(struct nf_conntrack_helper, name)) {
 		const struct nf_conntrack_helper *helper = NULL;
 
 		id = bpf_core_enum_value(enum nf_ct_ext_id, NF_CT_EXT_HELPER);
