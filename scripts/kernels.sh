@@ -1,0 +1,319 @@
+#!/usr/bin/env bash
+# The kernel matrix: Debian's stock kernels booted in virtme-ng VMs over this machine's own
+# root filesystem (emulated: nested KVM does not work here), so the same binaries and
+# tests run on the kernels people have.
+#
+#   scripts/kernels.sh list                      the matrix
+#   scripts/kernels.sh prepare [KERNEL...]       fetch and unpack (once; cached)
+#   scripts/kernels.sh run KERNEL -- CMD...      run CMD as root in a VM of KERNEL
+#   scripts/kernels.sh test [KERNEL...]          the kernel test suites in a VM of each
+#
+# KERNEL is a name from the matrix (5.10, 6.1, 6.12) or `all` (the default for test).
+# Kernels are fetched with apt from the mirror this machine's apt already uses, with only
+# the suite changed, and kept in $CT_KERNEL_CACHE (default /var/cache/ct-trace/kernels).
+# `test` builds the test binaries on the host first and runs them inside each VM with
+# CT_REQUIRE_KERNEL_TESTS as set here. VM_CPUS / VM_MEM size the VMs (2 / 2G).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo=$(pwd)
+
+# name  suite  package (pinned: one download per machine; the newest of the same
+# series is taken when the mirror no longer has it)
+MATRIX=(
+    "5.10 bullseye linux-image-5.10.0-32-amd64"
+    "6.1 bookworm linux-image-6.1.0-50-amd64"
+    "6.12 trixie linux-image-6.12.117+deb13-amd64"
+)
+# The pattern of each series, for that fallback.
+series_pattern() {
+    case "$1" in
+    5.10) echo '^linux-image-5\.10\.0-[0-9]+-amd64$' ;;
+    6.1) echo '^linux-image-6\.1\.0-[0-9]+-amd64$' ;;
+    6.12) echo '^linux-image-6\.12\.[0-9]+\+deb13-amd64$' ;;
+    esac
+}
+
+cache=${CT_KERNEL_CACHE:-/var/cache/ct-trace/kernels}
+root="$cache/root" # unpacked packages: boot/vmlinuz-*, lib/modules/*
+
+die() {
+    echo "kernels.sh: $*" >&2
+    exit 1
+}
+
+entry() {
+    local e
+    for e in "${MATRIX[@]}"; do
+        set -- $e
+        if [ "$1" = "$want" ]; then
+            echo "$e"
+            return
+        fi
+    done
+    die "unknown kernel '$want'; the matrix: $(names)"
+}
+names() {
+    local e
+    for e in "${MATRIX[@]}"; do printf '%s ' "${e%% *}"; done
+}
+
+install_tools() {
+    local missing=() p
+    for p in qemu-system-x86 kmod udev busybox-static; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    done
+    if ((${#missing[@]})); then
+        echo "kernels.sh: installing ${missing[*]}" >&2
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    fi
+    if ! command -v vng >/dev/null 2>&1; then
+        echo "kernels.sh: installing virtme-ng (PyPI)" >&2
+        python3 -m pip install -q virtme-ng
+        hash -r
+    fi
+    command -v vng >/dev/null 2>&1 || die "vng not on PATH after installing virtme-ng"
+}
+
+# The Debian mirror URIs this machine's apt uses: "main" for SUITE, "security" for
+# SUITE-security. Read from its configuration, never written down here.
+mirror_uri() {
+    local kind=$1 f uri suites
+    for f in /etc/apt/sources.list.d/*.sources; do
+        [ -e "$f" ] || continue
+        # deb822 stanzas: pair each URIs line with the Suites line of its stanza.
+        awk -v kind="$kind" '
+            /^URIs:/ { uri = $2 }
+            /^Suites:/ {
+                for (i = 2; i <= NF; i++) {
+                    sec = ($i ~ /-security$/)
+                    if ((kind == "security" && sec) || (kind == "main" && !sec && $i !~ /-/)) {
+                        print uri; exit
+                    }
+                }
+            }' "$f"
+    done | head -n1 | grep . && return
+    for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+        [ -e "$f" ] || continue
+        while read -r type uri suites _; do
+            [ "$type" = deb ] || continue
+            case "$suites" in
+            *-security) [ "$kind" = security ] && { echo "$uri"; return; } ;;
+            *-*) ;;
+            *) [ "$kind" = main ] && { echo "$uri"; return; } ;;
+            esac
+        done < <(sed 's/\[[^]]*\]//' "$f")
+    done
+    return 1
+}
+
+prepare_one() {
+    local name=$1 suite=$2 pkg=$3
+    if ls "$root"/boot/vmlinuz-"${pkg#linux-image-}" >/dev/null 2>&1; then
+        return
+    fi
+    # Already have another of the same series from an earlier fallback?
+    if [ -e "$cache/$name.release" ] && [ -e "$root/boot/vmlinuz-$(cat "$cache/$name.release")" ]; then
+        return
+    fi
+    local main sec apt_dir
+    main=$(mirror_uri main) || die "no Debian mirror in this machine's apt configuration"
+    sec=$(mirror_uri security) || sec=""
+    apt_dir="$cache/apt-$suite"
+    mkdir -p "$apt_dir/lists/partial" "$apt_dir/archives/partial" "$cache/debs" "$root"
+    {
+        echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $main $suite main"
+        [ -z "$sec" ] || echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $sec $suite-security main"
+    } >"$apt_dir/sources.list"
+    local opts=(-o "Dir::Etc::SourceList=$apt_dir/sources.list" -o Dir::Etc::SourceParts=/dev/null
+        -o "Dir::State::Lists=$apt_dir/lists" -o "Dir::Cache=$apt_dir"
+        -o Debug::NoLocking=1 -o APT::Sandbox::User=root)
+    echo "kernels.sh: fetching the $suite package lists" >&2
+    apt-get "${opts[@]}" update -qq >/dev/null
+    if ! apt-cache "${opts[@]}" show "$pkg" >/dev/null 2>&1; then
+        local newest
+        newest=$(apt-cache "${opts[@]}" pkgnames linux-image- | grep -E "$(series_pattern "$name")" | sort -V | tail -n1)
+        [ -n "$newest" ] || die "no $name kernel package in $suite"
+        echo "kernels.sh: $pkg is gone from the mirror; using $newest" >&2
+        pkg=$newest
+    fi
+    echo "kernels.sh: downloading $pkg" >&2
+    (cd "$cache/debs" && apt-get "${opts[@]}" download -qq "$pkg" >/dev/null)
+    local deb
+    deb=$(ls -t "$cache/debs/${pkg}_"*.deb | head -n1)
+    dpkg-deb -x "$deb" "$root"
+    # trixie's packages put modules under usr/lib (merged /usr): one place for all.
+    if [ -d "$root/usr/lib/modules" ]; then
+        mkdir -p "$root/lib/modules"
+        cp -a "$root/usr/lib/modules/." "$root/lib/modules/"
+        rm -rf "$root/usr/lib/modules"
+    fi
+    echo "${pkg#linux-image-}" >"$cache/$name.release"
+}
+
+# The release (uname -r) of a prepared kernel.
+release_of() {
+    local want=$1 e
+    e=$(entry)
+    set -- $e
+    if [ -e "$cache/$1.release" ]; then
+        cat "$cache/$1.release"
+    else
+        echo "${3#linux-image-}"
+    fi
+}
+
+prepare() {
+    install_tools
+    local want e
+    for want in "$@"; do
+        e=$(entry)
+        prepare_one $e
+    done
+}
+
+# run KERNEL CMD...: CMD runs as root in the VM, from the repository, with a PATH that
+# finds cargo's and pip's tools and with CT_* variables passed on. Exit status is CMD's.
+run_in_vm() {
+    local want=$1
+    shift
+    local release kernel shared
+    release=$(release_of "$want")
+    kernel="$root/boot/vmlinuz-$release"
+    [ -e "$kernel" ] || die "kernel $want is not prepared: scripts/kernels.sh prepare $want"
+    shared=$(mktemp -d /tmp/ct-vm.XXXXXX)
+    # The VM does not inherit the environment: the runner sets it up.
+    {
+        echo '#!/bin/bash'
+        echo "export PATH=$(printf %q "$PATH")"
+        echo "export HOME=$(printf %q "$HOME")"
+        env | grep -E '^(CT_[A-Z0-9_]*|RUST_BACKTRACE|RUST_LOG)=' | while IFS='=' read -r k v; do
+            echo "export $k=$(printf %q "$v")"
+        done
+        echo "cd $(printf %q "$repo")"
+        # bpffs is not mounted by virtme-ng; libbpf and the static-binary test use it.
+        echo 'mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf'
+        printf '%q ' "$@"
+        echo
+    } >"$shared/run"
+    chmod +x "$shared/run"
+    local rc=0
+    timeout "${VM_TIMEOUT:-1800}" vng -r "$kernel" --disable-kvm --cpus "${VM_CPUS:-2}" -m "${VM_MEM:-2G}" \
+        --rodir="/lib/modules=$root/lib/modules" --rwdir="$shared" \
+        --exec "$shared/run" </dev/null || rc=$?
+    rm -rf "$shared"
+    return $rc
+}
+
+# The kernel suites, run in one VM: the check before and after nf_conntrack is loaded,
+# then each kernel test binary.
+vm_suite() {
+    local bins=$1
+    echo "== $(uname -r): ct-cli check with nf_conntrack not loaded"
+    local out rc=0
+    if grep -qw '^nf_conntrack' /proc/modules; then
+        echo "nf_conntrack is already loaded: that check is skipped"
+    else
+        out=$("$CT_CLI" check 2>&1) || rc=$?
+        echo "$out"
+        [ $rc -eq 4 ] || { echo "FAIL: check exited $rc, expected 4 (prerequisites missing)"; return 1; }
+        grep -q 'modprobe nf_conntrack' <<<"$out" || { echo "FAIL: check does not say modprobe nf_conntrack"; return 1; }
+    fi
+    modprobe nf_conntrack
+    echo "== $(uname -r): ct-cli check"
+    "$CT_CLI" check
+    local failed=0 name dir bin
+    while read -r name dir bin; do
+        echo "== $(uname -r): $name"
+        (cd "$dir" && "$bin" --test-threads="${CT_VM_TEST_THREADS:-2}") || { echo "FAIL: $name"; failed=1; }
+    done <"$bins"
+    return $failed
+}
+
+# Test binaries the VMs run (crate:target): those that load the program or drive the lab.
+VM_TESTS=(
+    "ct-bpf:ct_bpf"
+    "ct-bpf:verifier"
+    "ct-lab:lab_cases"
+    "ct-lab:filters"
+    "ct-lab:tracking"
+    "ct-cli:kernel"
+)
+
+build_tests() {
+    local list=$1
+    scripts/install-deps.sh
+    export PATH="$HOME/.cargo/bin:$PATH"
+    cargo build --locked -p ct-cli >&2
+    cargo test --locked --no-run --message-format=json -p ct-bpf -p ct-lab -p ct-cli 2>/dev/null |
+        python3 -c '
+import json, os, sys
+wanted = set(sys.argv[1:])
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") != "compiler-artifact" or not m.get("executable") or not m["profile"]["test"]:
+        continue
+    pkg = m["package_id"]
+    # package ids: "path+file:///...#name@ver" (new) or "name ver (path+...)" (old)
+    name = pkg.split("#")[-1].split("@")[0] if "#" in pkg else pkg.split()[0]
+    name = name.rsplit("/", 1)[-1]
+    key = name + ":" + m["target"]["name"]
+    if key in wanted:
+        print(key, os.path.dirname(m["manifest_path"]), m["executable"])
+' "${VM_TESTS[@]}" >"$list"
+    local n
+    n=$(wc -l <"$list")
+    [ "$n" -eq "${#VM_TESTS[@]}" ] || die "found $n of ${#VM_TESTS[@]} test binaries: $(cat "$list")"
+}
+
+cmd=${1:-}
+shift || true
+case "$cmd" in
+list)
+    for e in "${MATRIX[@]}"; do
+        set -- $e
+        want=$1
+        printf '%-6s %-10s %s\n' "$1" "$2" "$(release_of "$1")"
+    done
+    ;;
+prepare)
+    [ $# -gt 0 ] && [ "$1" != all ] || set -- $(names)
+    prepare "$@"
+    ;;
+run)
+    [ $# -ge 1 ] || die "usage: scripts/kernels.sh run KERNEL -- CMD..."
+    k=$1
+    shift
+    [ "${1:-}" != "--" ] || shift
+    [ $# -gt 0 ] || die "usage: scripts/kernels.sh run KERNEL -- CMD..."
+    prepare "$k"
+    run_in_vm "$k" "$@"
+    ;;
+test)
+    [ $# -gt 0 ] && [ "$1" != all ] || set -- $(names)
+    prepare "$@"
+    list=$(mktemp /tmp/ct-vm-tests.XXXXXX)
+    build_tests "$list"
+    export CT_CLI="$repo/target/debug/ct-cli"
+    status=0
+    for k in "$@"; do
+        start=$(date +%s)
+        if run_in_vm "$k" scripts/kernels.sh vm-suite "$list"; then
+            echo "kernels.sh: $k ($(release_of "$k")): passed in $(($(date +%s) - start)) s"
+        else
+            echo "kernels.sh: $k ($(release_of "$k")): FAILED after $(($(date +%s) - start)) s"
+            status=1
+        fi
+    done
+    rm -f "$list"
+    exit $status
+    ;;
+vm-suite)
+    # Inside a VM (used by `test`).
+    vm_suite "$1"
+    ;;
+*)
+    sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
+    [ -z "$cmd" ] || exit 2
+    ;;
+esac
