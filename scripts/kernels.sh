@@ -253,10 +253,8 @@ for line in sys.stdin:
     m = json.loads(line)
     if m.get("reason") != "compiler-artifact" or not m.get("executable") or not m["profile"]["test"]:
         continue
-    pkg = m["package_id"]
-    # package ids: "path+file:///...#name@ver" (new) or "name ver (path+...)" (old)
-    name = pkg.split("#")[-1].split("@")[0] if "#" in pkg else pkg.split()[0]
-    name = name.rsplit("/", 1)[-1]
+    # crates/<package>/Cargo.toml: every package here is named after its directory
+    name = os.path.basename(os.path.dirname(m["manifest_path"]))
     key = name + ":" + m["target"]["name"]
     if key in wanted:
         print(key, os.path.dirname(m["manifest_path"]), m["executable"])
