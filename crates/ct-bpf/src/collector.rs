@@ -14,10 +14,10 @@ use std::time::Duration;
 use ct_core::{Event, ProbeInfo};
 use libbpf_rs::{Link, MapCore, MapFlags, MapHandle, Object, ObjectBuilder, RingBuffer};
 
-use crate::check::{has_bpf_privileges, kprobes_supported};
 use crate::decode::{DecodeError, Decoder};
 use crate::filter::{CompiledFilters, KernelFilters};
-use crate::probe::{KernelBtf, ProbeSpec};
+use crate::kernel::{has_bpf_privileges, kprobes_supported, KernelBtf};
+use crate::probe::{ProbeSpec, ResolvedProbe};
 use crate::raw::{write_rodata, ProbeConfig, RawCtEvent};
 use crate::Error;
 
@@ -127,80 +127,14 @@ impl CollectorBuilder {
     /// Checks the prerequisites, resolves every probe against kernel BTF, loads and
     /// attaches. On error nothing stays attached.
     pub fn build(self) -> Result<Collector, Error> {
-        if self.probes.is_empty() {
-            return Err(Error::NoProbes);
-        }
-        if !self.ring_size.is_power_of_two() || self.ring_size < 4096 || self.ring_size > 1 << 30 {
-            return Err(Error::RingSize(self.ring_size));
-        }
-        for (i, p) in self.probes.iter().enumerate() {
-            if self.probes[..i].contains(p) {
-                return Err(Error::DuplicateProbe {
-                    spec: p.to_string(),
-                });
-            }
-        }
-        let btf = KernelBtf::load()?;
-        if !crate::check::has_member(btf.btf(), "sk_buff", "_nfct") {
-            return Err(Error::NoConntrack);
-        }
-        let resolved = self
-            .probes
-            .iter()
-            .map(|spec| {
-                if !matches!(spec, ProbeSpec::Tracepoint { .. }) && !kprobes_supported() {
-                    return Err(Error::KprobesUnsupported {
-                        spec: spec.to_string(),
-                    });
-                }
-                btf.resolve(spec)
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let filters = self.filters.compile(&btf)?;
-        drop(btf);
-        if !has_bpf_privileges() {
-            return Err(Error::Privileges);
-        }
-
+        let (resolved, filters) = self.prepare()?;
         let mut objects = Vec::with_capacity(resolved.len());
         let mut links = Vec::with_capacity(resolved.len());
         let mut shared: Option<SharedMaps> = None;
         let mut programs: Vec<Attached> = Vec::new();
         for (id, probe) in resolved.iter().enumerate() {
-            let cfg = ProbeConfig {
-                probe_id: id as u32,
-                skb_arg: probe.skb_arg,
-                netns: self.netns,
-                require_ct: self.only_tracked,
-                track: self.track,
-                frees_skb: matches!(&probe.spec, ProbeSpec::Tracepoint { category, name }
-                    if category == "skb" && (name == "kfree_skb" || name == "consume_skb")),
-            };
             let label = probe.spec.to_string();
-            let load = |program| {
-                load_object(
-                    program,
-                    &probe.spec,
-                    &label,
-                    &cfg,
-                    &filters,
-                    shared.as_ref(),
-                    self.ring_size,
-                )
-            };
-            let mut program = program_for(&probe.spec, self.raw_tracepoints);
-            let object = match load(program) {
-                // Kernels without BTF tracepoints for this one (or at all) still have raw
-                // tracepoints: the same program reading the skb through helper calls.
-                Err(e) if program == "ct_tp_btf" && !e.is_permission() => {
-                    program = "ct_raw_tp";
-                    load(program).map_err(|_| e)?
-                }
-                other => other?,
-            };
-            if shared.is_none() {
-                shared = Some(SharedMaps::from_object(&object)?);
-            }
+            let (object, program, _) = self.load_probe(id, probe, &filters, &mut shared)?;
             links.push(attach(&object, program, &probe.spec)?);
             programs.push(Attached::new(&label, Role::Probe, &object, program));
             objects.push(object);
@@ -249,6 +183,131 @@ impl CollectorBuilder {
             programs,
         })
     }
+}
+
+impl CollectorBuilder {
+    /// Loads each probe's program as [`build`](Self::build) would (same checks, same
+    /// resolution, same settings and filters, same fallback from BTF to raw tracepoints)
+    /// and unloads it again, attaching nothing: whether collection with these probes
+    /// would load, without tracing a packet. Attaching itself is not tried.
+    pub fn verify(self) -> Result<Vec<LoadedProbe>, Error> {
+        let (resolved, filters) = self.prepare()?;
+        let mut shared: Option<SharedMaps> = None;
+        let mut loaded = Vec::with_capacity(resolved.len());
+        let mut objects = Vec::with_capacity(resolved.len());
+        for (id, probe) in resolved.iter().enumerate() {
+            let (object, program, fallback) = self.load_probe(id, probe, &filters, &mut shared)?;
+            objects.push(object);
+            loaded.push(LoadedProbe {
+                spec: probe.spec.clone(),
+                program,
+                fallback,
+            });
+        }
+        // Programs and maps go with their objects, here.
+        drop(shared);
+        drop(objects);
+        Ok(loaded)
+    }
+
+    /// Everything before loading: the builder's own settings, kernel BTF, conntrack in
+    /// `sk_buff`, each probe resolved, the filters compiled, privileges.
+    fn prepare(&self) -> Result<(Vec<ResolvedProbe>, CompiledFilters), Error> {
+        if self.probes.is_empty() {
+            return Err(Error::NoProbes);
+        }
+        if !self.ring_size.is_power_of_two() || self.ring_size < 4096 || self.ring_size > 1 << 30 {
+            return Err(Error::RingSize(self.ring_size));
+        }
+        for (i, p) in self.probes.iter().enumerate() {
+            if self.probes[..i].contains(p) {
+                return Err(Error::DuplicateProbe {
+                    spec: p.to_string(),
+                });
+            }
+        }
+        let btf = KernelBtf::load()?;
+        if !btf.has_member("sk_buff", "_nfct") {
+            return Err(Error::NoConntrack);
+        }
+        let resolved = self
+            .probes
+            .iter()
+            .map(|spec| {
+                if !matches!(spec, ProbeSpec::Tracepoint { .. }) && !kprobes_supported() {
+                    return Err(Error::KprobesUnsupported {
+                        spec: spec.to_string(),
+                    });
+                }
+                btf.resolve(spec)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let filters = self.filters.compile(&btf)?;
+        drop(btf);
+        if !has_bpf_privileges() {
+            return Err(Error::Privileges);
+        }
+        Ok((resolved, filters))
+    }
+
+    /// Loads the program for probe `id`, falling back from a BTF tracepoint to a raw one
+    /// (returning why the BTF tracepoint did not load). The first object loaded creates
+    /// the maps every other one shares.
+    fn load_probe(
+        &self,
+        id: usize,
+        probe: &ResolvedProbe,
+        filters: &CompiledFilters,
+        shared: &mut Option<SharedMaps>,
+    ) -> Result<(Object, &'static str, Option<Error>), Error> {
+        let cfg = ProbeConfig {
+            probe_id: id as u32,
+            skb_arg: probe.skb_arg,
+            netns: self.netns,
+            require_ct: self.only_tracked,
+            track: self.track,
+            frees_skb: matches!(&probe.spec, ProbeSpec::Tracepoint { category, name }
+                if category == "skb" && (name == "kfree_skb" || name == "consume_skb")),
+        };
+        let label = probe.spec.to_string();
+        let load = |program| {
+            load_object(
+                program,
+                &probe.spec,
+                &label,
+                &cfg,
+                filters,
+                shared.as_ref(),
+                self.ring_size,
+            )
+        };
+        let program = program_for(&probe.spec, self.raw_tracepoints);
+        let (object, program, fallback) = match load(program) {
+            // Kernels without BTF tracepoints for this one (or at all) still have raw
+            // tracepoints: the same program reading the skb through helper calls.
+            Err(e) if program == "ct_tp_btf" && !e.is_permission() => match load("ct_raw_tp") {
+                Ok(object) => (object, "ct_raw_tp", Some(e)),
+                Err(_) => return Err(e),
+            },
+            other => (other?, program, None),
+        };
+        if shared.is_none() {
+            *shared = Some(SharedMaps::from_object(&object)?);
+        }
+        Ok((object, program, fallback))
+    }
+}
+
+/// One probe's program as [`CollectorBuilder::verify`] loaded it.
+#[derive(Debug)]
+pub struct LoadedProbe {
+    pub spec: ProbeSpec,
+    /// The BPF program: `ct_tp_btf` (BTF tracepoint), `ct_raw_tp` (raw tracepoint),
+    /// `ct_kprobe` or `ct_kretprobe`.
+    pub program: &'static str,
+    /// Why the BTF tracepoint program did not load, where a tracepoint fell back to the
+    /// raw tracepoint program.
+    pub fallback: Option<Error>,
 }
 
 /// A record of impossible length marks a short read; decode turns it into an error.

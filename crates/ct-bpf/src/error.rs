@@ -22,6 +22,9 @@ pub enum Error {
          echo nf_conntrack >> /etc/modules-load.d/conntrack.conf)"
     )]
     NoConntrack,
+    /// A prerequisite [`check`](crate::check) found missing, named by its report line.
+    #[error("{check}: {detail}")]
+    NotReady { check: &'static str, detail: String },
     #[error(transparent)]
     ProbeSpec(#[from] ProbeSpecError),
     #[error("probe {spec}: no such {what} in this kernel{}", suggest(.suggestions))]
@@ -123,7 +126,9 @@ impl Error {
             Error::NoBtf | Error::BtfUnreadable(_) | Error::NoConntrack => {
                 ErrorCategory::Prerequisite
             }
-            Error::KprobesUnsupported { .. } => ErrorCategory::Prerequisite,
+            Error::KprobesUnsupported { .. } | Error::NotReady { .. } => {
+                ErrorCategory::Prerequisite
+            }
             Error::ProbeSpec(_)
             | Error::UnknownProbe { .. }
             | Error::NoSkbArgument { .. }

@@ -8,7 +8,7 @@ use ct_core::{CtStatus, IpVersion};
 use libbpf_rs::btf::types::{Array, Composite, Int, IntEncoding};
 use libbpf_rs::btf::{Btf, BtfKind, BtfType, HasSize};
 
-use crate::probe::KernelBtf;
+use crate::kernel::KernelBtf;
 use crate::skel::types as c;
 use crate::Error;
 

@@ -13,15 +13,19 @@ pub mod decode;
 mod error;
 pub mod filter;
 mod ids;
+pub mod kernel;
 pub mod netns;
 pub mod packet;
 pub mod probe;
 pub mod raw;
 
 pub use check::{check, Report};
-pub use collector::{Collector, CollectorBuilder, Lost, ProgramStats, DEFAULT_RING_SIZE};
+pub use collector::{
+    Collector, CollectorBuilder, LoadedProbe, Lost, ProgramStats, DEFAULT_RING_SIZE,
+};
 pub use decode::{decode, decode_ct, DecodeError, Decoder};
 pub use error::{Error, ErrorCategory};
 pub use filter::KernelFilters;
+pub use kernel::{KernelBtf, KernelVersion};
 pub use netns::{netns_inode, NetnsError};
-pub use probe::{default_probes, KernelBtf, ProbeSpec, ProbeSpecError, ResolvedProbe};
+pub use probe::{default_probes, ProbeSpec, ProbeSpecError, ResolvedProbe};

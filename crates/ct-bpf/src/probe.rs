@@ -8,6 +8,7 @@ use ct_core::{ProbeInfo, ProbeKind};
 use libbpf_rs::btf::types::{Func, FuncProto, Typedef};
 use libbpf_rs::btf::{Btf, BtfKind, BtfType, ReferencesType};
 
+use crate::kernel::{kprobes_supported, KernelBtf};
 use crate::Error;
 
 /// Where to attach: a tracepoint, or a kernel function entry or return.
@@ -145,7 +146,7 @@ pub fn default_probes() -> Vec<ProbeSpec> {
             .expect("built-in probe specs are valid")
     };
     let mut specs: Vec<ProbeSpec> = DEFAULT_TRACEPOINTS.iter().map(parse).collect();
-    if crate::check::kprobes_supported() {
+    if kprobes_supported() {
         if let Ok(btf) = KernelBtf::load() {
             specs.extend(
                 DEFAULT_KPROBES
@@ -167,42 +168,19 @@ pub struct ResolvedProbe {
     pub skb_arg: u32,
 }
 
-/// Kernel BTF, loaded once, answering questions about probes.
-pub struct KernelBtf {
-    btf: Btf<'static>,
-}
-
-impl fmt::Debug for KernelBtf {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("KernelBtf").finish_non_exhaustive()
-    }
-}
-
 /// Most arguments a probe program can read the skb from (raw_tp: 6; kprobe registers: 5).
 const MAX_ARGS: usize = 6;
 const MAX_KPROBE_ARGS: usize = 5;
 
+/// Probe resolution: what kernel BTF says about a probe's arguments.
 impl KernelBtf {
-    /// Loads `/sys/kernel/btf/vmlinux`.
-    pub fn load() -> Result<Self, Error> {
-        if !std::path::Path::new(crate::check::VMLINUX_BTF).exists() {
-            return Err(Error::NoBtf);
-        }
-        let btf = Btf::from_vmlinux().map_err(|e| Error::BtfUnreadable(e.to_string()))?;
-        Ok(KernelBtf { btf })
-    }
-
-    pub fn btf(&self) -> &Btf<'static> {
-        &self.btf
-    }
-
     /// Finds the skb argument of `spec`, or says why there is none.
     pub fn resolve(&self, spec: &ProbeSpec) -> Result<ResolvedProbe, Error> {
         match spec {
             ProbeSpec::Tracepoint { name, .. } => {
                 let typedef = format!("btf_trace_{name}");
                 let proto = self
-                    .btf
+                    .btf()
                     .type_by_name::<Typedef>(&typedef)
                     .and_then(|t| t.next_type())
                     .and_then(|t| t.next_type()) // through the pointer
@@ -216,19 +194,19 @@ impl KernelBtf {
                 let params: Vec<String> = proto
                     .iter()
                     .skip(1)
-                    .map(|p| type_name(&self.btf, p.ty))
+                    .map(|p| type_name(self.btf(), p.ty))
                     .collect();
                 self.pick_skb(spec, &params, MAX_ARGS)
             }
             ProbeSpec::Kprobe { function } => {
                 let proto = self.func_proto(spec, function)?;
                 let params: Vec<String> =
-                    proto.iter().map(|p| type_name(&self.btf, p.ty)).collect();
+                    proto.iter().map(|p| type_name(self.btf(), p.ty)).collect();
                 self.pick_skb(spec, &params, MAX_KPROBE_ARGS)
             }
             ProbeSpec::Kretprobe { function } => {
                 let proto = self.func_proto(spec, function)?;
-                let ret = type_name(&self.btf, proto.referenced_type_id());
+                let ret = type_name(self.btf(), proto.referenced_type_id());
                 if is_skb_ptr(&ret) {
                     Ok(ResolvedProbe {
                         spec: spec.clone(),
@@ -245,7 +223,7 @@ impl KernelBtf {
     }
 
     fn func_proto(&self, spec: &ProbeSpec, function: &str) -> Result<FuncProto<'_>, Error> {
-        self.btf
+        self.btf()
             .type_by_name::<Func>(function)
             .and_then(|f| f.next_type())
             .and_then(|t| FuncProto::try_from(t).ok())
@@ -281,7 +259,7 @@ impl KernelBtf {
 
     /// Every tracepoint name in the kernel (from `btf_trace_*` typedefs).
     pub fn tracepoints(&self) -> impl Iterator<Item = String> + '_ {
-        self.btf.type_by_kind::<Typedef>().filter_map(|t| {
+        self.btf().type_by_kind::<Typedef>().filter_map(|t| {
             t.name()
                 .and_then(|n| n.to_str())
                 .and_then(|n| n.strip_prefix("btf_trace_"))
@@ -296,7 +274,7 @@ impl KernelBtf {
     fn suggest_functions(&self, name: &str) -> Vec<String> {
         closest(
             name,
-            self.btf
+            self.btf()
                 .type_by_kind::<Func>()
                 .filter_map(|f| f.name().and_then(|n| n.to_str()).map(str::to_owned)),
         )
@@ -466,7 +444,7 @@ mod tests {
         let specs = default_probes();
         let names: Vec<String> = specs.iter().map(ToString::to_string).collect();
         assert_eq!(names[..DEFAULT_TRACEPOINTS.len()], DEFAULT_TRACEPOINTS);
-        if !crate::check::kprobes_supported() {
+        if !kprobes_supported() {
             assert_eq!(specs.len(), DEFAULT_TRACEPOINTS.len());
         }
     }
