@@ -199,7 +199,7 @@ run_in_vm() {
     chmod +x "$shared/run"
     local rc=0
     timeout "${VM_TIMEOUT:-1800}" vng -r "$kernel" --disable-kvm --cpus "${VM_CPUS:-2}" -m "${VM_MEM:-2G}" \
-        --rodir="/lib/modules=$root/lib/modules" --rwdir="$shared" \
+        --rodir="/lib/modules=$root/lib/modules" --rodir="/boot=$root/boot" --rwdir="$shared" \
         --exec "$shared/run" </dev/null || rc=$?
     rm -rf "$shared"
     return $rc
@@ -208,21 +208,25 @@ run_in_vm() {
 # The kernel suites, run in one VM: the check before and after nf_conntrack is loaded,
 # then each kernel test binary.
 vm_suite() {
-    local bins=$1
+    local bins=$1 failed=0 out rc=0
     echo "== $(uname -r): ct-cli check with nf_conntrack not loaded"
-    local out rc=0
     if grep -qw '^nf_conntrack' /proc/modules; then
         echo "nf_conntrack is already loaded: that check is skipped"
     else
         out=$("$CT_CLI" check 2>&1) || rc=$?
         echo "$out"
-        [ $rc -eq 4 ] || { echo "FAIL: check exited $rc, expected 4 (prerequisites missing)"; return 1; }
-        grep -q 'modprobe nf_conntrack' <<<"$out" || { echo "FAIL: check does not say modprobe nf_conntrack"; return 1; }
+        if [ $rc -ne 4 ]; then
+            echo "FAIL: check exited $rc, expected 4 (prerequisites missing)"
+            failed=1
+        elif ! grep -q 'modprobe nf_conntrack' <<<"$out"; then
+            echo "FAIL: check does not say modprobe nf_conntrack"
+            failed=1
+        fi
     fi
     modprobe nf_conntrack
     echo "== $(uname -r): ct-cli check"
-    "$CT_CLI" check
-    local failed=0 name dir bin
+    "$CT_CLI" check || { echo "FAIL: ct-cli check"; failed=1; }
+    local name dir bin
     while read -r name dir bin; do
         echo "== $(uname -r): $name"
         (cd "$dir" && "$bin" --test-threads="${CT_VM_TEST_THREADS:-2}") || { echo "FAIL: $name"; failed=1; }
