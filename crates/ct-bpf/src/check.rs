@@ -550,25 +550,26 @@ fn module_btf_reason(ty: &str, ctx: &Context) -> (String, String) {
     let running = ctx
         .version
         .map_or_else(|| "this kernel".to_owned(), |v| format!("Linux {v}"));
-    let detail =
-        match &ctx.module_btf {
-            ModuleBtf::Unreadable(e) => {
-                format!("struct {ty}: {NF_CONNTRACK_BTF} is not readable ({e})")
-            }
-            ModuleBtf::Loaded => format!("struct {ty} is not in nf_conntrack's module BTF"),
-            ModuleBtf::Absent if !ctx.conntrack.is_loaded() => return (
+    let detail = match &ctx.module_btf {
+        ModuleBtf::Unreadable(e) => {
+            format!("struct {ty}: {NF_CONNTRACK_BTF} is not readable ({e})")
+        }
+        ModuleBtf::Loaded => format!("struct {ty} is not in nf_conntrack's module BTF"),
+        ModuleBtf::Absent if !ctx.conntrack.is_loaded() => {
+            return (
                 format!(
                     "struct {ty} is in nf_conntrack's module BTF, and nf_conntrack is not loaded"
                 ),
                 MODPROBE.into(),
-            ),
-            ModuleBtf::Absent if ctx.version.is_some_and(|v| v < MODULE_BTF_SINCE) => {
-                format!("struct {ty} is not in vmlinux BTF, and {running} has no module BTF")
-            }
-            ModuleBtf::Absent => format!(
-                "struct {ty} is not in vmlinux BTF, and {running} has no {NF_CONNTRACK_BTF}"
-            ),
-        };
+            )
+        }
+        ModuleBtf::Absent if ctx.version.is_some_and(|v| v < MODULE_BTF_SINCE) => {
+            format!("struct {ty} is not in vmlinux BTF, and {running} has no module BTF")
+        }
+        ModuleBtf::Absent => {
+            format!("struct {ty} is not in vmlinux BTF, and {running} has no {NF_CONNTRACK_BTF}")
+        }
+    };
     (detail, needs)
 }
 

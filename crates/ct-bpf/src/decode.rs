@@ -258,7 +258,7 @@ fn build_tuple(raw: &RawCtTuple, vtag: [u8; 4]) -> CtTuple {
 
 /// Turns raw records into complete events: probe names, task, packet, ct and tracking ids.
 ///
-/// Tracking ids are keyed hashes (SipHash-1-3, see [`IdKey`]) with a key drawn at random
+/// Tracking ids are keyed hashes (SipHash-1-3, see `IdKey` in `ids.rs`) with a key drawn at random
 /// for each `Decoder`, so no kernel address ever reaches an event (addresses in a shared
 /// file would defeat KASLR), and cut to 63 bits so that none even looks like one.
 #[derive(Debug, Clone)]

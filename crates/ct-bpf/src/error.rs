@@ -22,7 +22,7 @@ pub enum Error {
          echo nf_conntrack >> /etc/modules-load.d/conntrack.conf)"
     )]
     NoConntrack,
-    /// A prerequisite [`check`](crate::check) found missing, named by its report line.
+    /// A prerequisite [`check`](crate::check()) found missing, named by its report line.
     #[error("{check}: {detail}")]
     NotReady { check: &'static str, detail: String },
     #[error(transparent)]

@@ -1,7 +1,7 @@
 //! What the crate knows about the running kernel, in one place: its release, its build
 //! configuration, its BTF (vmlinux's, and the nf_conntrack module's when that is loaded),
 //! whether it has kprobes, whether conntrack is loaded, and whether this process may load
-//! BPF programs. [`crate::check`] reports on these; [`crate::probe`] and
+//! BPF programs. [`mod@crate::check`] reports on these; [`crate::probe`] and
 //! [`crate::collector`] act on them.
 
 use std::fmt;

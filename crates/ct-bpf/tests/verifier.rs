@@ -135,3 +135,138 @@ fn tracepoints_use_btf_unless_raw_is_asked_for() {
     assert_eq!(programs(false), ["ct_tp_btf"; 3]);
     assert_eq!(programs(true), ["ct_raw_tp"; 3]);
 }
+
+/// Whether the load checks can run here at all: root (or the capabilities) and kernel BTF.
+/// Decided from the kernel, not from `check`, whose report is what these tests judge.
+fn can_load() -> bool {
+    let reason = if !ct_bpf::kernel::has_bpf_privileges() {
+        "no privileges to load BPF programs"
+    } else if !std::path::Path::new(ct_bpf::kernel::VMLINUX_BTF).exists() {
+        "no kernel BTF"
+    } else {
+        return true;
+    };
+    if std::env::var_os("CT_REQUIRE_KERNEL_TESTS").is_some() {
+        panic!("kernel tests are required (CT_REQUIRE_KERNEL_TESTS) but cannot run: {reason}");
+    }
+    eprintln!("skipping kernel test: {reason}");
+    false
+}
+
+fn item<'r>(report: &'r ct_bpf::Report, name: &str) -> &'r ct_bpf::check::CheckItem {
+    report
+        .get(name)
+        .unwrap_or_else(|| panic!("no {name} line in\n{report}"))
+}
+
+/// `check` on the running kernel: each load line says what loading the program really
+/// does, the kprobe lines follow the kprobe PMU, conntrack and helper names follow the
+/// kernel's modules and BTF, and `collection can run` follows them.
+#[test]
+fn check_verifies_by_loading_on_this_kernel() {
+    use ct_bpf::check::Verdict;
+    use std::path::Path;
+
+    if !can_load() {
+        return;
+    }
+    let report = ct_bpf::check();
+    eprintln!("{report}");
+
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    let kernel = item(&report, "kernel");
+    assert_eq!(kernel.verdict, Verdict::Ok, "{report}");
+    assert!(kernel.detail.contains(release.trim()), "{report}");
+
+    // Every kernel this supports (5.5+) has BTF tracepoints and raw ones for the defaults.
+    for name in ["tp_btf", "raw_tp"] {
+        assert_eq!(item(&report, name).verdict, Verdict::Ok, "{report}");
+    }
+    // And the collector agrees with the check: a real build of the first default probe
+    // attaches the BTF tracepoint program.
+    let collector = CollectorBuilder::new()
+        .probe("tp:net:net_dev_start_xmit".parse().unwrap())
+        .ring_size(4096)
+        .build()
+        .expect("the default tracepoint attaches where check says it loads");
+    assert_eq!(collector.program_stats()[0].program, "ct_tp_btf");
+    drop(collector);
+
+    let kprobes = Path::new("/sys/bus/event_source/devices/kprobe").exists();
+    for name in ["kprobe", "kretprobe"] {
+        let line = item(&report, name);
+        if kprobes {
+            assert_eq!(line.verdict, Verdict::Ok, "{report}");
+        } else {
+            assert_eq!(line.verdict, Verdict::Degraded, "{report}");
+            assert!(line.detail.starts_with("not available"), "{report}");
+        }
+    }
+
+    let modules = std::fs::read_to_string("/proc/modules").unwrap_or_default();
+    let loaded = modules.lines().any(|l| l.starts_with("nf_conntrack "))
+        || Path::new("/sys/module/nf_conntrack").exists();
+    let conntrack = item(&report, "conntrack");
+    if loaded {
+        assert_eq!(conntrack.verdict, Verdict::Ok, "{report}");
+    } else {
+        assert_eq!(conntrack.verdict, Verdict::Fail, "{report}");
+        assert!(
+            conntrack
+                .remedy
+                .as_deref()
+                .is_some_and(|r| r.contains("modprobe nf_conntrack")),
+            "{report}"
+        );
+    }
+
+    // Helper names need struct nf_conn_help with its helper member, in vmlinux BTF or in
+    // nf_conntrack's module BTF (nothing else on Debian's kernels would have them).
+    let vmlinux = libbpf_rs::btf::Btf::from_path(ct_bpf::kernel::VMLINUX_BTF).unwrap();
+    let in_vmlinux = vmlinux
+        .type_by_name::<libbpf_rs::btf::types::Composite<'_>>("nf_conn_help")
+        .is_some();
+    let module_btf = Path::new(ct_bpf::kernel::NF_CONNTRACK_BTF).exists();
+    let helper = item(&report, "helper");
+    if in_vmlinux || module_btf {
+        assert_eq!(helper.verdict, Verdict::Ok, "{report}");
+    } else {
+        assert_eq!(helper.verdict, Verdict::Degraded, "{report}");
+        let remedy = helper.remedy.as_deref().unwrap_or_default();
+        assert!(
+            remedy.contains("needs module BTF for nf_conntrack") || !loaded,
+            "{report}"
+        );
+    }
+
+    assert_eq!(report.ready(), loaded, "{report}");
+    assert_eq!(
+        report.to_string().ends_with("\ncollection can run"),
+        loaded,
+        "{report}"
+    );
+}
+
+/// `verify` loads without attaching, and refuses what `build` refuses.
+#[test]
+fn verify_loads_what_build_would() {
+    if !can_load() {
+        return;
+    }
+    let loaded = CollectorBuilder::new()
+        .probes(probes())
+        .raw_tracepoints(true)
+        .verify()
+        .expect("raw tracepoints load");
+    assert_eq!(loaded.len(), probes().len());
+    assert!(loaded
+        .iter()
+        .all(|l| l.program == "ct_raw_tp" && l.fallback.is_none()));
+    let unknown = CollectorBuilder::new()
+        .probe("tp:net:no_such_tracepoint".parse().unwrap())
+        .verify();
+    assert!(
+        matches!(unknown, Err(ct_bpf::Error::UnknownProbe { .. })),
+        "{unknown:?}"
+    );
+}

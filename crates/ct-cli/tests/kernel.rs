@@ -547,3 +547,64 @@ fn disk_full_keeps_complete_events() {
     let (n, _, _) = summary(&stderr);
     assert_eq!(n, events.len() as u64, "{text}");
 }
+
+/// `ct-cli check` as a user runs it: one line per kind of probe, each from loading the
+/// program here; the kprobe lines follow the kernel's kprobe PMU; the exit code and the
+/// last line agree with the FAIL lines. Needs root only: what it expects comes from the
+/// kernel (/proc, /sys), not from `check`.
+#[test]
+fn check_command_reports_what_loads() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 || !Path::new("/sys/kernel/btf/vmlinux").exists() {
+        if std::env::var("CT_REQUIRE_KERNEL_TESTS").is_ok_and(|v| v == "1") {
+            panic!("check_command_reports_what_loads: kernel test required but not root or no BTF");
+        }
+        eprintln!("skipping check_command_reports_what_loads: not root or no kernel BTF");
+        return;
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_ct-cli"))
+        .arg("check")
+        .output()
+        .expect("ct-cli starts");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{stdout}");
+    let verdict = |name: &str| {
+        stdout
+            .lines()
+            .find_map(|l| {
+                let mut words = l.split_whitespace();
+                let mark = words.next()?;
+                (words.next()? == name).then(|| mark.to_owned())
+            })
+            .unwrap_or_else(|| panic!("no {name} line:\n{stdout}"))
+    };
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    assert!(
+        stdout.lines().next().is_some_and(|l| l.starts_with("ok")
+            && l.contains("kernel")
+            && l.contains(release.trim())),
+        "{stdout}"
+    );
+    assert_eq!(verdict("tp_btf"), "ok", "{stdout}");
+    assert_eq!(verdict("raw_tp"), "ok", "{stdout}");
+    let kprobes = Path::new("/sys/bus/event_source/devices/kprobe").exists();
+    for name in ["kprobe", "kretprobe"] {
+        assert_eq!(
+            verdict(name),
+            if kprobes { "ok" } else { "degraded" },
+            "{stdout}"
+        );
+    }
+    let failed = stdout.lines().any(|l| l.starts_with("FAIL"));
+    assert_eq!(
+        out.status.code(),
+        Some(if failed { 4 } else { 0 }),
+        "{stdout}"
+    );
+    let last = stdout.trim_end().lines().last().unwrap_or_default();
+    if failed {
+        assert_eq!(last, "collection cannot run: fix the FAIL lines above");
+    } else {
+        assert_eq!(last, "collection can run");
+    }
+}
