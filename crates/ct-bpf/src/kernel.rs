@@ -683,18 +683,18 @@ mod tests {
         assert!(!btf.has_member("ct_split_test", "len"));
         assert_eq!(btf.origin("ct_split_test"), Some(BtfOrigin::Module));
         assert_eq!(btf.origin("sk_buff"), Some(BtfOrigin::Vmlinux));
-        assert!(btf.has_member("sk_buff", "_nfct") == plain_has_nfct(&plain));
+        let alone = KernelBtf::from_raw(&vmlinux, Ok(None)).unwrap();
+        assert_eq!(alone.module(), &ModuleBtf::Absent);
+        assert_eq!(
+            btf.has_member("sk_buff", "_nfct"),
+            alone.has_member("sk_buff", "_nfct")
+        );
 
         // A module blob that is not BTF leaves vmlinux's lookups working.
         let btf = KernelBtf::from_raw(&vmlinux, Ok(Some(b"junk".to_vec()))).unwrap();
         assert!(matches!(btf.module(), ModuleBtf::Unreadable(_)));
         assert!(btf.has_struct("sk_buff"));
         assert!(!btf.has_struct("ct_split_test"));
-    }
-
-    fn plain_has_nfct(btf: &Btf<'_>) -> bool {
-        btf.type_by_name::<Composite<'_>>("sk_buff")
-            .is_some_and(|c| member_type(btf, &c, "_nfct", 0).is_some())
     }
 
     /// On the running kernel: vmlinux BTF loads, and where nf_conntrack has module BTF,
