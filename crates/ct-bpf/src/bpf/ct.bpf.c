@@ -90,7 +90,7 @@ struct {
 
 static __always_inline __u32 ct_be16(const __u8 *p, __u32 at)
 {
-	return (__u32)p[at & 0x7f] << 8 | p[(at + 1) & 0x7f];
+	return (__u32)ct_hdr_at(p, at) << 8 | ct_hdr_at(p, at + 1);
 }
 
 static __always_inline __u32 ct_be32(const __u8 *p, __u32 at)
@@ -144,7 +144,7 @@ static __always_inline __u64 ct_fingerprint(const __u8 *hdr, __u32 len)
 		break;
 	case 1: /* type, echo sequence, first payload bytes (the id may be NATed) */
 	case 58:
-		fp = ct_mix(fp, (__u64)hdr[l4 & 0x7f] << 48 | (__u64)ct_be16(hdr, l4 + 6) << 32 |
+		fp = ct_mix(fp, (__u64)ct_hdr_at(hdr, l4) << 48 | (__u64)ct_be16(hdr, l4 + 6) << 32 |
 				    ct_be32(hdr, l4 + 8));
 		break;
 	}

@@ -13,6 +13,12 @@
 
 #define CT_NAME_LEN 16
 #define CT_PKT_HDR_LEN 96
+/*
+ * Mask for header bytes read at a computed index (ct_hdr_at): a power of two covering
+ * CT_PKT_HDR_LEN, so a masked index stays inside the 128-byte scratch copy and, for
+ * ev->hdr, inside the record that follows it (asserted below).
+ */
+#define CT_HDR_INDEX_MASK 0x7f
 
 /*
  * Flag values are enums rather than #defines so that they reach the object's BTF and
@@ -128,5 +134,10 @@ CT_ASSERT_OFFSET(struct ct_raw_event, hdr, 88);
 CT_ASSERT_OFFSET(struct ct_raw_event, base, 184);
 CT_ASSERT_OFFSET(struct ct_raw_event, parent, 336);
 CT_ASSERT_OFFSET(struct ct_raw_event, skb_first_ts, 488);
+
+_Static_assert(CT_HDR_INDEX_MASK + 1 >= CT_PKT_HDR_LEN, "the mask must cover the header copy");
+_Static_assert(__builtin_offsetof(struct ct_raw_event, hdr) + CT_HDR_INDEX_MASK <
+		       sizeof(struct ct_raw_event),
+	       "a masked read of ev->hdr must stay inside the record");
 
 #endif /* __CT_EVENT_H__ */

@@ -119,6 +119,18 @@ struct ct_pkt_view {
 	__u8 dst[16];
 };
 
+/*
+ * Byte `at` of a header copy. The index goes through a compiler barrier before it is
+ * masked: otherwise the compiler drops a mask it can prove redundant from an earlier
+ * bounds test, and verifiers before 6.x lose that test's bounds when the index is
+ * spilled to the stack ("invalid access to map value" on 6.1).
+ */
+static __always_inline __u8 ct_hdr_at(const __u8 *hdr, __u32 at)
+{
+	barrier_var(at);
+	return hdr[at & CT_HDR_INDEX_MASK];
+}
+
 /* Parses an IPv4/IPv6 header and the ports after it from `hdr` (len valid bytes). */
 static __always_inline void ct_parse_view(struct ct_pkt_view *v, const __u8 *hdr, __u32 len)
 {
@@ -153,16 +165,16 @@ static __always_inline void ct_parse_view(struct ct_pkt_view *v, const __u8 *hdr
 				return;
 			if (next == 44) {
 				/* A non-first fragment: no transport header here. */
-				if ((hdr[(l4 + 2) & 0x7f] << 8 | hdr[(l4 + 3) & 0x7f]) & 0xfff8) {
-					v->proto = hdr[l4 & 0x7f];
+				if ((ct_hdr_at(hdr, l4 + 2) << 8 | ct_hdr_at(hdr, l4 + 3)) & 0xfff8) {
+					v->proto = ct_hdr_at(hdr, l4);
 					return;
 				}
-				next = hdr[l4 & 0x7f];
+				next = ct_hdr_at(hdr, l4);
 				l4 += 8;
 			} else {
-				__u32 ext = (hdr[(l4 + 1) & 0x7f] + 1) * 8;
+				__u32 ext = (ct_hdr_at(hdr, l4 + 1) + 1) * 8;
 
-				next = hdr[l4 & 0x7f];
+				next = ct_hdr_at(hdr, l4);
 				l4 += ext;
 			}
 		}
@@ -174,8 +186,8 @@ static __always_inline void ct_parse_view(struct ct_pkt_view *v, const __u8 *hdr
 		return;
 	if (l4 > CT_PKT_HDR_LEN - 4 || l4 + 4 > len)
 		return;
-	v->sport = (__u16)hdr[l4 & 0x7f] << 8 | hdr[(l4 + 1) & 0x7f];
-	v->dport = (__u16)hdr[(l4 + 2) & 0x7f] << 8 | hdr[(l4 + 3) & 0x7f];
+	v->sport = (__u16)ct_hdr_at(hdr, l4) << 8 | ct_hdr_at(hdr, l4 + 1);
+	v->dport = (__u16)ct_hdr_at(hdr, l4 + 2) << 8 | ct_hdr_at(hdr, l4 + 3);
 	v->has_ports = 1;
 }
 
