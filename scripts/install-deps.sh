@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Installs what a fresh Debian 12 machine lacks to build and test ct-trace:
-# the BPF toolchain (clang), libbpf's build needs (libelf, zlib, pkg-config), and the
+# the BPF toolchain (clang), libbpf's build needs (libelf, zlib, pkg-config; their static
+# archives and glibc's libc.a, with readelf from binutils, for scripts/static-build.sh), the
 # tools the kernel tests drive (nftables, conntrack-tools, iproute2, ping, python3, bpftool,
 # setpriv/runuser from util-linux), and a C++ compiler for cargo-fuzz's libFuzzer.
 set -euo pipefail
 
 packages=(
-    clang llvm gcc libc6-dev make pkg-config libelf-dev zlib1g-dev
+    clang llvm gcc libc6-dev make pkg-config libelf-dev zlib1g-dev binutils
     nftables conntrack iproute2 iputils-ping python3 procps util-linux bpftool g++
 )
 

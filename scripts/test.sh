@@ -3,6 +3,8 @@
 # tests (which load the real BPF program and check real events against conntrack -L).
 # Kernel tests need root; elsewhere they print why they skip. With
 # CT_REQUIRE_KERNEL_TESTS=1 (set by CI) a skipped kernel test fails instead.
+# The fully static release ct-cli is built first (scripts/static-build.sh) for the kernel
+# test that runs it alone in an empty root (crates/ct-cli/tests/static_binary.rs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
@@ -10,4 +12,6 @@ export PATH="$HOME/.cargo/bin:$PATH"
 
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+CT_STATIC_BIN=$(scripts/static-build.sh)
+export CT_STATIC_BIN
 cargo test --workspace --locked
