@@ -242,6 +242,7 @@ VM_TESTS=(
     "ct-lab:filters"
     "ct-lab:tracking"
     "ct-cli:kernel"
+    "ct-cli:static_binary"
 )
 
 build_tests() {
@@ -249,6 +250,9 @@ build_tests() {
     scripts/install-deps.sh
     export PATH="$HOME/.cargo/bin:$PATH"
     cargo build --locked -p ct-cli >&2
+    # The static binary the chroot test runs (built on the host like everything else).
+    CT_STATIC_BIN=$(scripts/static-build.sh)
+    export CT_STATIC_BIN
     cargo test --locked --no-run --message-format=json -p ct-bpf -p ct-lab -p ct-cli 2>/dev/null |
         python3 -c '
 import json, os, sys
