@@ -241,6 +241,7 @@ VM_TESTS=(
     "ct-lab:lab_cases"
     "ct-lab:filters"
     "ct-lab:tracking"
+    "ct-lab:probe_types"
     "ct-cli:kernel"
     "ct-cli:static_binary"
 )
