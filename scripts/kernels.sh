@@ -185,7 +185,8 @@ run_in_vm() {
     # The VM does not inherit the environment: the runner sets it up.
     {
         echo '#!/bin/bash'
-        echo "export PATH=$(printf %q "$PATH")"
+        # The system's tools first: a per-user Python shim (pyenv) does not work there.
+        echo "export PATH=/usr/sbin:/usr/bin:/sbin:/bin:/usr/local/sbin:/usr/local/bin:$(printf %q "$HOME/.cargo/bin")"
         echo "export HOME=$(printf %q "$HOME")"
         env | grep -E '^(CT_[A-Z0-9_]*|RUST_BACKTRACE|RUST_LOG)=' | while IFS='=' read -r k v; do
             echo "export $k=$(printf %q "$v")"
