@@ -245,6 +245,7 @@ VM_TESTS=(
     "ct-lab:probe_types"
     "ct-cli:kernel"
     "ct-cli:static_binary"
+    "ct-cli:default_probes"
 )
 
 build_tests() {
