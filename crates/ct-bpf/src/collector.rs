@@ -16,7 +16,7 @@ use libbpf_rs::{Link, MapCore, MapFlags, MapHandle, Object, ObjectBuilder, RingB
 
 use crate::decode::{DecodeError, Decoder};
 use crate::filter::{CompiledFilters, KernelFilters};
-use crate::kernel::{has_bpf_privileges, kprobes_supported, KernelBtf};
+use crate::kernel::{has_bpf_privileges, hz, kprobes_supported, KernelBtf};
 use crate::probe::{ProbeSpec, ResolvedProbe};
 use crate::raw::{write_rodata, ProbeConfig, RawCtEvent};
 use crate::Error;
@@ -268,6 +268,7 @@ impl CollectorBuilder {
             track: self.track,
             frees_skb: matches!(&probe.spec, ProbeSpec::Tracepoint { category, name }
                 if category == "skb" && (name == "kfree_skb" || name == "consume_skb")),
+            hz: hz().unwrap_or(0),
         };
         let label = probe.spec.to_string();
         let load = |program| {

@@ -127,6 +127,17 @@ impl KernelConfig {
     }
 }
 
+/// The kernel's `CONFIG_HZ` (jiffies per second), read once from its config; `None` when
+/// the config cannot be read (no /proc/config.gz nor /boot/config-$(uname -r)).
+pub fn hz() -> Option<u32> {
+    static HZ: std::sync::OnceLock<Option<u32>> = std::sync::OnceLock::new();
+    *HZ.get_or_init(|| {
+        KernelConfig::read()
+            .and_then(|c| c.get("CONFIG_HZ").and_then(|v| v.parse().ok()))
+            .filter(|&hz| hz > 0)
+    })
+}
+
 /// Whether the kernel can attach kprobes (it exposes the kprobe PMU).
 pub fn kprobes_supported() -> bool {
     Path::new(KPROBE_PMU).exists()

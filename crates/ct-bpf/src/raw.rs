@@ -209,6 +209,9 @@ pub struct ProbeConfig {
     pub track: bool,
     /// The probe sees packets being freed: a freed packet's fingerprint is retired.
     pub frees_skb: bool,
+    /// The kernel's CONFIG_HZ (jiffies per second), 0 when unknown: timeouts are then
+    /// left out.
+    pub hz: u32,
 }
 
 /// Writes `cfg` and the compiled `filters` into a `.rodata` initial image. Errors if the
@@ -218,7 +221,11 @@ pub(crate) fn write_rodata(
     cfg: &ProbeConfig,
     filters: &crate::filter::CompiledFilters,
 ) -> Result<(), usize> {
-    if image.len() < size_of::<c::rodata>() {
+    let hz_at = offset_of!(c::rodata, ct_hz);
+    let off = offset_of!(c::rodata, ct_cfg);
+    // The section ends with its last variable; the generated struct may be padded past it.
+    let needed = (hz_at + size_of::<u32>()).max(off + size_of::<c::ct_probe_cfg>());
+    if image.len() < needed || image.len() > size_of::<c::rodata>() {
         return Err(image.len());
     }
     let mut value = filters.probe_cfg();
@@ -237,7 +244,7 @@ pub(crate) fn write_rodata(
             value.flags |= flag.0;
         }
     }
-    let off = offset_of!(c::rodata, ct_cfg);
+    image[hz_at..hz_at + size_of::<u32>()].copy_from_slice(&cfg.hz.to_ne_bytes());
     // SAFETY: bounds checked above; ct_probe_cfg is plain integers and arrays of them;
     // write_unaligned copes with the image's alignment.
     unsafe {

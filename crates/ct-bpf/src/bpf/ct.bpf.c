@@ -37,7 +37,13 @@ struct ct_abi {
 };
 const volatile struct ct_abi ct_abi_witness = {};
 
-extern int CONFIG_HZ __kconfig __weak;
+/*
+ * CONFIG_HZ, set by user space from the kernel config; 0 when that cannot be read, and
+ * timeouts are then left out. Not a __kconfig extern: libbpf refuses to load an object
+ * with one when neither /proc/config.gz nor /boot/config-$(uname -r) exists (many hosts,
+ * containers, chroots), even a weak one.
+ */
+const volatile __u32 ct_hz = 0;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -434,7 +440,7 @@ static __always_inline int ct_handle(struct sk_buff *skb, const bool direct)
 	ev->tgid = pid_tgid >> 32;
 	bpf_get_current_comm(ev->comm, sizeof(ev->comm));
 	ev->probe_id = ct_cfg.probe_id;
-	ev->hz = CONFIG_HZ;
+	ev->hz = ct_hz;
 	ev->skb_len = v.len;
 	ev->l3_proto = v.protocol;
 	if (!(ct_cfg.flags & CT_CFG_NETNS))
