@@ -198,10 +198,14 @@ run_in_vm() {
         echo
     } >"$shared/run"
     chmod +x "$shared/run"
+    # Through a pipe: qemu reopens its standard output, which truncates a file.
     local rc=0
+    set +e
     timeout "${VM_TIMEOUT:-1800}" vng -r "$kernel" --disable-kvm --cpus "${VM_CPUS:-2}" -m "${VM_MEM:-2G}" \
         --rodir="/lib/modules=$root/lib/modules" --rodir="/boot=$root/boot" --rwdir="$shared" \
-        --exec "$shared/run" </dev/null || rc=$?
+        --exec "$shared/run" </dev/null | cat
+    rc=${PIPESTATUS[0]}
+    set -e
     rm -rf "$shared"
     return $rc
 }
