@@ -229,6 +229,15 @@ vm_suite() {
         fi
     fi
     modprobe nf_conntrack
+    # What the lab's rulesets and tools load on first use, loaded up front: under
+    # emulation a first `nft -f` that pulls in NAT modules can outlast a lab command's
+    # time limit.
+    local m
+    for m in nf_tables nft_ct nft_nat nft_masq nft_chain_nat nft_reject_inet nft_counter \
+        nf_nat nf_conntrack_ftp nf_nat_ftp nf_conntrack_netlink nf_conntrack_ipv6 \
+        nf_defrag_ipv6 veth sctp; do
+        modprobe -q "$m" 2>/dev/null || true
+    done
     echo "== $(uname -r): ct-cli check"
     "$CT_CLI" check || { echo "FAIL: ct-cli check"; failed=1; }
     local name dir bin
