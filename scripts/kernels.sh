@@ -235,7 +235,7 @@ vm_suite() {
     local m
     for m in nf_tables nft_ct nft_nat nft_masq nft_chain_nat nft_reject_inet nft_counter \
         nf_nat nf_conntrack_ftp nf_nat_ftp nf_conntrack_netlink nf_conntrack_ipv6 \
-        nf_defrag_ipv6 veth sctp; do
+        nf_defrag_ipv6 veth; do
         modprobe -q "$m" 2>/dev/null || true
     done
     echo "== $(uname -r): ct-cli check"
