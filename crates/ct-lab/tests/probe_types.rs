@@ -107,7 +107,22 @@ fn kprobes_and_kretprobes_report_what_tracepoints_report() {
         table,
     };
     let d = run.dump();
-    run.assert_conns_in_table();
+    // Every entry reported is in `conntrack -L`; one not yet confirmed (the first packet
+    // at ip_forward, before POSTROUTING adds the masquerade to its reply tuple) by its
+    // original tuple.
+    for e in &run.events {
+        let Some(conn) = e.base() else { continue };
+        let found = if conn.ct_status.contains(CtStatus::CONFIRMED) {
+            run.entry_for(conn).is_some()
+        } else {
+            run.table.iter().any(|t| t.orig.matches(&conn.orig))
+        };
+        assert!(
+            found,
+            "{} reported {conn:?}, not in conntrack -L\n{d}",
+            e.probe()
+        );
+    }
 
     let tcp = |e: &&Captured| {
         e.base()
