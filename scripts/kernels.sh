@@ -182,6 +182,7 @@ run_in_vm() {
     kernel="$root/boot/vmlinuz-$release"
     [ -e "$kernel" ] || die "kernel $want is not prepared: scripts/kernels.sh prepare $want"
     shared=$(mktemp -d /tmp/ct-vm.XXXXXX)
+    trap 'rm -rf "$shared"' RETURN
     # The VM does not inherit the environment: the runner sets it up.
     {
         echo '#!/bin/bash'
@@ -315,6 +316,7 @@ test)
     [ $# -gt 0 ] && [ "$1" != all ] || set -- $(names)
     prepare "$@"
     list=$(mktemp /tmp/ct-vm-tests.XXXXXX)
+    trap 'rm -f "$list"' EXIT
     build_tests "$list"
     export CT_CLI="$repo/target/debug/ct-cli"
     status=0
