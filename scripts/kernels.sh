@@ -182,7 +182,6 @@ run_in_vm() {
     kernel="$root/boot/vmlinuz-$release"
     [ -e "$kernel" ] || die "kernel $want is not prepared: scripts/kernels.sh prepare $want"
     shared=$(mktemp -d /tmp/ct-vm.XXXXXX)
-    trap 'rm -rf "$shared"' RETURN
     # The VM does not inherit the environment: the runner sets it up.
     {
         echo '#!/bin/bash'
