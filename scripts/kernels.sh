@@ -198,12 +198,12 @@ run_in_vm() {
         echo
     } >"$shared/run"
     chmod +x "$shared/run"
-    # Through a pipe: qemu reopens its standard output, which truncates a file.
+    # Both streams through a pipe: virtme-ng reopens them, which truncates a log file.
     local rc=0
     set +e
     timeout "${VM_TIMEOUT:-1800}" vng -r "$kernel" --disable-kvm --cpus "${VM_CPUS:-2}" -m "${VM_MEM:-2G}" \
         --rodir="/lib/modules=$root/lib/modules" --rodir="/boot=$root/boot" --rwdir="$shared" \
-        --exec "$shared/run" </dev/null | cat
+        --exec "$shared/run" </dev/null 2>&1 | cat
     rc=${PIPESTATUS[0]}
     set -e
     rm -rf "$shared"
