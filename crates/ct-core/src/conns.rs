@@ -30,7 +30,10 @@
 //! - **Packets** per direction: original = ct_state NEW, ESTABLISHED or RELATED; reply =
 //!   REPLY or RELATED_REPLY. Distinct packets are counted by `tracking.skb` (one packet seen
 //!   at five probes counts once); events without tracking ids count one each.
-//! - **Drops**: events at the `skb:kfree_skb` probe.
+//! - **Drops**: events that are drops ([`Event::is_drop`]: a `drop` section, or, in files
+//!   written before there was one, the `skb:kfree_skb` probe), counted per reason
+//!   (`drop.reason`) in order of first appearance; drops without a reason are counted in
+//!   the total only.
 //!
 //! The work is one sort and one hash map pass: `O(n log n)` for `n` events.
 //!
@@ -46,13 +49,16 @@
 //!   status 0x1be (SEEN_REPLY|ASSURED|CONFIRMED|SRC_NAT|SRC_NAT_DONE|DST_NAT_DONE)
 //!   nat snat 10.0.1.100 -> 203.0.113.50
 //!   first 1000 last 9000 (8.000us) events 12
-//!   packets orig 5 reply 4 drops 0
+//!   packets orig 5 reply 4 drops 1 (NETFILTER_DROP 1)
 //!   ct_state  NEW         +0ns     [tp] net:netif_receive_skb
 //!             REPLY       +2.000us [tp] net:netif_receive_skb
 //!             ESTABLISHED +4.000us [tp] net:netif_receive_skb
 //!   tcp_state SYN_SENT    +0ns     [tp] net:netif_receive_skb
 //!             ...
 //! ```
+//!
+//! The drop count is followed by the count of each reason in parentheses when the drops
+//! had any (`drops 3 (NETFILTER_DROP 2, NO_SOCKET 1)`).
 //!
 //! Single-line ([`Format::Singleline`]): the same parts on one line per connection, each
 //! timeline as `STATE (+time [type] probe) -> STATE (...)`. A time or probe that is not
@@ -79,7 +85,8 @@
 //! | `first_seen`, `last_seen` | timestamps (ns) or `null` |
 //! | `events` | number of events |
 //! | `packets` | `{"orig": n, "reply": n}` |
-//! | `drops` | number of `skb:kfree_skb` events |
+//! | `drops` | number of drop events |
+//! | `drop_reasons` | `{"NETFILTER_DROP": n, ...}`: drops per reason, in order of first appearance (`{}` when none had one) |
 //! | `ct_states`, `tcp_states`, `sctp_states` | arrays of `{"state": S, "timestamp": ns or null, "probe": {"type": "tp", "name": "..."} or null}`, in order of first appearance; `S` as in the events (`"new"`, `"SYN_SENT"`) |
 //!
 //! # Example
@@ -128,6 +135,7 @@ use std::collections::{HashMap, HashSet};
 use std::fmt::{self, Write};
 use std::io;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use serde::{Serialize, Serializer};
 
@@ -420,8 +428,10 @@ pub struct Connection {
     /// Number of events of this connection.
     pub events: u64,
     pub packets: PacketCounts,
-    /// Events at the [`DROP_PROBE`].
+    /// Drop events ([`Event::is_drop`]).
     pub drops: u64,
+    /// Drops per reason, in order of first appearance; drops without one are not here.
+    pub drop_reasons: Vec<(Arc<str>, u64)>,
     pub ct_states: Vec<Transition<CtState>>,
     pub tcp_states: Vec<Transition<TcpState>>,
     pub sctp_states: Vec<Transition<SctpState>>,
@@ -447,6 +457,7 @@ struct Acc<'a> {
     reply_skbs: HashSet<u64>,
     untracked: PacketCounts,
     drops: u64,
+    drop_reasons: Vec<(Arc<str>, u64)>,
     ct_states: Vec<Transition<CtState>>,
     tcp_states: Vec<Transition<TcpState>>,
     sctp_states: Vec<Transition<SctpState>>,
@@ -477,6 +488,7 @@ impl<'a> Acc<'a> {
             reply_skbs: HashSet::new(),
             untracked: PacketCounts::default(),
             drops: 0,
+            drop_reasons: Vec::new(),
             ct_states: Vec::new(),
             tcp_states: Vec::new(),
             sctp_states: Vec::new(),
@@ -513,8 +525,14 @@ impl<'a> Acc<'a> {
                 None => *untracked += 1,
             }
         }
-        if event.probe.as_ref().is_some_and(|p| &*p.name == DROP_PROBE) {
+        if event.is_drop() {
             self.drops += 1;
+            if let Some(reason) = event.drop.as_ref().and_then(|d| d.reason.as_ref()) {
+                match self.drop_reasons.iter_mut().find(|(r, _)| r == reason) {
+                    Some((_, n)) => *n += 1,
+                    None => self.drop_reasons.push((Arc::clone(reason), 1)),
+                }
+            }
         }
         note(&mut self.ct_states, ct.state, event);
         if let Some(state) = base.tcp_state {
@@ -547,6 +565,7 @@ impl<'a> Acc<'a> {
                 reply: self.reply_skbs.len() as u64 + self.untracked.reply,
             },
             drops: self.drops,
+            drop_reasons: self.drop_reasons,
             ct_states: self.ct_states,
             tcp_states: self.tcp_states,
             sctp_states: self.sctp_states,
@@ -788,6 +807,14 @@ impl Render for Connection {
             "packets orig {} reply {} drops {}",
             self.packets.orig, self.packets.reply, self.drops
         )?;
+        for (i, (reason, n)) in self.drop_reasons.iter().enumerate() {
+            w.write_str(if i == 0 { " (" } else { ", " })?;
+            write_name(w, reason)?;
+            write!(w, " {n}")?;
+        }
+        if !self.drop_reasons.is_empty() {
+            w.write_char(')')?;
+        }
         let start = self.first_seen;
         let mut columns = Columns::default();
         if layout == Layout::MultiLine {
@@ -829,9 +856,24 @@ struct ConnJson<'a> {
     events: u64,
     packets: PacketCounts,
     drops: u64,
+    drop_reasons: DropReasons<'a>,
     ct_states: &'a [Transition<CtState>],
     tcp_states: &'a [Transition<TcpState>],
     sctp_states: &'a [Transition<SctpState>],
+}
+
+/// Drops per reason as a JSON object, in order of first appearance.
+struct DropReasons<'a>(&'a [(Arc<str>, u64)]);
+
+impl Serialize for DropReasons<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(Some(self.0.len()))?;
+        for (reason, n) in self.0 {
+            map.serialize_entry(&**reason, n)?;
+        }
+        map.end()
+    }
 }
 
 #[derive(Serialize)]
@@ -868,6 +910,7 @@ impl Serialize for Connection {
             events: self.events,
             packets: self.packets,
             drops: self.drops,
+            drop_reasons: DropReasons(&self.drop_reasons),
             ct_states: &self.ct_states,
             tcp_states: &self.tcp_states,
             sctp_states: &self.sctp_states,

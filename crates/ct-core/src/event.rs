@@ -27,9 +27,25 @@ pub struct Event {
     pub tracking: Option<Tracking>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub packet: Option<Packet>,
+    /// Present when the probe saw the packet dropped (`skb:kfree_skb`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drop: Option<DropInfo>,
     /// Conntrack section; absent when the packet had no conntrack entry at the probe.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ct: Option<CtEvent>,
+}
+
+impl Event {
+    /// Whether the event is a packet dropped: it has a `drop` section, or it came from the
+    /// `skb:kfree_skb` probe ([`DROP_PROBE`](crate::conns::DROP_PROBE)), which is how files
+    /// written before there was a `drop` section tell.
+    pub fn is_drop(&self) -> bool {
+        self.drop.is_some()
+            || self
+                .probe
+                .as_ref()
+                .is_some_and(|p| &*p.name == crate::conns::DROP_PROBE)
+    }
 }
 
 /// The task that was running when the probe fired (often not the packet's owner: softirq
@@ -74,6 +90,27 @@ pub enum ProbeKind {
     Kp,
     /// Kretprobe, at function return.
     Kr,
+}
+
+/// A packet dropped: why, when the kernel says.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct DropInfo {
+    /// The kernel's `enum skb_drop_reason` name without its `SKB_DROP_REASON_` prefix
+    /// (`NETFILTER_DROP`, `NO_SOCKET`), named from the running kernel's BTF, since the
+    /// numbers differ between kernels. A number the kernel's enum does not name is kept
+    /// as its decimal digits (`"123"`). Absent on kernels without drop reasons (before
+    /// Linux 5.17).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<Arc<str>>,
+}
+
+impl DropInfo {
+    /// A drop with the reason `name`.
+    pub fn reason(name: impl Into<Arc<str>>) -> Self {
+        DropInfo {
+            reason: Some(name.into()),
+        }
+    }
 }
 
 /// Ids that group events: by packet across probes, by connection over its life.

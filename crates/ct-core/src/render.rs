@@ -43,8 +43,8 @@ use std::io;
 
 use crate::fast::{printable_ascii, put, BareHex, FmtSink, Hex, Out};
 use crate::{
-    ip_proto_name, CtConnEvent, CtEvent, CtProto, CtTuple, Event, IpVersion, Packet, PacketIp,
-    PacketL4, ProbeInfo, Task, Tracking, ZoneDir,
+    ip_proto_name, CtConnEvent, CtEvent, CtProto, CtTuple, DropInfo, Event, IpVersion, Packet,
+    PacketIp, PacketL4, ProbeInfo, Task, Tracking, ZoneDir,
 };
 
 /// How an event is laid out as text.
@@ -489,6 +489,7 @@ pub(crate) fn has_header(event: &Event) -> bool {
         || event.probe.is_some()
         || event.netns.is_some()
         || event.tracking.is_some()
+        || event.drop.is_some()
 }
 
 fn write_task<W: Write + ?Sized>(w: &mut Text<'_, W>, task: &Task) -> fmt::Result {
@@ -517,6 +518,17 @@ fn write_tracking<W: Write + ?Sized>(w: &mut Text<'_, W>, tracking: &Tracking) -
     Ok(())
 }
 
+/// `drop`, then ` ({reason})` when the kernel gave one.
+fn write_drop<W: Write + ?Sized>(w: &mut Text<'_, W>, drop: &DropInfo) -> fmt::Result {
+    w.write_str("drop")?;
+    if let Some(reason) = &drop.reason {
+        w.write_str(" (")?;
+        write_name(w, reason)?;
+        w.write_char(')')?;
+    }
+    Ok(())
+}
+
 /// The header line without indent; writes nothing when the event has no header field.
 fn header_body<W: Write + ?Sized>(w: &mut Text<'_, W>, event: &Event) -> fmt::Result {
     let mut parts = Parts::new(w);
@@ -535,11 +547,15 @@ fn header_body<W: Write + ?Sized>(w: &mut Text<'_, W>, event: &Event) -> fmt::Re
     if let Some(netns) = event.netns {
         put!(parts.next()?, "netns ", netns)?;
     }
+    if let Some(drop) = &event.drop {
+        write_drop(parts.next()?, drop)?;
+    }
     Ok(())
 }
 
 /// Writes the header line: `{timestamp} [{comm}] {tgid}[/{pid}] [{probe type}] {probe name}`,
-/// then the tracking ids (`#skb {id:x} conn {id:x}`) and `netns {inode}` when known.
+/// then the tracking ids (`#skb {id:x} conn {id:x}`), `netns {inode}` and, for a packet
+/// dropped, `drop ({reason})` (`drop` alone where the kernel gives no reason) when known.
 /// Missing fields are left out; an event without any writes only the indent.
 pub fn write_header<W: Write + ?Sized>(w: &mut W, event: &Event, indent: usize) -> fmt::Result {
     buffered(w, |w| {

@@ -8,8 +8,9 @@ use proptest::sample::select;
 use strum::IntoEnumIterator;
 
 use crate::{
-    CtConnEvent, CtEvent, CtIp, CtProto, CtState, CtStatus, CtTuple, Event, FixedStr, IpVersion,
-    Packet, PacketIp, PacketL4, ProbeInfo, ProbeKind, SctpState, Task, TcpState, Tracking, ZoneDir,
+    CtConnEvent, CtEvent, CtIp, CtProto, CtState, CtStatus, CtTuple, DropInfo, Event, FixedStr,
+    IpVersion, Packet, PacketIp, PacketL4, ProbeInfo, ProbeKind, SctpState, Task, TcpState,
+    Tracking, ZoneDir,
 };
 
 /// Any string, cut to a kernel name (control characters included).
@@ -209,6 +210,25 @@ pub fn packet() -> BoxedStrategy<Packet> {
         .boxed()
 }
 
+/// Drop reasons: kernel names, and any string a file may hold.
+pub fn drop_info() -> BoxedStrategy<DropInfo> {
+    proptest::option::of(prop_oneof![
+        select(
+            &[
+                "NETFILTER_DROP",
+                "NO_SOCKET",
+                "NOT_SPECIFIED",
+                "TCP_INVALID_SEQUENCE",
+                "123"
+            ][..]
+        )
+        .prop_map(Arc::<str>::from),
+        any::<String>().prop_map(Arc::<str>::from),
+    ])
+    .prop_map(|reason| DropInfo { reason })
+    .boxed()
+}
+
 pub fn event() -> BoxedStrategy<Event> {
     (
         proptest::option::of(any::<u64>()),
@@ -217,16 +237,18 @@ pub fn event() -> BoxedStrategy<Event> {
         proptest::option::of(any::<u32>()),
         proptest::option::of(tracking()),
         proptest::option::of(packet()),
+        proptest::option::of(drop_info()),
         proptest::option::of(ct_event()),
     )
         .prop_map(
-            |(timestamp, task, probe, netns, tracking, packet, ct)| Event {
+            |(timestamp, task, probe, netns, tracking, packet, drop, ct)| Event {
                 timestamp,
                 task,
                 probe,
                 netns,
                 tracking,
                 packet,
+                drop,
                 ct,
             },
         )
@@ -387,6 +409,7 @@ pub mod build {
                 parent_conn: None,
             }),
             packet: None,
+            drop: None,
             ct: None,
         }
     }
@@ -494,6 +517,7 @@ pub fn router_scenario() -> Vec<Event> {
     late.packet = Some(packet(2, "eth0", server, public, tcp_l4(80, 54321, 0x10)));
     let mut dropped = at(13_000_300, DROP, 0x17, Some(0xa1));
     dropped.packet = late.packet.clone();
+    dropped.drop = Some(DropInfo::reason("NETFILTER_DROP"));
     dropped.ct = Some(ct(
         S::Reply,
         a(T::TimeWait, a_nat | St::SEEN_REPLY | St::ASSURED),

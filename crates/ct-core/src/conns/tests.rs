@@ -495,7 +495,7 @@ fn json_has_every_key_in_order() {
     let json = text(&conns, Format::Json);
     let lines: Vec<&str> = json.lines().collect();
     assert_eq!(lines.len(), conns.len());
-    const KEYS: [&str; 25] = [
+    const KEYS: [&str; 26] = [
         "conn",
         "zone_id",
         "zone_dir",
@@ -515,6 +515,7 @@ fn json_has_every_key_in_order() {
         "events",
         "packets",
         "drops",
+        "drop_reasons",
         "ct_states",
         "tcp_states",
         "sctp_states",
@@ -526,7 +527,7 @@ fn json_has_every_key_in_order() {
     for line in &lines {
         // Top-level keys in the documented order (serde_json keeps the order in the text).
         let mut at = 0;
-        for key in &KEYS[..22] {
+        for key in &KEYS[..23] {
             let needle = format!("\"{key}\":");
             let found = line[at..]
                 .find(&needle)
@@ -534,8 +535,8 @@ fn json_has_every_key_in_order() {
             at += found + needle.len();
         }
         let value: serde_json::Value = serde_json::from_str(line).unwrap();
-        assert_eq!(value.as_object().unwrap().len(), 22);
-        for key in &KEYS[22..] {
+        assert_eq!(value.as_object().unwrap().len(), 23);
+        for key in &KEYS[23..] {
             assert!(value["nat"].get(key).is_some(), "nat.{key} in {line}");
         }
     }
@@ -557,6 +558,7 @@ fn json_has_every_key_in_order() {
     assert_eq!(a["parent"], serde_json::Value::Null);
     assert_eq!(a["packets"], serde_json::json!({"orig": 4, "reply": 3}));
     assert_eq!(a["drops"], 1);
+    assert_eq!(a["drop_reasons"], serde_json::json!({"NETFILTER_DROP": 1}));
     assert_eq!(
         a["ct_states"][0],
         serde_json::json!({
@@ -607,7 +609,7 @@ fn singleline_is_one_line_per_connection() {
         "conn a1 tcp (TIME_WAIT) orig [10.0.1.100.54321 > 93.184.216.34.80] \
          reply [93.184.216.34.80 > 203.0.113.50.54321] status 0x19e \
          nat snat 10.0.1.100 -> 203.0.113.50 first 1400000 last 13000300 (11.600ms) events 7 \
-         packets orig 4 reply 3 drops 1 \
+         packets orig 4 reply 3 drops 1 (NETFILTER_DROP 1) \
          ct_state NEW (+0ns [tp] net:net_dev_start_xmit) -> REPLY (+2.000ms [tp] net:net_dev_start_xmit)"
     ), "{first}");
 }
@@ -774,6 +776,7 @@ proptest! {
             prop_assert!(c.events >= 1);
             prop_assert!(c.packets.orig + c.packets.reply <= c.events);
             prop_assert!(c.drops <= c.events);
+            prop_assert!(c.drop_reasons.iter().map(|(_, n)| n).sum::<u64>() <= c.drops);
             prop_assert!(c.first_seen <= c.last_seen);
             prop_assert_eq!(c.nat, Nat::from_conn(&c.entry));
         }
@@ -790,7 +793,7 @@ proptest! {
         prop_assert_eq!(json.lines().count(), conns.len());
         for line in json.lines() {
             let value: serde_json::Value = serde_json::from_str(line).unwrap();
-            prop_assert_eq!(value.as_object().unwrap().len(), 22);
+            prop_assert_eq!(value.as_object().unwrap().len(), 23);
         }
     }
 

@@ -372,3 +372,75 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn drop_reasons_parse_in_any_case_with_or_without_prefix() {
+    assert_eq!(
+        DropFilter::parse_reasons("netfilter_drop, SKB_DROP_REASON_NO_SOCKET").unwrap(),
+        ["NETFILTER_DROP", "NO_SOCKET"]
+    );
+    // Any name is accepted here: a file may come from another kernel.
+    assert_eq!(
+        DropFilter::parse_reasons("SOMETHING_NEW").unwrap(),
+        ["SOMETHING_NEW"]
+    );
+    assert!(DropFilter::parse_reasons("").is_err());
+    assert!(DropFilter::parse_reasons("a,,b").is_err());
+    assert!(DropFilter::parse_reasons("no socket").is_err());
+    assert!(DropFilter::parse_reasons("SKB_DROP_REASON_").is_err());
+}
+
+#[test]
+fn drop_filters_pick_drops_and_reasons() {
+    use crate::{DropInfo, Event, ProbeInfo, ProbeKind};
+    let plain = Event::default();
+    let drop = |reason: Option<&str>| Event {
+        drop: Some(DropInfo {
+            reason: reason.map(Into::into),
+        }),
+        ..Event::default()
+    };
+    // A file written before events had a drop section: the probe tells.
+    let old = Event {
+        probe: Some(ProbeInfo {
+            kind: ProbeKind::Tp,
+            name: "skb:kfree_skb".into(),
+        }),
+        ..Event::default()
+    };
+    let nf = drop(Some("NETFILTER_DROP"));
+    let no_sock = drop(Some("NO_SOCKET"));
+    let unknown = drop(None);
+
+    let all = DropFilter::default();
+    assert!(all.is_empty());
+    for e in [&plain, &old, &nf, &no_sock, &unknown] {
+        assert!(all.matches(e));
+    }
+    let drops = DropFilter {
+        only_drops: true,
+        reasons: None,
+    };
+    assert!(!drops.matches(&plain));
+    for e in [&old, &nf, &no_sock, &unknown] {
+        assert!(drops.matches(e));
+    }
+    let nf_only = DropFilter {
+        only_drops: false,
+        reasons: Some(vec!["NETFILTER_DROP".into()]),
+    };
+    assert!(nf_only.matches(&nf));
+    for e in [&plain, &old, &no_sock, &unknown] {
+        assert!(!nf_only.matches(e));
+    }
+    let either = EventFilter {
+        drop: DropFilter {
+            only_drops: true,
+            reasons: Some(vec!["NETFILTER_DROP".into(), "NO_SOCKET".into()]),
+        },
+        ..EventFilter::default()
+    };
+    assert!(!either.is_empty());
+    assert!(either.matches(&nf) && either.matches(&no_sock));
+    assert!(!either.matches(&unknown) && !either.matches(&plain));
+}

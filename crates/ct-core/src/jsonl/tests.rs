@@ -194,6 +194,27 @@ fn an_empty_object_is_an_empty_event() {
 }
 
 #[test]
+fn drops_read_and_write_as_documented() {
+    let line =
+        r#"{"probe":{"type":"tp","name":"skb:kfree_skb"},"drop":{"reason":"NETFILTER_DROP"}}"#;
+    let event = parse_event_line(line).unwrap();
+    assert_eq!(event.drop, Some(crate::DropInfo::reason("NETFILTER_DROP")));
+    let mut out = Vec::new();
+    write_event_json(&event, &mut out).unwrap();
+    assert_eq!(String::from_utf8(out).unwrap(), format!("{line}\n"));
+    // Without a reason (kernels before 5.17): an empty object.
+    let bare = parse_event_line(r#"{"drop":{}}"#).unwrap();
+    assert_eq!(bare.drop, Some(crate::DropInfo::default()));
+    let mut out = Vec::new();
+    write_event_json(&bare, &mut out).unwrap();
+    assert_eq!(out, b"{\"drop\":{}}\n");
+    // No drop section: none written.
+    let mut out = Vec::new();
+    write_event_json(&Event::default(), &mut out).unwrap();
+    assert_eq!(out, b"{}\n");
+}
+
+#[test]
 fn too_long_lines_are_skipped_without_being_kept() {
     let long = format!(r#"{{"pad":"{}"}}"#, "x".repeat(3 << 20));
     let input = format!("{}\n{long}\n{}\n{long}", ct_line("new"), ct_line("reply"));

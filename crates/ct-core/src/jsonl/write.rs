@@ -12,8 +12,8 @@ use std::io;
 
 use crate::fast::{Out, Sink};
 use crate::{
-    CtConnEvent, CtEvent, CtProto, CtState, CtTuple, Event, IpVersion, Packet, PacketIp, PacketL4,
-    ProbeInfo, ProbeKind, SctpState, Task, TcpState, Tracking, ZoneDir,
+    CtConnEvent, CtEvent, CtProto, CtState, CtTuple, DropInfo, Event, IpVersion, Packet, PacketIp,
+    PacketL4, ProbeInfo, ProbeKind, SctpState, Task, TcpState, Tracking, ZoneDir,
 };
 
 /// Bytes of the stack buffer: a whole event with both connections fits.
@@ -76,11 +76,26 @@ fn write_event<W: io::Write>(o: &mut Json<W>, event: &Event) {
         key(o, "\"packet\":");
         write_packet(o, packet);
     }
+    if let Some(drop) = &event.drop {
+        key(o, "\"drop\":");
+        write_drop(o, drop);
+    }
     if let Some(ct) = &event.ct {
         key(o, "\"ct\":");
         write_ct(o, ct);
     }
     o.ascii(b'}');
+}
+
+fn write_drop<W: io::Write>(o: &mut Json<W>, drop: &DropInfo) {
+    match &drop.reason {
+        Some(reason) => {
+            o.str("{\"reason\":");
+            string(o, reason);
+            o.ascii(b'}');
+        }
+        None => o.str("{}"),
+    }
 }
 
 fn write_task<W: io::Write>(o: &mut Json<W>, task: &Task) {

@@ -340,6 +340,7 @@ fn has_header(event: &Event) -> bool {
         || event.probe.is_some()
         || event.netns.is_some()
         || event.tracking.is_some()
+        || event.drop.is_some()
 }
 
 fn write_task<W: Write + ?Sized>(w: &mut W, task: &Task) -> fmt::Result {
@@ -384,6 +385,15 @@ fn header_body<W: Write + ?Sized>(w: &mut W, event: &Event) -> fmt::Result {
     }
     if let Some(netns) = event.netns {
         write!(parts.next()?, "netns {netns}")?;
+    }
+    if let Some(drop) = &event.drop {
+        let w = parts.next()?;
+        w.write_str("drop")?;
+        if let Some(reason) = &drop.reason {
+            w.write_str(" (")?;
+            write_name(w, reason)?;
+            w.write_char(')')?;
+        }
     }
     Ok(())
 }

@@ -129,6 +129,7 @@ fn syn_event() -> Event {
         }),
         netns: None,
         tracking: None,
+        drop: None,
         packet: Some(Packet {
             ifindex: Some(2),
             ifname: Some(FixedStr::new("eth0")),
@@ -178,6 +179,43 @@ fn envelope_single_line_is_exact() {
          tcp (SYN_SENT) orig [192.168.1.100.54321 > 203.0.113.10.443] \
          reply [203.0.113.10.443 > 192.168.1.100.54321] zone 0 mark 0x0"
     );
+}
+
+#[test]
+fn drops_are_on_the_first_line() {
+    let mut event = syn_event();
+    event.probe.as_mut().unwrap().name = Arc::from("skb:kfree_skb");
+    event.drop = Some(DropInfo::reason("NETFILTER_DROP"));
+    let multi = render(&event, Layout::MultiLine, 0);
+    assert_eq!(
+        multi.lines().next().unwrap(),
+        "202389123456789 [curl] 12345 [tp] skb:kfree_skb drop (NETFILTER_DROP)"
+    );
+    let single = render(&event, Layout::SingleLine, 0);
+    assert!(single.starts_with(
+        "202389123456789 [curl] 12345 [tp] skb:kfree_skb drop (NETFILTER_DROP) if 2 (eth0) "
+    ));
+    // A kernel without reasons: the drop alone.
+    event.drop = Some(DropInfo::default());
+    assert!(render(&event, Layout::SingleLine, 0)
+        .starts_with("202389123456789 [curl] 12345 [tp] skb:kfree_skb drop if 2"));
+    // A drop is a header field of its own: an event with nothing else starts with it.
+    let bare = Event {
+        drop: Some(DropInfo::reason("NO_SOCKET")),
+        packet: event.packet.clone(),
+        ..Event::default()
+    };
+    assert_eq!(
+        render(&bare, Layout::MultiLine, 0).lines().next().unwrap(),
+        "drop (NO_SOCKET)"
+    );
+    // A reason read from a file cannot break the line.
+    event.drop = Some(DropInfo::reason("A\nB"));
+    assert!(render(&event, Layout::MultiLine, 0)
+        .lines()
+        .next()
+        .unwrap()
+        .ends_with(r"drop (A\nB)"));
 }
 
 #[test]
