@@ -16,8 +16,8 @@ use libbpf_rs::{Link, MapCore, MapFlags, MapHandle, Object, ObjectBuilder, RingB
 
 use crate::decode::{DecodeError, Decoder};
 use crate::filter::{CompiledFilters, KernelFilters};
-use crate::kernel::{has_bpf_privileges, hz, kprobes_supported, KernelBtf};
-use crate::probe::{ProbeSpec, ResolvedProbe};
+use crate::kernel::{has_bpf_privileges, hz, kprobes_supported, DropReasons, KernelBtf};
+use crate::probe::{ProbeSpec, ResolvedProbe, DROP_TRACEPOINT};
 use crate::raw::{write_rodata, ProbeConfig, RawCtEvent};
 use crate::Error;
 
@@ -127,14 +127,15 @@ impl CollectorBuilder {
     /// Checks the prerequisites, resolves every probe against kernel BTF, loads and
     /// attaches. On error nothing stays attached.
     pub fn build(self) -> Result<Collector, Error> {
-        let (resolved, filters) = self.prepare()?;
+        let (resolved, filters, reasons) = self.prepare()?;
         let mut objects = Vec::with_capacity(resolved.len());
         let mut links = Vec::with_capacity(resolved.len());
         let mut shared: Option<SharedMaps> = None;
         let mut programs: Vec<Attached> = Vec::new();
         for (id, probe) in resolved.iter().enumerate() {
             let label = probe.spec.to_string();
-            let (object, program, _) = self.load_probe(id, probe, &filters, &mut shared)?;
+            let (object, program, _) =
+                self.load_probe(id, probe, &filters, reasons.as_ref(), &mut shared)?;
             links.push(attach(&object, program, &probe.spec)?);
             programs.push(Attached::new(&label, Role::Probe, &object, program));
             objects.push(object);
@@ -178,7 +179,7 @@ impl CollectorBuilder {
             _scratch: shared.scratch,
             _track: shared.track,
             objects,
-            decoder: Decoder::new(infos.clone()),
+            decoder: Decoder::new(infos.clone()).with_drop_reasons(reasons),
             probes: infos,
             programs,
         })
@@ -191,12 +192,13 @@ impl CollectorBuilder {
     /// and unloads it again, attaching nothing: whether collection with these probes
     /// would load, without tracing a packet. Attaching itself is not tried.
     pub fn verify(self) -> Result<Vec<LoadedProbe>, Error> {
-        let (resolved, filters) = self.prepare()?;
+        let (resolved, filters, reasons) = self.prepare()?;
         let mut shared: Option<SharedMaps> = None;
         let mut loaded = Vec::with_capacity(resolved.len());
         let mut objects = Vec::with_capacity(resolved.len());
         for (id, probe) in resolved.iter().enumerate() {
-            let (object, program, fallback) = self.load_probe(id, probe, &filters, &mut shared)?;
+            let (object, program, fallback) =
+                self.load_probe(id, probe, &filters, reasons.as_ref(), &mut shared)?;
             objects.push(object);
             loaded.push(LoadedProbe {
                 spec: probe.spec.clone(),
@@ -211,8 +213,10 @@ impl CollectorBuilder {
     }
 
     /// Everything before loading: the builder's own settings, kernel BTF, conntrack in
-    /// `sk_buff`, each probe resolved, the filters compiled, privileges.
-    fn prepare(&self) -> Result<(Vec<ResolvedProbe>, CompiledFilters), Error> {
+    /// `sk_buff`, each probe resolved, the filters compiled, the kernel's drop reasons,
+    /// privileges.
+    #[allow(clippy::type_complexity)]
+    fn prepare(&self) -> Result<(Vec<ResolvedProbe>, CompiledFilters, Option<DropReasons>), Error> {
         if self.probes.is_empty() {
             return Err(Error::NoProbes);
         }
@@ -243,11 +247,20 @@ impl CollectorBuilder {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let filters = self.filters.compile(&btf)?;
+        if !self.filters.drop.is_empty() && !resolved.iter().any(ResolvedProbe::is_drop_probe) {
+            return Err(Error::Filter {
+                filter: "--drops".into(),
+                reason: format!(
+                    "only {DROP_TRACEPOINT} sees drops, and it is not among the probes: add -p                      {DROP_TRACEPOINT}"
+                ),
+            });
+        }
+        let reasons = btf.drop_reasons();
         drop(btf);
         if !has_bpf_privileges() {
             return Err(Error::Privileges);
         }
-        Ok((resolved, filters))
+        Ok((resolved, filters, reasons))
     }
 
     /// Loads the program for probe `id`, falling back from a BTF tracepoint to a raw one
@@ -258,6 +271,7 @@ impl CollectorBuilder {
         id: usize,
         probe: &ResolvedProbe,
         filters: &CompiledFilters,
+        reasons: Option<&DropReasons>,
         shared: &mut Option<SharedMaps>,
     ) -> Result<(Object, &'static str, Option<Error>), Error> {
         let cfg = ProbeConfig {
@@ -269,6 +283,10 @@ impl CollectorBuilder {
             frees_skb: matches!(&probe.spec, ProbeSpec::Tracepoint { category, name }
                 if category == "skb" && (name == "kfree_skb" || name == "consume_skb")),
             hz: hz().unwrap_or(0),
+            drop_probe: probe.is_drop_probe(),
+            // A reason is only named with the kernel's enum at hand.
+            reason_arg: probe.reason_arg.filter(|_| reasons.is_some()),
+            consumed: reasons.and_then(DropReasons::consumed),
         };
         let label = probe.spec.to_string();
         let load = |program| {

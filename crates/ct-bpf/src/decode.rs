@@ -4,11 +4,12 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ct_core::{
-    CtConnEvent, CtEvent, CtIp, CtProto, CtState, CtStatus, CtTuple, Event, FixedStr, ProbeInfo,
-    SctpState, Task, TcpState, Tracking, ZoneDir,
+    CtConnEvent, CtEvent, CtIp, CtProto, CtState, CtStatus, CtTuple, DropInfo, Event, FixedStr,
+    ProbeInfo, SctpState, Task, TcpState, Tracking, ZoneDir,
 };
 
 use crate::ids::IdKey;
+use crate::kernel::DropReasons;
 use crate::packet::parse_packet;
 use crate::raw::*;
 
@@ -265,6 +266,8 @@ fn build_tuple(raw: &RawCtTuple, vtag: [u8; 4]) -> CtTuple {
 pub struct Decoder {
     probes: Vec<ProbeInfo>,
     key: IdKey,
+    /// The kernel's `enum skb_drop_reason`, to name the reasons records carry.
+    reasons: Option<DropReasons>,
 }
 
 impl Decoder {
@@ -273,7 +276,31 @@ impl Decoder {
         Decoder {
             probes,
             key: IdKey::random(),
+            reasons: None,
         }
+    }
+
+    /// Names drop reasons with `reasons` (the running kernel's, see
+    /// [`KernelBtf::drop_reasons`](crate::kernel::KernelBtf::drop_reasons)). Without, or
+    /// for a number the enum does not name, a reason is its decimal number (`"123"`).
+    pub fn with_drop_reasons(mut self, reasons: Option<DropReasons>) -> Self {
+        self.reasons = reasons;
+        self
+    }
+
+    /// The drop section of a record: `None` unless the program saw the packet dropped.
+    fn drop_info(&self, raw: &RawCtEvent) -> Option<DropInfo> {
+        if raw.pkt_flags & PKT_DROP == 0 {
+            return None;
+        }
+        let reason = (raw.pkt_flags & PKT_DROP_REASON != 0).then(|| {
+            let value = u32::from(raw.drop_subsys) << 16 | u32::from(raw.drop_reason);
+            match self.reasons.as_ref().and_then(|r| r.name(value)) {
+                Some(name) => std::sync::Arc::clone(name),
+                None => value.to_string().into(),
+            }
+        });
+        Some(DropInfo { reason })
     }
 
     /// One id per conntrack entry: its address names it while it lives, and its original
@@ -323,6 +350,11 @@ impl Decoder {
             .cloned()
             .ok_or(DecodeError::UnknownProbe(raw.probe_id))?;
         let ct = check_ct(raw)?;
+        if raw.pkt_flags & PKT_DROP_REASON != 0 && raw.pkt_flags & PKT_DROP == 0 {
+            return Err(DecodeError::Contradiction(
+                "a drop reason on a packet not dropped",
+            ));
+        }
         let tracking = Tracking {
             // The first-seen time names the packet even when it moved to another buffer;
             // without tracking, the buffer is all there is.
@@ -345,6 +377,7 @@ impl Decoder {
             netns: (raw.pkt_flags & PKT_HAS_NETNS != 0).then_some(raw.netns),
             tracking: Some(tracking),
             packet: Some(parse_packet(raw)),
+            drop: self.drop_info(raw),
             ct: ct.map(|shape| build_ct(raw, shape)),
         })
     }

@@ -3,7 +3,9 @@
 
 use std::net::IpAddr;
 
-use ct_core::filter::{CmpOp, CtFilter, Dir, MetaFilter, MetaValue, PacketFilter, Target, Test};
+use ct_core::filter::{
+    CmpOp, CtFilter, Dir, DropFilter, MetaFilter, MetaValue, PacketFilter, Target, Test,
+};
 use ct_core::{CtStatus, IpVersion};
 use libbpf_rs::btf::types::{Array, Composite, Int, IntEncoding};
 use libbpf_rs::btf::{Btf, BtfKind, BtfType, HasSize};
@@ -25,11 +27,15 @@ pub struct KernelFilters {
     pub ct: CtFilter,
     /// `-m`: meta filters, all of which must match.
     pub meta: Vec<MetaFilter>,
+    /// `--drops`, `--drop-reason`: drops only, with these reasons. A reason must be one of
+    /// the running kernel's (`enum skb_drop_reason`); probes other than `skb:kfree_skb`
+    /// then report nothing.
+    pub drop: DropFilter,
 }
 
 impl KernelFilters {
     pub fn is_empty(&self) -> bool {
-        self.packet.is_none() && self.ct.is_empty() && self.meta.is_empty()
+        self.packet.is_none() && self.ct.is_empty() && self.meta.is_empty() && self.drop.is_empty()
     }
 
     /// Compiles everything for the program's `.rodata`; meta filters are resolved with `btf`.
@@ -81,8 +87,63 @@ impl KernelFilters {
                 })
             })
             .collect::<Result<_, _>>()?;
+        compile_drop(&self.drop, btf, &mut out)?;
         Ok(out)
     }
+}
+
+/// `--drops` and `--drop-reason`, with reason names checked against the kernel's enum.
+fn compile_drop(
+    drop: &DropFilter,
+    btf: &KernelBtf,
+    out: &mut CompiledFilters,
+) -> Result<(), Error> {
+    if drop.only_drops {
+        out.flags |= c::ct_cfg_flag::CT_CFG_ONLY_DROPS.0;
+    }
+    let Some(wanted) = &drop.reasons else {
+        return Ok(());
+    };
+    let filter = format!("--drop-reason {}", wanted.join(","));
+    let Some(reasons) = btf.drop_reasons() else {
+        return Err(Error::Filter {
+            filter,
+            reason: format!(
+                "this kernel has no drop reasons (enum {} is not in its BTF; Linux {}.{}+ has                  them); --drops alone still reports every drop",
+                crate::kernel::DROP_REASON_ENUM,
+                crate::kernel::DROP_REASONS_SINCE.major,
+                crate::kernel::DROP_REASONS_SINCE.minor
+            ),
+        });
+    };
+    out.flags |= c::ct_cfg_flag::CT_CFG_ONLY_DROPS.0 | c::ct_cfg_flag::CT_CFG_DROP_REASONS.0;
+    for name in wanted {
+        let Some(value) = reasons.value(name) else {
+            let close = crate::probe::closest(name, reasons.names().map(str::to_owned));
+            return Err(Error::Filter {
+                filter,
+                reason: if close.is_empty() {
+                    format!("this kernel has no drop reason {name}")
+                } else {
+                    format!(
+                        "this kernel has no drop reason {name}; did you mean {}?",
+                        close.join(", ")
+                    )
+                },
+            });
+        };
+        let bits = DROP_REASON_BITS;
+        if value >= bits {
+            return Err(Error::Filter {
+                filter,
+                reason: format!(
+                    "drop reason {name} is {value}, past the {bits} the kernel filter covers"
+                ),
+            });
+        }
+        out.drop_reasons[(value / 32) as usize] |= 1 << (value % 32);
+    }
+    Ok(())
 }
 
 /// Filters in the layout of `struct ct_probe_cfg`.
@@ -97,7 +158,14 @@ pub(crate) struct CompiledFilters {
     ct_status_any: u32,
     insns: Vec<c::ct_filter_insn>,
     meta: Vec<c::ct_meta_filter>,
+    drop_reasons: [u32; DROP_REASON_WORDS],
 }
+
+/// `CT_DROP_REASON_BITS` in `ct_filter.h`: reasons below it can be filtered in the kernel
+/// (`struct ct_probe_cfg.drop_reasons` has a bit for each; its type, generated from the C,
+/// holds the Rust side to the same size).
+const DROP_REASON_BITS: u32 = 256;
+const DROP_REASON_WORDS: usize = DROP_REASON_BITS as usize / 32;
 
 impl CompiledFilters {
     /// A probe config carrying these filters (probe id, skb slot and netns are the
@@ -113,6 +181,7 @@ impl CompiledFilters {
             ct_status_any: self.ct_status_any,
             n_insns: self.insns.len() as u8,
             n_meta: self.meta.len() as u8,
+            drop_reasons: self.drop_reasons,
             ..Default::default()
         };
         cfg.insns[..self.insns.len()].copy_from_slice(&self.insns);

@@ -412,6 +412,116 @@ fn member_type(btf: &Btf<'_>, c: &Composite<'_>, member: &str, depth: u32) -> Op
         })
 }
 
+// ---------------------------------------------------------------------------------------
+// Drop reasons
+
+/// First kernel whose `skb:kfree_skb` tracepoint passes a drop reason (some stable
+/// kernels before it have the reasons backported: BTF decides, not this number).
+pub const DROP_REASONS_SINCE: KernelVersion = KernelVersion::new(5, 17, 0);
+
+/// The kernel's enum of drop reasons.
+pub const DROP_REASON_ENUM: &str = "skb_drop_reason";
+
+/// The running kernel's drop reasons, `enum skb_drop_reason` read from its BTF: the
+/// numbers differ between kernels, so they are named from the kernel that gave them.
+/// Names lose the enum's `SKB_DROP_REASON_` prefix (or `SKB_` for `SKB_CONSUMED` and
+/// `SKB_NOT_DROPPED_YET`), as the kernel's own trace output prints them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DropReasons {
+    /// (value, name), sorted by value, the first name of each value.
+    names: Vec<(u32, std::sync::Arc<str>)>,
+}
+
+impl DropReasons {
+    /// From the enum's `(NAME, value)` pairs as BTF lists them. Enumerators that are not
+    /// reasons (`SKB_DROP_REASON_MAX`, `SKB_DROP_REASON_SUBSYS_MASK`) are left out.
+    pub fn from_enumerators<'a>(values: impl IntoIterator<Item = (&'a str, u64)>) -> Self {
+        let mut names: Vec<(u32, std::sync::Arc<str>)> = Vec::new();
+        for (name, value) in values {
+            let short = name
+                .strip_prefix(ct_core::filter::DROP_REASON_PREFIX)
+                .or_else(|| name.strip_prefix("SKB_"))
+                .unwrap_or(name);
+            let Ok(value) = u32::try_from(value) else {
+                continue;
+            };
+            if short.is_empty() || short == "MAX" || short == "SUBSYS_MASK" {
+                continue;
+            }
+            if !names.iter().any(|(v, _)| *v == value) {
+                names.push((value, short.into()));
+            }
+        }
+        names.sort_by_key(|(v, _)| *v);
+        DropReasons { names }
+    }
+
+    /// The name of reason `value`, if the kernel's enum has one.
+    pub fn name(&self, value: u32) -> Option<&std::sync::Arc<str>> {
+        self.names
+            .binary_search_by_key(&value, |(v, _)| *v)
+            .ok()
+            .map(|i| &self.names[i].1)
+    }
+
+    /// The value of the reason called `name` (without the prefix).
+    pub fn value(&self, name: &str) -> Option<u32> {
+        self.names
+            .iter()
+            .find(|(_, n)| &**n == name)
+            .map(|(v, _)| *v)
+    }
+
+    /// Every reason name, in value order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.names.iter().map(|(_, n)| &**n)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
+    /// `SKB_CONSUMED` (Linux 6.0+): a packet freed after use, not dropped.
+    pub fn consumed(&self) -> Option<u32> {
+        self.value("CONSUMED")
+    }
+}
+
+impl KernelBtf {
+    /// `enum skb_drop_reason`, when this kernel has one.
+    pub fn drop_reasons(&self) -> Option<DropReasons> {
+        let pairs: Vec<(String, u64)> = self
+            .btf
+            .type_by_kind::<BtfType<'_>>()
+            .filter(|t| t.name().and_then(|n| n.to_str()) == Some(DROP_REASON_ENUM))
+            .find_map(|t| {
+                if let Ok(e) = Enum::try_from(t) {
+                    Some(
+                        e.iter()
+                            .filter_map(|v| {
+                                let name = v.name.and_then(|n| n.to_str())?.to_owned();
+                                Some((name, v.value as u32 as u64))
+                            })
+                            .collect(),
+                    )
+                } else if let Ok(e) = Enum64::try_from(t) {
+                    Some(
+                        e.iter()
+                            .filter_map(|v| {
+                                let name = v.name.and_then(|n| n.to_str())?.to_owned();
+                                Some((name, v.value as u64))
+                            })
+                            .collect(),
+                    )
+                } else {
+                    None
+                }
+            })?;
+        let reasons = DropReasons::from_enumerators(pairs.iter().map(|(n, v)| (n.as_str(), *v)));
+        (!reasons.is_empty()).then_some(reasons)
+    }
+}
+
 /// The sections of one raw BTF blob (as /sys/kernel/btf/* holds them).
 #[derive(Debug, Clone, Copy)]
 struct RawBtf<'a> {

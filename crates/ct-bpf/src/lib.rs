@@ -26,6 +26,6 @@ pub use collector::{
 pub use decode::{decode, decode_ct, DecodeError, Decoder};
 pub use error::{Error, ErrorCategory};
 pub use filter::KernelFilters;
-pub use kernel::{KernelBtf, KernelVersion};
+pub use kernel::{DropReasons, KernelBtf, KernelVersion};
 pub use netns::{netns_inode, NetnsError};
 pub use probe::{default_probes, ProbeSpec, ProbeSpecError, ResolvedProbe};

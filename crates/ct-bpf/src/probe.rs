@@ -166,7 +166,27 @@ pub struct ResolvedProbe {
     /// Argument index (0-based, not counting a tracepoint's hidden `void *` context);
     /// for a kretprobe, 0 and unused: the skb is the return value.
     pub skb_arg: u32,
+    /// Argument index of the `enum skb_drop_reason` (`skb:kfree_skb` on Linux 5.17+).
+    pub reason_arg: Option<u32>,
 }
+
+impl ResolvedProbe {
+    /// Whether the probe sees packets dropped: `skb:kfree_skb`.
+    pub fn is_drop_probe(&self) -> bool {
+        is_drop_probe(&self.spec)
+    }
+}
+
+/// The tracepoint whose events are drops.
+pub const DROP_TRACEPOINT: &str = "tp:skb:kfree_skb";
+
+/// Whether `spec` is the drop tracepoint, `skb:kfree_skb`.
+pub fn is_drop_probe(spec: &ProbeSpec) -> bool {
+    matches!(spec, ProbeSpec::Tracepoint { category, name } if category == "skb" && name == "kfree_skb")
+}
+
+/// How BTF spells the drop reason argument's type.
+const DROP_REASON_TYPE: &str = "enum skb_drop_reason";
 
 /// Most arguments a probe program can read the skb from (raw_tp: 6; kprobe registers: 5).
 const MAX_ARGS: usize = 6;
@@ -196,7 +216,13 @@ impl KernelBtf {
                     .skip(1)
                     .map(|p| type_name(self.btf(), p.ty))
                     .collect();
-                self.pick_skb(spec, &params, MAX_ARGS)
+                let mut resolved = self.pick_skb(spec, &params, MAX_ARGS)?;
+                resolved.reason_arg = params
+                    .iter()
+                    .position(|p| p == DROP_REASON_TYPE)
+                    .filter(|&i| i < MAX_ARGS)
+                    .map(|i| i as u32);
+                Ok(resolved)
             }
             ProbeSpec::Kprobe { function } => {
                 let proto = self.func_proto(spec, function)?;
@@ -211,6 +237,7 @@ impl KernelBtf {
                     Ok(ResolvedProbe {
                         spec: spec.clone(),
                         skb_arg: 0,
+                        reason_arg: None,
                     })
                 } else {
                     Err(Error::NoSkbArgument {
@@ -244,6 +271,7 @@ impl KernelBtf {
             Some(i) if i < max => Ok(ResolvedProbe {
                 spec: spec.clone(),
                 skb_arg: i as u32,
+                reason_arg: None,
             }),
             Some(i) => Err(Error::SkbArgumentOutOfReach {
                 spec: spec.to_string(),
@@ -337,7 +365,7 @@ fn push_stars(out: &mut String, stars: usize) {
 }
 
 /// Up to five names closest to `wanted`: containing it first, then by edit distance.
-fn closest(wanted: &str, names: impl Iterator<Item = String>) -> Vec<String> {
+pub(crate) fn closest(wanted: &str, names: impl Iterator<Item = String>) -> Vec<String> {
     let mut scored: Vec<(usize, String)> = names
         .filter_map(|n| {
             let d = if n.contains(wanted) || wanted.contains(n.as_str()) {

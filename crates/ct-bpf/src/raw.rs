@@ -34,6 +34,8 @@ pub const EV_KNOWN: u8 = EV_HAS_CT | EV_HAS_PARENT | EV_CONN_READ_ERR;
 
 pub const PKT_HAS_DEV: u8 = c::ct_pkt_flag::CT_PKT_HAS_DEV.0 as u8;
 pub const PKT_HAS_NETNS: u8 = c::ct_pkt_flag::CT_PKT_HAS_NETNS.0 as u8;
+pub const PKT_DROP: u8 = c::ct_pkt_flag::CT_PKT_DROP.0 as u8;
+pub const PKT_DROP_REASON: u8 = c::ct_pkt_flag::CT_PKT_DROP_REASON.0 as u8;
 
 /// `struct ct_raw_tuple`.
 #[repr(C)]
@@ -96,7 +98,11 @@ pub struct RawCtEvent {
     pub hdr_len: u8,
     pub ctinfo: u8,
     pub ct_flags: u8,
-    pub _pad: [u8; 6],
+    /// `enum skb_drop_reason`, low 16 bits (with `PKT_DROP_REASON`).
+    pub drop_reason: u16,
+    /// Its high 16 bits: the subsystem of a subsystem-specific reason.
+    pub drop_subsys: u16,
+    pub _pad: [u8; 2],
     pub hdr: [u8; PKT_HDR_LEN],
     pub base: RawCtConn,
     pub parent: RawCtConn,
@@ -123,7 +129,9 @@ impl Default for RawCtEvent {
             hdr_len: 0,
             ctinfo: 0,
             ct_flags: 0,
-            _pad: [0; 6],
+            drop_reason: 0,
+            drop_subsys: 0,
+            _pad: [0; 2],
             hdr: [0; PKT_HDR_LEN],
             base: RawCtConn::default(),
             parent: RawCtConn::default(),
@@ -157,7 +165,7 @@ assert_same_layout!(RawCtConn, c::ct_raw_conn, 152 == [
 assert_same_layout!(RawCtEvent, c::ct_raw_event, 496 == [
     ts @ 0, skb_key @ 8, pid @ 16, tgid @ 20, comm @ 24, netns @ 40, ifindex @ 44,
     ifname @ 48, probe_id @ 64, skb_len @ 68, hz @ 72, l3_proto @ 76, pkt_flags @ 78,
-    hdr_len @ 79, ctinfo @ 80, ct_flags @ 81, hdr @ 88, base @ 184, parent @ 336,
+    hdr_len @ 79, ctinfo @ 80, ct_flags @ 81, drop_reason @ 82, drop_subsys @ 84, hdr @ 88, base @ 184, parent @ 336,
     skb_first_ts @ 488,
 ]);
 
@@ -209,6 +217,12 @@ pub struct ProbeConfig {
     pub track: bool,
     /// The probe sees packets being freed: a freed packet's fingerprint is retired.
     pub frees_skb: bool,
+    /// The probe sees packets dropped (`skb:kfree_skb`): its events are drops.
+    pub drop_probe: bool,
+    /// The argument holding the `enum skb_drop_reason` (drop probes, Linux 5.17+).
+    pub reason_arg: Option<u32>,
+    /// The kernel's `SKB_CONSUMED`: a free with this reason is not a drop.
+    pub consumed: Option<u32>,
     /// The kernel's CONFIG_HZ (jiffies per second), 0 when unknown: timeouts are then
     /// left out.
     pub hz: u32,
@@ -239,9 +253,18 @@ pub(crate) fn write_rodata(
         (cfg.require_ct, c::ct_cfg_flag::CT_CFG_REQUIRE_CT),
         (cfg.track, c::ct_cfg_flag::CT_CFG_TRACK),
         (cfg.frees_skb, c::ct_cfg_flag::CT_CFG_FREES_SKB),
+        (cfg.drop_probe, c::ct_cfg_flag::CT_CFG_DROP_PROBE),
     ] {
         if on {
             value.flags |= flag.0;
+        }
+    }
+    if let (true, Some(arg)) = (cfg.drop_probe, cfg.reason_arg) {
+        value.reason_arg = arg;
+        value.flags |= c::ct_cfg_flag::CT_CFG_DROP_REASON.0;
+        if let Some(consumed) = cfg.consumed {
+            value.consumed = consumed;
+            value.flags |= c::ct_cfg_flag::CT_CFG_CONSUMED.0;
         }
     }
     image[hz_at..hz_at + size_of::<u32>()].copy_from_slice(&cfg.hz.to_ne_bytes());

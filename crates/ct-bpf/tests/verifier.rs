@@ -3,7 +3,7 @@
 //! conntrack filter). Needs root; elsewhere it prints why it skips.
 
 use ct_bpf::{CollectorBuilder, KernelFilters, ProbeSpec};
-use ct_core::filter::{CtFilter, MetaFilter, PacketFilter};
+use ct_core::filter::{CtFilter, DropFilter, MetaFilter, PacketFilter};
 
 fn kernel_ready() -> bool {
     let report = ct_bpf::check();
@@ -67,6 +67,7 @@ fn largest_filter_configuration_loads() {
         .iter()
         .map(|m| m.parse::<MetaFilter>().unwrap())
         .collect(),
+        drop: every_drop_filter(),
     };
     let collector = CollectorBuilder::new()
         .probes(probes())
@@ -76,6 +77,23 @@ fn largest_filter_configuration_loads() {
         .build();
     if let Err(e) = &collector {
         panic!("the verifier refused the full filter configuration: {e}");
+    }
+}
+
+/// Drops, with reasons where the kernel has them (5.17+): the kernel's first reasons and
+/// the largest it has, so the reason bitmap is read at both ends.
+fn every_drop_filter() -> DropFilter {
+    let reasons = ct_bpf::KernelBtf::load()
+        .ok()
+        .and_then(|b| b.drop_reasons());
+    DropFilter {
+        only_drops: true,
+        reasons: reasons.map(|r| {
+            let names: Vec<String> = r.names().map(str::to_owned).collect();
+            let mut pick: Vec<String> = names.iter().take(4).cloned().collect();
+            pick.extend(names.iter().rev().take(1).cloned());
+            pick
+        }),
     }
 }
 
@@ -100,11 +118,23 @@ fn each_filter_kind_loads_alone() {
             meta: vec!["sk_buff.mark != 0".parse().unwrap()],
             ..Default::default()
         },
+        KernelFilters {
+            drop: DropFilter {
+                only_drops: true,
+                reasons: None,
+            },
+            ..Default::default()
+        },
+        KernelFilters {
+            drop: every_drop_filter(),
+            ..Default::default()
+        },
     ];
     for filters in cases {
         let text = format!("{filters:?}");
         if let Err(e) = CollectorBuilder::new()
             .probe("tp:net:net_dev_start_xmit".parse().unwrap())
+            .probe("tp:skb:kfree_skb".parse().unwrap())
             .filters(filters)
             .build()
         {

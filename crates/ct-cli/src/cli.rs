@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
 use ct_bpf::{KernelFilters, ProbeSpec};
-use ct_core::filter::{CtFilter, EventFilter, MetaFilter, PacketFilter};
+use ct_core::filter::{CtFilter, DropFilter, EventFilter, MetaFilter, PacketFilter};
 use ct_core::{CtState, CtStatus, Format};
 
 const ABOUT: &str = "Show what netfilter conntrack knows about every packet seen at an eBPF probe";
@@ -213,6 +213,24 @@ pub struct FilterArgs {
     /// Only NATed connections (source or destination).
     #[arg(long)]
     pub ct_nat: bool,
+
+    /// Only packets dropped (events at skb:kfree_skb, whose reason is not SKB_CONSUMED).
+    #[arg(long)]
+    pub drops: bool,
+
+    /// Only drops with one of these reasons (comma-separated names of the kernel's enum
+    /// skb_drop_reason without SKB_DROP_REASON_, any case: netfilter_drop,no_socket).
+    /// collect checks them against the running kernel (Linux 5.17+).
+    #[arg(long, value_name = "NAMES", value_parser = parse_drop_reasons)]
+    pub drop_reason: Option<DropReasonNames>,
+}
+
+/// `--drop-reason` values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DropReasonNames(pub Vec<String>);
+
+fn parse_drop_reasons(s: &str) -> Result<DropReasonNames, String> {
+    DropFilter::parse_reasons(s).map(DropReasonNames)
 }
 
 /// `--ct-state` values.
@@ -251,11 +269,19 @@ impl FilterArgs {
         }
     }
 
+    pub fn drop(&self) -> DropFilter {
+        DropFilter {
+            only_drops: self.drops,
+            reasons: self.drop_reason.as_ref().map(|r| r.0.clone()),
+        }
+    }
+
     /// For an events file.
     pub fn event_filter(&self) -> EventFilter {
         EventFilter {
             packet: self.filter.clone(),
             ct: self.ct(),
+            drop: self.drop(),
         }
     }
 }
@@ -267,6 +293,7 @@ impl CollectArgs {
             packet: self.filters.filter.clone(),
             ct: self.filters.ct(),
             meta: self.meta.clone(),
+            drop: self.filters.drop(),
         }
     }
 }

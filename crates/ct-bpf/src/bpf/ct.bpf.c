@@ -358,7 +358,7 @@ static __always_inline bool ct_conn_filters(unsigned long nfct, __u8 *buf)
  * place and submit it. `direct`: the skb pointer is typed (BTF tracepoint), so its fields
  * are read with plain loads.
  */
-static __always_inline int ct_handle(struct sk_buff *skb, const bool direct)
+static __always_inline int ct_handle(struct sk_buff *skb, const bool direct, __u32 reason)
 {
 	struct ct_skb_view v = {};
 	struct ct_scratch *scratch;
@@ -366,8 +366,16 @@ static __always_inline int ct_handle(struct sk_buff *skb, const bool direct)
 	__u32 size = bpf_core_type_size(struct sk_buff);
 	__u32 netns = 0, hdr_len = 0;
 	bool conn_ready = false;
+	bool is_drop = ct_cfg.flags & CT_CFG_DROP_PROBE;
 	__u64 pid_tgid;
 
+	/* Freed after use rather than dropped: not a drop (kernels with SKB_CONSUMED route
+	 * these to consume_skb; this keeps the rule where one does not). */
+	if ((ct_cfg.flags & CT_CFG_DROP_REASON) && (ct_cfg.flags & CT_CFG_CONSUMED) &&
+	    reason == ct_cfg.consumed)
+		is_drop = false;
+	if (!ct_drop_filter(&ct_cfg, is_drop, reason))
+		return 0;
 	if (!skb)
 		return 0;
 	scratch = ct_scratch_get();
@@ -448,6 +456,14 @@ static __always_inline int ct_handle(struct sk_buff *skb, const bool direct)
 	ev->netns = netns;
 	if (netns)
 		ev->pkt_flags |= CT_PKT_HAS_NETNS;
+	if (is_drop) {
+		ev->pkt_flags |= CT_PKT_DROP;
+		if (ct_cfg.flags & CT_CFG_DROP_REASON) {
+			ev->pkt_flags |= CT_PKT_DROP_REASON;
+			ev->drop_reason = (__u16)reason;
+			ev->drop_subsys = (__u16)(reason >> 16);
+		}
+	}
 	if (v.dev) {
 		const struct net_device *dev = v.dev;
 
@@ -481,12 +497,28 @@ static __always_inline int ct_handle(struct sk_buff *skb, const bool direct)
 	return 0;
 }
 
+/*
+ * Argument `i` of a tracepoint context (tp_btf and raw_tp alike: an array of u64 slots),
+ * loaded by one instruction at a constant offset from the context register. Plain C loads
+ * in a switch get merged by the compiler into one load through a computed pointer, which
+ * the verifier refuses ("dereference of modified ctx ptr").
+ */
+#define CT_CTX_ARG(ctx, i)                                                                 \
+	({                                                                                 \
+		__u64 __v;                                                                 \
+		asm volatile("%[v] = *(u64 *)(%[c] + %[off])"                              \
+			     : [v] "=r"(__v)                                               \
+			     : [c] "r"(ctx), [off] "i"((i) * 8));                          \
+		__v;                                                                       \
+	})
+
 /* A tracepoint with BTF: the skb argument is a typed pointer. The attach target (the
  * tracepoint's name) is set by user space before load. */
 SEC("tp_btf")
 int ct_tp_btf(__u64 *ctx)
 {
 	struct sk_buff *skb = NULL;
+	__u32 reason = 0;
 
 	switch (ct_cfg.skb_arg) {
 	case 0: skb = (void *)ctx[0]; break;
@@ -496,13 +528,26 @@ int ct_tp_btf(__u64 *ctx)
 	case 4: skb = (void *)ctx[4]; break;
 	case 5: skb = (void *)ctx[5]; break;
 	}
-	return ct_handle(skb, true);
+	/* The drop reason (skb:kfree_skb, 5.17+): only where user space found the argument
+	 * in BTF; everywhere else the whole read is pruned, as a slot past the tracepoint's
+	 * arguments is refused by the verifier. */
+	if (ct_cfg.flags & CT_CFG_DROP_REASON) {
+		switch (ct_cfg.reason_arg) {
+		case 1: reason = CT_CTX_ARG(ctx, 1); break;
+		case 2: reason = CT_CTX_ARG(ctx, 2); break;
+		case 3: reason = CT_CTX_ARG(ctx, 3); break;
+		case 4: reason = CT_CTX_ARG(ctx, 4); break;
+		case 5: reason = CT_CTX_ARG(ctx, 5); break;
+		}
+	}
+	return ct_handle(skb, true, reason);
 }
 
 SEC("raw_tp")
 int ct_raw_tp(struct bpf_raw_tracepoint_args *ctx)
 {
 	struct sk_buff *skb = NULL;
+	__u32 reason = 0;
 
 	/* ct_cfg is frozen before load: only the taken case is verified, so the program
 	 * never touches an argument slot the tracepoint does not have. */
@@ -514,7 +559,16 @@ int ct_raw_tp(struct bpf_raw_tracepoint_args *ctx)
 	case 4: skb = (void *)ctx->args[4]; break;
 	case 5: skb = (void *)ctx->args[5]; break;
 	}
-	return ct_handle(skb, false);
+	if (ct_cfg.flags & CT_CFG_DROP_REASON) {
+		switch (ct_cfg.reason_arg) {
+		case 1: reason = CT_CTX_ARG(ctx, 1); break;
+		case 2: reason = CT_CTX_ARG(ctx, 2); break;
+		case 3: reason = CT_CTX_ARG(ctx, 3); break;
+		case 4: reason = CT_CTX_ARG(ctx, 4); break;
+		case 5: reason = CT_CTX_ARG(ctx, 5); break;
+		}
+	}
+	return ct_handle(skb, false, reason);
 }
 
 /* Does nothing: attached beside a probe, its run time is the floor that probe's cost is
@@ -550,11 +604,11 @@ int ct_kprobe(struct pt_regs *ctx)
 	case 3: skb = arg3; break;
 	case 4: skb = arg4; break;
 	}
-	return ct_handle((struct sk_buff *)skb, false);
+	return ct_handle((struct sk_buff *)skb, false, 0);
 }
 
 SEC("kretprobe")
 int ct_kretprobe(struct pt_regs *ctx)
 {
-	return ct_handle((struct sk_buff *)PT_REGS_RC(ctx), false);
+	return ct_handle((struct sk_buff *)PT_REGS_RC(ctx), false, 0);
 }

@@ -47,6 +47,8 @@ enum ct_ev_flag {
 enum ct_pkt_flag {
 	CT_PKT_HAS_DEV = 1 << 0,
 	CT_PKT_HAS_NETNS = 1 << 1,
+	CT_PKT_DROP = 1 << 2,        /* seen dropped (skb:kfree_skb) */
+	CT_PKT_DROP_REASON = 1 << 3, /* drop_reason/drop_subsys hold the kernel's reason */
 };
 
 /* One direction of a connection, as in struct nf_conntrack_tuple. */
@@ -96,7 +98,9 @@ struct ct_raw_event {
 	__u8 hdr_len;             /* valid bytes in hdr[] */
 	__u8 ctinfo;              /* skb->_nfct & 7 */
 	__u8 ct_flags;            /* CT_EV_* */
-	__u8 _pad[6];
+	__u16 drop_reason;        /* enum skb_drop_reason, low 16 bits (CT_PKT_DROP_REASON) */
+	__u16 drop_subsys;        /* its high 16 bits: the subsystem of a subsystem reason */
+	__u8 _pad[2];
 	__u8 hdr[CT_PKT_HDR_LEN]; /* network header onwards, linear part only */
 	struct ct_raw_conn base;
 	struct ct_raw_conn parent;
@@ -130,6 +134,8 @@ CT_ASSERT_OFFSET(struct ct_raw_event, probe_id, 64);
 CT_ASSERT_OFFSET(struct ct_raw_event, hz, 72);
 CT_ASSERT_OFFSET(struct ct_raw_event, l3_proto, 76);
 CT_ASSERT_OFFSET(struct ct_raw_event, ctinfo, 80);
+CT_ASSERT_OFFSET(struct ct_raw_event, drop_reason, 82);
+CT_ASSERT_OFFSET(struct ct_raw_event, drop_subsys, 84);
 CT_ASSERT_OFFSET(struct ct_raw_event, hdr, 88);
 CT_ASSERT_OFFSET(struct ct_raw_event, base, 184);
 CT_ASSERT_OFFSET(struct ct_raw_event, parent, 336);

@@ -83,7 +83,15 @@ enum ct_cfg_flag {
 	CT_CFG_NETNS = 1 << 7,         /* device/socket netns inode == netns */
 	CT_CFG_TRACK = 1 << 8,         /* give packets a first-seen time (tracking ids) */
 	CT_CFG_FREES_SKB = 1 << 9,     /* this probe sees buffers being freed */
+	CT_CFG_DROP_PROBE = 1 << 10,   /* this probe sees packets dropped (skb:kfree_skb) */
+	CT_CFG_DROP_REASON = 1 << 11,  /* argument reason_arg is the enum skb_drop_reason */
+	CT_CFG_ONLY_DROPS = 1 << 12,   /* report drops only */
+	CT_CFG_DROP_REASONS = 1 << 13, /* report only drops whose reason is in drop_reasons */
+	CT_CFG_CONSUMED = 1 << 14,     /* reason `consumed` (SKB_CONSUMED) is not a drop */
 };
+
+/* Reasons below this can be filtered on in the kernel (a bit each in drop_reasons). */
+#define CT_DROP_REASON_BITS 256
 
 #define CT_CFG_CT_CONN_FILTERS \
 	(CT_CFG_CT_MARK | CT_CFG_CT_ZONE | CT_CFG_CT_STATUS | CT_CFG_CT_STATUS_ANY)
@@ -103,6 +111,9 @@ struct ct_probe_cfg {
 	__u16 ct_zone;
 	__u8 n_insns;
 	__u8 n_meta;
+	__u32 reason_arg; /* index of the enum skb_drop_reason argument (CT_CFG_DROP_REASON) */
+	__u32 consumed;   /* the kernel's SKB_CONSUMED (CT_CFG_CONSUMED) */
+	__u32 drop_reasons[CT_DROP_REASON_BITS / 32]; /* bit n: reason n accepted */
 	struct ct_meta_filter meta[CT_META_MAX];
 	struct ct_filter_insn insns[CT_FILTER_MAX_INSNS];
 };
@@ -331,6 +342,31 @@ static __always_inline bool ct_meta_match(const volatile struct ct_meta_filter *
 	default: return false;
 	}
 	return ct_cmp(m->op, m->kind == CT_META_SIGNED, val & m->mask, m->value);
+}
+
+/*
+ * Whether a hit at this probe is a drop, and whether to report it, before anything is
+ * read from the skb: every test is on frozen configuration, so a probe that is not a drop
+ * probe, or a collection without drop filters, keeps none of this code.
+ */
+static __always_inline bool ct_drop_filter(const volatile struct ct_probe_cfg *cfg,
+					   bool is_drop, __u32 reason)
+{
+	if ((cfg->flags & CT_CFG_ONLY_DROPS) && !is_drop)
+		return false;
+	if (cfg->flags & CT_CFG_DROP_REASONS) {
+		__u32 word = reason >> 5;
+
+		if (!is_drop || !(cfg->flags & CT_CFG_DROP_REASON) || reason >= CT_DROP_REASON_BITS)
+			return false;
+		/* Masked after a barrier, as in ct_hdr_at: the compiler would drop a mask it
+		 * proves redundant, and the verifier does not carry the bound over. */
+		barrier_var(word);
+		word &= CT_DROP_REASON_BITS / 32 - 1;
+		if (!(cfg->drop_reasons[word] & (1U << (reason & 31))))
+			return false;
+	}
+	return true;
 }
 
 #endif /* __CT_FILTER_H__ */
