@@ -251,7 +251,8 @@ impl CollectorBuilder {
             return Err(Error::Filter {
                 filter: "--drops".into(),
                 reason: format!(
-                    "only {DROP_TRACEPOINT} sees drops, and it is not among the probes: add -p                      {DROP_TRACEPOINT}"
+                    "only {DROP_TRACEPOINT} sees drops, and it is not among the probes: \
+                     add -p {DROP_TRACEPOINT}"
                 ),
             });
         }

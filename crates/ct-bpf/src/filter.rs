@@ -109,7 +109,8 @@ fn compile_drop(
         return Err(Error::Filter {
             filter,
             reason: format!(
-                "this kernel has no drop reasons (enum {} is not in its BTF; Linux {}.{}+ has                  them); --drops alone still reports every drop",
+                "this kernel has no drop reasons (enum {} is not in its BTF; Linux {}.{}+ \
+                 has them); --drops alone still reports every drop",
                 crate::kernel::DROP_REASON_ENUM,
                 crate::kernel::DROP_REASONS_SINCE.major,
                 crate::kernel::DROP_REASONS_SINCE.minor
