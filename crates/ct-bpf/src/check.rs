@@ -9,9 +9,10 @@ use std::fmt;
 use crate::collector::CollectorBuilder;
 use crate::kernel::{
     self, has_bpf_privileges, kprobes_supported, Conntrack, KernelBtf, KernelConfig, KernelVersion,
-    ModuleBtf, MODULE_BTF_SINCE, NF_CONNTRACK_BTF, VMLINUX_BTF,
+    ModuleBtf, DROP_REASONS_SINCE, DROP_REASON_ENUM, MODULE_BTF_SINCE, NF_CONNTRACK_BTF,
+    VMLINUX_BTF,
 };
-use crate::probe::{ProbeSpec, DEFAULT_TRACEPOINTS};
+use crate::probe::{ProbeSpec, DEFAULT_TRACEPOINTS, DROP_TRACEPOINT};
 use crate::Error;
 
 /// Outcome of one check.
@@ -216,6 +217,15 @@ pub fn check() -> Report {
             let lookup = BtfLookup(btf);
             report.items.push(feature.assess(&lookup, &ctx));
         }
+        let kfree_skb = DROP_TRACEPOINT
+            .parse::<ProbeSpec>()
+            .ok()
+            .and_then(|spec| btf.resolve(&spec).ok());
+        report.items.push(drop_reasons_item(
+            btf.drop_reasons().map(|r| r.names().count()),
+            kfree_skb.map(|p| p.reason_arg.is_some()),
+            &ctx,
+        ));
     }
 
     let hz = config.as_ref().and_then(|c| c.get("CONFIG_HZ"));
@@ -541,6 +551,55 @@ impl Feature {
     }
 }
 
+/// The `drop reasons` line. `enum_reasons`: how many reasons `enum skb_drop_reason` names,
+/// `None` without the enum; `tp_has_reason`: whether `skb:kfree_skb` has a reason argument,
+/// `None` when the tracepoint is not in BTF.
+fn drop_reasons_item(
+    enum_reasons: Option<usize>,
+    tp_has_reason: Option<bool>,
+    ctx: &Context,
+) -> CheckItem {
+    let since = format!(
+        "needs Linux {}.{}+ (skb:kfree_skb with a reason argument)",
+        DROP_REASONS_SINCE.major, DROP_REASONS_SINCE.minor
+    );
+    let running = ctx
+        .version
+        .map_or_else(|| "this kernel".to_owned(), |v| format!("Linux {v}"));
+    let (verdict, detail, remedy) = match (enum_reasons, tp_has_reason) {
+        (Some(n), Some(true)) => (
+            Verdict::Ok,
+            format!("skb:kfree_skb gives the reason ({n} in enum {DROP_REASON_ENUM})"),
+            None,
+        ),
+        (_, None) => (
+            Verdict::Degraded,
+            "skb:kfree_skb is not in this kernel's BTF: drops are not reported".to_owned(),
+            Some(since),
+        ),
+        (None, Some(_)) => (
+            Verdict::Degraded,
+            format!(
+                "drops are reported without a reason: {running} has no enum                  {DROP_REASON_ENUM}; --drop-reason is not available"
+            ),
+            Some(since),
+        ),
+        (Some(_), Some(false)) => (
+            Verdict::Degraded,
+            format!(
+                "drops are reported without a reason: {running}'s skb:kfree_skb has no                  reason argument; --drop-reason is not available"
+            ),
+            Some(since),
+        ),
+    };
+    CheckItem {
+        name: "drop reasons",
+        verdict,
+        detail,
+        remedy,
+    }
+}
+
 /// Why a type of the nf_conntrack module is not in BTF, and what has it.
 fn module_btf_reason(ty: &str, ctx: &Context) -> (String, String) {
     let needs = format!(
@@ -626,6 +685,28 @@ mod tests {
             let item = f.assess(&btf, &c);
             assert_eq!(item.verdict, Verdict::Ok, "{item:?}");
             assert_eq!(item.remedy, None);
+        }
+    }
+
+    #[test]
+    fn drop_reasons_need_the_enum_and_the_argument() {
+        let c = ctx((6, 1), ModuleBtf::Loaded, Conntrack::Module);
+        let ok = drop_reasons_item(Some(77), Some(true), &c);
+        assert_eq!(ok.verdict, Verdict::Ok);
+        assert_eq!(ok.name, "drop reasons");
+        assert!(ok.detail.contains("77"), "{ok:?}");
+        let old = ctx((5, 10), ModuleBtf::Absent, Conntrack::Module);
+        let item = drop_reasons_item(None, Some(false), &old);
+        assert_eq!(item.verdict, Verdict::Degraded);
+        assert!(item.detail.contains("Linux 5.10.0"), "{item:?}");
+        assert!(
+            item.remedy.as_deref().unwrap().contains("5.17+"),
+            "{item:?}"
+        );
+        for (n, tp) in [(Some(3), Some(false)), (Some(3), None), (None, None)] {
+            let item = drop_reasons_item(n, tp, &c);
+            assert_eq!(item.verdict, Verdict::Degraded, "{item:?}");
+            assert!(item.remedy.is_some());
         }
     }
 

@@ -222,6 +222,31 @@ fn check_verifies_by_loading_on_this_kernel() {
     assert_eq!(collector.program_stats()[0].program, "ct_tp_btf");
     drop(collector);
 
+    // Drop reasons follow BTF, and tracefs where it is mounted says the same: the
+    // tracepoint's format has a reason field on exactly the kernels that pass one.
+    let reasons = item(&report, "drop reasons");
+    let btf = ct_bpf::KernelBtf::load().unwrap();
+    let has_reasons = btf.drop_reasons().is_some()
+        && btf
+            .resolve(&"tp:skb:kfree_skb".parse().unwrap())
+            .unwrap()
+            .reason_arg
+            .is_some();
+    assert_eq!(reasons.verdict == Verdict::Ok, has_reasons, "{report}");
+    for tracefs in ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"] {
+        let path = Path::new(tracefs).join("events/skb/kfree_skb/format");
+        if let Ok(format) = std::fs::read_to_string(&path) {
+            let field = format.contains("enum skb_drop_reason reason;");
+            assert_eq!(
+                field,
+                has_reasons,
+                "{}:\n{format}\n{report}",
+                path.display()
+            );
+            break;
+        }
+    }
+
     let kprobes = Path::new("/sys/bus/event_source/devices/kprobe").exists();
     for name in ["kprobe", "kretprobe"] {
         let line = item(&report, name);
