@@ -560,6 +560,66 @@ mod tests {
         );
     }
 
+    #[test]
+    fn drops_are_named_from_the_kernel_table() {
+        let dec = |reasons| {
+            Decoder::new(vec![ProbeInfo {
+                kind: ct_core::ProbeKind::Tp,
+                name: "skb:kfree_skb".into(),
+            }])
+            .with_drop_reasons(reasons)
+        };
+        let table = DropReasons::from_enumerators([
+            ("SKB_NOT_DROPPED_YET", 0),
+            ("SKB_CONSUMED", 1),
+            ("SKB_DROP_REASON_NOT_SPECIFIED", 2),
+            ("SKB_DROP_REASON_NETFILTER_DROP", 12),
+            ("SKB_DROP_REASON_MAX", 13),
+        ]);
+        let mut raw = tcp_event();
+        // Not dropped: no drop section.
+        assert_eq!(
+            dec(Some(table.clone())).decode_raw(&raw).unwrap().drop,
+            None
+        );
+        // Dropped on a kernel without reasons (before 5.17).
+        raw.pkt_flags = PKT_DROP;
+        raw.drop_reason = 12; // ignored without the flag
+        assert_eq!(
+            dec(Some(table.clone())).decode_raw(&raw).unwrap().drop,
+            Some(DropInfo::default())
+        );
+        raw.pkt_flags = PKT_DROP | PKT_DROP_REASON;
+        assert_eq!(
+            dec(Some(table.clone())).decode_raw(&raw).unwrap().drop,
+            Some(DropInfo::reason("NETFILTER_DROP"))
+        );
+        // A number the enum does not name, a subsystem reason, no table: the number.
+        raw.drop_reason = 99;
+        assert_eq!(
+            dec(Some(table.clone())).decode_raw(&raw).unwrap().drop,
+            Some(DropInfo::reason("99"))
+        );
+        raw.drop_subsys = 1;
+        raw.drop_reason = 3;
+        assert_eq!(
+            dec(Some(table)).decode_raw(&raw).unwrap().drop,
+            Some(DropInfo::reason("65539"))
+        );
+        raw.drop_subsys = 0;
+        raw.drop_reason = 12;
+        assert_eq!(
+            dec(None).decode_raw(&raw).unwrap().drop,
+            Some(DropInfo::reason("12"))
+        );
+        // A reason without a drop is a contradiction.
+        raw.pkt_flags = PKT_DROP_REASON;
+        assert!(matches!(
+            dec(None).decode_raw(&raw),
+            Err(DecodeError::Contradiction(_))
+        ));
+    }
+
     /// Kernel addresses start at 0xffff_8000_0000_0000; no id may look like one, whatever
     /// the key drawn and the value hashed.
     #[test]

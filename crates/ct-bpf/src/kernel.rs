@@ -716,6 +716,47 @@ mod tests {
         assert!(!Conntrack::NotLoaded.is_loaded());
     }
 
+    #[test]
+    fn drop_reason_names_lose_their_prefix() {
+        let r = DropReasons::from_enumerators([
+            ("SKB_NOT_DROPPED_YET", 0),
+            ("SKB_CONSUMED", 1),
+            ("SKB_DROP_REASON_NOT_SPECIFIED", 2),
+            ("SKB_DROP_REASON_NO_SOCKET", 3),
+            ("SKB_DROP_REASON_NETFILTER_DROP", 12),
+            ("SKB_DROP_REASON_MAX", 128),
+            ("SKB_DROP_REASON_SUBSYS_MASK", 0xffff_0000),
+        ]);
+        assert_eq!(r.name(3).map(|n| &**n), Some("NO_SOCKET"));
+        assert_eq!(r.name(1).map(|n| &**n), Some("CONSUMED"));
+        assert_eq!(r.value("NETFILTER_DROP"), Some(12));
+        assert_eq!(r.consumed(), Some(1));
+        assert_eq!(r.name(128), None, "MAX is not a reason");
+        assert_eq!(r.value("SUBSYS_MASK"), None);
+        assert_eq!(r.names().count(), 5);
+        // 5.17: no SKB_CONSUMED, NOT_SPECIFIED first.
+        let old = DropReasons::from_enumerators([("SKB_DROP_REASON_NOT_SPECIFIED", 0)]);
+        assert_eq!(old.consumed(), None);
+        assert_eq!(old.name(0).map(|n| &**n), Some("NOT_SPECIFIED"));
+    }
+
+    /// On the running kernel: where BTF has the enum, the reasons every kernel since 5.17
+    /// has are there, and the table agrees with the tracepoint having the argument.
+    #[test]
+    fn kernel_drop_reasons_from_btf() {
+        let Ok(btf) = KernelBtf::load() else {
+            eprintln!("no kernel BTF here");
+            return;
+        };
+        let Some(reasons) = btf.drop_reasons() else {
+            eprintln!("this kernel has no enum skb_drop_reason");
+            return;
+        };
+        for name in ["NOT_SPECIFIED", "NO_SOCKET", "NETFILTER_DROP"] {
+            assert!(reasons.value(name).is_some(), "{name}: {reasons:?}");
+        }
+    }
+
     /// A raw BTF blob: `types` as (kind, vlen, extra bytes) entries.
     fn blob(types: &[(u32, u32, usize)], strings: &[u8]) -> Vec<u8> {
         let mut t = Vec::new();

@@ -477,6 +477,30 @@ mod tests {
         }
     }
 
+    /// On the running kernel: skb:kfree_skb has its reason after the skb and the caller's
+    /// address where the kernel has drop reasons, and no other default tracepoint has one.
+    #[test]
+    fn kfree_skb_reason_argument_from_btf() {
+        let Ok(btf) = KernelBtf::load() else {
+            eprintln!("no kernel BTF here");
+            return;
+        };
+        for spec in DEFAULT_TRACEPOINTS {
+            let spec: ProbeSpec = spec.parse().unwrap();
+            let resolved = btf.resolve(&spec).unwrap();
+            assert_eq!(
+                resolved.is_drop_probe(),
+                spec.to_string() == DROP_TRACEPOINT
+            );
+            if !resolved.is_drop_probe() {
+                assert_eq!(resolved.reason_arg, None, "{spec}");
+            } else if btf.drop_reasons().is_some() {
+                assert_eq!(resolved.skb_arg, 0);
+                assert_eq!(resolved.reason_arg, Some(2), "{spec}");
+            }
+        }
+    }
+
     proptest! {
         #[test]
         fn parse_never_panics_and_round_trips(s in "\\PC{0,40}") {

@@ -342,4 +342,41 @@ mod tests {
         );
         assert!(write_rodata(&mut [0u8; 2], &cfg, &filters).is_err());
     }
+
+    #[test]
+    fn drop_reason_argument_only_on_drop_probes() {
+        let read = |cfg: &ProbeConfig| {
+            let mut image = vec![0u8; size_of::<c::rodata>()];
+            write_rodata(&mut image, cfg, &crate::filter::CompiledFilters::default()).unwrap();
+            let off = offset_of!(c::rodata, ct_cfg);
+            // SAFETY: the image holds a ct_probe_cfg at `off` (written just above).
+            unsafe { std::ptr::read_unaligned(image.as_ptr().add(off).cast::<c::ct_probe_cfg>()) }
+        };
+        let flag = |f: c::ct_cfg_flag| f.0;
+        let drop = ProbeConfig {
+            drop_probe: true,
+            reason_arg: Some(2),
+            consumed: Some(1),
+            ..Default::default()
+        };
+        let cfg = read(&drop);
+        assert_eq!(cfg.reason_arg, 2);
+        assert_eq!(cfg.consumed, 1);
+        let want = flag(c::ct_cfg_flag::CT_CFG_DROP_PROBE)
+            | flag(c::ct_cfg_flag::CT_CFG_DROP_REASON)
+            | flag(c::ct_cfg_flag::CT_CFG_CONSUMED);
+        assert_eq!(cfg.flags & want, want);
+        // A kernel without reasons: a drop probe, nothing read.
+        let cfg = read(&ProbeConfig {
+            reason_arg: None,
+            ..drop
+        });
+        assert_eq!(cfg.flags & want, flag(c::ct_cfg_flag::CT_CFG_DROP_PROBE));
+        // Not a drop probe: the argument is never read.
+        let cfg = read(&ProbeConfig {
+            drop_probe: false,
+            ..drop
+        });
+        assert_eq!(cfg.flags & want, 0);
+    }
 }
