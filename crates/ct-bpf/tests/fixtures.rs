@@ -97,3 +97,42 @@ fn fixtures_hold_no_kernel_pointers() {
         );
     }
 }
+
+/// A decoder for records of any of the capture's probe ids.
+fn decoder() -> ct_bpf::Decoder {
+    let probe = ct_core::ProbeInfo {
+        kind: ct_core::ProbeKind::Tp,
+        name: "captured".into(),
+    };
+    ct_bpf::Decoder::new(vec![probe; 8])
+}
+
+/// A buffer with `skb->protocol` unset whose bytes at the network header are no IPv4
+/// header (the one seen at skb:consume_skb that printed as `0.0.0.0 > 2.0.0.0 ttl 0 ...
+/// len 0 proto 0`): its packet section has no `ip` (and no `l4`).
+#[test]
+fn a_buffer_that_is_not_ip_has_no_ip_section() {
+    let bytes = fs::read(fixtures_dir().join("not_ip.bin")).unwrap();
+    let raw = ct_bpf::raw::RawCtEvent::read(&bytes).unwrap();
+    assert_eq!(raw.l3_proto, [0, 0]);
+    assert_eq!(raw.hdr[0], 0x45, "the version nibble alone says IPv4");
+    let event = decoder().decode(&bytes).unwrap();
+    let packet = event.packet.unwrap();
+    assert_eq!(packet.ip, None);
+    assert_eq!(packet.l4, None);
+    assert_eq!(event.drop, None);
+}
+
+/// Records captured before drops had a section (drop.bin, at skb:kfree_skb) decode
+/// without one: only the program's flag makes a drop.
+#[test]
+fn records_without_the_drop_flag_have_no_drop_section() {
+    for case in ["drop", "tcp", "udp"] {
+        let bytes = fs::read(fixtures_dir().join(format!("{case}.bin"))).unwrap();
+        let raw = ct_bpf::raw::RawCtEvent::read(&bytes).unwrap();
+        assert_eq!(raw.pkt_flags & ct_bpf::raw::PKT_DROP, 0, "{case}");
+        let event = decoder().decode(&bytes).unwrap();
+        assert_eq!(event.drop, None, "{case}");
+        assert!(event.packet.unwrap().ip.is_some(), "{case}");
+    }
+}

@@ -420,7 +420,7 @@ static __always_inline int ct_handle(struct sk_buff *skb, const bool direct, __u
 		struct ct_pkt_view view = {};
 
 		hdr_len = ct_read_header(scratch->hdr, &v);
-		ct_parse_view(&view, scratch->hdr, hdr_len);
+		ct_parse_view(&view, scratch->hdr, hdr_len, v.protocol, v.len);
 		if (!ct_pkt_filter(&ct_cfg, &view))
 			return 0;
 	}

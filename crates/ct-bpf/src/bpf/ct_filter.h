@@ -12,6 +12,8 @@
 #ifndef __CT_FILTER_H__
 #define __CT_FILTER_H__
 
+#include <bpf/bpf_endian.h>
+
 #define CT_FILTER_MAX_INSNS 32
 #define CT_META_MAX 4
 #define CT_META_MAX_HOPS 4
@@ -142,14 +144,55 @@ static __always_inline __u8 ct_hdr_at(const __u8 *hdr, __u32 at)
 	return hdr[at & CT_HDR_INDEX_MASK];
 }
 
-/* Parses an IPv4/IPv6 header and the ports after it from `hdr` (len valid bytes). */
-static __always_inline void ct_parse_view(struct ct_pkt_view *v, const __u8 *hdr, __u32 len)
+/*
+ * Whether the bytes at the network header of a buffer whose skb->protocol is unset are an
+ * IP header (the rule of plausible_unlabelled in packet.rs, which user space applies to
+ * what it prints): IPv4 needs ihl >= 5, the whole header copied, a valid checksum and a
+ * total length from the header's to skb->len; IPv6 its fixed header and a payload that
+ * fits in skb->len.
+ */
+static __always_inline bool ct_plausible_unlabelled(const __u8 *hdr, __u32 len, __u32 skb_len)
+{
+	__u32 ihl, total, sum = 0;
+
+	if ((hdr[0] >> 4) == 6)
+		return len >= 40 && ((__u32)hdr[4] << 8 | hdr[5]) + 40 <= skb_len;
+	ihl = (hdr[0] & 0x0f) * 4;
+	total = (__u32)hdr[2] << 8 | hdr[3];
+	if (ihl < 20 || ihl > len || total < ihl || total > skb_len)
+		return false;
+	/* Every word a header can have, those past this one's masked out (the copy is
+	 * CT_PKT_HDR_LEN bytes, so all 60 are readable): a loop without an exit. */
+#pragma unroll
+	for (int i = 0; i < 30; i++)
+		sum += (2 * i < ihl) ? ((__u32)hdr[2 * i] << 8 | hdr[2 * i + 1]) : 0;
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	return sum == 0xffff;
+}
+
+/*
+ * Parses an IPv4/IPv6 header and the ports after it from `hdr` (len valid bytes).
+ * `protocol` is skb->protocol: another protocol than IP is not parsed, and with none
+ * set, only a header that is one (ct_plausible_unlabelled).
+ */
+static __always_inline void ct_parse_view(struct ct_pkt_view *v, const __u8 *hdr, __u32 len,
+					  __be16 protocol, __u32 skb_len)
 {
 	__u32 l4 = 0;
 	__u8 next;
 
 	if (len < 20)
 		return;
+	if (protocol == bpf_htons(0x0800)) {
+		if ((hdr[0] >> 4) != 4)
+			return;
+	} else if (protocol == bpf_htons(0x86dd)) {
+		if ((hdr[0] >> 4) != 6)
+			return;
+	} else if (protocol != 0 || !ct_plausible_unlabelled(hdr, len, skb_len)) {
+		return;
+	}
 	if ((hdr[0] >> 4) == 4) {
 		v->version = 4;
 		v->proto = hdr[9];
