@@ -547,6 +547,12 @@ impl Collector {
         &self.probes
     }
 
+    /// The running kernel's drop reasons, which events' `drop.reason` are named from;
+    /// `None` on kernels without them (before Linux 5.17).
+    pub fn drop_reasons(&self) -> Option<&DropReasons> {
+        self.decoder.drop_reasons()
+    }
+
     /// Waits up to `timeout` for events and hands each to `on_event`, decoded. Returns how
     /// many were handed over. A signal interrupting the wait is not an error (0 events).
     pub fn poll(

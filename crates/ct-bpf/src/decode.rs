@@ -288,6 +288,11 @@ impl Decoder {
         self
     }
 
+    /// The table drop reasons are named from.
+    pub fn drop_reasons(&self) -> Option<&DropReasons> {
+        self.reasons.as_ref()
+    }
+
     /// The drop section of a record: `None` unless the program saw the packet dropped.
     fn drop_info(&self, raw: &RawCtEvent) -> Option<DropInfo> {
         if raw.pkt_flags & PKT_DROP == 0 {

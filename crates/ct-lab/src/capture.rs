@@ -84,7 +84,8 @@ impl Capture {
                 .ring_size(1 << 20),
         )
         .build()?;
-        let decoder = Decoder::new(collector.probes().to_vec());
+        let decoder = Decoder::new(collector.probes().to_vec())
+            .with_drop_reasons(collector.drop_reasons().cloned());
         Ok(Capture {
             collector,
             decoder,
