@@ -6,7 +6,7 @@
 
 use std::sync::OnceLock;
 
-use ct_bpf::{decode, decode_ct, DecodeError, Decoder};
+use ct_bpf::{decode, decode_ct, DecodeError, Decoder, DropReasons};
 use ct_core::{read_events, write_event_json, Layout, ProbeInfo, ProbeKind, Render};
 use libfuzzer_sys::fuzz_target;
 
@@ -27,6 +27,12 @@ fn decoder() -> &'static Decoder {
                 name: "skb_clone".into(),
             },
         ])
+        .with_drop_reasons(Some(DropReasons::from_enumerators([
+            ("SKB_CONSUMED", 1),
+            ("SKB_DROP_REASON_NOT_SPECIFIED", 2),
+            ("SKB_DROP_REASON_NO_SOCKET", 3),
+            ("SKB_DROP_REASON_NETFILTER_DROP", 12),
+        ])))
     })
 }
 
