@@ -83,10 +83,10 @@ fn dump(events: &[Captured]) -> String {
 }
 
 /// Distinct packets (tracking ids) among `events` at kfree_skb that `pick` selects.
-fn dropped_packets<'a>(
-    events: &'a [Captured],
+fn dropped_packets(
+    events: &[Captured],
     pick: impl Fn(&Captured) -> bool,
-) -> (BTreeSet<u64>, Vec<&'a Captured>) {
+) -> (BTreeSet<u64>, Vec<&Captured>) {
     let picked: Vec<&Captured> = events
         .iter()
         .filter(|e| e.probe() == KFREE && pick(e))
