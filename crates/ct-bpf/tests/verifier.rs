@@ -325,3 +325,38 @@ fn verify_loads_what_build_would() {
         "{unknown:?}"
     );
 }
+
+/// The skb is found in whichever argument slot BTF puts it, and that slot's read passes
+/// the verifier for every program type: `tcp_retransmit_skb(sk, skb)` has it second,
+/// `ip_output(net, sk, skb)` third. (A switch over the slot once compiled to a context
+/// load through a computed offset, which verifiers refuse.)
+#[test]
+fn skb_in_a_later_argument_slot_loads() {
+    if !can_load() {
+        return;
+    }
+    let mut cases = vec![("tp:tcp:tcp_retransmit_skb", false, 1)];
+    cases.push(("tp:tcp:tcp_retransmit_skb", true, 1));
+    if ct_bpf::kernel::kprobes_supported() {
+        cases.push(("kp:ip_output", false, 2));
+    }
+    for (spec, raw, slot) in cases {
+        let spec: ProbeSpec = spec.parse().unwrap();
+        let resolved = ct_bpf::KernelBtf::load()
+            .expect("kernel BTF")
+            .resolve(&spec)
+            .expect("resolves");
+        assert_eq!(resolved.skb_arg, slot, "{spec}");
+        let loaded = CollectorBuilder::new()
+            .probe(spec.clone())
+            .raw_tracepoints(raw)
+            .verify()
+            .unwrap_or_else(|e| panic!("{spec} (raw {raw}): {e}"));
+        assert_eq!(loaded.len(), 1);
+        assert!(
+            loaded[0].fallback.is_none(),
+            "{spec}: {:?}",
+            loaded[0].fallback
+        );
+    }
+}

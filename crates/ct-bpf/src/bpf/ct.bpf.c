@@ -521,12 +521,12 @@ int ct_tp_btf(__u64 *ctx)
 	__u32 reason = 0;
 
 	switch (ct_cfg.skb_arg) {
-	case 0: skb = (void *)ctx[0]; break;
-	case 1: skb = (void *)ctx[1]; break;
-	case 2: skb = (void *)ctx[2]; break;
-	case 3: skb = (void *)ctx[3]; break;
-	case 4: skb = (void *)ctx[4]; break;
-	case 5: skb = (void *)ctx[5]; break;
+	case 0: skb = (void *)CT_CTX_ARG(ctx, 0); break;
+	case 1: skb = (void *)CT_CTX_ARG(ctx, 1); break;
+	case 2: skb = (void *)CT_CTX_ARG(ctx, 2); break;
+	case 3: skb = (void *)CT_CTX_ARG(ctx, 3); break;
+	case 4: skb = (void *)CT_CTX_ARG(ctx, 4); break;
+	case 5: skb = (void *)CT_CTX_ARG(ctx, 5); break;
 	}
 	/* The drop reason (skb:kfree_skb, 5.17+): only where user space found the argument
 	 * in BTF; everywhere else the whole read is pruned, as a slot past the tracepoint's
@@ -552,12 +552,12 @@ int ct_raw_tp(struct bpf_raw_tracepoint_args *ctx)
 	/* ct_cfg is frozen before load: only the taken case is verified, so the program
 	 * never touches an argument slot the tracepoint does not have. */
 	switch (ct_cfg.skb_arg) {
-	case 0: skb = (void *)ctx->args[0]; break;
-	case 1: skb = (void *)ctx->args[1]; break;
-	case 2: skb = (void *)ctx->args[2]; break;
-	case 3: skb = (void *)ctx->args[3]; break;
-	case 4: skb = (void *)ctx->args[4]; break;
-	case 5: skb = (void *)ctx->args[5]; break;
+	case 0: skb = (void *)CT_CTX_ARG(ctx, 0); break;
+	case 1: skb = (void *)CT_CTX_ARG(ctx, 1); break;
+	case 2: skb = (void *)CT_CTX_ARG(ctx, 2); break;
+	case 3: skb = (void *)CT_CTX_ARG(ctx, 3); break;
+	case 4: skb = (void *)CT_CTX_ARG(ctx, 4); break;
+	case 5: skb = (void *)CT_CTX_ARG(ctx, 5); break;
 	}
 	if (ct_cfg.flags & CT_CFG_DROP_REASON) {
 		switch (ct_cfg.reason_arg) {
