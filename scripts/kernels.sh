@@ -256,6 +256,7 @@ VM_TESTS=(
     "ct-lab:filters"
     "ct-lab:tracking"
     "ct-lab:probe_types"
+    "ct-lab:drops"
     "ct-cli:kernel"
     "ct-cli:static_binary"
     "ct-cli:default_probes"
