@@ -141,15 +141,15 @@ static __always_inline __u64 ct_fingerprint(const __u8 *hdr, __u32 len)
 	if (l4 > CT_PKT_HDR_LEN - 16 || l4 + 16 > len)
 		return fp ? fp : 1;
 	switch (proto) {
-	case 6: /* sequence and acknowledgement numbers */
+	case IPPROTO_TCP: /* sequence and acknowledgement numbers */
 		fp = ct_mix(fp, (__u64)ct_be32(hdr, l4 + 4) << 32 | ct_be32(hdr, l4 + 8));
 		break;
-	case 17: /* the first payload bytes */
-	case 136:
+	case IPPROTO_UDP: /* the first payload bytes */
+	case IPPROTO_UDPLITE:
 		fp = ct_mix(fp, (__u64)ct_be32(hdr, l4 + 8) << 32 | ct_be32(hdr, l4 + 12));
 		break;
-	case 1: /* type, echo sequence, first payload bytes (the id may be NATed) */
-	case 58:
+	case IPPROTO_ICMP: /* type, echo sequence, first payload bytes (the id may be NATed) */
+	case IPPROTO_ICMPV6:
 		fp = ct_mix(fp, (__u64)ct_hdr_at(hdr, l4) << 48 | (__u64)ct_be16(hdr, l4 + 6) << 32 |
 				    ct_be32(hdr, l4 + 8));
 		break;

@@ -159,10 +159,10 @@ static __always_inline long ct_extract_conn(struct ct_raw_conn *out, const struc
 	out->present |= CT_CONN_HAS_TIMEOUT;
 
 	l4 = out->orig.protonum;
-	if (l4 == 6 /* IPPROTO_TCP */) {
+	if (l4 == IPPROTO_TCP) {
 		out->proto_state = CT_GET(buf, struct nf_conn, proto.tcp.state, __u8);
 		out->present |= CT_CONN_HAS_PROTO_STATE;
-	} else if (l4 == 132 /* IPPROTO_SCTP */ &&
+	} else if (l4 == IPPROTO_SCTP &&
 		   bpf_core_field_exists(struct nf_conn, proto.sctp)) {
 		out->proto_state = (__u8)CT_GET(buf, struct nf_conn, proto.sctp.state, __u32);
 		out->sctp_vtag[0] = CT_GET(buf, struct nf_conn, proto.sctp.vtag[0], __be32);

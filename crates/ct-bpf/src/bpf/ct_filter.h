@@ -184,10 +184,10 @@ static __always_inline void ct_parse_view(struct ct_pkt_view *v, const __u8 *hdr
 
 	if (len < 20)
 		return;
-	if (protocol == bpf_htons(0x0800)) {
+	if (protocol == bpf_htons(ETH_P_IP)) {
 		if ((hdr[0] >> 4) != 4)
 			return;
-	} else if (protocol == bpf_htons(0x86dd)) {
+	} else if (protocol == bpf_htons(ETH_P_IPV6)) {
 		if ((hdr[0] >> 4) != 6)
 			return;
 	} else if (protocol != 0 || !ct_plausible_unlabelled(hdr, len, skb_len)) {
@@ -213,11 +213,12 @@ static __always_inline void ct_parse_view(struct ct_pkt_view *v, const __u8 *hdr
 		/* Up to two extension headers (hop-by-hop, routing, destination, fragment). */
 #pragma unroll
 		for (int i = 0; i < 2; i++) {
-			if (next != 0 && next != 43 && next != 60 && next != 44)
+			if (next != IPPROTO_HOPOPTS && next != IPPROTO_ROUTING &&
+			    next != IPPROTO_DSTOPTS && next != IPPROTO_FRAGMENT)
 				break;
 			if (l4 + 8 > len || l4 > CT_PKT_HDR_LEN - 8)
 				return;
-			if (next == 44) {
+			if (next == IPPROTO_FRAGMENT) {
 				/* A non-first fragment: no transport header here. */
 				if ((ct_hdr_at(hdr, l4 + 2) << 8 | ct_hdr_at(hdr, l4 + 3)) & 0xfff8) {
 					v->proto = ct_hdr_at(hdr, l4);
@@ -236,7 +237,8 @@ static __always_inline void ct_parse_view(struct ct_pkt_view *v, const __u8 *hdr
 	} else {
 		return;
 	}
-	if (v->proto != 6 && v->proto != 17 && v->proto != 132 && v->proto != 136)
+	if (v->proto != IPPROTO_TCP && v->proto != IPPROTO_UDP && v->proto != IPPROTO_SCTP &&
+	    v->proto != IPPROTO_UDPLITE)
 		return;
 	if (l4 > CT_PKT_HDR_LEN - 4 || l4 + 4 > len)
 		return;
