@@ -142,6 +142,13 @@ impl Default for RawCtEvent {
 
 pub const RAW_EVENT_SIZE: usize = size_of::<RawCtEvent>();
 
+/// The header the kernel puts before each ring buffer record (`BPF_RINGBUF_HDR_SZ`).
+pub const RING_HDR_SIZE: usize = 8;
+
+/// Ring buffer space one event takes: its record after the record header, rounded up to 8
+/// bytes as the kernel rounds every record.
+pub const RING_EVENT_SIZE: usize = (RING_HDR_SIZE + RAW_EVENT_SIZE).next_multiple_of(8);
+
 macro_rules! assert_same_layout {
     ($rust:ty, $c:ty, $off:literal == [$($field:ident @ $at:literal),* $(,)?]) => {
         const _: () = assert!(size_of::<$rust>() == size_of::<$c>());

@@ -5,9 +5,13 @@ use std::time::Duration;
 
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
+use ct_bpf::raw::{RAW_EVENT_SIZE, RING_EVENT_SIZE, RING_HDR_SIZE};
 use ct_bpf::{KernelFilters, ProbeSpec};
 use ct_core::filter::{CtFilter, DropFilter, EventFilter, MetaFilter, PacketFilter};
 use ct_core::{CtState, CtStatus, Format};
+use strum::VariantNames;
+
+use crate::exit;
 
 const ABOUT: &str = "Show what netfilter conntrack knows about every packet seen at an eBPF probe";
 
@@ -16,8 +20,9 @@ Show what netfilter conntrack knows about every packet seen at an eBPF probe.
 
 `ct-cli collect` attaches BPF programs to probes that see a struct sk_buff and reports, for \
 each packet, the packet summary and its conntrack entry (state, tuples, zone, mark, labels, \
-parent of a RELATED flow). `ct-cli print` re-renders a saved events file; `ct-cli check` \
-tells whether this machine can collect.";
+parent of a RELATED flow). `ct-cli print` re-renders a saved events file, `ct-cli sort` \
+groups its events by packet and `ct-cli conns` lists its connections; `ct-cli check` tells \
+whether this machine can collect.";
 
 const EXAMPLES: &str = "\
 Examples:
@@ -32,14 +37,36 @@ Examples:
   ct-cli sort events.json                           # events grouped by packet
   ct-cli conns events.json                          # one entry per connection";
 
+/// Exit codes 2 to 4, which mean the same for every command that uses them (exit.rs).
+const USAGE_EXIT: (u8, &str) = (
+    exit::USAGE,
+    "usage: bad arguments, unknown probe, probe without a struct sk_buff * argument",
+);
+const PRIVILEGES_EXIT: (u8, &str) = (
+    exit::PRIVILEGES,
+    "insufficient privileges: run as root or grant CAP_BPF and CAP_PERFMON",
+);
+const PREREQUISITES_EXIT: (u8, &str) = (
+    exit::PREREQUISITES,
+    "prerequisites missing: no kernel BTF, no conntrack, no kprobes (see `ct-cli check`)",
+);
+
 /// The exit codes, as shown at the end of `--help`.
-pub const EXIT_CODES_HELP: &str = "\
-Exit codes:
-  0  success (collect: also when stopped by Ctrl-C/SIGTERM, -n or --duration)
-  1  error (output file not writable, disk full, a malformed line in `print` input, ...)
-  2  usage: bad arguments, unknown probe, probe without a struct sk_buff * argument
-  3  insufficient privileges: run as root or grant CAP_BPF and CAP_PERFMON
-  4  prerequisites missing: no kernel BTF, no conntrack, no kprobes (see `ct-cli check`)";
+fn exit_codes_help() -> String {
+    exit::help(&[
+        (
+            exit::SUCCESS,
+            "success (collect: also when stopped by Ctrl-C/SIGTERM, -n or --duration)",
+        ),
+        (
+            exit::GENERIC,
+            "error (output file not writable, disk full, a malformed line in `print` input, ...)",
+        ),
+        USAGE_EXIT,
+        PRIVILEGES_EXIT,
+        PREREQUISITES_EXIT,
+    ])
+}
 
 #[derive(Debug, Parser)]
 #[command(
@@ -47,8 +74,8 @@ Exit codes:
     version,
     about = ABOUT,
     long_about = LONG_ABOUT,
-    after_help = EXIT_CODES_HELP,
-    after_long_help = format!("{EXAMPLES}\n\n{EXIT_CODES_HELP}"),
+    after_help = exit_codes_help(),
+    after_long_help = format!("{EXAMPLES}\n\n{}", exit_codes_help()),
     propagate_version = true,
     arg_required_else_help = true
 )]
@@ -60,29 +87,28 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Attach probes and report packets with their conntrack state until stopped.
-    #[command(after_help = EXIT_CODES_HELP, after_long_help = COLLECT_HELP)]
+    #[command(after_help = exit_codes_help(), after_long_help = collect_long_help())]
     Collect(CollectArgs),
     /// Re-render a JSON Lines events file (or stdin) as text or JSON.
-    #[command(after_help = EXIT_CODES_HELP)]
+    #[command(after_help = exit_codes_help())]
     Print(PrintArgs),
     /// Group the events of a file by packet (across probes, clones and NAT), in time
     /// order.
-    #[command(after_help = EXIT_CODES_HELP)]
+    #[command(after_help = exit_codes_help())]
     Sort(FileArgs),
     /// One entry per connection in a file: tuples, NAT, zone, mark, labels, helper, parent
     /// and the timeline of states the packets saw.
-    #[command(after_help = EXIT_CODES_HELP)]
+    #[command(after_help = exit_codes_help())]
     Conns(FileArgs),
     /// Report whether this machine can collect (BTF, privileges, conntrack, probe types).
-    #[command(
-        after_help = "Exit codes:\n  0  collection can run\n  4  collection cannot run: fix \
-                      the FAIL lines"
-    )]
+    #[command(after_help = exit::help(&[
+        (exit::SUCCESS, "collection can run"),
+        (exit::PREREQUISITES, "collection cannot run: fix the FAIL lines"),
+    ]))]
     Check,
 }
 
-const COLLECT_HELP: &str = concat!(
-    "\
+const COLLECT_HELP: &str = "\
 Default probes (without -p): tp:net:net_dev_start_xmit (packets leaving a device, locally \
 generated or forwarded, after NAT), tp:net:netif_receive_skb (packets arriving, before \
 conntrack has seen them), tp:skb:kfree_skb (drops) and tp:skb:consume_skb (packets freed \
@@ -99,22 +125,39 @@ a complete line, the probes are detached.
 
 Conntrack attaches to packets only in network namespaces where something uses it: an \
 nftables/iptables rule matching ct state, NAT, or a helper. Without that, events have no ct \
-section.
+section.";
 
-",
-    "Exit codes:
-  0  success, also when stopped by Ctrl-C/SIGTERM, -n or --duration
-  1  error (output file exists or is not writable, disk full, ring buffer read failed)
-  2  usage: bad arguments, unknown probe, probe without a struct sk_buff * argument
-  3  insufficient privileges: run as root or grant CAP_BPF and CAP_PERFMON
-  4  prerequisites missing: no kernel BTF, no conntrack, no kprobes (see `ct-cli check`)"
-);
+/// `collect --help`: COLLECT_HELP and the exit codes.
+fn collect_long_help() -> String {
+    let codes = exit::help(&[
+        (
+            exit::SUCCESS,
+            "success, also when stopped by Ctrl-C/SIGTERM, -n or --duration",
+        ),
+        (
+            exit::GENERIC,
+            "error (output file exists or is not writable, disk full, ring buffer read failed)",
+        ),
+        USAGE_EXIT,
+        PRIVILEGES_EXIT,
+        PREREQUISITES_EXIT,
+    ]);
+    format!("{COLLECT_HELP}\n\n{codes}")
+}
 
-/// Output formats, as `--format` spells them.
-const FORMATS: [&str; 3] = ["multiline", "singleline", "json"];
+/// `--format`: one of the names `Format` derives (multiline, singleline, json).
+/// `--ring-size`: the space an event takes comes from the record layout.
+fn ring_size_help() -> String {
+    format!(
+        "Ring buffer size in bytes: a power of two, at least 4096 (k/m/g suffixes: 8m). Raise \
+         it when events are lost (each event takes {RING_EVENT_SIZE} bytes: a \
+         {RAW_EVENT_SIZE}-byte record and its {RING_HDR_SIZE}-byte header; the kernel maps \
+         the ring twice, so it costs twice its size in memory). Default: 2m"
+    )
+}
 
 fn format_parser() -> impl clap::builder::TypedValueParser<Value = Format> {
-    PossibleValuesParser::new(FORMATS).map(|s| {
+    PossibleValuesParser::new(Format::VARIANTS).map(|s| {
         s.parse::<Format>()
             .expect("every possible value is a format name")
     })
@@ -152,10 +195,7 @@ pub struct CollectArgs {
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub duration: Option<Duration>,
 
-    /// Ring buffer size in bytes: a power of two, at least 4096 (k/m/g suffixes: 8m).
-    /// Raise it when events are lost (each event takes 504 bytes; the kernel maps the
-    /// ring twice, so it costs twice its size in memory). Default: 2m.
-    #[arg(long, value_name = "BYTES", value_parser = parse_size)]
+    #[arg(long, value_name = "BYTES", value_parser = parse_size, help = ring_size_help())]
     pub ring_size: Option<u64>,
 
     /// Report only packets of one network namespace: /var/run/netns/NAME, an `ip netns`
@@ -392,7 +432,7 @@ mod tests {
 
     #[test]
     fn every_format_name_parses() {
-        for name in FORMATS {
+        for &name in Format::VARIANTS {
             assert_eq!(name.parse::<Format>().unwrap().to_string(), name);
         }
     }

@@ -1,9 +1,12 @@
 //! Exit codes and how an error is told to the user: one line, no backtrace.
 
+use std::fmt::Write;
 use std::process::ExitCode;
 
 use ct_bpf::ErrorCategory;
 
+/// Success.
+pub const SUCCESS: u8 = 0;
 /// Something failed (I/O, output file, a bad line in `print` input, ...).
 pub const GENERIC: u8 = 1;
 /// Bad arguments (clap uses the same code for what it rejects).
@@ -12,6 +15,15 @@ pub const USAGE: u8 = 2;
 pub const PRIVILEGES: u8 = 3;
 /// The kernel lacks what collection needs.
 pub const PREREQUISITES: u8 = 4;
+
+/// The `Exit codes:` section of a help text: one line per code and what it means.
+pub fn help(codes: &[(u8, &str)]) -> String {
+    let mut text = String::from("Exit codes:");
+    for (code, meaning) in codes {
+        write!(text, "\n  {code}  {meaning}").expect("writing to a String cannot fail");
+    }
+    text
+}
 
 /// The exit code for an error: from the first `ct_bpf::Error` in its chain, else generic.
 pub fn code(err: &anyhow::Error) -> u8 {
