@@ -57,9 +57,15 @@ names() {
     for e in "${MATRIX[@]}"; do printf '%s ' "${e%% *}"; done
 }
 
+# virtme-ng lives in a virtualenv of its own: the system Python refuses `pip install`
+# (externally managed), and a per-user Python may not put its scripts on PATH. Not under
+# /var/cache, which the VMs cover with a tmpfs.
+venv="$HOME/.local/share/ct-trace/virtme-ng"
+vng="$venv/bin/vng"
+
 install_tools() {
     local missing=() p
-    for p in qemu-system-x86 kmod udev busybox-static; do
+    for p in qemu-system-x86 kmod udev busybox-static python3-venv; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
     done
     if ((${#missing[@]})); then
@@ -67,12 +73,13 @@ install_tools() {
         apt-get update -qq
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
     fi
-    if ! command -v vng >/dev/null 2>&1; then
-        echo "kernels.sh: installing virtme-ng (PyPI)" >&2
-        python3 -m pip install -q virtme-ng
-        hash -r
+    if [ ! -x "$vng" ]; then
+        echo "kernels.sh: installing virtme-ng (PyPI) into $venv" >&2
+        rm -rf "$venv"
+        python3 -m venv "$venv"
+        "$venv/bin/pip" install -q virtme-ng
     fi
-    command -v vng >/dev/null 2>&1 || die "vng not on PATH after installing virtme-ng"
+    [ -x "$vng" ] || die "no $vng after installing virtme-ng"
 }
 
 # The Debian mirror URIs this machine's apt uses: "main" for SUITE, "security" for
@@ -201,7 +208,7 @@ run_in_vm() {
     # Both streams through a pipe: virtme-ng reopens them, which truncates a log file.
     local rc=0
     set +e
-    timeout "${VM_TIMEOUT:-1800}" vng -r "$kernel" --disable-kvm --cpus "${VM_CPUS:-2}" -m "${VM_MEM:-2G}" \
+    timeout "${VM_TIMEOUT:-1800}" "$vng" -r "$kernel" --disable-kvm --cpus "${VM_CPUS:-2}" -m "${VM_MEM:-2G}" \
         --rodir="/lib/modules=$root/lib/modules" --rodir="/boot=$root/boot" --rwdir="$shared" \
         --exec "$shared/run" </dev/null 2>&1 | cat
     rc=${PIPESTATUS[0]}
