@@ -512,63 +512,45 @@ static __always_inline int ct_handle(struct sk_buff *skb, const bool direct, __u
 		__v;                                                                       \
 	})
 
+/* Slot `slot` of a tracepoint context. ct_cfg is frozen before load, so `slot` is a
+ * constant: only the taken case is verified, and the program never touches a slot the
+ * tracepoint does not have (the verifier refuses one past its arguments). */
+static __always_inline __u64 ct_ctx_slot(const void *ctx, __u32 slot)
+{
+	switch (slot) {
+	case 0: return CT_CTX_ARG(ctx, 0);
+	case 1: return CT_CTX_ARG(ctx, 1);
+	case 2: return CT_CTX_ARG(ctx, 2);
+	case 3: return CT_CTX_ARG(ctx, 3);
+	case 4: return CT_CTX_ARG(ctx, 4);
+	case 5: return CT_CTX_ARG(ctx, 5);
+	}
+	return 0;
+}
+
+/* Both tracepoint flavours: the skb, and the drop reason (skb:kfree_skb, 5.17+) only
+ * where user space found that argument in BTF (never slot 0, the skb's). */
+static __always_inline int ct_handle_tracepoint(const void *ctx, const bool direct)
+{
+	__u32 reason = 0;
+
+	if ((ct_cfg.flags & CT_CFG_DROP_REASON) && ct_cfg.reason_arg > 0)
+		reason = ct_ctx_slot(ctx, ct_cfg.reason_arg);
+	return ct_handle((struct sk_buff *)ct_ctx_slot(ctx, ct_cfg.skb_arg), direct, reason);
+}
+
 /* A tracepoint with BTF: the skb argument is a typed pointer. The attach target (the
  * tracepoint's name) is set by user space before load. */
 SEC("tp_btf")
 int ct_tp_btf(__u64 *ctx)
 {
-	struct sk_buff *skb = NULL;
-	__u32 reason = 0;
-
-	switch (ct_cfg.skb_arg) {
-	case 0: skb = (void *)CT_CTX_ARG(ctx, 0); break;
-	case 1: skb = (void *)CT_CTX_ARG(ctx, 1); break;
-	case 2: skb = (void *)CT_CTX_ARG(ctx, 2); break;
-	case 3: skb = (void *)CT_CTX_ARG(ctx, 3); break;
-	case 4: skb = (void *)CT_CTX_ARG(ctx, 4); break;
-	case 5: skb = (void *)CT_CTX_ARG(ctx, 5); break;
-	}
-	/* The drop reason (skb:kfree_skb, 5.17+): only where user space found the argument
-	 * in BTF; everywhere else the whole read is pruned, as a slot past the tracepoint's
-	 * arguments is refused by the verifier. */
-	if (ct_cfg.flags & CT_CFG_DROP_REASON) {
-		switch (ct_cfg.reason_arg) {
-		case 1: reason = CT_CTX_ARG(ctx, 1); break;
-		case 2: reason = CT_CTX_ARG(ctx, 2); break;
-		case 3: reason = CT_CTX_ARG(ctx, 3); break;
-		case 4: reason = CT_CTX_ARG(ctx, 4); break;
-		case 5: reason = CT_CTX_ARG(ctx, 5); break;
-		}
-	}
-	return ct_handle(skb, true, reason);
+	return ct_handle_tracepoint(ctx, true);
 }
 
 SEC("raw_tp")
 int ct_raw_tp(struct bpf_raw_tracepoint_args *ctx)
 {
-	struct sk_buff *skb = NULL;
-	__u32 reason = 0;
-
-	/* ct_cfg is frozen before load: only the taken case is verified, so the program
-	 * never touches an argument slot the tracepoint does not have. */
-	switch (ct_cfg.skb_arg) {
-	case 0: skb = (void *)CT_CTX_ARG(ctx, 0); break;
-	case 1: skb = (void *)CT_CTX_ARG(ctx, 1); break;
-	case 2: skb = (void *)CT_CTX_ARG(ctx, 2); break;
-	case 3: skb = (void *)CT_CTX_ARG(ctx, 3); break;
-	case 4: skb = (void *)CT_CTX_ARG(ctx, 4); break;
-	case 5: skb = (void *)CT_CTX_ARG(ctx, 5); break;
-	}
-	if (ct_cfg.flags & CT_CFG_DROP_REASON) {
-		switch (ct_cfg.reason_arg) {
-		case 1: reason = CT_CTX_ARG(ctx, 1); break;
-		case 2: reason = CT_CTX_ARG(ctx, 2); break;
-		case 3: reason = CT_CTX_ARG(ctx, 3); break;
-		case 4: reason = CT_CTX_ARG(ctx, 4); break;
-		case 5: reason = CT_CTX_ARG(ctx, 5); break;
-		}
-	}
-	return ct_handle(skb, false, reason);
+	return ct_handle_tracepoint(ctx, false);
 }
 
 /* Does nothing: attached beside a probe, its run time is the floor that probe's cost is
