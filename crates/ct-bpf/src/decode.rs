@@ -384,6 +384,7 @@ impl Decoder {
             packet: Some(parse_packet(raw)),
             drop: self.drop_info(raw),
             ct: ct.map(|shape| build_ct(raw, shape)),
+            nft: None,
         })
     }
 }

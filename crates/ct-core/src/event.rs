@@ -33,6 +33,12 @@ pub struct Event {
     /// Conntrack section; absent when the packet had no conntrack entry at the probe.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ct: Option<CtEvent>,
+    /// An nftables rule or chain policy that decided something for the packet, from
+    /// nftables' own tracing (`collect --nft`). Such an event has no `probe`: it was not
+    /// seen by a BPF program, and its `tracking` comes from the BPF events of the same
+    /// packet it was joined to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nft: Option<NftTrace>,
 }
 
 impl Event {
@@ -111,6 +117,120 @@ impl DropInfo {
             reason: Some(name.into()),
         }
     }
+}
+
+/// One step of nftables' trace of a packet (an `NFT_MSG_TRACE` message): the rule, or the
+/// chain's policy, and what it decided.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct NftTrace {
+    /// The table's address family.
+    pub family: NftFamily,
+    pub table: Arc<str>,
+    pub chain: Arc<str>,
+    /// What reported the verdict: a rule, the base chain's policy, or the end of a
+    /// regular chain (an implicit return).
+    #[serde(rename = "type")]
+    pub kind: NftTraceKind,
+    /// The rule's handle (as `nft -a list` shows it); absent for policies and returns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handle: Option<u64>,
+    /// The rule's text as `nft list` prints it, when it could be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<Arc<str>>,
+    pub verdict: NftVerdict,
+    /// The chain a `jump` or `goto` verdict continues in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<Arc<str>>,
+}
+
+impl NftTrace {
+    /// Whether this step ended the packet: a `drop` verdict (which `reject` also gives).
+    pub fn is_drop(&self) -> bool {
+        self.verdict == NftVerdict::Drop
+    }
+}
+
+/// An nftables table family (`NFPROTO_*`).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::Display,
+    strum::EnumString,
+    strum::IntoStaticStr,
+)]
+#[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
+pub enum NftFamily {
+    Inet,
+    Ip,
+    Ip6,
+    Arp,
+    Bridge,
+    Netdev,
+}
+
+/// What an nftables trace step reports (`NFT_TRACETYPE_*`).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::Display,
+    strum::EnumString,
+    strum::IntoStaticStr,
+)]
+#[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
+pub enum NftTraceKind {
+    /// A rule gave a verdict.
+    Rule,
+    /// A base chain ended and its policy applied.
+    Policy,
+    /// A regular chain ended without a verdict: back to the calling chain.
+    Return,
+}
+
+/// An nftables verdict (`NF_*` and `NFT_*` verdict codes).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::Display,
+    strum::EnumString,
+    strum::IntoStaticStr,
+)]
+#[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
+pub enum NftVerdict {
+    Accept,
+    /// Dropped (also what `reject` reports, after sending its reply).
+    Drop,
+    /// Taken over by the rule (for example by `queue` without a listener's reinjection).
+    Stolen,
+    /// Sent to user space through nfqueue.
+    Queue,
+    Repeat,
+    /// The rule matched but gave no verdict (`counter`, `log`, `meta nftrace set 1`).
+    Continue,
+    Break,
+    Jump,
+    Goto,
+    Return,
 }
 
 /// Ids that group events: by packet across probes, by connection over its life.

@@ -96,8 +96,8 @@ pub use ct::{
     SctpState, TcpState, ZoneDir,
 };
 pub use event::{
-    ip_proto_name, DropInfo, Event, Packet, PacketIp, PacketL4, ProbeInfo, ProbeKind, Task,
-    Tracking,
+    ip_proto_name, DropInfo, Event, NftFamily, NftTrace, NftTraceKind, NftVerdict, Packet,
+    PacketIp, PacketL4, ProbeInfo, ProbeKind, Task, Tracking,
 };
 pub use fixed::{FixedStr, NAME_LEN};
 pub use jsonl::{

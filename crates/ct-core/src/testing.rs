@@ -250,6 +250,7 @@ pub fn event() -> BoxedStrategy<Event> {
                 packet,
                 drop,
                 ct,
+                nft: None,
             },
         )
         .boxed()
@@ -411,6 +412,7 @@ pub mod build {
             packet: None,
             drop: None,
             ct: None,
+            nft: None,
         }
     }
 }

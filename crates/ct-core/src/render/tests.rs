@@ -154,6 +154,7 @@ fn syn_event() -> Event {
             }),
         }),
         ct: Some(ct(CtState::New, base)),
+        nft: None,
     }
 }
 
