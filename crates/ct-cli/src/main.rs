@@ -6,6 +6,7 @@
 mod cli;
 mod collect;
 mod exit;
+mod nft;
 mod output;
 mod print;
 
