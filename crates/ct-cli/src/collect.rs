@@ -72,15 +72,8 @@ pub fn run(args: &CollectArgs) -> anyhow::Result<ExitCode> {
         file.start()?;
     }
 
-    let names: Vec<String> = specs.iter().map(ToString::to_string).collect();
-    eprintln!(
-        "ct-cli: attached {} probe{} ({}); collecting",
-        names.len(),
-        if names.len() == 1 { "" } else { "s" },
-        names.join(", ")
-    );
     // After the probes are attached, so that a traced packet's BPF events are there to
-    // join its verdicts to.
+    // join its verdicts to; before the readiness line, which promises both.
     let nft = match NftSide::start(args) {
         Ok(nft) => nft,
         Err(err) => {
@@ -91,6 +84,13 @@ pub fn run(args: &CollectArgs) -> anyhow::Result<ExitCode> {
         }
     };
 
+    let names: Vec<String> = specs.iter().map(ToString::to_string).collect();
+    eprintln!(
+        "ct-cli: attached {} probe{} ({}); collecting",
+        names.len(),
+        if names.len() == 1 { "" } else { "s" },
+        names.join(", ")
+    );
     let stdout = args
         .prints()
         .then(|| EventWriter::new(BufWriter::new(io::stdout()), args.format));
