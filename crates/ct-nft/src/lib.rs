@@ -11,6 +11,7 @@
 //!   turns it into a [`ct_core::Event`] with an `nft` section.
 //! - [`mark_rules`] writes a packet filter as the table's marking rules.
 
+mod check;
 mod join;
 mod mark;
 mod message;
@@ -21,6 +22,7 @@ mod step;
 mod table;
 mod tracer;
 
+pub use check::check;
 pub use join::{Joiner, WAIT_FOR_PACKET};
 pub use mark::{mark_rules, Conjunction, MAX_MARK_RULES};
 pub use message::{parse_datagram, parse_trace, MessageError, TraceMessage};
