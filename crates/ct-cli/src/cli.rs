@@ -269,13 +269,14 @@ pub struct FilterArgs {
     #[arg(long)]
     pub ct_nat: bool,
 
-    /// Only packets dropped (events at skb:kfree_skb, whose reason is not SKB_CONSUMED).
+    /// Only packets dropped (events at skb:kfree_skb, whose reason is not SKB_CONSUMED, and
+    /// nftables drop verdicts).
     #[arg(long)]
     pub drops: bool,
 
     /// Only drops with one of these reasons (comma-separated names of the kernel's enum
-    /// skb_drop_reason without SKB_DROP_REASON_, any case: netfilter_drop,no_socket).
-    /// collect checks them against the running kernel (Linux 5.17+).
+    /// skb_drop_reason without SKB_DROP_REASON_, any case: netfilter_drop,no_socket);
+    /// nftables verdicts carry none and never match. collect checks them against the running kernel (Linux 5.17+).
     #[arg(long, value_name = "NAMES", value_parser = parse_drop_reasons)]
     pub drop_reason: Option<DropReasonNames>,
 }
