@@ -9,10 +9,11 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::io::Read;
+use std::io::{BufRead, BufReader};
 use std::net::IpAddr;
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use ct_core::{Event, NftFamily, NftTraceKind, NftVerdict};
 use ct_lab::{Lab, Node, CLIENT4, SERVER4};
@@ -22,43 +23,66 @@ const KFREE: &str = "skb:kfree_skb";
 const STOP: Duration = Duration::from_secs(20);
 
 /// `nft monitor trace` in a lab namespace: the independent witness.
-struct Monitor(Child);
+struct Monitor {
+    child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+}
 
 impl Monitor {
     fn start(lab: &Lab, node: Node) -> Monitor {
-        let child = Command::new("ip")
+        let mut child = Command::new("ip")
             .args(["netns", "exec", lab.name(node), "nft", "monitor", "trace"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .expect("nft monitor trace starts");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&lines);
+        let out = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                sink.lock().unwrap().push(line);
+            }
+        });
         // It prints nothing when it has subscribed: give it time to.
         std::thread::sleep(Duration::from_millis(500));
-        Monitor(child)
+        Monitor { child, lines }
     }
 
-    /// Stops it; its lines about a rule of `table chain` with `verdict` (one per packet:
-    /// trace ids repeat when the kernel reuses a buffer, so they are not counted), and
-    /// all it printed.
-    fn finish(mut self, table: &str, chain: &str, verdict: &str) -> (Vec<String>, String) {
-        std::thread::sleep(Duration::from_millis(300));
-        let _ = self.0.kill();
-        let mut text = String::new();
-        self.0
-            .stdout
-            .take()
-            .unwrap()
-            .read_to_string(&mut text)
-            .unwrap();
-        let _ = self.0.wait();
+    /// Its lines about a rule of `table chain` with `verdict`: one per packet (trace ids
+    /// repeat when the kernel reuses a buffer, so they are not counted). Waits until it
+    /// has printed `expected` of them (it looks each rule up, which takes a while on an
+    /// emulated machine) or 20 s passed; then stops it. Also returns all it printed.
+    fn finish(
+        mut self,
+        table: &str,
+        chain: &str,
+        verdict: &str,
+        expected: u64,
+    ) -> (Vec<String>, String) {
         let wanted = format!(" {table} {chain} rule ");
-        let lines = text
-            .lines()
-            .filter(|l| l.contains(&wanted) && l.ends_with(&format!("(verdict {verdict})")))
-            .map(str::to_owned)
-            .collect();
-        (lines, text)
+        let end = format!("(verdict {verdict})");
+        let matching = |lines: &[String]| -> Vec<String> {
+            lines
+                .iter()
+                .filter(|l| l.contains(&wanted) && l.ends_with(&end))
+                .cloned()
+                .collect()
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline
+            && (matching(&self.lines.lock().unwrap()).len() as u64) < expected
+        {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // Anything more (there should be nothing) has a moment to show.
+        std::thread::sleep(Duration::from_millis(300));
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let lines = self.lines.lock().unwrap().clone();
+        (matching(&lines), lines.join("\n"))
     }
 }
 
@@ -285,7 +309,7 @@ fn nft_rule_drop_names_the_rule() {
     assert_eq!(trace_tables(&lab, Node::Router).len(), 1);
     let monitor = Monitor::start(&lab, Node::Router);
     lab.ping(Node::Client, SERVER4.into(), 3).unwrap();
-    let monitor = monitor.finish("ip lab", "forward", "drop");
+    let monitor = monitor.finish("ip lab", "forward", "drop", 3);
     let (events, stderr) = collect.stop(libc::SIGINT);
     assert!(
         stderr.contains("installed nftables table inet ct_trace_"),
@@ -337,7 +361,7 @@ table inet lab {
     );
     let monitor = Monitor::start(&lab, Node::Router);
     lab.bare_acks(Node::Client, SERVER4.into(), 80, 3).unwrap();
-    let monitor = monitor.finish("inet lab", "forward", "drop");
+    let monitor = monitor.finish("inet lab", "forward", "drop", 3);
     let (events, _) = collect.stop(libc::SIGTERM);
     let case = Case {
         node: Node::Router,
@@ -393,7 +417,7 @@ table inet srv {
         Duration::from_millis(500),
     )
     .unwrap();
-    let monitor = monitor.finish("inet srv", "input", "accept");
+    let monitor = monitor.finish("inet srv", "input", "accept", 3);
     let (events, _) = collect.stop(libc::SIGINT);
     let case = Case {
         node: Node::Server,
@@ -479,7 +503,7 @@ table ip lab {
     );
     let monitor = Monitor::start(&lab, Node::Router);
     lab.ping(Node::Client, SERVER4.into(), 2).unwrap();
-    let monitor = monitor.finish("ip lab", "forward", "drop");
+    let monitor = monitor.finish("ip lab", "forward", "drop", 2);
     let (events, stderr) = collect.stop(libc::SIGINT);
     assert!(
         stderr.contains("without --allow-system-changes"),
