@@ -207,6 +207,21 @@ pub struct CollectArgs {
     #[arg(long)]
     pub ct_only: bool,
 
+    /// Also report nftables verdicts: for each traced packet, every rule (or chain
+    /// policy) that decided something, from nftables' own tracing (no kprobes needed).
+    /// Only packets carrying the nftrace mark are reported: those the ruleset marks with
+    /// `meta nftrace set 1`, or, with --allow-system-changes, those ct-cli marks itself.
+    /// Rules that only matched and went on (counter, log) are not reported.
+    #[arg(long)]
+    pub nft: bool,
+
+    /// With --nft: install a temporary nftables table (inet ct_trace_PID, in the --netns
+    /// namespace or the current one) that marks the packets -f selects for tracing, at
+    /// the first priority of the prerouting and output hooks. It is removed at exit,
+    /// Ctrl-C and SIGTERM; one left by a killed run is removed at the next start.
+    #[arg(long, requires = "nft")]
+    pub allow_system_changes: bool,
+
     /// Attach tracepoints as raw tracepoints (the skb read through helper calls) instead
     /// of BTF tracepoints (plain loads, cheaper; the default where the kernel has them).
     #[arg(long)]
