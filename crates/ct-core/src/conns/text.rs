@@ -3,25 +3,8 @@
 use std::fmt::{self, Write};
 
 use super::{Connection, Entry, NftDrop, Transition};
-use crate::render::{conn_body, Layout, Render};
+use crate::render::{conn_body, write_name, Layout, LayoutParts, Render, SECTION_INDENT};
 use crate::{NftTraceKind, ProbeInfo};
-
-fn pad<W: Write + ?Sized>(w: &mut W, n: usize) -> fmt::Result {
-    (0..n).try_for_each(|_| w.write_char(' '))
-}
-
-/// Writes a name from a file with control characters escaped (one connection never spills
-/// onto extra lines).
-fn write_name<W: Write + ?Sized>(w: &mut W, s: &str) -> fmt::Result {
-    for c in s.chars() {
-        if c.is_control() {
-            write!(w, "{}", c.escape_default())?;
-        } else {
-            w.write_char(c)?;
-        }
-    }
-    Ok(())
-}
 
 /// `dropped by inet f in handle 3: tcp dport 81 drop, ct state NEW (2 packets)`.
 fn write_nft_drop<W: Write + ?Sized>(w: &mut W, drop: &NftDrop) -> fmt::Result {
@@ -113,20 +96,21 @@ impl Columns {
 /// `ct_state NEW (+0ns [tp] net:...) -> REPLY (...)`. Writes nothing for an empty timeline.
 fn write_timeline<W: Write + ?Sized, S: fmt::Display>(
     w: &mut W,
+    parts: &mut LayoutParts,
     label: &str,
     list: &[Transition<S>],
     start: Option<u64>,
-    layout: Layout,
     columns: &Columns,
     indent: usize,
 ) -> fmt::Result {
     for (i, t) in list.iter().enumerate() {
         let offset = offset_text(t.timestamp, start)?;
         let probe = probe_text(t.probe.as_ref())?;
-        match layout {
+        match parts.layout() {
             Layout::SingleLine => {
                 if i == 0 {
-                    write!(w, " {label} ")?;
+                    parts.begin(w, indent)?;
+                    write!(w, "{label} ")?;
                 } else {
                     w.write_str(" -> ")?;
                 }
@@ -139,8 +123,7 @@ fn write_timeline<W: Write + ?Sized, S: fmt::Display>(
                 }
             }
             Layout::MultiLine => {
-                w.write_char('\n')?;
-                pad(w, indent)?;
+                parts.begin(w, indent)?;
                 let label = if i == 0 { label } else { "" };
                 let row = format!(
                     "{label:<lw$} {state:<sw$} {offset:<ow$} {probe}",
@@ -158,33 +141,24 @@ fn write_timeline<W: Write + ?Sized, S: fmt::Display>(
 
 impl Render for Connection {
     fn render<W: Write + ?Sized>(&self, w: &mut W, layout: Layout, indent: usize) -> fmt::Result {
-        let inner = indent + crate::render::SECTION_INDENT;
-        // Starts a part: a space, or a new line at the inner indent.
-        let next = |w: &mut W| -> fmt::Result {
-            match layout {
-                Layout::SingleLine => w.write_char(' '),
-                Layout::MultiLine => {
-                    w.write_char('\n')?;
-                    pad(w, inner)
-                }
-            }
-        };
-        pad(w, indent)?;
+        let inner = indent + SECTION_INDENT;
+        let mut parts = LayoutParts::new(layout);
+        parts.begin(w, indent)?;
         match self.key.id() {
             Some(id) => write!(w, "conn {id:x}")?,
             None => w.write_str("conn (no id)")?,
         }
-        next(w)?;
+        parts.begin(w, inner)?;
         conn_body(w, &self.entry, layout, inner)?;
-        next(w)?;
+        parts.begin(w, inner)?;
         write!(w, "status {:#x}", self.entry.ct_status.bits())?;
         if layout == Layout::MultiLine && !self.entry.ct_status.is_empty() {
             write!(w, " ({})", self.entry.ct_status)?;
         }
-        next(w)?;
+        parts.begin(w, inner)?;
         write!(w, "nat {}", self.nat)?;
         if let Some(parent) = &self.parent {
-            next(w)?;
+            parts.begin(w, inner)?;
             w.write_str("parent")?;
             if let Some(id) = parent.conn {
                 write!(w, " conn {id:x}")?;
@@ -198,7 +172,7 @@ impl Render for Connection {
                 None => w.write_str(" (not in this file)")?,
             }
         }
-        next(w)?;
+        parts.begin(w, inner)?;
         match (self.first_seen, self.last_seen) {
             (Some(first), Some(last)) => {
                 write!(w, "first {first} last {last} (")?;
@@ -208,7 +182,7 @@ impl Render for Connection {
             _ => w.write_str("no timestamps, ")?,
         }
         write!(w, "events {}", self.events)?;
-        next(w)?;
+        parts.begin(w, inner)?;
         write!(
             w,
             "packets orig {} reply {} drops {}",
@@ -223,7 +197,7 @@ impl Render for Connection {
             w.write_char(')')?;
         }
         for drop in &self.nft_drops {
-            next(w)?;
+            parts.begin(w, inner)?;
             write_nft_drop(w, drop)?;
         }
         let start = self.first_seen;
@@ -233,10 +207,10 @@ impl Render for Connection {
             columns.fit("tcp_state", &self.tcp_states, start)?;
             columns.fit("sctp_state", &self.sctp_states, start)?;
         }
-        let c = &columns;
-        write_timeline(w, "ct_state", &self.ct_states, start, layout, c, inner)?;
-        write_timeline(w, "tcp_state", &self.tcp_states, start, layout, c, inner)?;
-        write_timeline(w, "sctp_state", &self.sctp_states, start, layout, c, inner)?;
+        let (c, p) = (&columns, &mut parts);
+        write_timeline(w, p, "ct_state", &self.ct_states, start, c, inner)?;
+        write_timeline(w, p, "tcp_state", &self.tcp_states, start, c, inner)?;
+        write_timeline(w, p, "sctp_state", &self.sctp_states, start, c, inner)?;
         Ok(())
     }
 }
@@ -246,16 +220,11 @@ impl Render for Entry<'_> {
         match self {
             Entry::Conn(conn) => conn.render(w, layout, indent),
             Entry::Unattributed(drops) => {
-                pad(w, indent)?;
+                let mut parts = LayoutParts::new(layout);
+                parts.begin(w, indent)?;
                 w.write_str("unattributed nft drops (no connection in this file)")?;
                 for drop in *drops {
-                    match layout {
-                        Layout::SingleLine => w.write_char(' ')?,
-                        Layout::MultiLine => {
-                            w.write_char('\n')?;
-                            pad(w, indent + crate::render::SECTION_INDENT)?;
-                        }
-                    }
+                    parts.begin(w, indent + SECTION_INDENT)?;
                     write_nft_drop(w, drop)?;
                 }
                 Ok(())
