@@ -72,7 +72,7 @@ use serde::ser::SerializeStruct;
 use serde::{Serialize, Serializer};
 
 use crate::output::{write_items, write_items_io};
-use crate::render::{has_header, write_ct, write_header, write_packet, Layout, Render};
+use crate::render::{has_header, pad, write_event_showing, write_packet, Layout, Render};
 use crate::{Event, Format, Packet};
 
 /// Spaces the packet line of a group is indented by under the group header.
@@ -85,8 +85,6 @@ const fn event_indent(layout: Layout) -> usize {
         Layout::SingleLine => 2,
     }
 }
-/// Spaces an event's sections are indented by under its header line.
-const SECTION_INDENT: usize = crate::render::SECTION_INDENT;
 
 /// All events of one packet, in time order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -193,8 +191,8 @@ fn write_group_header<W: Write + ?Sized>(w: &mut W, group: &PacketGroup<'_>) -> 
     w.write_char(')')
 }
 
-/// One event of a group: its header, its packet line unless `shown_packet` already shows
-/// the same packet, and its ct section.
+/// One event of a group: the event layout, without its packet line where `shown_packet`
+/// already prints the same.
 fn write_group_event<'a, W: Write + ?Sized>(
     w: &mut W,
     event: &'a Event,
@@ -202,17 +200,11 @@ fn write_group_event<'a, W: Write + ?Sized>(
     layout: Layout,
     indent: usize,
 ) -> fmt::Result {
-    let header = has_header(event);
-    let section_indent = if header {
-        indent + SECTION_INDENT
-    } else {
-        indent
-    };
     let packet = event
         .packet
         .as_ref()
         .filter(|&packet| !shown_packet.is_some_and(|shown| prints_the_same(shown, packet)));
-    if !header && packet.is_none() && event.ct.is_none() {
+    if !has_header(event) && packet.is_none() && event.ct.is_none() {
         pad(w, indent)?;
         return w.write_str(if event.packet.is_some() {
             "(packet as above)"
@@ -220,40 +212,10 @@ fn write_group_event<'a, W: Write + ?Sized>(
             "(empty event)"
         });
     }
-    let mut started = false;
-    // Begins a part and returns the indent its writer pads with: the part's own indent at
-    // the start of a line, nothing after a separating space.
-    let mut begin = |w: &mut W, part_indent: usize| -> Result<usize, fmt::Error> {
-        if !started {
-            started = true;
-            return Ok(part_indent);
-        }
-        match layout {
-            Layout::SingleLine => {
-                w.write_char(' ')?;
-                Ok(0)
-            }
-            Layout::MultiLine => {
-                w.write_char('\n')?;
-                Ok(part_indent)
-            }
-        }
-    };
-    if header {
-        let pad = begin(w, indent)?;
-        write_header(w, event, pad)?;
+    if packet.is_some() {
+        *shown_packet = packet;
     }
-    if let Some(packet) = packet {
-        let pad = begin(w, section_indent)?;
-        write_packet(w, packet, pad)?;
-        *shown_packet = Some(packet);
-    }
-    if let Some(ct) = &event.ct {
-        // In the multi-line layout the ct writer indents its continuation lines from here.
-        let pad = begin(w, section_indent)?;
-        write_ct(w, ct, layout, pad)?;
-    }
-    Ok(())
+    write_event_showing(w, event, packet, layout, indent)
 }
 
 impl Render for PacketGroup<'_> {
@@ -277,10 +239,6 @@ impl Render for PacketGroup<'_> {
         }
         Ok(())
     }
-}
-
-fn pad<W: Write + ?Sized>(w: &mut W, n: usize) -> fmt::Result {
-    (0..n).try_for_each(|_| w.write_char(' '))
 }
 
 /// Whether two packet sections print the same line: equal, or differing only in the skb

@@ -1,9 +1,15 @@
+use std::net::IpAddr;
+
 use proptest::prelude::*;
 
 use super::*;
+use crate::render::{Layout, Render};
 use crate::testing::build::{at, conn, ct, tcp, tcp_conn, tuple, udp};
 use crate::testing::{self, router_scenario};
-use crate::{CtStatus as St, FixedStr, NftTraceKind, ProbeKind, Tracking};
+use crate::{
+    CtProto, CtState, CtStatus as St, CtTuple, Event, FixedStr, NftTrace, NftTraceKind, ProbeInfo,
+    ProbeKind, TcpState, Tracking, ZoneDir,
+};
 
 fn text(conns: &Connections, format: Format) -> String {
     let mut out = String::new();

@@ -1,9 +1,14 @@
 use std::net::IpAddr;
 
+use ipnet::IpNet;
+
 use proptest::prelude::*;
 
 use super::*;
-use crate::{CtConnEvent, CtIp, CtProto, CtTuple, PacketIp, ZoneDir};
+use crate::{
+    CtConnEvent, CtEvent, CtIp, CtProto, CtState, CtStatus, CtTuple, IpVersion, Packet, PacketIp,
+    PacketL4, ZoneDir,
+};
 
 fn view(src: &str, dst: &str, proto: u8, ports: Option<(u16, u16)>) -> PacketView {
     let src: IpAddr = src.parse().unwrap();
