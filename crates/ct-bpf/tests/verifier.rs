@@ -2,7 +2,7 @@
 //! the largest ones (a full packet program, four meta filters through pointers, every
 //! conntrack filter). Needs root; elsewhere it prints why it skips.
 
-use ct_bpf::{CollectorBuilder, KernelFilters, ProbeSpec};
+use ct_bpf::{CollectorBuilder, KernelFilters, ProbeSpec, Program};
 use ct_core::filter::{CtFilter, DropFilter, MetaFilter, PacketFilter};
 
 fn kernel_ready() -> bool {
@@ -151,7 +151,7 @@ fn tracepoints_use_btf_unless_raw_is_asked_for() {
     if !kernel_ready() {
         return;
     }
-    let programs = |raw: bool| -> Vec<&'static str> {
+    let programs = |raw: bool| -> Vec<Program> {
         CollectorBuilder::new()
             .probes(probes())
             .raw_tracepoints(raw)
@@ -162,8 +162,8 @@ fn tracepoints_use_btf_unless_raw_is_asked_for() {
             .map(|s| s.program)
             .collect()
     };
-    assert_eq!(programs(false), ["ct_tp_btf"; 3]);
-    assert_eq!(programs(true), ["ct_raw_tp"; 3]);
+    assert_eq!(programs(false), [Program::TpBtf; 3]);
+    assert_eq!(programs(true), [Program::RawTp; 3]);
 }
 
 /// Whether the load checks can run here at all: root (or the capabilities) and kernel BTF.
@@ -219,7 +219,7 @@ fn check_verifies_by_loading_on_this_kernel() {
         .ring_size(4096)
         .build()
         .expect("the default tracepoint attaches where check says it loads");
-    assert_eq!(collector.program_stats()[0].program, "ct_tp_btf");
+    assert_eq!(collector.program_stats()[0].program, Program::TpBtf);
     drop(collector);
 
     // Drop reasons follow BTF, and tracefs where it is mounted says the same: the
@@ -316,7 +316,7 @@ fn verify_loads_what_build_would() {
     assert_eq!(loaded.len(), probes().len());
     assert!(loaded
         .iter()
-        .all(|l| l.program == "ct_raw_tp" && l.fallback.is_none()));
+        .all(|l| l.program == Program::RawTp && l.fallback.is_none()));
     let unknown = CollectorBuilder::new()
         .probe("tp:net:no_such_tracepoint".parse().unwrap())
         .verify();

@@ -309,16 +309,9 @@ impl BpfIds {
             .into_iter()
             .flatten()
             .filter(|o| {
-                o.get("name").and_then(|n| n.as_str()).is_some_and(|n| {
-                    [
-                        "ct_raw_tp",
-                        "ct_track_gc",
-                        "ct_floor",
-                        "ct_kprobe",
-                        "ct_kretprobe",
-                    ]
-                    .contains(&n)
-                })
+                o.get("name")
+                    .and_then(|n| n.as_str())
+                    .is_some_and(|n| ct_bpf::Program::ALL.iter().any(|p| p.name() == n))
             })
             .count()
     }
