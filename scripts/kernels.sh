@@ -267,6 +267,7 @@ VM_TESTS=(
     "ct-cli:kernel"
     "ct-cli:static_binary"
     "ct-cli:default_probes"
+    "ct-cli:nft"
 )
 
 build_tests() {

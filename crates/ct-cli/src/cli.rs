@@ -207,6 +207,21 @@ pub struct CollectArgs {
     #[arg(long)]
     pub ct_only: bool,
 
+    /// Also report nftables verdicts: for each traced packet, every rule (or chain
+    /// policy) that decided something, from nftables' own tracing (no kprobes needed).
+    /// Only packets carrying the nftrace mark are reported: those the ruleset marks with
+    /// `meta nftrace set 1`, or, with --allow-system-changes, those ct-cli marks itself.
+    /// Rules that only matched and went on (counter, log) are not reported.
+    #[arg(long)]
+    pub nft: bool,
+
+    /// With --nft: install a temporary nftables table (inet ct_trace_PID, in the --netns
+    /// namespace or the current one) that marks the packets -f selects for tracing, at
+    /// the first priority of the prerouting and output hooks. It is removed at exit,
+    /// Ctrl-C and SIGTERM; one left by a killed run is removed at the next start.
+    #[arg(long, requires = "nft")]
+    pub allow_system_changes: bool,
+
     /// Attach tracepoints as raw tracepoints (the skb read through helper calls) instead
     /// of BTF tracepoints (plain loads, cheaper; the default where the kernel has them).
     #[arg(long)]
@@ -254,13 +269,14 @@ pub struct FilterArgs {
     #[arg(long)]
     pub ct_nat: bool,
 
-    /// Only packets dropped (events at skb:kfree_skb, whose reason is not SKB_CONSUMED).
+    /// Only packets dropped (events at skb:kfree_skb, whose reason is not SKB_CONSUMED, and
+    /// nftables drop verdicts).
     #[arg(long)]
     pub drops: bool,
 
     /// Only drops with one of these reasons (comma-separated names of the kernel's enum
-    /// skb_drop_reason without SKB_DROP_REASON_, any case: netfilter_drop,no_socket).
-    /// collect checks them against the running kernel (Linux 5.17+).
+    /// skb_drop_reason without SKB_DROP_REASON_, any case: netfilter_drop,no_socket);
+    /// nftables verdicts carry none and never match. collect checks them against the running kernel (Linux 5.17+).
     #[arg(long, value_name = "NAMES", value_parser = parse_drop_reasons)]
     pub drop_reason: Option<DropReasonNames>,
 }

@@ -12,6 +12,7 @@ use ct_core::{Event, EventWriter, Format};
 
 use crate::cli::CollectArgs;
 use crate::exit;
+use crate::nft::NftSide;
 use crate::output::OutputFile;
 
 /// Longest wait in the ring buffer before looking at signals, limits and the status line.
@@ -71,6 +72,18 @@ pub fn run(args: &CollectArgs) -> anyhow::Result<ExitCode> {
         file.start()?;
     }
 
+    // After the probes are attached, so that a traced packet's BPF events are there to
+    // join its verdicts to; before the readiness line, which promises both.
+    let nft = match NftSide::start(args) {
+        Ok(nft) => nft,
+        Err(err) => {
+            if let Some(file) = file {
+                file.abandon();
+            }
+            return Err(err);
+        }
+    };
+
     let names: Vec<String> = specs.iter().map(ToString::to_string).collect();
     eprintln!(
         "ct-cli: attached {} probe{} ({}); collecting",
@@ -78,7 +91,6 @@ pub fn run(args: &CollectArgs) -> anyhow::Result<ExitCode> {
         if names.len() == 1 { "" } else { "s" },
         names.join(", ")
     );
-
     let stdout = args
         .prints()
         .then(|| EventWriter::new(BufWriter::new(io::stdout()), args.format));
@@ -91,6 +103,7 @@ pub fn run(args: &CollectArgs) -> anyhow::Result<ExitCode> {
         stats: Stats::default(),
         stopped: None,
         decode_reports: RateLimit::default(),
+        nft,
     };
     run.collect(collector, &stop, args.duration, args.ct_only)
 }
@@ -123,6 +136,8 @@ struct Run {
     stats: Stats,
     stopped: Option<Stopped>,
     decode_reports: RateLimit,
+    /// `--nft`: the trace reader, whose steps join the stream.
+    nft: Option<NftSide>,
 }
 
 impl Run {
@@ -154,6 +169,7 @@ impl Run {
                 fatal = Some(err.into());
                 break;
             }
+            self.take_nft();
             self.flush();
 
             let now = Instant::now();
@@ -195,6 +211,7 @@ impl Run {
                 fatal = Some(err.into());
             }
         }
+        self.finish_nft(&mut fatal);
         self.flush();
         let lost = collector.lost_detail();
         drop(collector); // detaches every probe
@@ -239,7 +256,47 @@ impl Run {
         if decode_errors > 0 {
             line.push_str(&format!(", {decode_errors} undecodable"));
         }
+        if let Some(nft) = &self.nft {
+            let s = nft.stats;
+            line.push_str(&format!(
+                "; {} nftables verdicts ({} not joined to a packet's events)",
+                s.steps,
+                nft.unjoined()
+            ));
+            if s.lost > 0 {
+                line.push_str(&format!(
+                    ", nftables trace messages lost {} times (receive buffer full)",
+                    s.lost
+                ));
+            }
+            if s.malformed > 0 {
+                line.push_str(&format!(", {} unreadable trace messages", s.malformed));
+            }
+        }
         line
+    }
+
+    /// Writes the nftables steps that are ready.
+    fn take_nft(&mut self) {
+        let Some(nft) = &mut self.nft else { return };
+        for event in nft.take() {
+            self.write(event);
+        }
+    }
+
+    /// Stops the trace reader (removing its table) and writes what it still had.
+    fn finish_nft(&mut self, fatal: &mut Option<anyhow::Error>) {
+        let Some(nft) = &mut self.nft else { return };
+        match nft.finish() {
+            Ok(events) => {
+                for event in events {
+                    self.write(event);
+                }
+            }
+            Err(err) => {
+                fatal.get_or_insert(err);
+            }
+        }
     }
 
     fn handle(&mut self, event: Result<Event, DecodeError>) {
@@ -256,6 +313,17 @@ impl Run {
                 return;
             }
         };
+        if let Some(nft) = &mut self.nft {
+            nft.observe(&event);
+        }
+        self.write(event);
+    }
+
+    /// Writes one event to the outputs and counts it.
+    fn write(&mut self, event: Event) {
+        if self.stopped.is_some() {
+            return;
+        }
         if let Some(file) = &mut self.file {
             if let Err(err) = file.write(&event) {
                 self.file_failed(err);

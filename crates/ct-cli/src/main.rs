@@ -6,6 +6,7 @@
 mod cli;
 mod collect;
 mod exit;
+mod nft;
 mod output;
 mod print;
 
@@ -30,7 +31,8 @@ fn main() -> ExitCode {
 
 /// `ct-cli check`: the prerequisite report; exit 0 when collection can run, 4 otherwise.
 fn check() -> ExitCode {
-    let report = ct_bpf::check();
+    let mut report = ct_bpf::check();
+    report.items.push(ct_nft::check());
     println!("{report}");
     if report.ready() {
         ExitCode::SUCCESS

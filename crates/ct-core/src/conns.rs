@@ -34,6 +34,16 @@
 //!   written before there was one, the `skb:kfree_skb` probe), counted per reason
 //!   (`drop.reason`) in order of first appearance; drops without a reason are counted in
 //!   the total only.
+//! - **nftables drops**: `drop` verdicts of nftables' trace (events with an `nft` section,
+//!   `collect --nft`) are charged to the connection their `tracking.conn` names, grouped by
+//!   rule (or chain policy) and by the ctinfo state the packet had: the state the first
+//!   event with a ct section of the same packet (same `tracking.skb`) showed, left out when
+//!   none had one. They are not counted in `events`, `packets` or `drops`, which count what
+//!   the BPF probes saw (the same packet dropped also reaches `skb:kfree_skb`, with reason
+//!   `NETFILTER_DROP`). An nft drop whose packet names no connection of the file (no
+//!   `tracking.conn`, because the trace could not be joined to a BPF event of the packet or
+//!   the packet had no conntrack entry, or a connection id without any event with a ct
+//!   section) is counted in [`Connections::unattributed_nft_drops`], never dropped silently.
 //!
 //! The work is one sort and one hash map pass: `O(n log n)` for `n` events.
 //!
@@ -58,11 +68,22 @@
 //! ```
 //!
 //! The drop count is followed by the count of each reason in parentheses when the drops
-//! had any (`drops 3 (NETFILTER_DROP 2, NO_SOCKET 1)`).
+//! had any (`drops 3 (NETFILTER_DROP 2, NO_SOCKET 1)`). Each nftables rule or policy that
+//! dropped packets of the connection has a line of its own after that one:
+//! `dropped by inet f in handle 3: tcp dport 81 drop, ct state NEW`
+//! (`dropped by inet f in policy` for a chain's policy; the rule text when known; the ct
+//! state when known), ending with ` (N packets)` when it dropped more than one.
 //!
-//! Single-line ([`Format::Singleline`]): the same parts on one line per connection, each
-//! timeline as `STATE (+time [type] probe) -> STATE (...)`. A time or probe that is not
-//! known is left out.
+//! nftables drops that no connection can be charged with come last, as one more entry:
+//!
+//! ```text
+//! unattributed nft drops (no connection in this file)
+//!   dropped by inet f in handle 3: tcp dport 81 drop (2 packets)
+//! ```
+//!
+//! Single-line ([`Format::Singleline`]): the same parts on one line per connection (and
+//! for the unattributed nft drops), each timeline as `STATE (+time [type] probe) -> STATE
+//! (...)`. A time or probe that is not known is left out.
 //!
 //! # JSON
 //!
@@ -87,7 +108,11 @@
 //! | `packets` | `{"orig": n, "reply": n}` |
 //! | `drops` | number of drop events |
 //! | `drop_reasons` | `{"NETFILTER_DROP": n, ...}`: drops per reason, in order of first appearance (`{}` when none had one) |
+//! | `nft_drops` | array of nftables drops, one per rule or policy and ct state, in order of first appearance: `{"family": "inet", "table": T, "chain": C, "type": "rule" or "policy", "handle": n or null, "rule": text or null, "ct_state": S or null, "packets": n}` |
 //! | `ct_states`, `tcp_states`, `sctp_states` | arrays of `{"state": S, "timestamp": ns or null, "probe": {"type": "tp", "name": "..."} or null}`, in order of first appearance; `S` as in the events (`"new"`, `"SYN_SENT"`) |
+//!
+//! When there are unattributed nftables drops, one more line follows the connections:
+//! `{"unattributed_nft_drops": [...]}`, the array as `nft_drops` above.
 //!
 //! # Example
 //!
@@ -123,8 +148,8 @@
 //!     ..Event::default()
 //! };
 //! let conns = connections(&[event]);
-//! assert_eq!(conns.len(), 1);
-//! assert_eq!(conns[0].nat.to_string(), "snat 10.0.0.5 -> 203.0.113.50");
+//! assert_eq!(conns.conns.len(), 1);
+//! assert_eq!(conns.conns[0].nat.to_string(), "snat 10.0.0.5 -> 203.0.113.50");
 //!
 //! let mut line = String::new();
 //! write_conns(&mut line, &conns, Format::Singleline).unwrap();
@@ -143,8 +168,8 @@ use crate::output::{write_items, write_items_io};
 use crate::render::{conn_body, Layout, Render};
 use crate::sort::time_ordered;
 use crate::{
-    CtConnEvent, CtEvent, CtProto, CtState, CtStatus, CtTuple, Event, Format, ProbeInfo, SctpState,
-    TcpState, ZoneDir,
+    CtConnEvent, CtEvent, CtProto, CtState, CtStatus, CtTuple, Event, Format, NftTrace,
+    NftTraceKind, ProbeInfo, SctpState, TcpState, ZoneDir,
 };
 
 /// The probe whose events are drops.
@@ -435,6 +460,44 @@ pub struct Connection {
     pub ct_states: Vec<Transition<CtState>>,
     pub tcp_states: Vec<Transition<TcpState>>,
     pub sctp_states: Vec<Transition<SctpState>>,
+    /// Packets nftables rules or chain policies dropped, in order of first appearance.
+    pub nft_drops: Vec<NftDrop>,
+}
+
+/// Packets one nftables rule (or chain policy) dropped, with the ct state they had.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NftDrop {
+    /// The trace step that dropped them (its verdict is `drop`).
+    pub by: NftTrace,
+    /// The ctinfo state the packets' BPF events showed; `None` when none had a ct section.
+    pub ct_state: Option<CtState>,
+    /// How many packets (nft drop events).
+    pub packets: u64,
+}
+
+/// Counts one more drop by `by` with `ct_state` in `drops`.
+fn count_nft_drop(drops: &mut Vec<NftDrop>, by: &NftTrace, ct_state: Option<CtState>) {
+    match drops
+        .iter_mut()
+        .find(|d| d.by == *by && d.ct_state == ct_state)
+    {
+        Some(drop) => drop.packets += 1,
+        None => drops.push(NftDrop {
+            by: by.clone(),
+            ct_state,
+            packets: 1,
+        }),
+    }
+}
+
+/// What [`connections`] finds in a file.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Connections {
+    /// One per conntrack entry, in the order of their first event.
+    pub conns: Vec<Connection>,
+    /// nftables drops that name no connection in [`conns`](Connections::conns): without
+    /// `tracking.conn`, or with a connection id no event with a ct section has.
+    pub unattributed_nft_drops: Vec<NftDrop>,
 }
 
 impl Connection {
@@ -461,6 +524,7 @@ struct Acc<'a> {
     ct_states: Vec<Transition<CtState>>,
     tcp_states: Vec<Transition<TcpState>>,
     sctp_states: Vec<Transition<SctpState>>,
+    nft_drops: Vec<NftDrop>,
 }
 
 /// Adds `state` where `event` saw it, unless it was seen before.
@@ -492,6 +556,7 @@ impl<'a> Acc<'a> {
             ct_states: Vec::new(),
             tcp_states: Vec::new(),
             sctp_states: Vec::new(),
+            nft_drops: Vec::new(),
         }
     }
 
@@ -569,19 +634,31 @@ impl<'a> Acc<'a> {
             ct_states: self.ct_states,
             tcp_states: self.tcp_states,
             sctp_states: self.sctp_states,
+            nft_drops: self.nft_drops,
         }
     }
 }
 
 /// Folds events into one [`Connection`] per conntrack entry, in the order of their first
-/// event; events that name no connection are left out. See the [module docs](self).
-pub fn connections<'a, I>(events: I) -> Vec<Connection>
+/// event; events that name no connection are left out, except nftables drops, which are
+/// counted as unattributed. See the [module docs](self).
+pub fn connections<'a, I>(events: I) -> Connections
 where
     I: IntoIterator<Item = &'a Event>,
 {
+    let events = time_ordered(events);
     let mut accs: Vec<Acc<'a>> = Vec::new();
     let mut index: HashMap<ConnKey, usize> = HashMap::new();
-    for event in time_ordered(events) {
+    // The ct state each packet first showed, for the nftables drops of the packet.
+    let mut packet_states: HashMap<u64, CtState> = HashMap::new();
+    let mut nft_drops: Vec<&'a Event> = Vec::new();
+    for &event in &events {
+        if event.nft.as_ref().is_some_and(NftTrace::is_drop) {
+            nft_drops.push(event);
+        }
+        if let (Some(tracking), Some(ct)) = (event.tracking, &event.ct) {
+            packet_states.entry(tracking.skb).or_insert(ct.state);
+        }
         let (Some(ct), Some(key)) = (event.ct.as_ref(), ConnKey::of(event)) else {
             continue;
         };
@@ -594,32 +671,104 @@ where
         });
         accs[i].add(event, ct, base);
     }
+    let mut unattributed_nft_drops = Vec::new();
+    for event in nft_drops {
+        let Some(by) = &event.nft else { continue };
+        let ct_state = event
+            .tracking
+            .and_then(|t| packet_states.get(&t.skb).copied());
+        let acc = event
+            .tracking
+            .and_then(|t| index.get(&ConnKey::Id(t.conn?)))
+            .map(|&i| &mut accs[i]);
+        match acc {
+            Some(acc) => count_nft_drop(&mut acc.nft_drops, by, ct_state),
+            None => count_nft_drop(&mut unattributed_nft_drops, by, ct_state),
+        }
+    }
     // Parents known only through their own events.
     let by_id: HashMap<u64, CtConnEvent> = accs
         .iter()
         .filter_map(|a| Some((a.key.id()?, a.entry.clone())))
         .collect();
-    accs.into_iter().map(|a| a.finish(&by_id)).collect()
+    Connections {
+        conns: accs.into_iter().map(|a| a.finish(&by_id)).collect(),
+        unattributed_nft_drops,
+    }
 }
 
 /// Writes `conns` in `format`: the text layouts of the [module docs](self), or one JSON
-/// object per connection and line. Every connection ends with a newline.
+/// object per connection and line, then the unattributed nftables drops, if any, as one
+/// more entry. Every entry ends with a newline.
 pub fn write_conns<W: fmt::Write + ?Sized>(
     w: &mut W,
-    conns: &[Connection],
+    conns: &Connections,
     format: Format,
 ) -> fmt::Result {
-    write_items(w, conns, format)
+    write_items(w, &conns.entries(), format)
 }
 
 /// [`write_conns`] into an [`io::Write`] (flushed at the end). Wrap files and pipes in a
 /// `BufWriter`.
-pub fn write_conns_io<W: io::Write>(
-    out: W,
-    conns: &[Connection],
-    format: Format,
-) -> io::Result<()> {
-    write_items_io(out, conns, format)
+pub fn write_conns_io<W: io::Write>(out: W, conns: &Connections, format: Format) -> io::Result<()> {
+    write_items_io(out, &conns.entries(), format)
+}
+
+/// One entry of the `conns` output: a connection, or the nftables drops no connection can
+/// be charged with.
+enum Entry<'a> {
+    Conn(&'a Connection),
+    Unattributed(&'a [NftDrop]),
+}
+
+impl Connections {
+    /// The entries in output order: the connections, then the unattributed nft drops if any.
+    fn entries(&self) -> Vec<Entry<'_>> {
+        let unattributed = (!self.unattributed_nft_drops.is_empty())
+            .then_some(Entry::Unattributed(&self.unattributed_nft_drops));
+        self.conns
+            .iter()
+            .map(Entry::Conn)
+            .chain(unattributed)
+            .collect()
+    }
+}
+
+impl Render for Entry<'_> {
+    fn render<W: Write + ?Sized>(&self, w: &mut W, layout: Layout, indent: usize) -> fmt::Result {
+        match self {
+            Entry::Conn(conn) => conn.render(w, layout, indent),
+            Entry::Unattributed(drops) => {
+                pad(w, indent)?;
+                w.write_str("unattributed nft drops (no connection in this file)")?;
+                for drop in *drops {
+                    match layout {
+                        Layout::SingleLine => w.write_char(' ')?,
+                        Layout::MultiLine => {
+                            w.write_char('\n')?;
+                            pad(w, indent + crate::render::SECTION_INDENT)?;
+                        }
+                    }
+                    write_nft_drop(w, drop)?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl Serialize for Entry<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Entry::Conn(conn) => conn.serialize(s),
+            Entry::Unattributed(drops) => {
+                use serde::ser::SerializeMap;
+                let mut map = s.serialize_map(Some(1))?;
+                map.serialize_entry("unattributed_nft_drops", &NftDropsJson(drops))?;
+                map.end()
+            }
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -638,6 +787,32 @@ fn write_name<W: Write + ?Sized>(w: &mut W, s: &str) -> fmt::Result {
         } else {
             w.write_char(c)?;
         }
+    }
+    Ok(())
+}
+
+/// `dropped by inet f in handle 3: tcp dport 81 drop, ct state NEW (2 packets)`.
+fn write_nft_drop<W: Write + ?Sized>(w: &mut W, drop: &NftDrop) -> fmt::Result {
+    let by = &drop.by;
+    write!(w, "dropped by {} ", by.family)?;
+    write_name(w, &by.table)?;
+    w.write_char(' ')?;
+    write_name(w, &by.chain)?;
+    if let Some(handle) = by.handle {
+        write!(w, " handle {handle}")?;
+    }
+    if by.kind == NftTraceKind::Policy {
+        w.write_str(" policy")?;
+    }
+    if let Some(rule) = &by.rule {
+        w.write_str(": ")?;
+        write_name(w, rule)?;
+    }
+    if let Some(state) = drop.ct_state {
+        write!(w, ", ct state {}", <&str>::from(state))?;
+    }
+    if drop.packets > 1 {
+        write!(w, " ({} packets)", drop.packets)?;
     }
     Ok(())
 }
@@ -815,6 +990,10 @@ impl Render for Connection {
         if !self.drop_reasons.is_empty() {
             w.write_char(')')?;
         }
+        for drop in &self.nft_drops {
+            next(w)?;
+            write_nft_drop(w, drop)?;
+        }
         let start = self.first_seen;
         let mut columns = Columns::default();
         if layout == Layout::MultiLine {
@@ -857,6 +1036,7 @@ struct ConnJson<'a> {
     packets: PacketCounts,
     drops: u64,
     drop_reasons: DropReasons<'a>,
+    nft_drops: NftDropsJson<'a>,
     ct_states: &'a [Transition<CtState>],
     tcp_states: &'a [Transition<TcpState>],
     sctp_states: &'a [Transition<SctpState>],
@@ -873,6 +1053,39 @@ impl Serialize for DropReasons<'_> {
             map.serialize_entry(&**reason, n)?;
         }
         map.end()
+    }
+}
+
+/// nftables drops as a JSON array (see the [module docs](self)).
+struct NftDropsJson<'a>(&'a [NftDrop]);
+
+/// One element of [`NftDropsJson`]: the verdict (always `drop`) and jump target (never
+/// set for a drop) are left out, every other key is always present.
+#[derive(Serialize)]
+struct NftDropJson<'a> {
+    family: crate::NftFamily,
+    table: &'a str,
+    chain: &'a str,
+    #[serde(rename = "type")]
+    kind: NftTraceKind,
+    handle: Option<u64>,
+    rule: Option<&'a str>,
+    ct_state: Option<CtState>,
+    packets: u64,
+}
+
+impl Serialize for NftDropsJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(|drop| NftDropJson {
+            family: drop.by.family,
+            table: &drop.by.table,
+            chain: &drop.by.chain,
+            kind: drop.by.kind,
+            handle: drop.by.handle,
+            rule: drop.by.rule.as_deref(),
+            ct_state: drop.ct_state,
+            packets: drop.packets,
+        }))
     }
 }
 
@@ -911,6 +1124,7 @@ impl Serialize for Connection {
             packets: self.packets,
             drops: self.drops,
             drop_reasons: DropReasons(&self.drop_reasons),
+            nft_drops: NftDropsJson(&self.nft_drops),
             ct_states: &self.ct_states,
             tcp_states: &self.tcp_states,
             sctp_states: &self.sctp_states,

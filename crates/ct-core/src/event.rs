@@ -44,13 +44,16 @@ pub struct Event {
 impl Event {
     /// Whether the event is a packet dropped: it has a `drop` section, or it came from the
     /// `skb:kfree_skb` probe ([`DROP_PROBE`](crate::conns::DROP_PROBE)), which is how files
-    /// written before there was a `drop` section tell.
+    /// written before there was a `drop` section tell, or it is an nftables `drop` verdict
+    /// ([`NftTrace::is_drop`]; such an event has no `drop` section: the kernel's drop
+    /// reason is on the BPF event of the same packet at `skb:kfree_skb`).
     pub fn is_drop(&self) -> bool {
         self.drop.is_some()
             || self
                 .probe
                 .as_ref()
                 .is_some_and(|p| &*p.name == crate::conns::DROP_PROBE)
+            || self.nft.as_ref().is_some_and(NftTrace::is_drop)
     }
 }
 
@@ -163,6 +166,7 @@ impl NftTrace {
     strum::Display,
     strum::EnumString,
     strum::IntoStaticStr,
+    strum::EnumIter,
 )]
 #[serde(rename_all = "lowercase")]
 #[strum(serialize_all = "lowercase")]
@@ -188,6 +192,7 @@ pub enum NftFamily {
     strum::Display,
     strum::EnumString,
     strum::IntoStaticStr,
+    strum::EnumIter,
 )]
 #[serde(rename_all = "lowercase")]
 #[strum(serialize_all = "lowercase")]
@@ -213,6 +218,7 @@ pub enum NftTraceKind {
     strum::Display,
     strum::EnumString,
     strum::IntoStaticStr,
+    strum::EnumIter,
 )]
 #[serde(rename_all = "lowercase")]
 #[strum(serialize_all = "lowercase")]

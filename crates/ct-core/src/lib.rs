@@ -90,7 +90,7 @@ pub mod sort;
 #[cfg(test)]
 mod testing;
 
-pub use conns::{connections, write_conns, write_conns_io, Connection, Nat};
+pub use conns::{connections, write_conns, write_conns_io, Connection, Connections, Nat, NftDrop};
 pub use ct::{
     labels_hex, CtConnEvent, CtEvent, CtIp, CtProto, CtState, CtStatus, CtTuple, IpVersion,
     SctpState, TcpState, ZoneDir,

@@ -2,7 +2,7 @@
 //!
 //! Every writer here takes any [`fmt::Write`] (a `String`, a `fmt::Formatter`, or an
 //! [`io::Write`] through [`IoSink`]). A writer gathers its text in a stack buffer
-//! ([`Text`]) and hands it to the sink in one piece (more only for a line longer than the
+//! (`Text`) and hands it to the sink in one piece (more only for a line longer than the
 //! buffer); numbers and addresses are written into that buffer by `put!`, the crate's fast
 //! path, byte for byte what `write!` would print, without the cost of `core::fmt`. Nothing
 //! is formatted into a heap string, so printing an event allocates nothing.
@@ -43,8 +43,8 @@ use std::io;
 
 use crate::fast::{printable_ascii, put, BareHex, FmtSink, Hex, Out};
 use crate::{
-    ip_proto_name, CtConnEvent, CtEvent, CtProto, CtTuple, DropInfo, Event, IpVersion, Packet,
-    PacketIp, PacketL4, ProbeInfo, Task, Tracking, ZoneDir,
+    ip_proto_name, CtConnEvent, CtEvent, CtProto, CtTuple, DropInfo, Event, IpVersion, NftTrace,
+    NftTraceKind, NftVerdict, Packet, PacketIp, PacketL4, ProbeInfo, Task, Tracking, ZoneDir,
 };
 
 /// How an event is laid out as text.
@@ -490,6 +490,7 @@ pub(crate) fn has_header(event: &Event) -> bool {
         || event.netns.is_some()
         || event.tracking.is_some()
         || event.drop.is_some()
+        || event.nft.is_some()
 }
 
 fn write_task<W: Write + ?Sized>(w: &mut Text<'_, W>, task: &Task) -> fmt::Result {
@@ -518,6 +519,42 @@ fn write_tracking<W: Write + ?Sized>(w: &mut Text<'_, W>, tracking: &Tracking) -
     Ok(())
 }
 
+/// An nftables trace step, where a probe name would be:
+/// `nft {family} {table} {chain}{ handle H} {what}{ target}{ (rule text)}`, where `what` is
+/// the verdict of a rule (`drop`, `jump`), `policy {verdict}` for a base chain's policy, and
+/// `return` for the end of a regular chain (`return {verdict}` if the kernel reported
+/// another verdict than `return` there).
+pub fn write_nft<W: Write + ?Sized>(w: &mut W, nft: &NftTrace) -> fmt::Result {
+    buffered(w, |w| nft_text(w, nft))
+}
+
+fn nft_text<W: Write + ?Sized>(w: &mut Text<'_, W>, nft: &NftTrace) -> fmt::Result {
+    put!(w, "nft ", <&str>::from(nft.family), ' ')?;
+    write_name(w, &nft.table)?;
+    w.write_char(' ')?;
+    write_name(w, &nft.chain)?;
+    if let Some(handle) = nft.handle {
+        put!(w, " handle ", handle)?;
+    }
+    let verdict = <&str>::from(nft.verdict);
+    match nft.kind {
+        NftTraceKind::Rule => put!(w, ' ', verdict)?,
+        NftTraceKind::Policy => put!(w, " policy ", verdict)?,
+        NftTraceKind::Return if nft.verdict == NftVerdict::Return => w.write_str(" return")?,
+        NftTraceKind::Return => put!(w, " return ", verdict)?,
+    }
+    if let Some(target) = &nft.target {
+        w.write_char(' ')?;
+        write_name(w, target)?;
+    }
+    if let Some(rule) = &nft.rule {
+        w.write_str(" (")?;
+        write_name(w, rule)?;
+        w.write_char(')')?;
+    }
+    Ok(())
+}
+
 /// `drop`, then ` ({reason})` when the kernel gave one.
 fn write_drop<W: Write + ?Sized>(w: &mut Text<'_, W>, drop: &DropInfo) -> fmt::Result {
     w.write_str("drop")?;
@@ -541,6 +578,9 @@ fn header_body<W: Write + ?Sized>(w: &mut Text<'_, W>, event: &Event) -> fmt::Re
     if let Some(probe) = &event.probe {
         write_probe(parts.next()?, probe)?;
     }
+    if let Some(nft) = &event.nft {
+        nft_text(parts.next()?, nft)?;
+    }
     if let Some(tracking) = &event.tracking {
         write_tracking(parts.next()?, tracking)?;
     }
@@ -553,8 +593,8 @@ fn header_body<W: Write + ?Sized>(w: &mut Text<'_, W>, event: &Event) -> fmt::Re
     Ok(())
 }
 
-/// Writes the header line: `{timestamp} [{comm}] {tgid}[/{pid}] [{probe type}] {probe name}`,
-/// then the tracking ids (`#skb {id:x} conn {id:x}`), `netns {inode}` and, for a packet
+/// Writes the header line: `{timestamp} [{comm}] {tgid}[/{pid}] [{probe type}] {probe name}`
+/// (for an nftables verdict, the trace step in place of the probe: see [`write_nft`]), then the tracking ids (`#skb {id:x} conn {id:x}`), `netns {inode}` and, for a packet
 /// dropped, `drop ({reason})` (`drop` alone where the kernel gives no reason) when known.
 /// Missing fields are left out; an event without any writes only the indent.
 pub fn write_header<W: Write + ?Sized>(w: &mut W, event: &Event, indent: usize) -> fmt::Result {

@@ -6,6 +6,8 @@
 //! - events within a group are in time order;
 //! - groups are in the order of their first event;
 //! - an event without tracking ids is a group of its own;
+//! - nftables trace steps (`collect --nft`) are events like the others: those joined to
+//!   the BPF events of their packet carry its `tracking.skb` and group with them;
 //! - events without a timestamp come after those with one, in file order (the sort is
 //!   stable: events with equal timestamps, and files without any, keep their file order).
 //!
@@ -16,8 +18,8 @@
 //! [`write_packets`] (any [`fmt::Write`]) and [`write_packets_io`] (any [`io::Write`]) write
 //! the groups in one [`Format`]. The text layouts show the packet once, as a header line and
 //! the packet line of its first event, then its events under it. An event's packet line is
-//! written only where it differs from the last one shown (that is where NAT or another
-//! rewrite changed the packet):
+//! written only where it prints differently from the last one shown (that is where NAT or
+//! another rewrite changed the packet):
 //!
 //! ```text
 //! packet #skb 1f (3 events, first seen 1000)
@@ -209,7 +211,7 @@ fn write_group_event<'a, W: Write + ?Sized>(
     let packet = event
         .packet
         .as_ref()
-        .filter(|&packet| *shown_packet != Some(packet));
+        .filter(|&packet| !shown_packet.is_some_and(|shown| prints_the_same(shown, packet)));
     if !header && packet.is_none() && event.ct.is_none() {
         pad(w, indent)?;
         return w.write_str(if event.packet.is_some() {
@@ -279,6 +281,19 @@ impl Render for PacketGroup<'_> {
 
 fn pad<W: Write + ?Sized>(w: &mut W, n: usize) -> fmt::Result {
     (0..n).try_for_each(|_| w.write_char(' '))
+}
+
+/// Whether two packet sections print the same line: equal, or differing only in the skb
+/// length where both have a network header (the line then shows the header's length, and
+/// an nftables trace, which does not know the skb length, reports 0).
+fn prints_the_same(a: &Packet, b: &Packet) -> bool {
+    a == b
+        || (a.ip.is_some()
+            && b.ip.is_some()
+            && Packet {
+                len: b.len,
+                ..a.clone()
+            } == *b)
 }
 
 /// `{"skb": id or null, "events": [...]}`.

@@ -9,8 +9,8 @@ use strum::IntoEnumIterator;
 
 use crate::{
     CtConnEvent, CtEvent, CtIp, CtProto, CtState, CtStatus, CtTuple, DropInfo, Event, FixedStr,
-    IpVersion, Packet, PacketIp, PacketL4, ProbeInfo, ProbeKind, SctpState, Task, TcpState,
-    Tracking, ZoneDir,
+    IpVersion, NftFamily, NftTrace, NftTraceKind, NftVerdict, Packet, PacketIp, PacketL4,
+    ProbeInfo, ProbeKind, SctpState, Task, TcpState, Tracking, ZoneDir,
 };
 
 /// Any string, cut to a kernel name (control characters included).
@@ -229,6 +229,54 @@ pub fn drop_info() -> BoxedStrategy<DropInfo> {
     .boxed()
 }
 
+/// Names as nft prints them, and any string a file may hold.
+fn nft_name() -> BoxedStrategy<Arc<str>> {
+    prop_oneof![
+        select(
+            &[
+                "filter",
+                "f",
+                "in",
+                "input",
+                "forward",
+                "other",
+                "tcp dport 81 drop"
+            ][..]
+        )
+        .prop_map(Arc::<str>::from),
+        any::<String>().prop_map(Arc::<str>::from),
+    ]
+    .boxed()
+}
+
+/// Any nftables trace step, consistent or not (a policy with a handle, a jump without a
+/// target): the writers and readers must carry what a file holds.
+pub fn nft_trace() -> BoxedStrategy<NftTrace> {
+    (
+        select(NftFamily::iter().collect::<Vec<_>>()),
+        nft_name(),
+        nft_name(),
+        select(NftTraceKind::iter().collect::<Vec<_>>()),
+        proptest::option::of(any::<u64>()),
+        proptest::option::of(nft_name()),
+        select(NftVerdict::iter().collect::<Vec<_>>()),
+        proptest::option::of(nft_name()),
+    )
+        .prop_map(
+            |(family, table, chain, kind, handle, rule, verdict, target)| NftTrace {
+                family,
+                table,
+                chain,
+                kind,
+                handle,
+                rule,
+                verdict,
+                target,
+            },
+        )
+        .boxed()
+}
+
 pub fn event() -> BoxedStrategy<Event> {
     (
         proptest::option::of(any::<u64>()),
@@ -239,9 +287,10 @@ pub fn event() -> BoxedStrategy<Event> {
         proptest::option::of(packet()),
         proptest::option::of(drop_info()),
         proptest::option::of(ct_event()),
+        proptest::option::of(nft_trace()),
     )
         .prop_map(
-            |(timestamp, task, probe, netns, tracking, packet, drop, ct)| Event {
+            |(timestamp, task, probe, netns, tracking, packet, drop, ct, nft)| Event {
                 timestamp,
                 task,
                 probe,
@@ -250,7 +299,7 @@ pub fn event() -> BoxedStrategy<Event> {
                 packet,
                 drop,
                 ct,
-                nft: None,
+                nft,
             },
         )
         .boxed()
@@ -642,5 +691,163 @@ pub fn router_scenario() -> Vec<Event> {
         )),
         ..Event::default()
     });
+    events
+}
+
+/// An nftables step that gave `verdict`, as `collect --nft` reports it.
+pub fn nft(
+    chain: &str,
+    kind: NftTraceKind,
+    handle: Option<u64>,
+    rule: Option<&str>,
+    verdict: NftVerdict,
+) -> NftTrace {
+    NftTrace {
+        family: NftFamily::Inet,
+        table: Arc::from("f"),
+        chain: Arc::from(chain),
+        kind,
+        handle,
+        rule: rule.map(Arc::from),
+        verdict,
+        target: None,
+    }
+}
+
+/// A router with an nftables ruleset traced (`collect --nft`), events in file order:
+///
+/// - conn `e5`: TCP 10.0.1.100:40000 -> 10.0.2.2:81; the SYN and its retransmission are
+///   dropped by rule 3 (`tcp dport 81 drop`) of chain `in`, each seen at
+///   `netif_receive_skb` (before conntrack: no ct section), at the rule (the nft event, its
+///   packet section parsed from the trace's headers, length unknown) and at
+///   `skb:kfree_skb` (ct NEW, `NETFILTER_DROP`).
+/// - conn `e6`: UDP 10.0.1.100:5353 -> 10.0.2.2:53, accepted after a jump from `in` to
+///   `other`, whose end returns to `in`.
+/// - two packets nftables dropped that no connection can be charged with: one by the
+///   policy of chain `in` without a conn id (the trace was not joined), and one whose
+///   conn id `e7` no ct section names.
+pub fn nft_scenario() -> Vec<Event> {
+    use crate::{CtState as S, CtStatus as St, NftTraceKind as K, NftVerdict as V};
+    use build::*;
+
+    const RX: &str = "net:netif_receive_skb";
+    const DROP: &str = "skb:kfree_skb";
+    const RULE: &str = "tcp dport 81 drop";
+    let (client, server) = ("10.0.1.100", "10.0.2.2");
+    let trace =
+        |ts: u64, skb: u64, conn: Option<u64>, step: NftTrace, packet: Option<Packet>| Event {
+            timestamp: Some(ts),
+            netns: Some(4026531840),
+            tracking: conn.map(|conn| Tracking {
+                skb,
+                conn: Some(conn),
+                parent_conn: None,
+            }),
+            packet: packet.map(|p| Packet { len: 0, ..p }),
+            nft: Some(step),
+            ..Event::default()
+        };
+
+    let mut events = Vec::new();
+    let e5 = tcp_conn(
+        tuple(client, server, tcp(40000, 81)),
+        tuple(server, client, tcp(81, 40000)),
+        St::empty(),
+        TcpState::SynSent,
+    );
+    for (i, skb) in [0x71u64, 0x72].into_iter().enumerate() {
+        let t = 1_000_000 + i as u64 * 1_000_000_000;
+        let syn = packet(
+            3,
+            "veth-client",
+            client,
+            server,
+            build::tcp_l4(40000, 81, 0x02),
+        );
+        let mut rx = at(t, RX, skb, None);
+        rx.packet = Some(syn.clone());
+        let mut dropped = at(t + 2_000, DROP, skb, Some(0xe5));
+        dropped.packet = Some(syn.clone());
+        dropped.drop = Some(DropInfo::reason("NETFILTER_DROP"));
+        dropped.ct = Some(build::ct(S::New, e5.clone()));
+        // Received from netlink after the BPF events of the same packet.
+        let rule = trace(
+            t + 9_000,
+            skb,
+            Some(0xe5),
+            nft("in", K::Rule, Some(3), Some(RULE), V::Drop),
+            Some(syn),
+        );
+        events.extend([rx, rule, dropped]);
+    }
+
+    let e6 = conn(
+        tuple(client, server, udp(5353, 53)),
+        tuple(server, client, udp(53, 5353)),
+        St::CONFIRMED,
+    );
+    let query = packet(
+        3,
+        "veth-client",
+        client,
+        server,
+        PacketL4::Udp {
+            sport: 5353,
+            dport: 53,
+        },
+    );
+    let mut sent = at(3_000_000, "net:net_dev_start_xmit", 0x81, Some(0xe6));
+    sent.packet = Some(query.clone());
+    sent.ct = Some(build::ct(S::New, e6));
+    let jump = NftTrace {
+        target: Some(Arc::from("other")),
+        ..nft(
+            "in",
+            K::Rule,
+            Some(4),
+            Some("udp dport 53 jump other"),
+            V::Jump,
+        )
+    };
+    let back = nft("other", K::Return, None, None, V::Return);
+    let accept = nft("in", K::Policy, None, None, V::Accept);
+    events.push(trace(
+        2_990_000,
+        0x81,
+        Some(0xe6),
+        jump,
+        Some(query.clone()),
+    ));
+    events.push(trace(
+        2_990_100,
+        0x81,
+        Some(0xe6),
+        back,
+        Some(query.clone()),
+    ));
+    events.push(trace(2_990_200, 0x81, Some(0xe6), accept, Some(query)));
+    events.push(sent);
+
+    let stray = packet(
+        3,
+        "veth-client",
+        "192.0.2.9",
+        server,
+        build::tcp_l4(1234, 22, 0x02),
+    );
+    events.push(trace(
+        4_000_000,
+        0x91,
+        None,
+        nft("in", K::Policy, None, None, V::Drop),
+        Some(stray.clone()),
+    ));
+    events.push(trace(
+        4_500_000,
+        0x92,
+        Some(0xe7),
+        nft("in", K::Rule, Some(3), Some(RULE), V::Drop),
+        Some(stray),
+    ));
     events
 }

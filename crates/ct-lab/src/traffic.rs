@@ -11,6 +11,7 @@ const TCP_PY: &str = include_str!("scripts/tcp.py");
 const UDP_PY: &str = include_str!("scripts/udp.py");
 const RAW_PY: &str = include_str!("scripts/raw.py");
 const FTP_PY: &str = include_str!("scripts/ftp.py");
+const ACKS_PY: &str = include_str!("scripts/acks.py");
 
 const READY_TIMEOUT: Duration = Duration::from_secs(5);
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(12);
@@ -211,6 +212,23 @@ impl Lab {
             node,
             RAW_PY,
             &["gen-send", &proto.to_string(), &dst.to_string()],
+        )?
+        .ok()
+    }
+
+    /// Sends `count` bare TCP ACKs, of no connection, from `node` to `dst:port` (source
+    /// ports 40000 and up): what conntrack calls invalid with `nf_conntrack_tcp_loose=0`.
+    pub fn bare_acks(
+        &self,
+        node: Node,
+        dst: IpAddr,
+        port: u16,
+        count: u32,
+    ) -> Result<Output, LabError> {
+        self.python(
+            node,
+            ACKS_PY,
+            &[&dst.to_string(), &port.to_string(), &count.to_string()],
         )?
         .ok()
     }

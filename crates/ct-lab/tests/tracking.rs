@@ -30,7 +30,7 @@ fn tcp_through_nat_is_one_connection_with_its_timeline() {
     let events: Vec<Event> = run.events.iter().map(|c| c.event.clone()).collect();
 
     // One connection for the client's flow, with its NAT spelled out.
-    let conns = connections(&events);
+    let conns = connections(&events).conns;
     let ours: Vec<_> = conns
         .iter()
         .filter(|c| {

@@ -3,9 +3,9 @@ use proptest::prelude::*;
 use super::*;
 use crate::testing::build::{at, conn, ct, tcp, tcp_conn, tuple, udp};
 use crate::testing::{self, router_scenario};
-use crate::{CtStatus as St, FixedStr, ProbeKind, Tracking};
+use crate::{CtStatus as St, FixedStr, NftTraceKind, ProbeKind, Tracking};
 
-fn text(conns: &[Connection], format: Format) -> String {
+fn text(conns: &Connections, format: Format) -> String {
     let mut out = String::new();
     write_conns(&mut out, conns, format).unwrap();
     out
@@ -217,7 +217,8 @@ fn nat_mismatched_protocols_compare_addresses_only() {
 #[test]
 fn scenario_connections() {
     let events = router_scenario();
-    let conns = connections(&events);
+    let report = connections(&events);
+    let conns = &report.conns;
     // By first seen; the untracked packet and events without ct are left out.
     let ids: Vec<_> = conns.iter().map(|c| c.id()).collect();
     assert_eq!(
@@ -232,7 +233,7 @@ fn scenario_connections() {
         ]
     );
 
-    let a = find(&conns, 0xa1);
+    let a = find(conns, 0xa1);
     assert_eq!(a.nat.to_string(), "snat 10.0.1.100 -> 203.0.113.50");
     assert_eq!(a.events, 7);
     assert_eq!(
@@ -266,7 +267,7 @@ fn scenario_connections() {
     );
     assert!(a.parent.is_none());
 
-    let b = find(&conns, 0xb2);
+    let b = find(conns, 0xb2);
     assert_eq!(b.nat.to_string(), "dnat 203.0.113.50:8080 -> 10.0.2.2:80");
     assert_eq!(b.packets, PacketCounts { orig: 1, reply: 1 });
     assert_eq!(
@@ -276,11 +277,11 @@ fn scenario_connections() {
     // The last event's status.
     assert!(b.entry.ct_status.contains(St::SEEN_REPLY));
 
-    let c = find(&conns, 0xc3);
+    let c = find(conns, 0xc3);
     assert!(c.nat.is_none());
     assert_eq!(c.entry.orig.ip.src, "fd00::1".parse::<IpAddr>().unwrap());
 
-    let d = find(&conns, 0xd4);
+    let d = find(conns, 0xd4);
     let parent = d.parent.as_ref().unwrap();
     assert_eq!(parent.conn, Some(0xf6));
     let parent_entry = parent.entry.as_ref().unwrap();
@@ -289,7 +290,7 @@ fn scenario_connections() {
     let states: Vec<_> = d.ct_states.iter().map(|t| t.state).collect();
     assert_eq!(states, [CtState::Related, CtState::RelatedReply]);
 
-    let f = find(&conns, 0xf6);
+    let f = find(conns, 0xf6);
     assert_eq!(f.entry.helper, Some(FixedStr::new("ftp")));
 
     // The ct-only line: grouped by tuple, no timestamps.
@@ -329,7 +330,8 @@ fn one_packet_at_many_probes_counts_once() {
             ..events[0].clone()
         });
     }
-    let conns = connections(&events);
+    let report = connections(&events);
+    let conns = &report.conns;
     assert_eq!(conns.len(), 2);
     assert_eq!(conns[0].packets, PacketCounts { orig: 2, reply: 1 });
     assert_eq!(conns[0].events, 6);
@@ -355,7 +357,8 @@ fn ids_keep_connections_apart_even_with_one_tuple() {
     let mut e3 = at(30, "net:net_dev_queue", 3, Some(0x100));
     e3.ct = Some(ct(CtState::Established, entry(TcpState::TimeWait)));
     let events = [e3, e2, e1];
-    let conns = connections(&events);
+    let report = connections(&events);
+    let conns = &report.conns;
     assert_eq!(conns.len(), 2);
     assert_eq!(conns[0].id(), Some(0x100));
     assert_eq!(conns[0].events, 2);
@@ -384,7 +387,8 @@ fn without_ids_zone_separates_connections() {
         ..Event::default()
     });
     events.push(events[1].clone());
-    let conns = connections(&events);
+    let report = connections(&events);
+    let conns = &report.conns;
     assert_eq!(conns.len(), 2);
     assert_eq!(conns[1].events, 2);
 }
@@ -408,8 +412,8 @@ fn templates_untracked_and_events_without_ct_are_left_out() {
         },
         at(1, "net:netif_receive_skb", 1, Some(5)),
     ];
-    assert!(connections(&events).is_empty());
-    assert_eq!(text(&[], Format::Multiline), "");
+    assert!(connections(&events).conns.is_empty());
+    assert_eq!(text(&Connections::default(), Format::Multiline), "");
 }
 
 #[test]
@@ -435,13 +439,14 @@ fn parent_found_elsewhere_in_the_file_or_not_at_all() {
         e
     };
     let events = [m, related(2, 0xaa), related(3, 0xbb)];
-    let conns = connections(&events);
-    let found = find(&conns, 0x200).parent.as_ref().unwrap();
+    let report = connections(&events);
+    let conns = &report.conns;
+    let found = find(conns, 0x200).parent.as_ref().unwrap();
     assert_eq!(found.conn, Some(0xaa));
     assert_eq!(found.entry.as_ref(), Some(&master));
-    let missing = find(&conns, 0x300).parent.as_ref().unwrap();
+    let missing = find(conns, 0x300).parent.as_ref().unwrap();
     assert_eq!((missing.conn, missing.entry.as_ref()), (Some(0xbb), None));
-    let out = text(&conns, Format::Singleline);
+    let out = text(&report, Format::Singleline);
     assert!(out.contains(" parent conn aa [tcp (ESTABLISHED) orig [10.0.0.5.40021 > 10.0.0.1.21] reply [10.0.0.1.21 > 10.0.0.5.40021]] "), "{out}");
     assert!(out.contains(" parent conn bb (not in this file) "), "{out}");
 }
@@ -463,6 +468,7 @@ fn events_without_timestamps_come_after_in_file_order() {
     timed.ct = Some(ct(CtState::New, entry(3)));
     let events = [untimed(1), untimed(2), timed];
     let ports: Vec<_> = connections(&events)
+        .conns
         .iter()
         .map(|c| c.entry.orig.proto.ports().unwrap().0)
         .collect();
@@ -491,11 +497,12 @@ fn durations() {
 #[test]
 fn json_has_every_key_in_order() {
     let events = router_scenario();
-    let conns = connections(&events);
-    let json = text(&conns, Format::Json);
+    let report = connections(&events);
+    let conns = &report.conns;
+    let json = text(&report, Format::Json);
     let lines: Vec<&str> = json.lines().collect();
     assert_eq!(lines.len(), conns.len());
-    const KEYS: [&str; 26] = [
+    const KEYS: [&str; 27] = [
         "conn",
         "zone_id",
         "zone_dir",
@@ -516,6 +523,7 @@ fn json_has_every_key_in_order() {
         "packets",
         "drops",
         "drop_reasons",
+        "nft_drops",
         "ct_states",
         "tcp_states",
         "sctp_states",
@@ -527,7 +535,7 @@ fn json_has_every_key_in_order() {
     for line in &lines {
         // Top-level keys in the documented order (serde_json keeps the order in the text).
         let mut at = 0;
-        for key in &KEYS[..23] {
+        for key in &KEYS[..24] {
             let needle = format!("\"{key}\":");
             let found = line[at..]
                 .find(&needle)
@@ -535,8 +543,8 @@ fn json_has_every_key_in_order() {
             at += found + needle.len();
         }
         let value: serde_json::Value = serde_json::from_str(line).unwrap();
-        assert_eq!(value.as_object().unwrap().len(), 23);
-        for key in &KEYS[23..] {
+        assert_eq!(value.as_object().unwrap().len(), 24);
+        for key in &KEYS[24..] {
             assert!(value["nat"].get(key).is_some(), "nat.{key} in {line}");
         }
     }
@@ -590,19 +598,20 @@ fn json_has_every_key_in_order() {
 #[test]
 fn io_writer_matches_fmt_writer() {
     let events = router_scenario();
-    let conns = connections(&events);
+    let report = connections(&events);
     for format in [Format::Multiline, Format::Singleline, Format::Json] {
         let mut bytes = Vec::new();
-        write_conns_io(&mut bytes, &conns, format).unwrap();
-        assert_eq!(String::from_utf8(bytes).unwrap(), text(&conns, format));
+        write_conns_io(&mut bytes, &report, format).unwrap();
+        assert_eq!(String::from_utf8(bytes).unwrap(), text(&report, format));
     }
 }
 
 #[test]
 fn singleline_is_one_line_per_connection() {
     let events = router_scenario();
-    let conns = connections(&events);
-    let out = text(&conns, Format::Singleline);
+    let report = connections(&events);
+    let conns = &report.conns;
+    let out = text(&report, Format::Singleline);
     assert_eq!(out.lines().count(), conns.len());
     let first = out.lines().next().unwrap();
     assert!(first.starts_with(
@@ -624,8 +633,8 @@ fn names_with_control_characters_stay_on_their_line() {
     );
     entry.helper = Some(FixedStr::new("a\nb"));
     e.ct = Some(ct(CtState::New, entry));
-    let conns = connections(&[e]);
-    let out = text(&conns, Format::Singleline);
+    let report = connections(&[e]);
+    let out = text(&report, Format::Singleline);
     assert_eq!(out.lines().count(), 1, "{out}");
     assert!(out.contains("evil\\nprobe"));
 }
@@ -633,9 +642,10 @@ fn names_with_control_characters_stay_on_their_line() {
 #[test]
 fn render_indents_every_line() {
     let events = router_scenario();
-    let conns = connections(&events);
+    let report = connections(&events);
+    let conns = &report.conns;
     for layout in [Layout::MultiLine, Layout::SingleLine] {
-        for c in &conns {
+        for c in conns {
             let mut out = String::new();
             c.render(&mut out, layout, 3).unwrap();
             for line in out.lines() {
@@ -718,17 +728,35 @@ fn nat_shapes_and_sparse_events() {
         ),
     ));
     events.push(bare);
-    let conns = connections(&events);
+    let report = connections(&events);
     let out = format!(
         "--- multi-line\n{}--- single-line\n{}",
-        text(&conns, Format::Multiline),
-        text(&conns, Format::Singleline)
+        text(&report, Format::Multiline),
+        text(&report, Format::Singleline)
     );
     insta::assert_snapshot!(out);
 }
 
 // ---------------------------------------------------------------------------------------
 // Properties
+
+/// An nftables drop by one of a few rules or policies.
+fn nft_drop() -> impl Strategy<Value = NftTrace> {
+    (0u64..3, any::<bool>()).prop_map(|(handle, policy)| NftTrace {
+        family: crate::NftFamily::Inet,
+        table: "f".into(),
+        chain: "in".into(),
+        kind: if policy {
+            NftTraceKind::Policy
+        } else {
+            NftTraceKind::Rule
+        },
+        handle: (!policy).then_some(handle),
+        rule: (!policy).then(|| format!("tcp dport {handle} drop").into()),
+        verdict: crate::NftVerdict::Drop,
+        target: None,
+    })
+}
 
 /// Arbitrary events with few distinct ids and timestamps.
 fn events() -> impl Strategy<Value = Vec<Event>> {
@@ -739,13 +767,23 @@ fn events() -> impl Strategy<Value = Vec<Event>> {
             proptest::option::of(proptest::option::of(0u64..4)),
             proptest::option::of(0u64..12),
             proptest::bool::weighted(0.2),
+            proptest::option::weighted(0.2, nft_drop()),
         ),
         0..40,
     )
     .prop_map(|items| {
         items
             .into_iter()
-            .map(|(mut event, skb, conn, ts, drop)| {
+            .map(|(mut event, skb, conn, ts, drop, nft_drop)| {
+                if let Some(nft) = nft_drop {
+                    // As `collect --nft` writes them: no probe, no ct section.
+                    event = Event {
+                        nft: Some(nft),
+                        probe: None,
+                        ct: None,
+                        ..event
+                    };
+                }
                 event.timestamp = ts;
                 event.tracking = skb.map(|skb| Tracking {
                     skb,
@@ -767,12 +805,20 @@ fn events() -> impl Strategy<Value = Vec<Event>> {
 proptest! {
     #[test]
     fn folding_never_loses_or_duplicates_events(events in events()) {
-        let conns = connections(&events);
+        let report = connections(&events);
+    let conns = &report.conns;
         let counted = events.iter().filter(|e| ConnKey::of(e).is_some()).count() as u64;
         prop_assert_eq!(conns.iter().map(|c| c.events).sum::<u64>(), counted);
+        // Every nftables drop is counted once: under a connection or as unattributed.
+        let nft_drops = events.iter().filter(|e| e.nft.as_ref().is_some_and(NftTrace::is_drop));
+        let charged = conns.iter().flat_map(|c| &c.nft_drops)
+            .chain(&report.unattributed_nft_drops)
+            .map(|d| d.packets)
+            .sum::<u64>();
+        prop_assert_eq!(charged, nft_drops.count() as u64);
         let keys: std::collections::HashSet<_> = conns.iter().map(|c| c.key).collect();
         prop_assert_eq!(keys.len(), conns.len());
-        for c in &conns {
+        for c in conns {
             prop_assert!(c.events >= 1);
             prop_assert!(c.packets.orig + c.packets.reply <= c.events);
             prop_assert!(c.drops <= c.events);
@@ -784,16 +830,19 @@ proptest! {
 
     #[test]
     fn views_never_panic_and_keep_their_shape(events in events()) {
-        let conns = connections(&events);
-        let single = text(&conns, Format::Singleline);
-        prop_assert_eq!(single.lines().count(), conns.len());
-        let multi = text(&conns, Format::Multiline);
+        let report = connections(&events);
+    let conns = &report.conns;
+        let entries = conns.len() + usize::from(!report.unattributed_nft_drops.is_empty());
+        let single = text(&report, Format::Singleline);
+        prop_assert_eq!(single.lines().count(), entries);
+        let multi = text(&report, Format::Multiline);
         prop_assert!(multi.lines().count() >= conns.len() * 5);
-        let json = text(&conns, Format::Json);
-        prop_assert_eq!(json.lines().count(), conns.len());
-        for line in json.lines() {
+        let json = text(&report, Format::Json);
+        prop_assert_eq!(json.lines().count(), entries);
+        for (i, line) in json.lines().enumerate() {
             let value: serde_json::Value = serde_json::from_str(line).unwrap();
-            prop_assert_eq!(value.as_object().unwrap().len(), 23);
+            let keys = if i < conns.len() { 24 } else { 1 };
+            prop_assert_eq!(value.as_object().unwrap().len(), keys);
         }
     }
 
@@ -804,4 +853,72 @@ proptest! {
         prop_assert!(!text.is_empty() && !text.contains('\n'));
         prop_assert_eq!(nat.is_none(), text == "none");
     }
+}
+
+#[test]
+fn nft_drops_are_charged_to_their_connection_with_the_packets_ct_state() {
+    let events = testing::nft_scenario();
+    let report = connections(&events);
+    let e5 = find(&report.conns, 0xe5);
+    assert_eq!(e5.nft_drops.len(), 1);
+    let drop = &e5.nft_drops[0];
+    assert_eq!(drop.by.handle, Some(3));
+    assert_eq!(drop.ct_state, Some(CtState::New));
+    assert_eq!(drop.packets, 2);
+    // The kernel's drops of the same packets are counted as before, apart.
+    assert_eq!(e5.drops, 2);
+    assert!(find(&report.conns, 0xe6).nft_drops.is_empty());
+    // No conn id, and a conn id without ct events: unattributed, never lost.
+    let unattributed: Vec<_> = report
+        .unattributed_nft_drops
+        .iter()
+        .map(|d| (d.by.kind, d.by.handle, d.ct_state, d.packets))
+        .collect();
+    assert_eq!(
+        unattributed,
+        [
+            (NftTraceKind::Policy, None, None, 1),
+            (NftTraceKind::Rule, Some(3), None, 1)
+        ]
+    );
+}
+
+#[test]
+fn nft_drops_without_ct_state_or_rule_text() {
+    let mut events = testing::nft_scenario();
+    // Only the trace of the second SYN, and its kfree_skb without a ct section.
+    for event in &mut events {
+        if event.tracking.is_some_and(|t| t.skb == 0x72) {
+            event.ct = None;
+            if let Some(nft) = &mut event.nft {
+                nft.rule = None;
+            }
+        }
+    }
+    let report = connections(&events);
+    let lines: Vec<String> = text(&report, Format::Multiline)
+        .lines()
+        .filter(|l| l.contains("dropped by"))
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            "  dropped by inet f in handle 3: tcp dport 81 drop, ct state NEW",
+            "  dropped by inet f in handle 3",
+            "  dropped by inet f in policy",
+            "  dropped by inet f in handle 3: tcp dport 81 drop",
+        ]
+    );
+}
+
+#[test]
+fn nft_scenario_views() {
+    let report = connections(&testing::nft_scenario());
+    insta::assert_snapshot!(format!(
+        "{}\n--- single-line\n{}--- json\n{}",
+        text(&report, Format::Multiline),
+        text(&report, Format::Singleline),
+        text(&report, Format::Json)
+    ));
 }

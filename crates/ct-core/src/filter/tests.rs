@@ -444,3 +444,62 @@ fn drop_filters_pick_drops_and_reasons() {
     assert!(either.matches(&nf) && either.matches(&no_sock));
     assert!(!either.matches(&unknown) && !either.matches(&plain));
 }
+
+#[test]
+fn nft_events_are_filtered_by_their_packet_and_verdict() {
+    use crate::testing::nft_scenario;
+    use crate::NftVerdict;
+    let events = nft_scenario();
+    let nft: Vec<&crate::Event> = events.iter().filter(|e| e.nft.is_some()).collect();
+    let (drops, others): (Vec<&crate::Event>, Vec<&crate::Event>) = nft
+        .iter()
+        .copied()
+        .partition(|e| e.nft.as_ref().unwrap().verdict == NftVerdict::Drop);
+    assert_eq!((drops.len(), others.len()), (4, 3));
+
+    // The packet filter looks at the packet section parsed from the trace.
+    let port_81 = EventFilter {
+        packet: Some("tcp dst port 81".parse().unwrap()),
+        ..EventFilter::default()
+    };
+    let matched: Vec<_> = nft.iter().filter(|e| port_81.matches(e)).collect();
+    assert_eq!(matched.len(), 2);
+    assert!(matched
+        .iter()
+        .all(|e| e.nft.as_ref().unwrap().handle == Some(3)));
+
+    // --drops keeps nftables drop verdicts (and nothing else of the trace).
+    let only_drops = EventFilter {
+        drop: DropFilter {
+            only_drops: true,
+            reasons: None,
+        },
+        ..EventFilter::default()
+    };
+    assert!(drops.iter().all(|e| only_drops.matches(e)));
+    assert!(others.iter().all(|e| !only_drops.matches(e)));
+
+    // --drop-reason names the kernel's reasons, which only the BPF events carry.
+    let netfilter_drop = EventFilter {
+        drop: DropFilter {
+            only_drops: true,
+            reasons: Some(vec!["NETFILTER_DROP".into()]),
+        },
+        ..EventFilter::default()
+    };
+    assert!(nft.iter().all(|e| !netfilter_drop.matches(e)));
+    assert_eq!(
+        events.iter().filter(|e| netfilter_drop.matches(e)).count(),
+        2
+    );
+
+    // ct filters need a ct section, which a trace step has not.
+    let new = EventFilter {
+        ct: CtFilter {
+            states: Some(vec![crate::CtState::New]),
+            ..CtFilter::default()
+        },
+        ..EventFilter::default()
+    };
+    assert!(nft.iter().all(|e| !new.matches(e)));
+}

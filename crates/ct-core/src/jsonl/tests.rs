@@ -513,3 +513,38 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn nft_sections_write_as_documented_and_read_back() {
+    let event = Event {
+        nft: Some(testing::nft(
+            "in",
+            crate::NftTraceKind::Rule,
+            Some(3),
+            Some("tcp dport 81 drop"),
+            crate::NftVerdict::Drop,
+        )),
+        ..Event::default()
+    };
+    let mut out = Vec::new();
+    write_event_json(&event, &mut out).unwrap();
+    let line = String::from_utf8(out).unwrap();
+    assert_eq!(
+        line,
+        "{\"nft\":{\"family\":\"inet\",\"table\":\"f\",\"chain\":\"in\",\"type\":\"rule\",\
+         \"handle\":3,\"rule\":\"tcp dport 81 drop\",\"verdict\":\"drop\"}}\n"
+    );
+    assert_eq!(parse_event_line(line.trim_end()).unwrap(), event);
+}
+
+#[test]
+fn nft_scenario_as_json_lines() {
+    let events = testing::nft_scenario();
+    let mut out = Vec::new();
+    for event in &events {
+        write_event_json(event, &mut out).unwrap();
+    }
+    let read: Vec<Event> = read_events(&out[..]).map(Result::unwrap).collect();
+    assert_eq!(read, events);
+    insta::assert_snapshot!(String::from_utf8(out).unwrap());
+}

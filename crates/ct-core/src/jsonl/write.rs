@@ -12,8 +12,8 @@ use std::io;
 
 use crate::fast::{Out, Sink};
 use crate::{
-    CtConnEvent, CtEvent, CtProto, CtState, CtTuple, DropInfo, Event, IpVersion, Packet, PacketIp,
-    PacketL4, ProbeInfo, ProbeKind, SctpState, Task, TcpState, Tracking, ZoneDir,
+    CtConnEvent, CtEvent, CtProto, CtState, CtTuple, DropInfo, Event, IpVersion, NftTrace, Packet,
+    PacketIp, PacketL4, ProbeInfo, ProbeKind, SctpState, Task, TcpState, Tracking, ZoneDir,
 };
 
 /// Bytes of the stack buffer: a whole event with both connections fits.
@@ -83,6 +83,39 @@ fn write_event<W: io::Write>(o: &mut Json<W>, event: &Event) {
     if let Some(ct) = &event.ct {
         key(o, "\"ct\":");
         write_ct(o, ct);
+    }
+    if let Some(nft) = &event.nft {
+        key(o, "\"nft\":");
+        write_nft(o, nft);
+    }
+    o.ascii(b'}');
+}
+
+fn write_nft<W: io::Write>(o: &mut Json<W>, nft: &NftTrace) {
+    // The enums' names are their serde names (both lowercase), and none needs escaping.
+    o.str("{\"family\":\"");
+    o.str(nft.family.into());
+    o.str("\",\"table\":");
+    string(o, &nft.table);
+    o.str(",\"chain\":");
+    string(o, &nft.chain);
+    o.str(",\"type\":\"");
+    o.str(nft.kind.into());
+    o.ascii(b'"');
+    if let Some(handle) = nft.handle {
+        o.str(",\"handle\":");
+        o.dec(handle);
+    }
+    if let Some(rule) = &nft.rule {
+        o.str(",\"rule\":");
+        string(o, rule);
+    }
+    o.str(",\"verdict\":\"");
+    o.str(nft.verdict.into());
+    o.ascii(b'"');
+    if let Some(target) = &nft.target {
+        o.str(",\"target\":");
+        string(o, target);
     }
     o.ascii(b'}');
 }

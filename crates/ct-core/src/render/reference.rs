@@ -12,8 +12,8 @@ use proptest::prelude::*;
 use super::{Layout, CONTINUATION_INDENT, SECTION_INDENT};
 use crate::testing;
 use crate::{
-    ip_proto_name, CtConnEvent, CtEvent, CtProto, CtTuple, Event, IpVersion, Packet, PacketIp,
-    PacketL4, ProbeInfo, Task, Tracking, ZoneDir,
+    ip_proto_name, CtConnEvent, CtEvent, CtProto, CtTuple, Event, IpVersion, NftTrace,
+    NftTraceKind, NftVerdict, Packet, PacketIp, PacketL4, ProbeInfo, Task, Tracking, ZoneDir,
 };
 
 fn pad<W: Write + ?Sized>(w: &mut W, n: usize) -> fmt::Result {
@@ -341,6 +341,33 @@ fn has_header(event: &Event) -> bool {
         || event.netns.is_some()
         || event.tracking.is_some()
         || event.drop.is_some()
+        || event.nft.is_some()
+}
+
+fn write_nft<W: Write + ?Sized>(w: &mut W, nft: &NftTrace) -> fmt::Result {
+    write!(w, "nft {} ", nft.family)?;
+    write_name(w, &nft.table)?;
+    w.write_char(' ')?;
+    write_name(w, &nft.chain)?;
+    if let Some(handle) = nft.handle {
+        write!(w, " handle {handle}")?;
+    }
+    match nft.kind {
+        NftTraceKind::Rule => write!(w, " {}", nft.verdict)?,
+        NftTraceKind::Policy => write!(w, " policy {}", nft.verdict)?,
+        NftTraceKind::Return if nft.verdict == NftVerdict::Return => w.write_str(" return")?,
+        NftTraceKind::Return => write!(w, " return {}", nft.verdict)?,
+    }
+    if let Some(target) = &nft.target {
+        w.write_char(' ')?;
+        write_name(w, target)?;
+    }
+    if let Some(rule) = &nft.rule {
+        w.write_str(" (")?;
+        write_name(w, rule)?;
+        w.write_char(')')?;
+    }
+    Ok(())
 }
 
 fn write_task<W: Write + ?Sized>(w: &mut W, task: &Task) -> fmt::Result {
@@ -379,6 +406,9 @@ fn header_body<W: Write + ?Sized>(w: &mut W, event: &Event) -> fmt::Result {
     }
     if let Some(probe) = &event.probe {
         write_probe(parts.next()?, probe)?;
+    }
+    if let Some(nft) = &event.nft {
+        write_nft(parts.next()?, nft)?;
     }
     if let Some(tracking) = &event.tracking {
         write_tracking(parts.next()?, tracking)?;

@@ -784,3 +784,94 @@ fn template_prints_settings_not_tuples() {
         .to_string();
     assert_eq!(text, "ct_state NEW status 0x800 template zone 5 mark 0x0");
 }
+
+fn nft_step(kind: crate::NftTraceKind, verdict: crate::NftVerdict) -> crate::NftTrace {
+    testing::nft("in", kind, None, None, verdict)
+}
+
+#[test]
+fn nft_steps_print_as_documented() {
+    use crate::{NftTraceKind as K, NftVerdict as V};
+    let line = |nft: crate::NftTrace| {
+        let mut s = String::new();
+        write_nft(&mut s, &nft).unwrap();
+        s
+    };
+    let rule = crate::NftTrace {
+        handle: Some(3),
+        ..nft_step(K::Rule, V::Drop)
+    };
+    assert_eq!(line(rule.clone()), "nft inet f in handle 3 drop");
+    assert_eq!(
+        line(crate::NftTrace {
+            rule: Some(Arc::from("tcp dport 81 drop")),
+            ..rule.clone()
+        }),
+        "nft inet f in handle 3 drop (tcp dport 81 drop)"
+    );
+    assert_eq!(
+        line(nft_step(K::Policy, V::Drop)),
+        "nft inet f in policy drop"
+    );
+    assert_eq!(
+        line(crate::NftTrace {
+            handle: Some(4),
+            target: Some(Arc::from("other")),
+            ..nft_step(K::Rule, V::Jump)
+        }),
+        "nft inet f in handle 4 jump other"
+    );
+    assert_eq!(
+        line(crate::NftTrace {
+            chain: Arc::from("sub"),
+            ..nft_step(K::Return, V::Return)
+        }),
+        "nft inet f sub return"
+    );
+    // A return the kernel reported with another verdict keeps it.
+    assert_eq!(
+        line(nft_step(K::Return, V::Continue)),
+        "nft inet f in return continue"
+    );
+    // Names from a file cannot break the line.
+    assert_eq!(
+        line(crate::NftTrace {
+            rule: Some(Arc::from("a\nb")),
+            ..rule
+        }),
+        r"nft inet f in handle 3 drop (a\nb)"
+    );
+}
+
+#[test]
+fn nft_events_take_the_place_of_the_probe() {
+    let events = testing::nft_scenario();
+    let rule = events.iter().find(|e| e.nft.is_some()).unwrap();
+    assert_eq!(
+        render(rule, Layout::MultiLine, 0),
+        "1009000 nft inet f in handle 3 drop (tcp dport 81 drop) #skb 71 conn e5 netns 4026531840\n  \
+         if 3 (veth-client) 10.0.1.100.40000 > 10.0.2.2.81 ttl 64 tos 0x0 id 1 off 0 [DF] len 60 \
+         proto TCP (6) flags [S]"
+    );
+    // Without anything else, the step alone.
+    let bare = Event {
+        nft: rule.nft.clone(),
+        ..Event::default()
+    };
+    assert_eq!(
+        render(&bare, Layout::SingleLine, 0),
+        "nft inet f in handle 3 drop (tcp dport 81 drop)"
+    );
+}
+
+#[test]
+fn nft_scenario_in_both_layouts() {
+    let mut out = String::new();
+    for layout in [Layout::SingleLine, Layout::MultiLine] {
+        writeln!(out, "--- {layout}").unwrap();
+        for event in testing::nft_scenario() {
+            writeln!(out, "{}", event.display(layout)).unwrap();
+        }
+    }
+    insta::assert_snapshot!(out);
+}

@@ -410,3 +410,25 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn nft_events_group_under_their_packet_in_time_order() {
+    let events = testing::nft_scenario();
+    let groups = group_packets(&events);
+    // e5's SYN (receive, kfree_skb, then the trace received from netlink), e6's query
+    // (three trace steps before the transmit), the two unattributed drops, and e5's SYN
+    // retransmitted a second later.
+    assert_eq!(
+        skbs(&groups),
+        [Some(0x71), Some(0x81), None, Some(0x92), Some(0x72)]
+    );
+    let kinds =
+        |g: &PacketGroup<'_>| -> Vec<bool> { g.events.iter().map(|e| e.nft.is_some()).collect() };
+    assert_eq!(kinds(&groups[0]), [false, false, true]);
+    assert_eq!(kinds(&groups[1]), [true, true, true, false]);
+    insta::assert_snapshot!(format!(
+        "{}\n--- single-line\n{}",
+        text(&groups, Format::Multiline),
+        text(&groups, Format::Singleline)
+    ));
+}

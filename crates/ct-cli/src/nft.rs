@@ -1,0 +1,170 @@
+//! `collect --nft`: starting the nftables trace reader and feeding its steps, joined to
+//! the BPF events, into the event stream.
+
+use std::time::Instant;
+
+use anyhow::Context;
+use ct_core::filter::PacketFilter;
+use ct_core::Event;
+use ct_nft::{mark_rules, Joiner, Marking, NftTracer, TracerEvent};
+
+use crate::cli::CollectArgs;
+
+/// The trace reader and what it has reported.
+pub struct NftSide {
+    /// `None` once stopped.
+    tracer: Option<NftTracer>,
+    joiner: Joiner,
+    /// `-f`, applied to the steps' packets (the trace table marks a superset, or the
+    /// user's ruleset whatever it marks).
+    filter: Option<PacketFilter>,
+    pub stats: NftStats,
+}
+
+/// Counts for the summary.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NftStats {
+    pub steps: u64,
+    /// Times the kernel dropped trace messages (the socket's buffer was full).
+    pub lost: u64,
+    pub malformed: u64,
+}
+
+impl NftSide {
+    /// Starts reading traces when `--nft` was given; says on stderr what is traced and
+    /// what was changed.
+    pub fn start(args: &CollectArgs) -> anyhow::Result<Option<NftSide>> {
+        if !args.nft {
+            return Ok(None);
+        }
+        let netns = args
+            .netns
+            .as_ref()
+            .map(|ns| ct_nft::netns_file(&ns.spec, ns.inode))
+            .transpose()?;
+        let filter = args.filters.filter.clone();
+        let marking = if args.allow_system_changes {
+            Marking::Table(match &filter {
+                Some(f) => {
+                    let rules = mark_rules(&f.expr);
+                    if rules.is_none() {
+                        eprintln!(
+                            "ct-cli: the filter '{f}' takes more than {} nftables rules: the \
+                             trace table marks every packet and the filter applies to the \
+                             reports",
+                            ct_nft::MAX_MARK_RULES
+                        );
+                    }
+                    rules
+                }
+                None => None,
+            })
+        } else {
+            Marking::UserRuleset
+        };
+        let tracer = NftTracer::start(netns.as_deref(), marking)
+            .context("cannot trace nftables verdicts (--nft)")?;
+        let started = tracer.started();
+        for table in &started.removed_stale {
+            eprintln!("ct-cli: removed trace table inet {table} left by a run that was killed");
+        }
+        let place = match &args.netns {
+            Some(ns) => format!("network namespace {}", ns.spec),
+            None => "this network namespace".to_owned(),
+        };
+        match &started.table {
+            Some(table) => eprintln!(
+                "ct-cli: installed nftables table inet {table} in {place} to mark {} for \
+                 tracing; it is removed when ct-cli stops",
+                filter
+                    .as_ref()
+                    .map_or("every packet".to_owned(), |f| format!(
+                        "packets matching '{f}'"
+                    ))
+            ),
+            None => eprintln!(
+                "ct-cli: --nft without --allow-system-changes: verdicts are reported only for \
+                 packets the ruleset in {place} marks with `meta nftrace set 1`; give \
+                 --allow-system-changes to let ct-cli mark them with a temporary table"
+            ),
+        }
+        Ok(Some(NftSide {
+            tracer: Some(tracer),
+            joiner: Joiner::new(),
+            filter,
+            stats: NftStats::default(),
+        }))
+    }
+
+    /// Files a BPF event for joining.
+    pub fn observe(&mut self, event: &Event) {
+        self.joiner.observe(event, Instant::now());
+    }
+
+    /// The steps ready to write now.
+    pub fn take(&mut self) -> Vec<Event> {
+        let now = Instant::now();
+        let mut out = Vec::new();
+        let reports: Vec<TracerEvent> = self
+            .tracer
+            .as_ref()
+            .map(|t| t.try_iter().collect())
+            .unwrap_or_default();
+        for report in reports {
+            out.extend(self.report(report, now));
+        }
+        out.extend(self.joiner.ready(now));
+        self.keep(out)
+    }
+
+    /// Stops the reader (removing the trace table) and returns every step left.
+    pub fn finish(&mut self) -> anyhow::Result<Vec<Event>> {
+        let now = Instant::now();
+        let Some(tracer) = self.tracer.take() else {
+            return Ok(Vec::new());
+        };
+        let rest = tracer
+            .stop()
+            .context("stopping the nftables trace reader")?;
+        let mut out = Vec::new();
+        for report in rest {
+            out.extend(self.report(report, now));
+        }
+        out.extend(self.joiner.finish());
+        Ok(self.keep(out))
+    }
+
+    fn report(&mut self, report: TracerEvent, now: Instant) -> Vec<Event> {
+        match report {
+            TracerEvent::Step(step) => {
+                self.stats.steps += 1;
+                self.joiner.push(*step, now)
+            }
+            TracerEvent::Lost => {
+                self.stats.lost += 1;
+                Vec::new()
+            }
+            TracerEvent::Malformed(err) => {
+                self.stats.malformed += 1;
+                eprintln!("ct-cli: unreadable nftables trace message skipped: {err}");
+                Vec::new()
+            }
+        }
+    }
+
+    fn keep(&self, events: Vec<Event>) -> Vec<Event> {
+        events
+            .into_iter()
+            .filter(|e| {
+                self.filter
+                    .as_ref()
+                    .is_none_or(|f| f.matches(e.packet.as_ref()))
+            })
+            .collect()
+    }
+
+    /// How many steps could not be joined to a packet's BPF events.
+    pub fn unjoined(&self) -> u64 {
+        self.joiner.unjoined()
+    }
+}

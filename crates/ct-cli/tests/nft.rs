@@ -1,0 +1,500 @@
+//! `collect --nft` on the real kernel: each drop case of the lab reported with the rule
+//! that decided, held against `nft monitor trace` (which reads the same netlink group
+//! independently) and the rule's own counter, next to the drop reason the kernel gives;
+//! and the trace table gone after SIGINT, SIGTERM, and SIGKILL followed by a new run.
+//!
+//! Not root / no BTF / no tools: each test prints `skipping: <reason>`; with
+//! `CT_REQUIRE_KERNEL_TESTS=1` (CI) it fails instead.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::net::IpAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use ct_core::{Event, NftFamily, NftTraceKind, NftVerdict};
+use ct_lab::{Lab, Node, CLIENT4, SERVER4};
+use support::{kernel_lock, kernel_tests_can_run, read_file, start_collect, Collect, Scratch};
+
+const KFREE: &str = "skb:kfree_skb";
+const STOP: Duration = Duration::from_secs(20);
+
+/// `nft monitor trace` in a lab namespace: the independent witness.
+struct Monitor(Child);
+
+impl Monitor {
+    fn start(lab: &Lab, node: Node) -> Monitor {
+        let child = Command::new("ip")
+            .args(["netns", "exec", lab.name(node), "nft", "monitor", "trace"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nft monitor trace starts");
+        // It prints nothing when it has subscribed: give it time to.
+        std::thread::sleep(Duration::from_millis(500));
+        Monitor(child)
+    }
+
+    /// Stops it; its lines about a rule of `table chain` with `verdict` (one per packet:
+    /// trace ids repeat when the kernel reuses a buffer, so they are not counted), and
+    /// all it printed.
+    fn finish(mut self, table: &str, chain: &str, verdict: &str) -> (Vec<String>, String) {
+        std::thread::sleep(Duration::from_millis(300));
+        let _ = self.0.kill();
+        let mut text = String::new();
+        self.0
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut text)
+            .unwrap();
+        let _ = self.0.wait();
+        let wanted = format!(" {table} {chain} rule ");
+        let lines = text
+            .lines()
+            .filter(|l| l.contains(&wanted) && l.ends_with(&format!("(verdict {verdict})")))
+            .map(str::to_owned)
+            .collect();
+        (lines, text)
+    }
+}
+
+/// `ct-cli collect --nft` in `node`'s namespace, writing JSON to a file.
+struct NftCollect {
+    collect: Collect,
+    out: std::path::PathBuf,
+    _dir: Scratch,
+}
+
+impl NftCollect {
+    fn start(lab: &Lab, node: Node, filter: &str, extra: &[&str]) -> NftCollect {
+        let dir = Scratch::new(&format!("nft-{}", std::process::id()));
+        let out = dir.path("events.json");
+        let mut args = vec!["--netns", lab.name(node), "--nft", "-f", filter];
+        args.extend_from_slice(extra);
+        args.extend(["-o", out.to_str().unwrap()]);
+        let mut collect = start_collect(&args);
+        collect.wait_ready();
+        NftCollect {
+            collect,
+            out,
+            _dir: dir,
+        }
+    }
+
+    /// Stops it with `signal`; every event written, and its stderr.
+    fn stop(self, signal: i32) -> (Vec<Event>, String) {
+        self.collect.wait_for_signal_handlers();
+        self.collect.signal(signal);
+        let (status, _, stderr) = self.collect.finish(STOP);
+        let stderr = stderr.join("\n");
+        assert!(status.success(), "{status}: {stderr}");
+        (read_file(&self.out), stderr)
+    }
+}
+
+fn trace_tables(lab: &Lab, node: Node) -> Vec<String> {
+    let out = lab
+        .exec(node, &["nft", "list", "tables"])
+        .unwrap()
+        .ok()
+        .unwrap();
+    out.stdout
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("table inet "))
+        .filter(|t| t.starts_with(ct_nft::TABLE_PREFIX))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The handle and the counter of the one rule of `family table chain` containing `needle`.
+fn rule(lab: &Lab, node: Node, family: &str, table: &str, chain: &str, needle: &str) -> (u64, u64) {
+    let out = lab
+        .exec(node, &["nft", "-a", "list", "chain", family, table, chain])
+        .unwrap()
+        .ok()
+        .unwrap();
+    let line = out
+        .stdout
+        .lines()
+        .find(|l| l.contains(needle) && l.contains("# handle "))
+        .unwrap_or_else(|| panic!("no rule with {needle:?} in\n{}", out.stdout));
+    let handle = line
+        .rsplit("# handle ")
+        .next()
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let counter = line
+        .split("counter packets ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no counter in {line}"));
+    (handle, counter)
+}
+
+/// The drop reason the kernel under test gives for `name`: `Some(name)` where it has
+/// drop reasons at skb:kfree_skb and `name` among them, `None` where it has none.
+fn expected_reason(name: &str) -> Option<Option<String>> {
+    let btf = ct_bpf::KernelBtf::load().expect("kernel BTF");
+    let tp_has_reason = btf
+        .resolve(&"tp:skb:kfree_skb".parse().unwrap())
+        .expect("skb:kfree_skb")
+        .reason_arg
+        .is_some();
+    match btf.drop_reasons() {
+        Some(reasons) if tp_has_reason => reasons.value(name).map(|_| Some(name.to_owned())),
+        _ => Some(None),
+    }
+}
+
+fn dump(events: &[Event]) -> String {
+    events
+        .iter()
+        .map(|e| format!("  {}\n", serde_json::to_string(e).unwrap()))
+        .collect()
+}
+
+/// What one drop case checks.
+struct Case<'a> {
+    node: Node,
+    family: NftFamily,
+    table: &'a str,
+    chain: &'a str,
+    /// Text in the deciding rule.
+    needle: &'a str,
+    verdict: NftVerdict,
+    /// The drop reason the packets die with.
+    reason: &'a str,
+    packets: u64,
+    /// Whether the packet has a conntrack entry at the drop, where the case decides it.
+    tracked: Option<bool>,
+}
+
+/// Checks the events of one drop case against the monitor and the rule counter.
+fn check(lab: &Lab, case: &Case, events: &[Event], monitor: (Vec<String>, String), dst: IpAddr) {
+    let d = dump(events);
+    let family: &str = case.family.into();
+    let (handle, counted) = rule(lab, case.node, family, case.table, case.chain, case.needle);
+    assert_eq!(counted, case.packets, "the rule counted\n{d}");
+
+    let steps: Vec<&Event> = events
+        .iter()
+        .filter(|e| {
+            e.nft.as_ref().is_some_and(|n| {
+                &*n.table == case.table && &*n.chain == case.chain && n.verdict == case.verdict
+            })
+        })
+        .collect();
+    for e in &steps {
+        let n = e.nft.as_ref().unwrap();
+        assert_eq!(
+            (n.family, n.kind, n.handle),
+            (case.family, NftTraceKind::Rule, Some(handle)),
+            "{d}"
+        );
+        let text = n
+            .rule
+            .as_deref()
+            .unwrap_or_else(|| panic!("no rule text\n{d}"));
+        assert!(text.contains(case.needle), "{text}\n{d}");
+        assert_eq!(
+            e.packet.as_ref().and_then(|p| p.ip).map(|ip| ip.dst),
+            Some(dst),
+            "{d}"
+        );
+        assert!(e.probe.is_none() && e.ct.is_none(), "{d}");
+    }
+    // One step per packet, as many as the rule counted and as the monitor saw.
+    let (monitor_lines, monitor_text) = monitor;
+    assert_eq!(
+        steps.len() as u64,
+        counted,
+        "steps\n{d}\nmonitor:\n{monitor_text}"
+    );
+    assert_eq!(
+        monitor_lines.len() as u64,
+        counted,
+        "monitor:\n{monitor_text}"
+    );
+
+    // Each joined to its packet, whose kfree_skb event gives the kernel's reason.
+    let expected = expected_reason(case.reason);
+    let drops: BTreeMap<u64, &Event> = events
+        .iter()
+        .filter(|e| e.probe.as_ref().is_some_and(|p| &*p.name == KFREE))
+        .filter_map(|e| Some((e.tracking?.skb, e)))
+        .collect();
+    for e in &steps {
+        let skb = e
+            .tracking
+            .unwrap_or_else(|| panic!("step not joined\n{d}"))
+            .skb;
+        let drop = drops
+            .get(&skb)
+            .unwrap_or_else(|| panic!("no {KFREE} event for packet {skb}\n{d}"));
+        let reason = drop
+            .drop
+            .as_ref()
+            .and_then(|r| r.reason.clone())
+            .map(|r| r.to_string());
+        match &expected {
+            Some(expected) => assert_eq!(&reason, expected, "{d}"),
+            None => assert!(reason.is_some(), "{d}"),
+        }
+        if let Some(tracked) = case.tracked {
+            assert_eq!(drop.ct.is_some(), tracked, "{d}");
+        }
+        // The step carries the connection of its packet, if it had one.
+        assert_eq!(e.tracking.unwrap().conn, drop.tracking.unwrap().conn, "{d}");
+    }
+    println!(
+        "{} {} {} handle {handle}: {} steps, monitor {} packets, counter {counted}, reason {:?}",
+        family,
+        case.table,
+        case.chain,
+        steps.len(),
+        monitor_lines.len(),
+        expected
+    );
+}
+
+const NFT_DROP: &str = r#"
+table ip lab {
+    chain forward {
+        type filter hook forward priority filter; policy accept;
+        ip daddr 10.0.2.2 icmp type echo-request counter drop
+    }
+}
+"#;
+
+#[test]
+fn nft_rule_drop_names_the_rule() {
+    if !kernel_tests_can_run() {
+        return;
+    }
+    let _lock = kernel_lock();
+    let lab = Lab::new().unwrap();
+    lab.router_nft(NFT_DROP).unwrap();
+    let collect = NftCollect::start(&lab, Node::Router, "icmp", &["--allow-system-changes"]);
+    assert_eq!(trace_tables(&lab, Node::Router).len(), 1);
+    let monitor = Monitor::start(&lab, Node::Router);
+    lab.ping(Node::Client, SERVER4.into(), 3).unwrap();
+    let monitor = monitor.finish("ip lab", "forward", "drop");
+    let (events, stderr) = collect.stop(libc::SIGINT);
+    assert!(
+        stderr.contains("installed nftables table inet ct_trace_"),
+        "{stderr}"
+    );
+    let case = Case {
+        node: Node::Router,
+        family: NftFamily::Ip,
+        table: "lab",
+        chain: "forward",
+        needle: "icmp type echo-request",
+        verdict: NftVerdict::Drop,
+        reason: "NETFILTER_DROP",
+        packets: 3,
+        tracked: None,
+    };
+    check(&lab, &case, &events, monitor, SERVER4.into());
+    assert!(
+        trace_tables(&lab, Node::Router).is_empty(),
+        "SIGINT left the trace table"
+    );
+}
+
+#[test]
+fn ct_state_invalid_drop_names_the_rule() {
+    if !kernel_tests_can_run() {
+        return;
+    }
+    let _lock = kernel_lock();
+    let lab = Lab::new().unwrap();
+    lab.sysctl(Node::Router, &["net.netfilter.nf_conntrack_tcp_loose=0"])
+        .unwrap();
+    lab.router_nft(
+        r#"
+table inet lab {
+    chain forward {
+        type filter hook forward priority filter; policy accept;
+        ct state invalid counter drop
+    }
+}
+"#,
+    )
+    .unwrap();
+    let collect = NftCollect::start(
+        &lab,
+        Node::Router,
+        "tcp port 80",
+        &["--allow-system-changes"],
+    );
+    let monitor = Monitor::start(&lab, Node::Router);
+    lab.bare_acks(Node::Client, SERVER4.into(), 80, 3).unwrap();
+    let monitor = monitor.finish("inet lab", "forward", "drop");
+    let (events, _) = collect.stop(libc::SIGTERM);
+    let case = Case {
+        node: Node::Router,
+        family: NftFamily::Inet,
+        table: "lab",
+        chain: "forward",
+        needle: "ct state invalid",
+        verdict: NftVerdict::Drop,
+        reason: "NETFILTER_DROP",
+        packets: 3,
+        tracked: Some(false),
+    };
+    check(&lab, &case, &events, monitor, SERVER4.into());
+    assert!(
+        trace_tables(&lab, Node::Router).is_empty(),
+        "SIGTERM left the trace table"
+    );
+}
+
+/// No rule drops here: the server's input chain accepts the datagrams, and the kernel
+/// drops them after, for lack of a socket. The accepting rule is reported.
+#[test]
+fn no_socket_drop_after_an_accepting_rule() {
+    if !kernel_tests_can_run() {
+        return;
+    }
+    let _lock = kernel_lock();
+    let lab = Lab::new().unwrap();
+    lab.nft(
+        Node::Server,
+        r#"
+table inet srv {
+    chain input {
+        type filter hook input priority filter; policy drop;
+        udp dport 9999 counter accept
+    }
+}
+"#,
+    )
+    .unwrap();
+    let collect = NftCollect::start(
+        &lab,
+        Node::Server,
+        "udp port 9999",
+        &["--allow-system-changes"],
+    );
+    let monitor = Monitor::start(&lab, Node::Server);
+    lab.udp_client(
+        Node::Client,
+        SERVER4.into(),
+        9999,
+        3,
+        Duration::from_millis(500),
+    )
+    .unwrap();
+    let monitor = monitor.finish("inet srv", "input", "accept");
+    let (events, _) = collect.stop(libc::SIGINT);
+    let case = Case {
+        node: Node::Server,
+        family: NftFamily::Inet,
+        table: "srv",
+        chain: "input",
+        needle: "udp dport 9999",
+        verdict: NftVerdict::Accept,
+        reason: "NO_SOCKET",
+        packets: 3,
+        tracked: None,
+    };
+    check(&lab, &case, &events, monitor, SERVER4.into());
+    // The source, to be sure the steps are the client's datagrams.
+    assert!(events.iter().filter(|e| e.nft.is_some()).all(|e| e
+        .packet
+        .as_ref()
+        .and_then(|p| p.ip)
+        .map(|ip| ip.src)
+        == Some(CLIENT4.into())));
+}
+
+/// A killed run leaves its table (nothing can run at SIGKILL); the next run removes it.
+#[test]
+fn a_table_left_by_a_killed_run_is_removed_by_the_next() {
+    if !kernel_tests_can_run() {
+        return;
+    }
+    let _lock = kernel_lock();
+    let lab = Lab::new().unwrap();
+    let killed = NftCollect::start(&lab, Node::Router, "icmp", &["--allow-system-changes"]);
+    let left = trace_tables(&lab, Node::Router);
+    assert_eq!(left.len(), 1, "{left:?}");
+    killed.collect.signal(libc::SIGKILL);
+    let (status, _, _) = killed.collect.finish(STOP);
+    assert!(!status.success());
+    assert_eq!(
+        trace_tables(&lab, Node::Router),
+        left,
+        "the killed run's table is there"
+    );
+
+    let next = NftCollect::start(&lab, Node::Router, "icmp", &["--allow-system-changes"]);
+    let now = trace_tables(&lab, Node::Router);
+    assert_eq!(now.len(), 1);
+    assert_ne!(now, left, "the next run's own table only");
+    let (_, stderr) = next.stop(libc::SIGINT);
+    assert!(
+        stderr.contains(&format!("removed trace table inet {}", left[0])),
+        "{stderr}"
+    );
+    assert!(trace_tables(&lab, Node::Router).is_empty());
+}
+
+/// Without --allow-system-changes nothing is installed: the user's own nftrace rule
+/// decides what is traced, and ct-cli says so.
+#[test]
+fn without_system_changes_the_rulesets_own_marks_are_used() {
+    if !kernel_tests_can_run() {
+        return;
+    }
+    let _lock = kernel_lock();
+    let lab = Lab::new().unwrap();
+    lab.router_nft(
+        r#"
+table ip lab {
+    chain pre {
+        type filter hook prerouting priority raw; policy accept;
+        icmp type echo-request meta nftrace set 1
+    }
+    chain forward {
+        type filter hook forward priority filter; policy accept;
+        ip daddr 10.0.2.2 icmp type echo-request counter drop
+    }
+}
+"#,
+    )
+    .unwrap();
+    let collect = NftCollect::start(&lab, Node::Router, "icmp", &[]);
+    assert!(
+        trace_tables(&lab, Node::Router).is_empty(),
+        "a table was installed"
+    );
+    let monitor = Monitor::start(&lab, Node::Router);
+    lab.ping(Node::Client, SERVER4.into(), 2).unwrap();
+    let monitor = monitor.finish("ip lab", "forward", "drop");
+    let (events, stderr) = collect.stop(libc::SIGINT);
+    assert!(
+        stderr.contains("without --allow-system-changes"),
+        "{stderr}"
+    );
+    let case = Case {
+        node: Node::Router,
+        family: NftFamily::Ip,
+        table: "lab",
+        chain: "forward",
+        needle: "icmp type echo-request",
+        verdict: NftVerdict::Drop,
+        reason: "NETFILTER_DROP",
+        packets: 2,
+        tracked: None,
+    };
+    check(&lab, &case, &events, monitor, SERVER4.into());
+}

@@ -1,0 +1,278 @@
+use std::net::Ipv4Addr;
+
+use ct_core::{
+    CtConnEvent, CtEvent, CtIp, CtState, CtStatus, IpVersion, NftFamily, NftTraceKind, NftVerdict,
+    PacketIp, ZoneDir,
+};
+
+use super::*;
+use crate::message::NFPROTO_IPV4;
+use crate::TraceMessage;
+
+const CLIENT: [u8; 4] = [10, 0, 1, 2];
+const SERVICE: [u8; 4] = [10, 0, 9, 9];
+const BACKEND: [u8; 4] = [10, 0, 2, 2];
+
+fn ip(a: [u8; 4]) -> IpAddr {
+    Ipv4Addr::from(a).into()
+}
+
+/// IPv4 + TCP headers as the kernel copies them into a trace message.
+fn headers(
+    src: [u8; 4],
+    dst: [u8; 4],
+    id: u16,
+    sport: u16,
+    dport: u16,
+    flags: u8,
+) -> (Vec<u8>, Vec<u8>) {
+    let mut net = vec![0x45, 0, 0, 40];
+    net.extend(id.to_be_bytes());
+    net.extend([0x40, 0, 64, 6, 0, 0]);
+    net.extend(src);
+    net.extend(dst);
+    let sum = !net
+        .chunks(2)
+        .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
+        .fold(0u32, |a, b| {
+            let s = a + b;
+            (s & 0xffff) + (s >> 16)
+        }) as u16;
+    net[10..12].copy_from_slice(&sum.to_be_bytes());
+    let mut tcp = Vec::new();
+    tcp.extend(sport.to_be_bytes());
+    tcp.extend(dport.to_be_bytes());
+    tcp.extend([0; 8]);
+    tcp.extend([0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
+    (net, tcp)
+}
+
+fn step(trace_id: u32, net_tcp: (Vec<u8>, Vec<u8>)) -> TraceStep {
+    let message = TraceMessage {
+        family: NftFamily::Inet,
+        table: "f".into(),
+        chain: "in".into(),
+        kind: NftTraceKind::Rule,
+        handle: Some(3),
+        verdict: NftVerdict::Drop,
+        target: None,
+        id: trace_id,
+        nfproto: Some(NFPROTO_IPV4),
+        iif: Some(2),
+        oif: None,
+        mark: None,
+        network_header: net_tcp.0,
+        transport_header: net_tcp.1,
+    };
+    TraceStep::new(message, Some("tcp dport 81 drop".into()), 1000)
+}
+
+/// A BPF event for a TCP packet `src:sport > dst:dport`, with a DNAT entry
+/// CLIENT:40000 > SERVICE:80 translated to BACKEND:8080 when `ct` is set.
+fn bpf_event(
+    skb: u64,
+    src: [u8; 4],
+    dst: [u8; 4],
+    sport: u16,
+    dport: u16,
+    id: u32,
+    ct: bool,
+) -> Event {
+    let base = CtConnEvent {
+        zone_id: 0,
+        zone_dir: ZoneDir::Default,
+        orig: ct_core::CtTuple {
+            ip: CtIp::new(ip(CLIENT), ip(SERVICE)),
+            proto: CtProto::Tcp {
+                sport: 40000,
+                dport: 80,
+            },
+        },
+        reply: ct_core::CtTuple {
+            ip: CtIp::new(ip(BACKEND), ip(CLIENT)),
+            proto: CtProto::Tcp {
+                sport: 8080,
+                dport: 40000,
+            },
+        },
+        tcp_state: None,
+        mark: None,
+        labels: None,
+        ct_status: CtStatus::DST_NAT,
+        sctp_state: None,
+        helper: None,
+        timeout: None,
+    };
+    Event {
+        netns: Some(4026531840),
+        tracking: Some(Tracking {
+            skb,
+            conn: ct.then_some(77),
+            parent_conn: None,
+        }),
+        packet: Some(Packet {
+            ifindex: Some(2),
+            ifname: None,
+            len: 40,
+            ip: Some(PacketIp {
+                src: ip(src),
+                dst: ip(dst),
+                version: IpVersion::V4,
+                ttl: 64,
+                tos: 0,
+                id,
+                frag_off: 0,
+                df: true,
+                mf: false,
+                len: 40,
+                proto: 6,
+            }),
+            l4: Some(PacketL4::Tcp {
+                sport,
+                dport,
+                flags: 0x02,
+            }),
+        }),
+        ct: ct.then_some(CtEvent {
+            state: CtState::New,
+            base: Some(base),
+            parent: None,
+        }),
+        ..Event::default()
+    }
+}
+
+fn tracking(events: &[Event]) -> Vec<Option<u64>> {
+    events.iter().map(|e| e.tracking.map(|t| t.skb)).collect()
+}
+
+#[test]
+fn a_step_takes_the_ids_of_the_packet_with_its_headers() {
+    let now = Instant::now();
+    let mut j = Joiner::new();
+    j.observe(&bpf_event(5, CLIENT, SERVICE, 40000, 80, 1234, false), now);
+    let out = j.push(
+        step(1, headers(CLIENT, SERVICE, 1234, 40000, 80, 0x02)),
+        now,
+    );
+    assert_eq!(tracking(&out), [Some(5)]);
+    assert_eq!(out[0].netns, Some(4026531840));
+    let nft = out[0].nft.as_ref().unwrap();
+    assert_eq!(
+        (&*nft.table, nft.handle, nft.verdict),
+        ("f", Some(3), NftVerdict::Drop)
+    );
+    assert_eq!(nft.rule.as_deref(), Some("tcp dport 81 drop"));
+    assert_eq!(out[0].packet.as_ref().unwrap().ip.unwrap().id, 1234);
+}
+
+#[test]
+fn other_ip_ids_and_flags_are_other_packets() {
+    let now = Instant::now();
+    let mut j = Joiner::new();
+    j.observe(&bpf_event(5, CLIENT, SERVICE, 40000, 80, 1234, false), now);
+    assert!(j
+        .push(
+            step(1, headers(CLIENT, SERVICE, 1235, 40000, 80, 0x02)),
+            now
+        )
+        .is_empty());
+    assert!(j
+        .push(
+            step(2, headers(CLIENT, SERVICE, 1234, 40000, 80, 0x10)),
+            now
+        )
+        .is_empty());
+    let later = now + WAIT_FOR_PACKET;
+    assert_eq!(tracking(&j.ready(later)), [None, None]);
+    assert_eq!(j.unjoined(), 2);
+}
+
+#[test]
+fn translated_headers_find_the_packet_through_its_conntrack_tuples() {
+    let now = Instant::now();
+    let mut j = Joiner::new();
+    // The probe saw the packet before DNAT; nftables' input chain sees it after.
+    j.observe(&bpf_event(9, CLIENT, SERVICE, 40000, 80, 77, true), now);
+    let out = j.push(
+        step(1, headers(CLIENT, BACKEND, 77, 40000, 8080, 0x02)),
+        now,
+    );
+    assert_eq!(tracking(&out), [Some(9)]);
+    assert_eq!(out[0].tracking.unwrap().conn, Some(77));
+}
+
+#[test]
+fn a_step_waits_for_its_packet_then_goes_without_ids() {
+    let now = Instant::now();
+    let mut j = Joiner::new();
+    assert!(j
+        .push(step(1, headers(CLIENT, SERVICE, 1, 40000, 80, 2)), now)
+        .is_empty());
+    assert!(j
+        .push(step(2, headers(CLIENT, SERVICE, 2, 40000, 80, 2)), now)
+        .is_empty());
+    // The first one's packet arrives in time.
+    j.observe(&bpf_event(5, CLIENT, SERVICE, 40000, 80, 1, false), now);
+    assert_eq!(tracking(&j.ready(now)), [Some(5)]);
+    assert!(j.ready(now + WAIT_FOR_PACKET / 2).is_empty());
+    assert_eq!(tracking(&j.ready(now + WAIT_FOR_PACKET)), [None]);
+    assert_eq!(j.unjoined(), 1);
+    assert!(j.finish().is_empty());
+}
+
+#[test]
+fn later_steps_follow_their_trace_id() {
+    let now = Instant::now();
+    let mut j = Joiner::new();
+    j.observe(&bpf_event(5, CLIENT, SERVICE, 40000, 80, 1, false), now);
+    assert_eq!(
+        tracking(&j.push(step(42, headers(CLIENT, SERVICE, 1, 40000, 80, 2)), now)),
+        [Some(5)]
+    );
+    // Rewritten in a way no probe saw (no conntrack entry to tell): the trace id still says.
+    let rewritten = step(42, headers(CLIENT, [10, 0, 3, 3], 1, 40000, 80, 2));
+    assert_eq!(tracking(&j.push(rewritten, now)), [Some(5)]);
+}
+
+#[test]
+fn a_trace_id_seen_again_later_is_another_packet() {
+    let now = Instant::now();
+    let mut j = Joiner::new();
+    j.observe(&bpf_event(5, CLIENT, SERVICE, 40000, 80, 1, false), now);
+    j.push(step(42, headers(CLIENT, SERVICE, 1, 40000, 80, 2)), now);
+    // The kernel reused the buffer: same trace id, another packet no probe saw.
+    let later = now + TRACE_ID_LIFETIME;
+    let other = step(42, headers(CLIENT, [10, 0, 3, 3], 2, 40000, 80, 2));
+    assert!(j.push(other, later).is_empty());
+    assert_eq!(tracking(&j.ready(later + WAIT_FOR_PACKET)), [None]);
+}
+
+#[test]
+fn finish_writes_every_waiting_step() {
+    let now = Instant::now();
+    let mut j = Joiner::new();
+    assert!(j
+        .push(step(1, headers(CLIENT, SERVICE, 1, 40000, 80, 2)), now)
+        .is_empty());
+    assert!(j
+        .push(step(2, headers(CLIENT, SERVICE, 3, 40000, 80, 2)), now)
+        .is_empty());
+    // The first one's packet arrives, then the run ends before anything else is read.
+    j.observe(&bpf_event(5, CLIENT, SERVICE, 40000, 80, 1, false), now);
+    assert_eq!(tracking(&j.finish()), [Some(5), None]);
+    assert_eq!(j.unjoined(), 1);
+}
+
+#[test]
+fn old_packets_are_forgotten() {
+    let now = Instant::now();
+    let mut j = Joiner::new();
+    j.observe(&bpf_event(5, CLIENT, SERVICE, 40000, 80, 1, false), now);
+    let much_later = now + REMEMBER_PACKETS_FOR + WAIT_FOR_PACKET;
+    j.push(
+        step(1, headers(CLIENT, SERVICE, 1, 40000, 80, 2)),
+        much_later,
+    );
+    assert_eq!(tracking(&j.ready(much_later + WAIT_FOR_PACKET)), [None]);
+}

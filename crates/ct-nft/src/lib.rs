@@ -1,0 +1,68 @@
+//! nftables verdicts for ct-trace, read from nftables' own tracing, so that no kprobe is
+//! needed: packets carrying the `nftrace` mark make the kernel report, for every rule
+//! that decides something, an `NFT_MSG_TRACE` message to the `NFNLGRP_NFTRACE` netlink
+//! group (what `nft monitor trace` prints).
+//!
+//! - [`NftTracer`] reads those messages in one network namespace, on a thread of its own,
+//!   and optionally installs a temporary trace table that marks the packets to trace
+//!   ([`Marking::Table`]); it removes the table when dropped, and removes tables left by
+//!   killed runs when it starts.
+//! - [`Joiner`] joins each step to the BPF events of the same packet (tracking ids) and
+//!   turns it into a [`ct_core::Event`] with an `nft` section.
+//! - [`mark_rules`] writes a packet filter as the table's marking rules.
+
+mod check;
+mod join;
+mod mark;
+mod message;
+mod netns;
+mod rules;
+mod socket;
+mod step;
+mod table;
+mod tracer;
+
+pub use check::check;
+pub use join::{Joiner, WAIT_FOR_PACKET};
+pub use mark::{mark_rules, Conjunction, MAX_MARK_RULES};
+pub use message::{parse_datagram, parse_trace, MessageError, TraceMessage};
+pub use netns::netns_file;
+pub use rules::{parse_listing, RuleTexts, NFT_PROGRAM};
+pub use step::TraceStep;
+pub use table::{remove_stale_tables, TraceTable, TABLE_PREFIX};
+pub use tracer::{Marking, NftTracer, Started, TracerEvent};
+
+use std::io;
+use std::path::PathBuf;
+
+/// What went wrong with nftables tracing.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NftError {
+    #[error("cannot enter network namespace {path}: {source}")]
+    Netns {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error(
+        "network namespace inode {0}: no /var/run/netns/NAME or /proc/PID/ns/net names it; \
+         give its path or `ip netns` name to trace its nftables rules"
+    )]
+    NetnsNotFound(u32),
+    #[error(
+        "cannot listen to nftables traces (netlink group NFNLGRP_NFTRACE): {0}; this needs \
+         root (CAP_NET_ADMIN) and nf_tables (modprobe nf_tables)"
+    )]
+    Listen(#[source] io::Error),
+    #[error("reading nftables traces failed: {0}")]
+    Receive(#[source] io::Error),
+    #[error("cannot install the trace table {table}: {reason}")]
+    Install { table: String, reason: String },
+    #[error("cannot remove the trace table {table}: {reason}; remove it with `nft delete table inet {table}`")]
+    Remove { table: String, reason: String },
+    #[error("cannot list the nftables tables: {0}")]
+    List(String),
+    #[error("the nftables trace thread ended unexpectedly")]
+    ThreadGone,
+}

@@ -1,0 +1,94 @@
+//! Rule texts, as `nft -a list chain` prints them, looked up by handle.
+
+use std::collections::HashMap;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+
+use ct_core::NftFamily;
+
+/// The program that prints rules; nftables' own text is the one users know.
+pub const NFT_PROGRAM: &str = "nft";
+
+/// Texts of the rules of the chains seen so far, re-read when a handle is not known yet
+/// (a rule added after the chain was first read).
+#[derive(Debug, Default)]
+pub struct RuleTexts {
+    chains: HashMap<(NftFamily, String, String), HashMap<u64, Arc<str>>>,
+}
+
+impl RuleTexts {
+    /// The text of rule `handle` in `family table chain`, or `None` when `nft` cannot tell
+    /// (not installed, the rule deleted since).
+    pub fn get(
+        &mut self,
+        family: NftFamily,
+        table: &str,
+        chain: &str,
+        handle: u64,
+    ) -> Option<Arc<str>> {
+        let key = (family, table.to_owned(), chain.to_owned());
+        if let Some(text) = self.chains.get(&key).and_then(|rules| rules.get(&handle)) {
+            return Some(Arc::clone(text));
+        }
+        let rules = list_chain(family, table, chain).unwrap_or_default();
+        let text = rules.get(&handle).cloned();
+        self.chains.insert(key, rules);
+        text
+    }
+}
+
+/// Runs `nft -a list chain` (in the calling thread's network namespace).
+fn list_chain(family: NftFamily, table: &str, chain: &str) -> Option<HashMap<u64, Arc<str>>> {
+    let output = Command::new(NFT_PROGRAM)
+        // -s: without counter values, which would make one rule read differently each time.
+        .args(["-s", "-a", "list", "chain", family.into()])
+        .arg(table)
+        .arg(chain)
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    output
+        .status
+        .success()
+        .then(|| parse_listing(&String::from_utf8_lossy(&output.stdout)))
+}
+
+/// Rule lines of an `nft -a list` listing: `TEXT # handle N`. Chain and table lines carry
+/// handles too but end with `{ # handle N`.
+pub fn parse_listing(listing: &str) -> HashMap<u64, Arc<str>> {
+    listing
+        .lines()
+        .filter_map(|line| {
+            let (text, handle) = line.trim().rsplit_once(" # handle ")?;
+            let text = text.trim_end();
+            if text.ends_with('{') || text.is_empty() {
+                return None;
+            }
+            Some((handle.trim().parse().ok()?, Arc::from(text)))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listing_rules_by_handle() {
+        let listing = "table inet f { # handle 7\n\
+            \tchain in { # handle 1\n\
+            \t\ttype filter hook input priority filter; policy accept;\n\
+            \t\ttcp dport 81 counter packets 2 bytes 120 drop # handle 3\n\
+            \t\tct state invalid drop comment \"no # handle here\" # handle 12\n\
+            \t}\n\
+            }\n";
+        let rules = parse_listing(listing);
+        assert_eq!(rules.len(), 2, "{rules:?}");
+        assert_eq!(&*rules[&3], "tcp dport 81 counter packets 2 bytes 120 drop");
+        assert_eq!(
+            &*rules[&12],
+            "ct state invalid drop comment \"no # handle here\""
+        );
+    }
+}

@@ -1,0 +1,93 @@
+//! A trace step ready to join: the message, its rule's text and its packet.
+
+use std::sync::Arc;
+
+use ct_core::{Event, NftTrace, Packet, Tracking};
+
+use crate::message::{TraceMessage, NFPROTO_IPV4, NFPROTO_IPV6};
+
+/// `ETH_P_IP` and `ETH_P_IPV6`, as the header parser takes the layer-3 protocol.
+const ETH_P_IP: u16 = 0x0800;
+const ETH_P_IPV6: u16 = 0x86dd;
+/// Offset of the next-header byte in the IPv6 header.
+const IPV6_NEXT_HEADER: usize = 6;
+/// IPPROTO_TCP, IPPROTO_UDP, IPPROTO_ICMPV6, IPPROTO_SCTP, IPPROTO_UDPLITE: headers the
+/// kernel copies as the transport header right after a plain IPv6 header.
+const TRANSPORT_PROTOCOLS: [u8; 5] = [6, 17, 58, 132, 136];
+
+/// One step of a packet's way through nftables.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceStep {
+    pub message: TraceMessage,
+    /// The rule's text, when `nft` could print it.
+    pub rule: Option<Arc<str>>,
+    /// The packet as the trace's headers show it.
+    pub packet: Option<Packet>,
+    /// When the message was read (`CLOCK_MONOTONIC`, nanoseconds).
+    pub received_ns: u64,
+}
+
+impl TraceStep {
+    /// A step for `message`, its packet parsed from the headers it carries.
+    pub fn new(message: TraceMessage, rule: Option<Arc<str>>, received_ns: u64) -> Self {
+        let packet = trace_packet(&message);
+        TraceStep {
+            message,
+            rule,
+            packet,
+            received_ns,
+        }
+    }
+
+    /// The step as an event, with the tracking ids and namespace of its packet's BPF
+    /// events when it was joined to them.
+    pub fn into_event(self, tracking: Option<Tracking>, netns: Option<u32>) -> Event {
+        let m = self.message;
+        Event {
+            timestamp: Some(self.received_ns),
+            netns,
+            tracking,
+            packet: self.packet,
+            nft: Some(NftTrace {
+                family: m.family,
+                table: m.table.into(),
+                chain: m.chain.into(),
+                kind: m.kind,
+                handle: m.handle,
+                rule: self.rule,
+                verdict: m.verdict,
+                target: m.target.map(Into::into),
+            }),
+            ..Event::default()
+        }
+    }
+}
+
+/// The packet section from a trace's headers: network and transport header are copied
+/// separately (at most 40 and 20 bytes), and together they are the start of the packet
+/// unless IPv4 options or IPv6 extension headers made the first copy stop short.
+fn trace_packet(m: &TraceMessage) -> Option<Packet> {
+    let l3_proto = match m.nfproto? {
+        NFPROTO_IPV4 => ETH_P_IP,
+        NFPROTO_IPV6 => ETH_P_IPV6,
+        _ => return None,
+    };
+    let mut headers = m.network_header.clone();
+    // IPv6 extension headers sit between the two copies and are not in either: the
+    // transport header then cannot be placed, and only the network header is parsed.
+    let extension_follows = l3_proto == ETH_P_IPV6
+        && headers
+            .get(IPV6_NEXT_HEADER)
+            .is_some_and(|next| !TRANSPORT_PROTOCOLS.contains(next));
+    if !extension_follows {
+        headers.extend_from_slice(&m.transport_header);
+    }
+    let (ip, l4) = ct_bpf::packet::parse_l3(l3_proto, &headers, 0)?;
+    Some(Packet {
+        ifindex: m.iif.or(m.oif),
+        ifname: None,
+        len: ip.len.into(),
+        ip: Some(ip),
+        l4,
+    })
+}
