@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use ct_core::{Event, NftFamily, NftTraceKind, NftVerdict};
 use ct_lab::{Lab, Node, CLIENT4, SERVER4};
-use support::{kernel_lock, kernel_tests_can_run, read_file, Collect, Scratch};
+use support::{kernel_lock, kernel_tests_can_run, read_file, start_collect, Collect, Scratch};
 
 const KFREE: &str = "skb:kfree_skb";
 const STOP: Duration = Duration::from_secs(20);
@@ -100,7 +100,7 @@ impl NftCollect {
         let mut args = vec!["--netns", lab.name(node), "--nft", "-f", filter];
         args.extend_from_slice(extra);
         args.extend(["-o", out.to_str().unwrap()]);
-        let mut collect = Collect::start(&args);
+        let mut collect = start_collect(&args);
         collect.wait_ready();
         NftCollect {
             collect,
