@@ -12,12 +12,13 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::net::IpAddr;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ct_core::{Event, NftFamily, NftTraceKind, NftVerdict};
 use ct_lab::{Lab, Node, CLIENT4, SERVER4};
-use support::{kernel_lock, kernel_tests_can_run, read_file, start_collect, Collect, Scratch};
+use support::{kernel_tests_can_run, read_file, start_collect, Collect, Scratch};
 
 const KFREE: &str = "skb:kfree_skb";
 const STOP: Duration = Duration::from_secs(20);
@@ -95,7 +96,9 @@ struct NftCollect {
 
 impl NftCollect {
     fn start(lab: &Lab, node: Node, filter: &str, extra: &[&str]) -> NftCollect {
-        let dir = Scratch::new(&format!("nft-{}", std::process::id()));
+        // Tests run in parallel, each with its own lab: and its own directory.
+        static RUNS: AtomicUsize = AtomicUsize::new(0);
+        let dir = Scratch::new(&format!("nft-{}", RUNS.fetch_add(1, Ordering::Relaxed)));
         let out = dir.path("events.json");
         let mut args = vec!["--netns", lab.name(node), "--nft", "-f", filter];
         args.extend_from_slice(extra);
@@ -277,14 +280,18 @@ fn check(lab: &Lab, case: &Case, events: &[Event], monitor: (Vec<String>, String
         // The step carries the connection of its packet, if it had one.
         assert_eq!(e.tracking.unwrap().conn, drop.tracking.unwrap().conn, "{d}");
     }
+    let reason = match &expected {
+        Some(Some(name)) => name.as_str(),
+        Some(None) => "none (the kernel has no drop reasons)",
+        None => "some reason (the kernel does not name this one)",
+    };
     println!(
-        "{} {} {} handle {handle}: {} steps, monitor {} packets, counter {counted}, reason {:?}",
-        family,
+        "{family} {} {} handle {handle}: {} steps, monitor {} packets, counter {counted}, \
+         drop reason {reason}",
         case.table,
         case.chain,
         steps.len(),
         monitor_lines.len(),
-        expected
     );
 }
 
@@ -302,7 +309,6 @@ fn nft_rule_drop_names_the_rule() {
     if !kernel_tests_can_run() {
         return;
     }
-    let _lock = kernel_lock();
     let lab = Lab::new().unwrap();
     lab.router_nft(NFT_DROP).unwrap();
     let collect = NftCollect::start(&lab, Node::Router, "icmp", &["--allow-system-changes"]);
@@ -338,7 +344,6 @@ fn ct_state_invalid_drop_names_the_rule() {
     if !kernel_tests_can_run() {
         return;
     }
-    let _lock = kernel_lock();
     let lab = Lab::new().unwrap();
     lab.sysctl(Node::Router, &["net.netfilter.nf_conntrack_tcp_loose=0"])
         .unwrap();
@@ -388,7 +393,6 @@ fn no_socket_drop_after_an_accepting_rule() {
     if !kernel_tests_can_run() {
         return;
     }
-    let _lock = kernel_lock();
     let lab = Lab::new().unwrap();
     lab.nft(
         Node::Server,
@@ -446,7 +450,6 @@ fn a_table_left_by_a_killed_run_is_removed_by_the_next() {
     if !kernel_tests_can_run() {
         return;
     }
-    let _lock = kernel_lock();
     let lab = Lab::new().unwrap();
     let killed = NftCollect::start(&lab, Node::Router, "icmp", &["--allow-system-changes"]);
     let left = trace_tables(&lab, Node::Router);
@@ -479,7 +482,6 @@ fn without_system_changes_the_rulesets_own_marks_are_used() {
     if !kernel_tests_can_run() {
         return;
     }
-    let _lock = kernel_lock();
     let lab = Lab::new().unwrap();
     lab.router_nft(
         r#"
