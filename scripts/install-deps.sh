@@ -3,12 +3,15 @@
 # the BPF toolchain (clang), libbpf's build needs (libelf, zlib, pkg-config; their static
 # archives and glibc's libc.a, with readelf from binutils, for scripts/static-build.sh), the
 # tools the kernel tests drive (nftables, conntrack-tools, iproute2, ping, python3, bpftool,
-# setpriv/runuser from util-linux), and a C++ compiler for cargo-fuzz's libFuzzer.
+# setpriv/runuser from util-linux), a C++ compiler for cargo-fuzz's libFuzzer, tshark (the
+# pcapng tests read what `collect -w` and `ct-cli pcap` write with it) and man (the man page
+# test renders `ct-cli man` with it).
 set -euo pipefail
 
 packages=(
     clang llvm gcc libc6-dev make pkg-config libelf-dev zlib1g-dev binutils
     nftables conntrack iproute2 iputils-ping python3 procps util-linux bpftool g++
+    tshark man-db
 )
 
 missing=()
@@ -21,6 +24,9 @@ if ((${#missing[@]})); then
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
     echo "install-deps: installing ${missing[*]}" >&2
     $sudo apt-get update -qq
+    # wireshark-common asks whether non-root users may capture (a setuid dumpcap); answer
+    # no, so that the install asks nothing and changes no privileges.
+    echo "wireshark-common wireshark-common/install-setuid boolean false" | $sudo debconf-set-selections
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 

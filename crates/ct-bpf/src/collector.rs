@@ -152,6 +152,7 @@ pub struct CollectorBuilder {
     floor: bool,
     raw_tracepoints: bool,
     filters: KernelFilters,
+    headers: bool,
 }
 
 impl Default for CollectorBuilder {
@@ -165,6 +166,7 @@ impl Default for CollectorBuilder {
             floor: false,
             raw_tracepoints: false,
             filters: KernelFilters::default(),
+            headers: false,
         }
     }
 }
@@ -230,6 +232,13 @@ impl CollectorBuilder {
         self
     }
 
+    /// Keeps the header bytes the program copied (from the network header on, at most
+    /// [`PKT_HDR_LEN`](crate::raw::PKT_HDR_LEN)) in each event's `packet.headers`.
+    pub fn headers(mut self, yes: bool) -> Self {
+        self.headers = yes;
+        self
+    }
+
     /// Filters evaluated in the kernel before an event is reserved: packets they reject
     /// cost one skb read and never reach the ring buffer.
     pub fn filters(mut self, filters: KernelFilters) -> Self {
@@ -290,7 +299,9 @@ impl CollectorBuilder {
             _scratch: shared.scratch,
             _track: shared.track,
             objects,
-            decoder: Decoder::new(infos.clone()).with_drop_reasons(reasons),
+            decoder: Decoder::new(infos.clone())
+                .with_drop_reasons(reasons)
+                .with_headers(self.headers),
             probes: infos,
             programs,
         })

@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ct_core::{
     CtConnEvent, CtEvent, CtIp, CtProto, CtState, CtStatus, CtTuple, DropInfo, Event, FixedStr,
-    ProbeInfo, SctpState, Task, TcpState, Tracking, ZoneDir,
+    HeaderBytes, Packet, ProbeInfo, SctpState, Task, TcpState, Tracking, ZoneDir,
 };
 
 use crate::ids::IdKey;
@@ -268,6 +268,8 @@ pub struct Decoder {
     key: IdKey,
     /// The kernel's `enum skb_drop_reason`, to name the reasons records carry.
     reasons: Option<DropReasons>,
+    /// Whether events keep the header bytes the program copied (`Packet::headers`).
+    keep_headers: bool,
 }
 
 impl Decoder {
@@ -277,7 +279,16 @@ impl Decoder {
             probes,
             key: IdKey::random(),
             reasons: None,
+            keep_headers: false,
         }
+    }
+
+    /// Keeps the header bytes the program copied in each event's packet section
+    /// ([`Packet::headers`](ct_core::Packet::headers)): one allocation per event, so off
+    /// unless asked (pcapng output, `--raw-headers`).
+    pub fn with_headers(mut self, yes: bool) -> Self {
+        self.keep_headers = yes;
+        self
     }
 
     /// Names drop reasons with `reasons` (the running kernel's, see
@@ -348,6 +359,15 @@ impl Decoder {
         }
     }
 
+    fn packet(&self, raw: &RawCtEvent) -> Packet {
+        let mut packet = parse_packet(raw);
+        if self.keep_headers {
+            let copied = &raw.hdr[..usize::from(raw.hdr_len).min(raw.hdr.len())];
+            packet.headers = Some(HeaderBytes::new(copied));
+        }
+        packet
+    }
+
     pub fn decode_raw(&self, raw: &RawCtEvent) -> Result<Event, DecodeError> {
         let probe = self
             .probes
@@ -381,7 +401,7 @@ impl Decoder {
             probe: Some(probe),
             netns: (raw.pkt_flags & PKT_HAS_NETNS != 0).then_some(raw.netns),
             tracking: Some(tracking),
-            packet: Some(parse_packet(raw)),
+            packet: Some(self.packet(raw)),
             drop: self.drop_info(raw),
             ct: ct.map(|shape| build_ct(raw, shape)),
             nft: None,

@@ -21,6 +21,7 @@ pub fn parse_packet(raw: &RawCtEvent) -> Packet {
         len: raw.skb_len,
         ip,
         l4: l4.flatten(),
+        headers: None,
     }
 }
 

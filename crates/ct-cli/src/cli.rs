@@ -100,12 +100,29 @@ pub enum Command {
     /// and the timeline of states the packets saw.
     #[command(after_help = exit_codes_help())]
     Conns(FileArgs),
+    /// Write the packets of events files collected with --raw-headers as pcapng, for
+    /// Wireshark and tshark (as `collect -w` does while collecting).
+    #[command(after_help = exit_codes_help())]
+    Pcap(PcapArgs),
     /// Report whether this machine can collect (BTF, privileges, conntrack, probe types).
     #[command(after_help = exit::help(&[
         (exit::SUCCESS, "collection can run"),
         (exit::PREREQUISITES, "collection cannot run: fix the FAIL lines"),
     ]))]
     Check,
+    /// Print a shell completion script: bash, zsh or fish
+    /// (bash: `source <(ct-cli completions bash)`).
+    Completions {
+        #[arg(value_name = "SHELL")]
+        shell: CompletionShell,
+    },
+    /// Print the man page, in roff, of ct-cli or one of its commands (`ct-cli man | man -l -`,
+    /// `ct-cli man collect | man -l -`).
+    Man {
+        /// The command whose page to print; ct-cli's own without.
+        #[arg(value_name = "COMMAND", value_parser = command_names())]
+        command: Option<String>,
+    },
 }
 
 const COLLECT_HELP: &str = "\
@@ -164,6 +181,7 @@ fn format_parser() -> impl clap::builder::TypedValueParser<Value = Format> {
 }
 
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("outputs").args(["out", "pcapng"]).multiple(true)))]
 pub struct CollectArgs {
     /// Probe to attach: tp:CATEGORY:NAME (tracepoint), kp:FUNCTION (kprobe) or
     /// kr:FUNCTION (kretprobe returning an skb). Repeat for several. Default: see below.
@@ -175,12 +193,26 @@ pub struct CollectArgs {
     #[arg(short = 'o', long = "out", value_name = "FILE")]
     pub out: Option<PathBuf>,
 
-    /// With -o: overwrite FILE if it exists (still never through a symbolic link).
-    #[arg(long, requires = "out")]
+    /// Write the packets to FILE as pcapng for Wireshark and tshark (as tcpdump -w):
+    /// the header bytes copied at each probe (raw IP, from the network header), the
+    /// event's timestamp, and the event as text in the packet's comment
+    /// (tshark -Y 'frame.comment contains "ct_state NEW"'). Alone or with -o; events
+    /// without an IP header are counted, not written. Created like -o's file.
+    #[arg(short = 'w', long = "write", value_name = "FILE")]
+    pub pcapng: Option<PathBuf>,
+
+    /// Add the header bytes the probe copied (from the network header on, up to 96
+    /// bytes) to each JSON event as hex (`packet.headers`), so that `ct-cli pcap` can
+    /// make a capture of the file later.
+    #[arg(long)]
+    pub raw_headers: bool,
+
+    /// With -o or -w: overwrite FILE if it exists (still never through a symbolic link).
+    #[arg(long, requires = "outputs")]
     pub force: bool,
 
-    /// With -o: also print events on stdout.
-    #[arg(long, requires = "out")]
+    /// With -o or -w: also print events on stdout.
+    #[arg(long, requires = "outputs")]
     pub print: bool,
 
     /// Format of events printed on stdout.
@@ -281,6 +313,32 @@ pub struct FilterArgs {
     pub drop_reason: Option<DropReasonNames>,
 }
 
+/// The names of ct-cli's commands, for `ct-cli man COMMAND`. Named here rather than read
+/// from `Cli::command()`, which would build this very parser; the test
+/// `man_pages_exist_for_every_command` holds the two lists equal.
+pub const COMMAND_NAMES: &[&str] = &[
+    "collect",
+    "print",
+    "sort",
+    "conns",
+    "pcap",
+    "check",
+    "completions",
+    "man",
+];
+
+fn command_names() -> PossibleValuesParser {
+    PossibleValuesParser::new(COMMAND_NAMES)
+}
+
+/// The shells `ct-cli completions` writes scripts for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CompletionShell {
+    Bash,
+    Zsh,
+    Fish,
+}
+
 /// `--drop-reason` values.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DropReasonNames(pub Vec<String>);
@@ -357,13 +415,35 @@ impl CollectArgs {
 /// Arguments of the commands that read an events file.
 #[derive(Debug, Args)]
 pub struct FileArgs {
-    /// JSON Lines events file to read, or - for stdin.
-    #[arg(value_name = "FILE|-")]
-    pub file: PathBuf,
+    /// JSON Lines events files to read as one stream, in the order given (oldest first
+    /// after rotation: events.json.2 events.json.1 events.json), or - for stdin.
+    #[arg(value_name = "FILE|-", required = true)]
+    pub files: Vec<PathBuf>,
 
     /// Output format.
     #[arg(long, value_name = "FORMAT", default_value = "multiline", ignore_case = true, value_parser = format_parser())]
     pub format: Format,
+
+    #[command(flatten)]
+    pub filters: FilterArgs,
+}
+
+/// Arguments of `ct-cli pcap`.
+#[derive(Debug, Args)]
+pub struct PcapArgs {
+    /// JSON Lines events files with header bytes (`collect --raw-headers`), read as one
+    /// stream in the order given; - for stdin.
+    #[arg(value_name = "FILE|-", required = true)]
+    pub files: Vec<PathBuf>,
+
+    /// The pcapng file to write (created with mode 0600; an existing file or a symbolic
+    /// link is refused), or - for stdout (not a terminal).
+    #[arg(short = 'o', long = "out", value_name = "FILE.pcapng")]
+    pub out: PathBuf,
+
+    /// Overwrite the output file if it exists (still never through a symbolic link).
+    #[arg(long)]
+    pub force: bool,
 
     #[command(flatten)]
     pub filters: FilterArgs,
@@ -432,7 +512,7 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 impl CollectArgs {
     /// Whether events go to stdout.
     pub fn prints(&self) -> bool {
-        self.out.is_none() || self.print
+        (self.out.is_none() && self.pcapng.is_none()) || self.print
     }
 }
 
@@ -444,6 +524,15 @@ mod tests {
     #[test]
     fn command_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn man_pages_exist_for_every_command() {
+        let names: Vec<String> = Cli::command()
+            .get_subcommands()
+            .map(|c| c.get_name().to_owned())
+            .collect();
+        assert_eq!(names, COMMAND_NAMES);
     }
 
     #[test]

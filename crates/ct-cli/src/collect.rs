@@ -9,11 +9,12 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use ct_bpf::{Collector, CollectorBuilder, DecodeError, ProbeSpec};
 use ct_core::{Event, EventWriter, Format};
+use ct_pcapng::{PcapngOptions, PcapngWriter};
 
 use crate::cli::CollectArgs;
 use crate::exit;
 use crate::nft::NftSide;
-use crate::output::OutputFile;
+use crate::output::{Framing, OutputFile};
 
 /// Longest wait in the ring buffer before looking at signals, limits and the status line.
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
@@ -34,11 +35,35 @@ pub fn run(args: &CollectArgs) -> anyhow::Result<ExitCode> {
     };
 
     // Refuse a bad output file before touching the kernel.
+    if args.out.is_some() && args.out == args.pcapng {
+        anyhow::bail!(
+            "-o and -w name the same file: give the JSON events and the pcapng capture \
+             different names"
+        );
+    }
     let mut file = args
         .out
         .as_deref()
         .map(|path| OutputFile::create(path, args.force))
         .transpose()?;
+    let mut pcap_file = match args.pcapng.as_deref() {
+        Some(path) => match OutputFile::create(path, args.force) {
+            Ok(f) => Some(f.with_framing(Framing::Writes)),
+            Err(err) => {
+                if let Some(file) = file {
+                    file.abandon();
+                }
+                return Err(err);
+            }
+        },
+        None => None,
+    };
+    // Undoes what this run created, before any event.
+    let abandon = |file: Option<OutputFile>, pcap_file: Option<OutputFile>| {
+        file.into_iter()
+            .chain(pcap_file)
+            .for_each(OutputFile::abandon);
+    };
 
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -52,6 +77,7 @@ pub fn run(args: &CollectArgs) -> anyhow::Result<ExitCode> {
         .probes(specs.iter().cloned())
         .only_tracked(args.ct_only)
         .raw_tracepoints(args.raw_tracepoints)
+        .headers(args.raw_headers || args.pcapng.is_some())
         .filters(args.kernel_filters());
     if let Some(netns) = &args.netns {
         builder = builder.netns(netns.inode);
@@ -62,24 +88,37 @@ pub fn run(args: &CollectArgs) -> anyhow::Result<ExitCode> {
     let collector = match builder.build() {
         Ok(collector) => collector,
         Err(err) => {
-            if let Some(file) = file {
-                file.abandon();
-            }
+            abandon(file, pcap_file);
             return Err(err.into());
         }
     };
     if let Some(file) = &mut file {
         file.start()?;
     }
+    if let Some(file) = &mut pcap_file {
+        file.start()?;
+    }
+    let pcap = match pcap_file.map(|f| {
+        let options = PcapngOptions {
+            application: Some(crate::pcap::application()),
+            clock_offset_ns: monotonic_to_realtime_ns(),
+        };
+        PcapngWriter::new(f, options)
+    }) {
+        Some(Ok(writer)) => Some(writer),
+        Some(Err(err)) => {
+            abandon(file, None);
+            return Err(anyhow::Error::new(err).context("writing the pcapng capture failed"));
+        }
+        None => None,
+    };
 
     // After the probes are attached, so that a traced packet's BPF events are there to
     // join its verdicts to; before the readiness line, which promises both.
     let nft = match NftSide::start(args) {
         Ok(nft) => nft,
         Err(err) => {
-            if let Some(file) = file {
-                file.abandon();
-            }
+            abandon(file, pcap.map(PcapngWriter::into_inner));
             return Err(err);
         }
     };
@@ -96,6 +135,8 @@ pub fn run(args: &CollectArgs) -> anyhow::Result<ExitCode> {
         .then(|| EventWriter::new(BufWriter::new(io::stdout()), args.format));
     let mut run = Run {
         file: file.map(|f| EventWriter::new(f, Format::Json)),
+        pcap,
+        json_headers: args.raw_headers,
         stdout,
         stdout_tty: io::stdout().is_terminal(),
         status: Status::new(io::stderr().is_terminal()),
@@ -129,6 +170,10 @@ enum Stopped {
 
 struct Run {
     file: Option<EventWriter<OutputFile>>,
+    /// `-w`: the pcapng capture.
+    pcap: Option<PcapngWriter<OutputFile>>,
+    /// `--raw-headers`: JSON and text keep the header bytes (kept in memory for -w anyway).
+    json_headers: bool,
     stdout: Option<EventWriter<BufWriter<Stdout>>>,
     stdout_tty: bool,
     status: Status,
@@ -256,6 +301,11 @@ impl Run {
         if decode_errors > 0 {
             line.push_str(&format!(", {decode_errors} undecodable"));
         }
+        if let Some(pcap) = &self.pcap {
+            let shown = pcap.get_ref().path().display().to_string();
+            line.push_str("; ");
+            line.push_str(&crate::pcap::summary(pcap.stats(), &shown));
+        }
         if let Some(nft) = &self.nft {
             let s = nft.stats;
             line.push_str(&format!(
@@ -320,9 +370,20 @@ impl Run {
     }
 
     /// Writes one event to the outputs and counts it.
-    fn write(&mut self, event: Event) {
+    fn write(&mut self, mut event: Event) {
         if self.stopped.is_some() {
             return;
+        }
+        if let Some(pcap) = &mut self.pcap {
+            if let Err(err) = pcap.write(&event) {
+                self.pcap_failed(err);
+                return;
+            }
+        }
+        if !self.json_headers {
+            if let Some(packet) = &mut event.packet {
+                packet.headers = None;
+            }
         }
         if let Some(file) = &mut self.file {
             if let Err(err) = file.write(&event) {
@@ -354,6 +415,11 @@ impl Run {
                 self.file_failed(err);
             }
         }
+        if let Some(pcap) = &mut self.pcap {
+            if let Err(err) = pcap.flush() {
+                self.pcap_failed(err);
+            }
+        }
         if let Some(stdout) = &mut self.stdout {
             if let Err(err) = stdout.flush() {
                 self.stdout_failed(err);
@@ -382,6 +448,22 @@ impl Run {
         )));
     }
 
+    fn pcap_failed(&mut self, err: io::Error) {
+        if matches!(self.stopped, Some(Stopped::Failed(_))) {
+            return;
+        }
+        let Some(pcap) = &mut self.pcap else { return };
+        // Keep what fits; the file is cut after its last complete block.
+        let _ = pcap.flush();
+        let written = pcap.stats().packets;
+        let out = pcap.get_ref();
+        self.stopped = Some(Stopped::Failed(anyhow::anyhow!(
+            "writing {} failed: {err}; collection stopped, the capture keeps the complete \
+             blocks written before (at most {written} packets)",
+            out.path().display(),
+        )));
+    }
+
     fn stdout_failed(&mut self, err: io::Error) {
         self.stopped = Some(if err.kind() == io::ErrorKind::BrokenPipe {
             Stopped::StdoutClosed
@@ -395,6 +477,22 @@ impl Run {
         self.status.clear();
         eprintln!("{message}");
     }
+}
+
+/// What to add to a `CLOCK_MONOTONIC` time (event timestamps) to get the time since the
+/// epoch, as pcapng readers show it. Measured once: the two clocks drift apart only by
+/// NTP slewing and settimeofday during the run.
+fn monotonic_to_realtime_ns() -> i64 {
+    let now = |clock| {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `ts` is a valid, writable timespec; both clocks exist on every Linux.
+        unsafe { libc::clock_gettime(clock, &mut ts) };
+        ts.tv_sec * 1_000_000_000 + ts.tv_nsec
+    };
+    now(libc::CLOCK_REALTIME) - now(libc::CLOCK_MONOTONIC)
 }
 
 fn no_ct_hint(events: u64, ct_only: bool) -> String {

@@ -5,9 +5,11 @@
 
 mod cli;
 mod collect;
+mod docs;
 mod exit;
 mod nft;
 mod output;
+mod pcap;
 mod print;
 
 use std::process::ExitCode;
@@ -24,7 +26,10 @@ fn main() -> ExitCode {
         Command::Print(args) => print::run(args),
         Command::Sort(args) => print::sort(args),
         Command::Conns(args) => print::conns(args),
+        Command::Pcap(args) => pcap::run(args),
         Command::Check => Ok(check()),
+        Command::Completions { shell } => docs::completions(*shell),
+        Command::Man { command } => docs::man(command.as_deref()),
     };
     result.unwrap_or_else(|err| exit::report(&err))
 }

@@ -4,9 +4,11 @@
 //! (`--force`, which still refuses links and anything but a regular file). The file is
 //! mode 0600: events show addresses and process names.
 //!
-//! Writes are buffered and reach the file in whole lines. If the file system refuses a
-//! write (disk full, quota, file size limit), what fits is kept up to the last complete
-//! line and the file is cut there, so it always ends with a complete event.
+//! Writes are buffered and reach the file in whole records: lines for JSON Lines, and for a
+//! binary format (pcapng) whatever one `write` call gave, which its writer makes one whole
+//! block ([`Framing`]). If the file system refuses a write (disk full, quota, file size
+//! limit), what fits is kept up to the last complete record and the file is cut there, so
+//! it always ends with a complete event.
 
 use std::fs::{File, OpenOptions, Permissions};
 use std::io::{self, Write};
@@ -18,6 +20,15 @@ use anyhow::{bail, Context};
 /// Buffered bytes that make a write reach the file even between two flushes.
 const COMMIT_AT: usize = 1 << 20;
 
+/// Where the records of an output file end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// JSON Lines: each record ends with `\n`.
+    Lines,
+    /// Binary blocks: each `write` call is one whole record.
+    Writes,
+}
+
 /// An events file being written. See the [module docs](self).
 #[derive(Debug)]
 pub struct OutputFile {
@@ -28,8 +39,11 @@ pub struct OutputFile {
     buf: Vec<u8>,
     /// Bytes in the file: always whole lines.
     committed: u64,
-    /// Lines in the file.
+    /// Records (lines, or blocks) in the file.
     lines: u64,
+    framing: Framing,
+    /// With [`Framing::Writes`]: where each record in `buf` ends.
+    record_ends: Vec<usize>,
 }
 
 impl OutputFile {
@@ -102,7 +116,15 @@ impl OutputFile {
             buf: Vec::with_capacity(64 << 10),
             committed: 0,
             lines: 0,
+            framing: Framing::Lines,
+            record_ends: Vec::new(),
         }
+    }
+
+    /// Sets how records are told apart (lines unless set).
+    pub fn with_framing(mut self, framing: Framing) -> Self {
+        self.framing = framing;
+        self
     }
 
     /// Readies the file for events: an existing file (`--force`) is emptied and made 0600.
@@ -128,7 +150,7 @@ impl OutputFile {
         &self.path
     }
 
-    /// Complete lines in the file.
+    /// Complete lines (or, with [`Framing::Writes`], records) in the file.
     pub fn lines(&self) -> u64 {
         self.lines
     }
@@ -148,16 +170,30 @@ impl OutputFile {
                 Err(e) => break Err(e),
             }
         };
-        let kept = match result {
-            Ok(()) => done,
-            Err(_) => self.buf[..done]
-                .iter()
-                .rposition(|&b| b == b'\n')
-                .map_or(0, |i| i + 1),
+        let (kept, records) = match self.framing {
+            Framing::Lines => {
+                let kept = match result {
+                    Ok(()) => done,
+                    Err(_) => self.buf[..done]
+                        .iter()
+                        .rposition(|&b| b == b'\n')
+                        .map_or(0, |i| i + 1),
+                };
+                let lines = self.buf[..kept].iter().filter(|&&b| b == b'\n').count();
+                (kept, lines)
+            }
+            Framing::Writes => {
+                let records = self.record_ends.partition_point(|&end| end <= done);
+                let kept = records
+                    .checked_sub(1)
+                    .map_or(0, |last| self.record_ends[last]);
+                (kept, records)
+            }
         };
-        self.lines += self.buf[..kept].iter().filter(|&&b| b == b'\n').count() as u64;
+        self.lines += records as u64;
         self.committed += kept as u64;
         self.buf.clear();
+        self.record_ends.clear();
         if let Err(e) = result {
             if kept < done {
                 // Cut the partial line; shrinking a file needs no space.
@@ -172,7 +208,14 @@ impl OutputFile {
 impl Write for OutputFile {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
         self.buf.extend_from_slice(data);
-        if self.buf.len() >= COMMIT_AT && self.buf.ends_with(b"\n") {
+        let record_ends = match self.framing {
+            Framing::Lines => self.buf.ends_with(b"\n"),
+            Framing::Writes => {
+                self.record_ends.push(self.buf.len());
+                true
+            }
+        };
+        if self.buf.len() >= COMMIT_AT && record_ends {
             self.commit()?;
         }
         Ok(data.len())

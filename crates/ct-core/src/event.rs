@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{CtEvent, FixedStr, IpVersion};
+use crate::{CtEvent, FixedStr, HeaderBytes, IpVersion};
 
 /// One packet at one probe.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -268,6 +268,10 @@ pub struct Packet {
     pub ip: Option<PacketIp>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub l4: Option<PacketL4>,
+    /// The bytes copied from the network header on, when they were kept
+    /// (`collect --raw-headers`, or in memory for `collect -w`); hex in JSON.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub headers: Option<HeaderBytes>,
 }
 
 /// The network header.

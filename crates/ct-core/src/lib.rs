@@ -81,6 +81,7 @@ mod event;
 mod fast;
 pub mod filter;
 mod fixed;
+mod header_bytes;
 pub mod jsonl;
 pub mod labels;
 pub mod output;
@@ -100,6 +101,7 @@ pub use event::{
     PacketIp, PacketL4, ProbeInfo, ProbeKind, Task, Tracking,
 };
 pub use fixed::{FixedStr, NAME_LEN};
+pub use header_bytes::{HeaderBytes, HeaderBytesError};
 pub use jsonl::{
     parse_event_line, read_events, write_event_json, EventReader, LineError, LineErrorKind,
     DEFAULT_MAX_LINE_BYTES,

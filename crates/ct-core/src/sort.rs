@@ -245,13 +245,12 @@ impl Render for PacketGroup<'_> {
 /// length where both have a network header (the line then shows the header's length, and
 /// an nftables trace, which does not know the skb length, reports 0).
 fn prints_the_same(a: &Packet, b: &Packet) -> bool {
-    a == b
-        || (a.ip.is_some()
-            && b.ip.is_some()
-            && Packet {
-                len: b.len,
-                ..a.clone()
-            } == *b)
+    // Header bytes are not printed (and differ wherever a field the line shows does).
+    let a = Packet {
+        headers: b.headers.clone(),
+        ..a.clone()
+    };
+    a == *b || (a.ip.is_some() && b.ip.is_some() && Packet { len: b.len, ..a } == *b)
 }
 
 /// `{"skb": id or null, "events": [...]}`.

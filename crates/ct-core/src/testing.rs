@@ -9,8 +9,8 @@ use strum::IntoEnumIterator;
 
 use crate::{
     CtConnEvent, CtEvent, CtIp, CtProto, CtState, CtStatus, CtTuple, DropInfo, Event, FixedStr,
-    IpVersion, NftFamily, NftTrace, NftTraceKind, NftVerdict, Packet, PacketIp, PacketL4,
-    ProbeInfo, ProbeKind, SctpState, Task, TcpState, Tracking, ZoneDir,
+    HeaderBytes, IpVersion, NftFamily, NftTrace, NftTraceKind, NftVerdict, Packet, PacketIp,
+    PacketL4, ProbeInfo, ProbeKind, SctpState, Task, TcpState, Tracking, ZoneDir,
 };
 
 /// Any string, cut to a kernel name (control characters included).
@@ -199,13 +199,15 @@ pub fn packet() -> BoxedStrategy<Packet> {
         any::<u32>(),
         proptest::option::of(packet_ip()),
         proptest::option::of(packet_l4()),
+        proptest::option::of(proptest::collection::vec(any::<u8>(), 0..100)),
     )
-        .prop_map(|(ifindex, ifname, len, ip, l4)| Packet {
+        .prop_map(|(ifindex, ifname, len, ip, l4, headers)| Packet {
             ifindex,
             ifname,
             len,
             ip,
             l4,
+            headers: headers.map(|bytes| HeaderBytes::new(&bytes)),
         })
         .boxed()
 }
@@ -428,6 +430,7 @@ pub mod build {
                 proto,
             }),
             l4: Some(l4),
+            headers: None,
         }
     }
 

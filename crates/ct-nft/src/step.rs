@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use ct_core::{Event, NftTrace, Packet, Tracking};
+use ct_core::{Event, HeaderBytes, NftTrace, Packet, Tracking};
 
 use crate::message::{TraceMessage, NFPROTO_IPV4, NFPROTO_IPV6};
 
@@ -89,5 +89,6 @@ fn trace_packet(m: &TraceMessage) -> Option<Packet> {
         len: ip.len.into(),
         ip: Some(ip),
         l4,
+        headers: Some(HeaderBytes::new(&headers)),
     })
 }

@@ -186,8 +186,18 @@ fn write_packet<W: io::Write>(o: &mut Json<W>, packet: &Packet) {
         o.str(",\"l4\":");
         write_l4(o, l4);
     }
+    if let Some(headers) = &packet.headers {
+        o.str(",\"headers\":\"");
+        for &byte in headers.as_bytes() {
+            o.ascii(HEX_DIGITS[usize::from(byte >> 4)]);
+            o.ascii(HEX_DIGITS[usize::from(byte & 0x0f)]);
+        }
+        o.ascii(b'"');
+    }
     o.ascii(b'}');
 }
+
+const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
 
 fn write_packet_ip<W: io::Write>(o: &mut Json<W>, ip: &PacketIp) {
     // Addresses are strings whose text needs no escaping: the quotes go with the keys.

@@ -147,6 +147,7 @@ fn syn_event() -> Event {
                 len: 60,
                 proto: 6,
             }),
+            headers: None,
             l4: Some(PacketL4::Tcp {
                 sport: 54321,
                 dport: 443,
@@ -515,6 +516,7 @@ fn envelope_ipv6_icmpv6() {
                 len: 104,
                 proto: 58,
             }),
+            headers: None,
             l4: Some(PacketL4::Icmpv6 {
                 icmp_type: 129,
                 code: 0,
@@ -654,6 +656,7 @@ fn packet_lines() {
             ifname: Some(FixedStr::new("lo")),
             len: 42,
             ip: None,
+            headers: None,
             l4: None,
         },
     ));

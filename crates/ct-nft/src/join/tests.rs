@@ -127,6 +127,7 @@ fn bpf_event(
                 len: 40,
                 proto: 6,
             }),
+            headers: None,
             l4: Some(PacketL4::Tcp {
                 sport,
                 dport,

@@ -1,0 +1,118 @@
+//! `ct-cli pcap`: events files collected with `--raw-headers` to a pcapng capture.
+
+use std::io::{self, BufWriter, IsTerminal, Stdout, Write};
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use ct_pcapng::{PcapngOptions, PcapngStats, PcapngWriter};
+
+use crate::cli::PcapArgs;
+use crate::output::{Framing, OutputFile};
+use crate::print::{bad_lines, Inputs};
+
+/// Where the capture goes.
+enum Sink {
+    File(OutputFile),
+    Stdout(BufWriter<Stdout>),
+}
+
+impl Write for Sink {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        match self {
+            Sink::File(f) => f.write(data),
+            Sink::Stdout(s) => s.write(data),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Sink::File(f) => f.flush(),
+            Sink::Stdout(s) => s.flush(),
+        }
+    }
+}
+
+/// `shb_userappl` of the captures ct-cli writes.
+pub fn application() -> String {
+    format!("ct-cli {}", env!("CARGO_PKG_VERSION"))
+}
+
+pub fn run(args: &PcapArgs) -> anyhow::Result<ExitCode> {
+    let inputs = Inputs::open(&args.files)?;
+    let name = inputs.name();
+    let to_stdout = args.out == Path::new("-");
+    let sink = if to_stdout {
+        if io::stdout().is_terminal() {
+            bail!(
+                "a pcapng capture is binary: not written to a terminal; give -o FILE.pcapng, \
+                 or pipe it (-o - | tshark -r -)"
+            );
+        }
+        Sink::Stdout(BufWriter::new(io::stdout()))
+    } else {
+        let mut file = OutputFile::create(&args.out, args.force)?.with_framing(Framing::Writes);
+        file.start()?;
+        Sink::File(file)
+    };
+    let shown = args.out.display().to_string();
+    let options = PcapngOptions {
+        application: Some(application()),
+        // Files hold time since boot, and no wall-clock time to add to it.
+        clock_offset_ns: 0,
+    };
+    let mut writer =
+        PcapngWriter::new(sink, options).with_context(|| format!("writing {shown} failed"))?;
+    let filter = args.filters.event_filter();
+    let (mut bad, mut read) = (0u64, 0u64);
+    let result = inputs.for_each(|file, item| match item {
+        Ok(event) => {
+            read += 1;
+            if filter.matches(&event) {
+                writer.write(&event)?;
+            }
+            Ok(())
+        }
+        Err(err) => {
+            bad += 1;
+            eprintln!("ct-cli: {file}: {err}");
+            Ok(())
+        }
+    });
+    result
+        .and_then(|()| writer.flush())
+        .with_context(|| match writer.get_ref() {
+            Sink::File(f) => format!(
+                "writing {shown} failed; it keeps the {} complete blocks written before",
+                f.lines()
+            ),
+            Sink::Stdout(_) => "writing to stdout failed".to_owned(),
+        })?;
+    let stats = writer.stats();
+    if stats.packets == 0 && stats.no_header_bytes > 0 {
+        if let Sink::File(file) = writer.into_inner() {
+            file.abandon();
+        }
+        bail!(
+            "{name}: none of its {} events with an IP header carries the header bytes a capture \
+             is made of: collect with --raw-headers (or write the capture while collecting, \
+             with -w)",
+            stats.no_header_bytes
+        );
+    }
+    eprintln!("ct-cli: {}", summary(stats, &shown));
+    Ok(bad_lines(&name, bad, read, "read"))
+}
+
+/// `12 packets written to x.pcapng (3 events without an IP header, 1 without header bytes
+/// not written)`.
+pub fn summary(stats: PcapngStats, shown: &str) -> String {
+    let mut line = format!("{} packets written to {shown}", stats.packets);
+    if stats.skipped() > 0 {
+        line.push_str(&format!(
+            " ({} events without an IP header, {} without header bytes, not written)",
+            stats.no_ip_header, stats.no_header_bytes
+        ));
+    }
+    line
+}

@@ -1,0 +1,191 @@
+//! `ct-cli completions` and `ct-cli man`: the scripts load in their shells and complete
+//! commands and options; every man page renders with man(1) without a warning.
+
+use std::process::{Command, Output, Stdio};
+
+use std::io::Write;
+
+const CT_CLI: &str = env!("CARGO_BIN_EXE_ct-cli");
+
+fn ct_cli(args: &[&str]) -> Output {
+    Command::new(CT_CLI)
+        .args(args)
+        .output()
+        .expect("ct-cli runs")
+}
+
+fn stdout(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone()).expect("UTF-8")
+}
+
+/// Runs `script` in bash (non-interactive, no rc files) and returns its stdout.
+fn bash(script: &str) -> String {
+    let out = Command::new("bash")
+        .args(["--norc", "--noprofile", "-c", script])
+        .output()
+        .expect("bash runs");
+    assert!(
+        out.status.success(),
+        "bash: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn bash_completion_registers_and_completes() {
+    let dir = std::env::temp_dir().join(format!("ct-cli-docs-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let script = dir.join("ct-cli.bash");
+    std::fs::write(&script, stdout(&ct_cli(&["completions", "bash"]))).unwrap();
+    let source = format!("source {}", script.display());
+
+    let registered = bash(&format!("{source} && complete -p ct-cli"));
+    assert!(
+        registered.trim_end().ends_with(" ct-cli") && registered.contains("-F "),
+        "complete -p ct-cli: {registered}"
+    );
+
+    // What the function offers, as bash would ask it after `ct-cli <words>`.
+    let complete = |words: &[&str]| -> Vec<String> {
+        let line = format!("ct-cli {}", words.join(" "));
+        let words_array = std::iter::once("ct-cli")
+            .chain(words.iter().copied())
+            .map(|w| format!("'{w}'"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let function = registered
+            .split_whitespace()
+            .skip_while(|w| *w != "-F")
+            .nth(1)
+            .unwrap()
+            .to_owned();
+        let out = bash(&format!(
+            "{source}\nCOMP_WORDS=({words_array}); COMP_CWORD={}; COMP_LINE='{line}'; \
+             COMP_POINT={}; {function} ct-cli '{}' '{}'; printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+            words.len(),
+            line.len(),
+            words.last().unwrap(),
+            if words.len() > 1 {
+                words[words.len() - 2]
+            } else {
+                "ct-cli"
+            },
+        ));
+        out.lines().map(str::to_owned).collect()
+    };
+    let commands = complete(&["c"]);
+    for name in ["collect", "conns", "check", "completions"] {
+        assert!(commands.iter().any(|c| c == name), "{name} in {commands:?}");
+    }
+    assert!(!commands.iter().any(|c| c == "print"), "{commands:?}");
+    let options = complete(&["collect", "--raw-h"]);
+    assert_eq!(options, ["--raw-headers"]);
+    let shells = complete(&["completions", ""]);
+    let shells: Vec<&str> = shells
+        .iter()
+        .map(String::as_str)
+        .filter(|w| !w.starts_with('-'))
+        .collect();
+    assert_eq!(shells, ["bash", "zsh", "fish"]);
+    let pages = complete(&["man", "co"]);
+    assert_eq!(pages, ["collect", "conns", "completions"]);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn zsh_and_fish_scripts_name_the_commands() {
+    let zsh = stdout(&ct_cli(&["completions", "zsh"]));
+    assert!(zsh.starts_with("#compdef ct-cli"), "{}", &zsh[..80]);
+    let fish = stdout(&ct_cli(&["completions", "fish"]));
+    assert!(fish.contains("complete -c ct-cli"), "{}", &fish[..80]);
+    for script in [&zsh, &fish] {
+        for name in ["collect", "pcap", "man", "--raw-headers", "write"] {
+            assert!(script.contains(name), "{name}");
+        }
+    }
+    // Where the shells are installed, their own parsers accept the scripts.
+    for (shell, script) in [("zsh", &zsh), ("fish", &fish)] {
+        let Ok(mut child) = Command::new(shell)
+            .arg("-n")
+            .stdin(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+        else {
+            println!("{shell} not installed: its script is checked by content only");
+            continue;
+        };
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(script.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{shell} -n: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = ct_cli(&["completions", "powershell"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn every_man_page_renders_without_warnings() {
+    for page in [
+        None,
+        Some("collect"),
+        Some("print"),
+        Some("sort"),
+        Some("conns"),
+        Some("pcap"),
+        Some("check"),
+        Some("completions"),
+        Some("man"),
+    ] {
+        let roff = stdout(&ct_cli(
+            &["man"].into_iter().chain(page).collect::<Vec<_>>(),
+        ));
+        let mut man = Command::new("man")
+            .args(["--warnings=w", "-l", "-"])
+            .env("MANWIDTH", "80")
+            .env("LC_ALL", "C.UTF-8")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("man runs (scripts/install-deps.sh installs man-db)");
+        man.stdin
+            .take()
+            .unwrap()
+            .write_all(roff.as_bytes())
+            .unwrap();
+        let out = man.wait_with_output().unwrap();
+        let name = page.map_or("ct-cli".to_owned(), |p| format!("ct-cli-{p}"));
+        let warnings = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && warnings.is_empty(),
+            "{name}: {warnings}"
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains("NAME") && text.contains(&name),
+            "{name}:\n{text}"
+        );
+        assert!(
+            text.contains("Exit codes:")
+                || page.is_some_and(|p| ["completions", "man"].contains(&p)),
+            "{name}"
+        );
+    }
+    let out = ct_cli(&["man", "nope"]);
+    assert_eq!(out.status.code(), Some(2));
+}
