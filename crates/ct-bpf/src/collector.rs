@@ -18,10 +18,123 @@ use crate::decode::{DecodeError, Decoder};
 use crate::filter::{CompiledFilters, KernelFilters};
 use crate::kernel::{has_bpf_privileges, hz, kprobes_supported, DropReasons, KernelBtf};
 use crate::probe::{ProbeSpec, ResolvedProbe, DROP_TRACEPOINT};
-use crate::raw::{write_rodata, ProbeConfig, RawCtEvent};
+use crate::raw::{write_rodata, ProbeConfig, RawCtEvent, SCRATCH_CONN_LEN, SCRATCH_SKB_LEN};
 use crate::Error;
 
 static BPF_OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/ct.bpf.o"));
+
+/// The programs in the BPF object, one per kind of attachment. Their names in the object
+/// are written once, in [`Program::name`]; a unit test holds the object to that table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Program {
+    /// A BTF tracepoint (`tp_btf`), reading the skb with plain loads.
+    TpBtf,
+    /// A raw tracepoint, reading the skb through helper calls.
+    RawTp,
+    /// A kprobe.
+    Kprobe,
+    /// A kretprobe.
+    Kretprobe,
+    /// The empty program measured beside a tracepoint probe
+    /// ([`CollectorBuilder::measure_floor`]).
+    Floor,
+}
+
+impl Program {
+    /// Every program in the object.
+    pub const ALL: [Program; 5] = [
+        Program::TpBtf,
+        Program::RawTp,
+        Program::Kprobe,
+        Program::Kretprobe,
+        Program::Floor,
+    ];
+
+    /// The program's name in the BPF object (and in `bpftool prog show`).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Program::TpBtf => "ct_tp_btf",
+            Program::RawTp => "ct_raw_tp",
+            Program::Kprobe => "ct_kprobe",
+            Program::Kretprobe => "ct_kretprobe",
+            Program::Floor => "ct_floor",
+        }
+    }
+}
+
+impl std::fmt::Display for Program {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The maps every probe's object shares: the first object loaded creates them, the others
+/// reuse its descriptors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SharedMap {
+    Events,
+    Lost,
+    Scratch,
+    Track,
+}
+
+impl SharedMap {
+    const ALL: [SharedMap; 4] = [
+        SharedMap::Events,
+        SharedMap::Lost,
+        SharedMap::Scratch,
+        SharedMap::Track,
+    ];
+
+    /// The map's name in the BPF object.
+    const fn name(self) -> &'static str {
+        match self {
+            SharedMap::Events => "ct_events",
+            SharedMap::Lost => "ct_lost",
+            SharedMap::Scratch => "ct_scratch_map",
+            SharedMap::Track => "ct_track",
+        }
+    }
+
+    fn from_name(name: &str) -> Option<SharedMap> {
+        SharedMap::ALL.into_iter().find(|m| m.name() == name)
+    }
+}
+
+/// One record read from the ring buffer, as [`Collector::poll_raw`] hands it over.
+#[derive(Debug, Clone)]
+// Every record is one of these: a box for the complete ones would allocate per event to
+// spare the rare short one some bytes.
+#[allow(clippy::large_enum_variant)]
+#[non_exhaustive]
+pub enum RingRecord {
+    /// A record of the full [`RawCtEvent`] size.
+    Complete(RawCtEvent),
+    /// A record shorter than a [`RawCtEvent`]: the BPF object and this library disagree
+    /// on the layout. Decoding it is [`DecodeError::Short`].
+    Short {
+        /// The record's length in bytes.
+        len: usize,
+    },
+}
+
+impl RingRecord {
+    fn from_bytes(bytes: &[u8]) -> RingRecord {
+        match RawCtEvent::read(bytes) {
+            Some(raw) => RingRecord::Complete(raw),
+            None => RingRecord::Short { len: bytes.len() },
+        }
+    }
+
+    /// Decodes the record with `decoder`.
+    pub fn decode(&self, decoder: &Decoder) -> Result<Event, DecodeError> {
+        match self {
+            RingRecord::Complete(raw) => decoder.decode_raw(raw),
+            RingRecord::Short { len } => Err(DecodeError::Short { got: *len }),
+        }
+    }
+}
 
 /// Default ring buffer size: 2 MiB holds about 4,200 events between two reads, several
 /// times what a `ping -f` burst leaves unread between two wakeups. The kernel maps a ring
@@ -142,7 +255,7 @@ impl CollectorBuilder {
             if self.floor && matches!(probe.spec, ProbeSpec::Tracepoint { .. }) {
                 let label = format!("{label} (floor)");
                 let floor = load_object(
-                    "ct_floor",
+                    Program::Floor,
                     &probe.spec,
                     &label,
                     &ProbeConfig::default(),
@@ -150,20 +263,18 @@ impl CollectorBuilder {
                     shared.as_ref(),
                     self.ring_size,
                 )?;
-                links.push(attach(&floor, "ct_floor", &probe.spec)?);
-                programs.push(Attached::new(&label, Role::Floor, &floor, "ct_floor"));
+                links.push(attach(&floor, Program::Floor, &probe.spec)?);
+                programs.push(Attached::new(&label, Role::Floor, &floor, Program::Floor));
                 objects.push(floor);
             }
         }
         let shared = shared.ok_or(Error::NoProbes)?;
 
-        let queue: Rc<RefCell<VecDeque<RawCtEvent>>> = Rc::default();
+        let queue: Rc<RefCell<VecDeque<RingRecord>>> = Rc::default();
         let sink = Rc::clone(&queue);
         let mut ring = libbpf_rs::RingBufferBuilder::new();
         ring.add(&shared.events, move |bytes: &[u8]| {
-            // Records are fixed-size; a short one is kept as-is so decode reports it.
-            let raw = RawCtEvent::read(bytes).unwrap_or_else(|| short_marker(bytes.len()));
-            sink.borrow_mut().push_back(raw);
+            sink.borrow_mut().push_back(RingRecord::from_bytes(bytes));
             0
         })
         .map_err(Error::Ring)?;
@@ -234,6 +345,7 @@ impl CollectorBuilder {
         if !btf.has_member("sk_buff", "_nfct") {
             return Err(Error::NoConntrack);
         }
+        check_scratch_room(|name| btf.struct_size(name))?;
         let resolved = self
             .probes
             .iter()
@@ -274,7 +386,7 @@ impl CollectorBuilder {
         filters: &CompiledFilters,
         reasons: Option<&DropReasons>,
         shared: &mut Option<SharedMaps>,
-    ) -> Result<(Object, &'static str, Option<Error>), Error> {
+    ) -> Result<(Object, Program, Option<Error>), Error> {
         let cfg = ProbeConfig {
             probe_id: id as u32,
             skb_arg: probe.skb_arg,
@@ -305,10 +417,12 @@ impl CollectorBuilder {
         let (object, program, fallback) = match load(program) {
             // Kernels without BTF tracepoints for this one (or at all) still have raw
             // tracepoints: the same program reading the skb through helper calls.
-            Err(e) if program == "ct_tp_btf" && !e.is_permission() => match load("ct_raw_tp") {
-                Ok(object) => (object, "ct_raw_tp", Some(e)),
-                Err(_) => return Err(e),
-            },
+            Err(e) if program == Program::TpBtf && !e.is_permission() => {
+                match load(Program::RawTp) {
+                    Ok(object) => (object, Program::RawTp, Some(e)),
+                    Err(_) => return Err(e),
+                }
+            }
             other => (other?, program, None),
         };
         if shared.is_none() {
@@ -318,25 +432,30 @@ impl CollectorBuilder {
     }
 }
 
+/// Whether the kernel's `struct sk_buff` and `struct nf_conn` (sizes from `struct_size`,
+/// BTF's) fit the program's scratch copies of them. One that does not is refused here
+/// rather than copied in part.
+fn check_scratch_room(struct_size: impl Fn(&str) -> Option<usize>) -> Result<(), Error> {
+    for (name, room) in [("sk_buff", SCRATCH_SKB_LEN), ("nf_conn", SCRATCH_CONN_LEN)] {
+        // A struct BTF does not have is left to the checks that need it (nf_conn lives in
+        // the nf_conntrack module, whose BTF some kernels lack).
+        if let Some(size) = struct_size(name).filter(|&size| size > room) {
+            return Err(Error::ScratchTooSmall { name, size, room });
+        }
+    }
+    Ok(())
+}
+
 /// One probe's program as [`CollectorBuilder::verify`] loaded it.
 #[derive(Debug)]
 pub struct LoadedProbe {
+    /// The probe.
     pub spec: ProbeSpec,
-    /// The BPF program: `ct_tp_btf` (BTF tracepoint), `ct_raw_tp` (raw tracepoint),
-    /// `ct_kprobe` or `ct_kretprobe`.
-    pub program: &'static str,
+    /// The BPF program that loaded for it.
+    pub program: Program,
     /// Why the BTF tracepoint program did not load, where a tracepoint fell back to the
     /// raw tracepoint program.
     pub fallback: Option<Error>,
-}
-
-/// A record of impossible length marks a short read; decode turns it into an error.
-fn short_marker(len: usize) -> RawCtEvent {
-    RawCtEvent {
-        probe_id: u32::MAX,
-        skb_len: len as u32,
-        ..Default::default()
-    }
 }
 
 struct SharedMaps {
@@ -348,24 +467,33 @@ struct SharedMaps {
 
 impl SharedMaps {
     fn from_object(object: &Object) -> Result<Self, Error> {
-        let find = |name: &'static str| {
+        let find = |map: SharedMap| {
             object
                 .maps()
-                .find(|m| m.name() == name)
-                .ok_or(Error::ObjectLayout(name))
+                .find(|m| m.name() == map.name())
+                .ok_or(Error::ObjectLayout(map.name()))
                 .and_then(|m| MapHandle::try_from(&m).map_err(Error::Ring))
         };
         Ok(SharedMaps {
-            events: find("ct_events")?,
-            lost: find("ct_lost")?,
-            scratch: find("ct_scratch_map")?,
-            track: find("ct_track")?,
+            events: find(SharedMap::Events)?,
+            lost: find(SharedMap::Lost)?,
+            scratch: find(SharedMap::Scratch)?,
+            track: find(SharedMap::Track)?,
         })
+    }
+
+    fn handle(&self, map: SharedMap) -> &MapHandle {
+        match map {
+            SharedMap::Events => &self.events,
+            SharedMap::Lost => &self.lost,
+            SharedMap::Scratch => &self.scratch,
+            SharedMap::Track => &self.track,
+        }
     }
 }
 
 fn load_object(
-    program: &str,
+    program: Program,
     spec: &ProbeSpec,
     label: &str,
     cfg: &ProbeConfig,
@@ -391,16 +519,11 @@ fn load_object(
             rodata_written = true;
             continue;
         }
-        let reuse = match (name.as_str(), shared) {
-            ("ct_events", Some(s)) => Some(&s.events),
-            ("ct_lost", Some(s)) => Some(&s.lost),
-            ("ct_scratch_map", Some(s)) => Some(&s.scratch),
-            ("ct_track", Some(s)) => Some(&s.track),
-            _ => None,
-        };
-        if let Some(handle) = reuse {
-            map.reuse_fd(handle.as_fd()).map_err(load_err)?;
-        } else if name == "ct_events" {
+        let kind = SharedMap::from_name(&name);
+        if let (Some(kind), Some(shared)) = (kind, shared) {
+            map.reuse_fd(shared.handle(kind).as_fd())
+                .map_err(load_err)?;
+        } else if kind == Some(SharedMap::Events) {
             map.set_max_entries(ring_size as u32).map_err(load_err)?;
         }
     }
@@ -408,9 +531,9 @@ fn load_object(
         return Err(Error::ObjectLayout(".rodata map"));
     }
     for mut prog in open.progs_mut() {
-        let keep = prog.name() == program;
+        let keep = prog.name() == program.name();
         prog.set_autoload(keep);
-        if keep && program == "ct_tp_btf" {
+        if keep && program == Program::TpBtf {
             if let ProbeSpec::Tracepoint { name, .. } = spec {
                 prog.set_attach_target(0, Some(name.clone()))
                     .map_err(load_err)?;
@@ -420,23 +543,23 @@ fn load_object(
     open.load().map_err(load_err)
 }
 
-fn program_for(spec: &ProbeSpec, raw_tracepoints: bool) -> &'static str {
+fn program_for(spec: &ProbeSpec, raw_tracepoints: bool) -> Program {
     match spec {
-        ProbeSpec::Tracepoint { .. } if raw_tracepoints => "ct_raw_tp",
-        ProbeSpec::Tracepoint { .. } => "ct_tp_btf",
-        ProbeSpec::Kprobe { .. } => "ct_kprobe",
-        ProbeSpec::Kretprobe { .. } => "ct_kretprobe",
+        ProbeSpec::Tracepoint { .. } if raw_tracepoints => Program::RawTp,
+        ProbeSpec::Tracepoint { .. } => Program::TpBtf,
+        ProbeSpec::Kprobe { .. } => Program::Kprobe,
+        ProbeSpec::Kretprobe { .. } => Program::Kretprobe,
     }
 }
 
-fn attach(object: &Object, program: &str, spec: &ProbeSpec) -> Result<Link, Error> {
+fn attach(object: &Object, program: Program, spec: &ProbeSpec) -> Result<Link, Error> {
     let prog = object
         .progs_mut()
-        .find(|p| p.name() == program)
+        .find(|p| p.name() == program.name())
         .ok_or(Error::ObjectLayout("probe program"))?;
     let result = match spec {
         // BTF tracepoints know their target from load time.
-        ProbeSpec::Tracepoint { .. } if program == "ct_tp_btf" => prog.attach(),
+        ProbeSpec::Tracepoint { .. } if program == Program::TpBtf => prog.attach(),
         ProbeSpec::Tracepoint { name, .. } => prog.attach_raw_tracepoint(name),
         ProbeSpec::Kprobe { function } => prog.attach_kprobe(false, function),
         ProbeSpec::Kretprobe { function } => prog.attach_kprobe(true, function),
@@ -454,7 +577,7 @@ pub struct Collector {
     // Field order is drop order: detach before closing programs and maps.
     links: Vec<Link>,
     ring: RingBuffer<'static>,
-    queue: Rc<RefCell<VecDeque<RawCtEvent>>>,
+    queue: Rc<RefCell<VecDeque<RingRecord>>>,
     lost: MapHandle,
     _events: MapHandle,
     _scratch: MapHandle,
@@ -479,12 +602,12 @@ enum Role {
 struct Attached {
     label: String,
     role: Role,
-    program: &'static str,
+    program: Program,
     id: Option<u32>,
 }
 
 impl Attached {
-    fn new(label: &str, role: Role, object: &Object, program: &'static str) -> Self {
+    fn new(label: &str, role: Role, object: &Object, program: Program) -> Self {
         Attached {
             label: label.to_owned(),
             role,
@@ -510,10 +633,11 @@ pub struct Lost {
 pub struct ProgramStats {
     /// The probe, or `<probe> (floor)` for the empty program measured beside it.
     pub label: String,
-    /// The BPF program: `ct_tp_btf` (BTF tracepoint), `ct_raw_tp` (raw tracepoint),
-    /// `ct_kprobe`, `ct_kretprobe` or `ct_floor`.
-    pub program: &'static str,
+    /// The BPF program.
+    pub program: Program,
+    /// Nanoseconds the program ran, summed over its runs.
     pub run_time_ns: u64,
+    /// How many times it ran.
     pub run_cnt: u64,
 }
 
@@ -524,10 +648,10 @@ impl ProgramStats {
     }
 }
 
-fn program_id(object: &Object, name: &str) -> Option<u32> {
+fn program_id(object: &Object, program: Program) -> Option<u32> {
     object
         .progs()
-        .find(|p| p.name() == name)
+        .find(|p| p.name() == program.name())
         .and_then(|p| libbpf_rs::Program::id_from_fd(p.as_fd()).ok())
 }
 
@@ -579,17 +703,16 @@ impl Collector {
 
     /// Like [`poll`](Self::poll), but hands over each record as the kernel wrote it, for
     /// tools that keep raw bytes (test fixtures). Decode with a [`Decoder`] built from
-    /// [`probes`](Self::probes). A record shorter than a `RawCtEvent` arrives with
-    /// `probe_id == u32::MAX` and its length in `skb_len`.
+    /// [`probes`](Self::probes) ([`RingRecord::decode`]).
     pub fn poll_raw(
         &mut self,
         timeout: Duration,
-        mut on_raw: impl FnMut(&RawCtEvent),
+        mut on_record: impl FnMut(&RingRecord),
     ) -> Result<usize, Error> {
         self.wait_and_read(timeout)?;
         let mut queue = self.queue.borrow_mut();
         let n = queue.len();
-        queue.drain(..).for_each(|raw| on_raw(&raw));
+        queue.drain(..).for_each(|record| on_record(&record));
         Ok(n)
     }
 
@@ -611,14 +734,8 @@ impl Collector {
     fn deliver(&mut self, mut on_event: impl FnMut(Result<Event, DecodeError>)) -> usize {
         let mut queue = self.queue.borrow_mut();
         let n = queue.len();
-        for raw in queue.drain(..) {
-            if raw.probe_id == u32::MAX {
-                on_event(Err(DecodeError::Short {
-                    got: raw.skb_len as usize,
-                }));
-            } else {
-                on_event(self.decoder.decode_raw(&raw));
-            }
+        for record in queue.drain(..) {
+            on_event(record.decode(&self.decoder));
         }
         n
     }
@@ -685,5 +802,77 @@ impl Collector {
     /// Descriptor to wait on (epoll) for readiness, for callers with their own loop.
     pub fn ring_fd(&self) -> i32 {
         self.ring.epoll_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The name tables are the object's: every program and every map it defines (but the
+    /// `.rodata` image, written before load) is in them, and nothing else is.
+    #[test]
+    fn name_tables_match_the_object() {
+        let open = ObjectBuilder::default()
+            .open_memory(BPF_OBJECT)
+            .expect("the embedded object opens");
+        let mut programs: Vec<String> = open
+            .progs()
+            .map(|p| p.name().to_string_lossy().into_owned())
+            .collect();
+        programs.sort();
+        let mut named: Vec<&str> = Program::ALL.iter().map(|p| p.name()).collect();
+        named.sort();
+        assert_eq!(programs, named);
+
+        let mut maps: Vec<String> = open
+            .maps()
+            .map(|m| m.name().to_string_lossy().into_owned())
+            .filter(|name| !name.ends_with(".rodata"))
+            .collect();
+        maps.sort();
+        let mut named: Vec<&str> = SharedMap::ALL.iter().map(|m| m.name()).collect();
+        named.sort();
+        assert_eq!(maps, named);
+        for map in SharedMap::ALL {
+            assert_eq!(SharedMap::from_name(map.name()), Some(map));
+        }
+    }
+
+    #[test]
+    fn a_kernel_struct_larger_than_its_scratch_copy_is_refused() {
+        assert_eq!((SCRATCH_SKB_LEN, SCRATCH_CONN_LEN), (512, 512));
+        assert!(check_scratch_room(|_| Some(512)).is_ok());
+        assert!(check_scratch_room(|_| None).is_ok());
+        let err =
+            check_scratch_room(|name| Some(if name == "nf_conn" { 520 } else { 232 })).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::ScratchTooSmall {
+                    name: "nf_conn",
+                    size: 520,
+                    room: 512
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("CT_SCRATCH_LEN"), "{err}");
+        // This kernel's, where it has BTF: the program loads here, so both fit.
+        if let Ok(btf) = KernelBtf::load() {
+            let size = |name: &str| btf.struct_size(name);
+            assert!(size("sk_buff").is_some_and(|s| s > 100));
+            check_scratch_room(size).expect("this kernel's structs fit");
+        }
+    }
+
+    #[test]
+    fn a_short_record_decodes_to_its_length() {
+        let decoder = Decoder::new(Vec::new());
+        let record = RingRecord::from_bytes(&[0; 12]);
+        assert!(matches!(record, RingRecord::Short { len: 12 }));
+        assert_eq!(record.decode(&decoder), Err(DecodeError::Short { got: 12 }));
+        let full = RingRecord::from_bytes(RawCtEvent::default().as_bytes());
+        assert!(matches!(full, RingRecord::Complete(_)));
     }
 }

@@ -77,6 +77,16 @@ pub enum Error {
         #[source]
         source: libbpf_rs::Error,
     },
+    #[error(
+        "this kernel's struct {name} is {size} bytes, more than the {room} bytes the BPF \
+         program copies it into: this build of ct-trace does not support the kernel (raise \
+         CT_SCRATCH_LEN in crates/ct-bpf/src/bpf/ct_fill.h and rebuild)"
+    )]
+    ScratchTooSmall {
+        name: &'static str,
+        size: usize,
+        room: usize,
+    },
     #[error("the BPF object does not have the expected {0}: library and program are out of sync")]
     ObjectLayout(&'static str),
     #[error("reading the ring buffer failed: {0}")]
@@ -126,9 +136,9 @@ impl Error {
             Error::NoBtf | Error::BtfUnreadable(_) | Error::NoConntrack => {
                 ErrorCategory::Prerequisite
             }
-            Error::KprobesUnsupported { .. } | Error::NotReady { .. } => {
-                ErrorCategory::Prerequisite
-            }
+            Error::KprobesUnsupported { .. }
+            | Error::NotReady { .. }
+            | Error::ScratchTooSmall { .. } => ErrorCategory::Prerequisite,
             Error::ProbeSpec(_)
             | Error::UnknownProbe { .. }
             | Error::NoSkbArgument { .. }

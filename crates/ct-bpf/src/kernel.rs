@@ -10,7 +10,7 @@ use std::io::{Read, Write};
 use std::path::Path;
 
 use libbpf_rs::btf::types::{Composite, Enum, Enum64};
-use libbpf_rs::btf::{Btf, BtfType, TypeId};
+use libbpf_rs::btf::{Btf, BtfType, HasSize, TypeId};
 
 use crate::Error;
 
@@ -338,6 +338,11 @@ impl KernelBtf {
         } else {
             BtfOrigin::Module
         })
+    }
+
+    /// The size in bytes of `struct name` (the one [`composite`](Self::composite) finds).
+    pub fn struct_size(&self, name: &str) -> Option<usize> {
+        self.composite(name).map(|c| c.size())
     }
 
     pub fn has_struct(&self, name: &str) -> bool {

@@ -21,7 +21,8 @@ pub mod raw;
 
 pub use check::{check, Report};
 pub use collector::{
-    Collector, CollectorBuilder, LoadedProbe, Lost, ProgramStats, DEFAULT_RING_SIZE,
+    Collector, CollectorBuilder, LoadedProbe, Lost, Program, ProgramStats, RingRecord,
+    DEFAULT_RING_SIZE,
 };
 pub use decode::{decode, decode_ct, DecodeError, Decoder};
 pub use error::{Error, ErrorCategory};

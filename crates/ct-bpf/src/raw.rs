@@ -12,6 +12,14 @@ use crate::skel::types as c;
 /// Valid bytes of the packet header copy.
 pub const PKT_HDR_LEN: usize = 96;
 
+/// Bytes the program has for its copy of the kernel's `struct sk_buff` (`struct
+/// ct_scratch` in `ct_fill.h`).
+pub(crate) const SCRATCH_SKB_LEN: usize =
+    offset_of!(c::ct_scratch, conn) - offset_of!(c::ct_scratch, skb);
+/// Bytes the program has for its copy of the kernel's `struct nf_conn`.
+pub(crate) const SCRATCH_CONN_LEN: usize =
+    offset_of!(c::ct_scratch, hdr) - offset_of!(c::ct_scratch, conn);
+
 // Flag values come from the C enums through the skeleton (see `struct ct_abi`).
 pub const CONN_HAS_ZONE: u8 = c::ct_conn_present::CT_CONN_HAS_ZONE.0 as u8;
 pub const CONN_HAS_MARK: u8 = c::ct_conn_present::CT_CONN_HAS_MARK.0 as u8;

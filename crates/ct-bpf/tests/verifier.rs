@@ -1,25 +1,14 @@
 //! The kernel verifier accepts the program under every filter configuration, including
 //! the largest ones (a full packet program, four meta filters through pointers, every
-//! conntrack filter). Needs root; elsewhere it prints why it skips.
+//! conntrack filter). Needs root; elsewhere it prints why it skips (ct-lab's gate).
 
 use ct_bpf::filter::{MetaFilter, MAX_INSNS};
-use ct_bpf::{CollectorBuilder, KernelFilters, ProbeSpec};
+use ct_bpf::{CollectorBuilder, KernelFilters, ProbeSpec, Program};
 use ct_core::filter::{CtFilter, DropFilter, PacketFilter};
 
+/// Whether collection can run here (`check` says so); otherwise ct-lab's gate decides.
 fn kernel_ready() -> bool {
-    let report = ct_bpf::check();
-    if report.ready() {
-        return true;
-    }
-    let reason = report
-        .first_error()
-        .map(|e| e.to_string())
-        .unwrap_or_default();
-    if std::env::var_os("CT_REQUIRE_KERNEL_TESTS").is_some() {
-        panic!("kernel tests are required (CT_REQUIRE_KERNEL_TESTS) but cannot run: {reason}");
-    }
-    eprintln!("skipping kernel test: {reason}");
-    false
+    ct_lab::run_or_skip(ct_bpf::check().first_error().map_or(Ok(()), Err))
 }
 
 fn probes() -> Vec<ProbeSpec> {
@@ -152,7 +141,7 @@ fn tracepoints_use_btf_unless_raw_is_asked_for() {
     if !kernel_ready() {
         return;
     }
-    let programs = |raw: bool| -> Vec<&'static str> {
+    let programs = |raw: bool| -> Vec<Program> {
         CollectorBuilder::new()
             .probes(probes())
             .raw_tracepoints(raw)
@@ -163,25 +152,20 @@ fn tracepoints_use_btf_unless_raw_is_asked_for() {
             .map(|s| s.program)
             .collect()
     };
-    assert_eq!(programs(false), ["ct_tp_btf"; 3]);
-    assert_eq!(programs(true), ["ct_raw_tp"; 3]);
+    assert_eq!(programs(false), [Program::TpBtf; 3]);
+    assert_eq!(programs(true), [Program::RawTp; 3]);
 }
 
 /// Whether the load checks can run here at all: root (or the capabilities) and kernel BTF.
 /// Decided from the kernel, not from `check`, whose report is what these tests judge.
 fn can_load() -> bool {
-    let reason = if !ct_bpf::kernel::has_bpf_privileges() {
-        "no privileges to load BPF programs"
+    ct_lab::run_or_skip(if !ct_bpf::kernel::has_bpf_privileges() {
+        Err("no privileges to load BPF programs")
     } else if !std::path::Path::new(ct_bpf::kernel::VMLINUX_BTF).exists() {
-        "no kernel BTF"
+        Err("no kernel BTF")
     } else {
-        return true;
-    };
-    if std::env::var_os("CT_REQUIRE_KERNEL_TESTS").is_some() {
-        panic!("kernel tests are required (CT_REQUIRE_KERNEL_TESTS) but cannot run: {reason}");
-    }
-    eprintln!("skipping kernel test: {reason}");
-    false
+        Ok(())
+    })
 }
 
 fn item<'r>(report: &'r ct_bpf::Report, name: &str) -> &'r ct_bpf::check::CheckItem {
@@ -220,7 +204,7 @@ fn check_verifies_by_loading_on_this_kernel() {
         .ring_size(4096)
         .build()
         .expect("the default tracepoint attaches where check says it loads");
-    assert_eq!(collector.program_stats()[0].program, "ct_tp_btf");
+    assert_eq!(collector.program_stats()[0].program, Program::TpBtf);
     drop(collector);
 
     // Drop reasons follow BTF, and tracefs where it is mounted says the same: the
@@ -317,7 +301,7 @@ fn verify_loads_what_build_would() {
     assert_eq!(loaded.len(), probes().len());
     assert!(loaded
         .iter()
-        .all(|l| l.program == "ct_raw_tp" && l.fallback.is_none()));
+        .all(|l| l.program == Program::RawTp && l.fallback.is_none()));
     let unknown = CollectorBuilder::new()
         .probe("tp:net:no_such_tracepoint".parse().unwrap())
         .verify();

@@ -2,8 +2,10 @@
 //! through a link or over an existing file. None of these needs the kernel.
 
 use std::os::unix::fs::{symlink, MetadataExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
+
+use ct_lab::Scratch;
 
 fn ct_cli(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_ct-cli"))
@@ -26,28 +28,6 @@ fn usage_error(args: &[&str], needle: &str) {
         "{args:?}: expected {needle:?} in:\n{err}"
     );
     assert!(out.stdout.is_empty(), "{args:?}: nothing on stdout");
-}
-
-/// A scratch directory removed on drop.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("ct-cli-args-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Scratch(dir)
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 fn s(p: &Path) -> &str {

@@ -40,7 +40,7 @@ fn collect_without_probes_attaches_the_default_set_and_reports_true_ct() {
     let file = scratch.path("events.json");
     let netns = lab.netns_inode(Node::Router).to_string();
     let mut collect =
-        Collect::start(&["-o", file.to_str().unwrap(), "--netns", &netns, "--ct-only"]);
+        start_collect(&["-o", file.to_str().unwrap(), "--netns", &netns, "--ct-only"]);
     let ready = collect.wait_ready();
 
     // The default set is what the kernel under test offers.
@@ -63,13 +63,8 @@ fn collect_without_probes_attaches_the_default_set_and_reports_true_ct() {
         )
     );
 
-    let _server = lab
-        .tcp_server(Node::Server, SERVER4.into(), 80)
-        .expect("tcp server");
-    let client = lab
-        .tcp_client(Node::Client, SERVER4.into(), 80)
-        .expect("tcp client");
-    assert!(client.echoed, "no echo through the router");
+    lab.tcp_exchange(SERVER4.into(), 80, SERVER4.into(), 80)
+        .expect("tcp through the router");
     let ping = lab
         .ping(Node::Client, ROUTER_C4.into(), 2)
         .expect("ping the router");

@@ -72,7 +72,7 @@ fn signals_at_random_moments_stop_cleanly() {
             });
             let file = scratch.path(&format!("{seed}-{name}.json"));
             let _flood = ping_flood(&lab, 200_000, 15);
-            let mut collect = Collect::start(&[
+            let mut collect = start_collect(&[
                 "-o",
                 file.to_str().unwrap(),
                 "--netns",
@@ -155,7 +155,7 @@ fn sigkill_leaves_nothing_attached_and_a_new_collect_starts() {
     let netns = netns_path(&lab, Node::Router);
     let file = scratch.path("killed.json");
     let _flood = ping_flood(&lab, 100_000, 10);
-    let mut collect = Collect::start(&["-o", file.to_str().unwrap(), "--netns", &netns]);
+    let mut collect = start_collect(&["-o", file.to_str().unwrap(), "--netns", &netns]);
     collect.wait_ready();
     std::thread::sleep(Duration::from_millis(700));
     collect.sample();
@@ -185,7 +185,7 @@ fn sigkill_leaves_nothing_attached_and_a_new_collect_starts() {
     );
 
     let again = scratch.path("again.json");
-    let mut collect = Collect::start(&["-o", again.to_str().unwrap(), "--netns", &netns]);
+    let mut collect = start_collect(&["-o", again.to_str().unwrap(), "--netns", &netns]);
     collect.wait_ready();
     let ping = lab.ping(Node::Client, SERVER4.into(), 3).expect("ping");
     assert!(ping.success(), "{}", ping.stderr);
@@ -305,7 +305,7 @@ fn ring_overflow_is_counted_exactly_and_collection_goes_on() {
     let scratch = Scratch::new("ring");
     let file = scratch.path("events.json");
     let netns = netns_path(&lab, Node::Client);
-    let mut collect = Collect::start(&[
+    let mut collect = start_collect(&[
         "-o",
         file.to_str().unwrap(),
         "--netns",
@@ -436,7 +436,7 @@ fn without_privileges_one_sentence_and_exit_3() {
     let _lock = kernel_lock();
     // A copy every user can run, wherever the build directory is.
     let scratch = Scratch::new("unpriv");
-    std::fs::set_permissions(&scratch.0, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(scratch.dir(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let bin = scratch.path("ct-cli");
     std::fs::copy(CT_CLI, &bin).unwrap();
     std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -494,8 +494,8 @@ fn namespace_deleted_interfaces_down_and_table_flushed_mid_run() {
     let client = netns_path(&lab, Node::Client);
     let in_client = scratch.path("client.json");
     let everywhere = scratch.path("all.json");
-    let mut on_client = Collect::start(&["-o", in_client.to_str().unwrap(), "--netns", &client]);
-    let mut on_all = Collect::start(&[
+    let mut on_client = start_collect(&["-o", in_client.to_str().unwrap(), "--netns", &client]);
+    let mut on_all = start_collect(&[
         "-o",
         everywhere.to_str().unwrap(),
         "-p",

@@ -1,337 +1,70 @@
-//! `ct-cli collect` against real traffic between two network namespaces made here.
+//! `ct-cli collect` against real traffic in the ct-lab topology: the client pings the
+//! server through the router, and `collect` watches the client's namespace.
 //!
-//! Needs root, kernel BTF, conntrack, `ip`, `nft` and `ping`. Where something is missing the
-//! tests print why and skip; with `CT_REQUIRE_KERNEL_TESTS=1` a skip is a failure.
+//! Needs root, kernel BTF, conntrack and the lab's tools. Where something is missing the
+//! tests print why and skip; with `CT_REQUIRE_KERNEL_TESTS=1` a skip is a failure (the
+//! gate is ct-lab's `run_or_skip`).
 //!
-//! Every address used lives only inside the namespaces these tests create (10.x ranges on a
-//! veth pair between them); the namespaces are removed when a test ends, pass or fail.
+//! Every address used lives only inside the lab's namespaces, which are removed when a
+//! test ends, pass or fail.
 
-use std::io::{BufRead, BufReader};
+mod support;
+
+use std::net::IpAddr;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::mpsc::{self, Receiver};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use ct_core::{read_events, CtProto, Event};
+use ct_core::{CtProto, Event};
+use ct_lab::{Bg, Lab, Node, CLIENT4, SERVER4};
+use support::*;
 
-// ---------------------------------------------------------------------------------------
-// Skipping
+/// Conntrack on the client's own IPv4 packets: new ones out, established ones back in.
+const TRACK_CLIENT: &str = "table ip t {
+    chain out { type filter hook output priority 0; ct state new accept; }
+    chain in { type filter hook input priority 0; ct state established accept; }
+}
+";
 
-/// Why this machine cannot run the kernel tests, if it cannot.
-fn cannot_run() -> Option<String> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return Some("not root".into());
+/// The lab, with IPv6 off in the client (no neighbour discovery among the events
+/// counted) and, with `track`, [`TRACK_CLIENT`] loaded there.
+fn lab(track: bool) -> Lab {
+    let lab = Lab::new().expect("building the lab");
+    lab.sysctl(
+        Node::Client,
+        &[
+            "net.ipv6.conf.all.disable_ipv6=1",
+            "net.ipv6.conf.default.disable_ipv6=1",
+        ],
+    )
+    .expect("IPv6 off in the client");
+    if track {
+        lab.nft(Node::Client, TRACK_CLIENT)
+            .expect("conntrack in the client");
     }
-    for tool in ["ip", "nft", "ping"] {
-        let found = Command::new(tool)
-            .arg("-V")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok();
-        if !found {
-            return Some(format!(
-                "`{tool}` is missing (scripts/install-deps.sh installs it)"
-            ));
-        }
-    }
-    let report = ct_bpf::check();
-    if !report.ready() {
-        return Some(format!("collection cannot run here:\n{report}"));
-    }
-    None
+    lab
 }
 
-/// True when the test may go on; prints why not otherwise. Panics instead of skipping when
-/// `CT_REQUIRE_KERNEL_TESTS=1`.
-fn kernel_tests_can_run(test: &str) -> bool {
-    let Some(reason) = cannot_run() else {
-        return true;
-    };
-    if std::env::var("CT_REQUIRE_KERNEL_TESTS").is_ok_and(|v| v == "1") {
-        panic!("{test}: kernel test required (CT_REQUIRE_KERNEL_TESTS=1) but: {reason}");
-    }
-    eprintln!("skipping {test}: {reason}");
-    false
-}
-
-// ---------------------------------------------------------------------------------------
-// Two namespaces and a veth pair
-
-fn run(cmd: &mut Command) -> Output {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("{cmd:?} did not start: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn ip(args: &[&str]) {
-    run(Command::new("ip").args(args));
-}
-
-/// Namespaces `a` and `b` joined by a veth pair (`va` in a, `vb` in b), each end with an
-/// address of a private /24 that exists only there. Removed on drop.
-struct Lab {
-    a: String,
-    b: String,
-    addr_a: String,
-    addr_b: String,
-}
-
-impl Lab {
-    /// `subnet` picks 10.213.<subnet>.0/24 so that tests running at once differ.
-    fn new(tag: &str, subnet: u8) -> Lab {
-        static SEQ: AtomicU32 = AtomicU32::new(0);
-        let n = SEQ.fetch_add(1, Ordering::Relaxed);
-        let base = format!("ctcli-{}-{n}{tag}", std::process::id());
-        let lab = Lab {
-            a: format!("{base}-a"),
-            b: format!("{base}-b"),
-            addr_a: format!("10.213.{subnet}.1"),
-            addr_b: format!("10.213.{subnet}.2"),
-        };
-        // The guard exists before anything is made, so a failure half way still cleans up.
-        for ns in [&lab.a, &lab.b] {
-            ip(&["netns", "add", ns]);
-            // IPv4 only: no IPv6 neighbour discovery packets among the events counted.
-            ip(&[
-                "netns",
-                "exec",
-                ns,
-                "sysctl",
-                "-qw",
-                "net.ipv6.conf.all.disable_ipv6=1",
-                "net.ipv6.conf.default.disable_ipv6=1",
-            ]);
-        }
-        ip(&[
-            "-n", &lab.a, "link", "add", "va", "type", "veth", "peer", "name", "vb", "netns",
-            &lab.b,
-        ]);
-        for (ns, dev, addr) in [(&lab.a, "va", &lab.addr_a), (&lab.b, "vb", &lab.addr_b)] {
-            ip(&["-n", ns, "addr", "add", &format!("{addr}/24"), "dev", dev]);
-            ip(&["-n", ns, "link", "set", dev, "up"]);
-            ip(&["-n", ns, "link", "set", "lo", "up"]);
-        }
-        lab
-    }
-
-    fn path_a(&self) -> String {
-        format!("/var/run/netns/{}", self.a)
-    }
-
-    fn inode_a(&self) -> u32 {
-        std::fs::metadata(self.path_a()).unwrap().ino() as u32
-    }
-
-    /// Loads an nftables ruleset in namespace a that makes conntrack track its packets.
-    fn track_in_a(&self) {
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", &self.a, "nft", "-f", "-"])
-            .stdin(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(
-                b"table inet t {\n\
-                  chain out { type filter hook output priority 0; ct state new accept; }\n\
-                  chain in { type filter hook input priority 0; ct state established accept; }\n\
-                  }\n",
-            )
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "nft: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    /// Pings b from a: `count` echo requests `interval` apart.
-    fn ping(&self, count: u32, interval: &str) -> Child {
-        Command::new("ip")
-            .args(["netns", "exec", &self.a, "ping", "-n", "-q", "-c"])
-            .arg(count.to_string())
-            .args(["-i", interval, "-W", "1", &self.addr_b])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap()
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        for ns in [&self.a, &self.b] {
-            let _ = Command::new("ip")
-                .args(["netns", "del", ns])
-                .stderr(Stdio::null())
-                .status();
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------------------
-// Running ct-cli collect
-
-/// A scratch directory removed on drop.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("ct-cli-kernel-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Scratch(dir)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A running `ct-cli collect` whose stderr is read line by line.
-struct Collect {
-    child: Child,
-    lines: Receiver<String>,
-    stderr: Arc<Mutex<Vec<String>>>,
-}
-
-impl Collect {
-    fn start(args: &[&str]) -> Collect {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ct-cli"))
-            .arg("collect")
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("ct-cli starts");
-        let stderr = Arc::new(Mutex::new(Vec::new()));
-        let (tx, lines) = mpsc::channel();
-        let pipe = child.stderr.take().unwrap();
-        let all = Arc::clone(&stderr);
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines() {
-                let Ok(line) = line else { break };
-                all.lock().unwrap().push(line.clone());
-                let _ = tx.send(line);
-            }
-        });
-        Collect {
-            child,
-            lines,
-            stderr,
-        }
-    }
-
-    /// Waits for the readiness line; panics with what was printed if it does not come.
-    fn wait_ready(&mut self) -> String {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-            match self.lines.recv_timeout(left) {
-                Ok(line) if line.ends_with("; collecting") => return line,
-                Ok(_) => {}
-                Err(_) => break,
-            }
-        }
-        let _ = self.child.kill();
-        panic!(
-            "no readiness line; stderr:\n{}",
-            self.stderr.lock().unwrap().join("\n")
-        );
-    }
-
-    fn signal(&self, signal: i32) {
-        // SAFETY: kill has no memory preconditions; the pid is our own child's.
-        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, signal) };
-        assert_eq!(rc, 0, "kill failed");
-    }
-
-    /// Waits for exit (at most `limit`), returning the status, stdout and every stderr line.
-    fn finish(mut self, limit: Duration) -> (ExitStatus, String, Vec<String>) {
-        let deadline = Instant::now() + limit;
-        let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break status;
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!(
-                    "ct-cli did not exit within {limit:?}; stderr:\n{}",
-                    self.stderr.lock().unwrap().join("\n")
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        let mut stdout = String::new();
-        use std::io::Read;
-        self.child
-            .stdout
-            .take()
-            .unwrap()
-            .read_to_string(&mut stdout)
-            .unwrap();
-        // Let the reader thread see the end of stderr.
-        while self.lines.recv_timeout(Duration::from_secs(5)).is_ok() {}
-        let stderr = self.stderr.lock().unwrap().clone();
-        (status, stdout, stderr)
-    }
-}
-
-/// Parses the summary line `ct-cli: N events (M with conntrack), L lost`.
-fn summary(stderr: &[String]) -> (u64, u64, u64) {
-    let line = stderr
-        .iter()
-        .rev()
-        .find(|l| l.contains(" with conntrack), "))
-        .unwrap_or_else(|| panic!("no summary line in:\n{}", stderr.join("\n")));
-    let numbers: Vec<u64> = line
-        .split(|c: char| !c.is_ascii_digit())
-        .filter(|s| !s.is_empty())
-        .map(|s| s.parse().unwrap())
-        .collect();
-    assert!(
-        line.starts_with("ct-cli: ") && line.contains(" events (") && line.contains(" lost"),
-        "{line}"
-    );
-    (numbers[0], numbers[1], numbers[2])
-}
-
-/// Reads an events file: every line must be a complete event.
-fn read_file(path: &Path) -> Vec<Event> {
-    let bytes = std::fs::read(path).unwrap();
-    assert!(
-        bytes.is_empty() || bytes.ends_with(b"\n"),
-        "the file ends with a complete line"
-    );
-    read_events(&bytes[..])
-        .collect::<Result<Vec<_>, _>>()
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+/// `count` echo requests from the client to the server, `interval` seconds apart, in the
+/// background (stopped when the handle drops).
+fn ping_in_background(lab: &Lab, count: u32, interval: &str) -> Bg {
+    let count = count.to_string();
+    let server = SERVER4.to_string();
+    lab.spawn(
+        Node::Client,
+        &[
+            "ping", "-n", "-q", "-c", &count, "-i", interval, "-W", "1", &server,
+        ],
+    )
+    .expect("ping starts")
 }
 
 /// Whether `event` carries an ICMP conntrack entry for an echo from `a` to `b`.
-fn is_icmp_ct(event: &Event, a: &str, b: &str) -> bool {
+fn is_icmp_ct(event: &Event, a: IpAddr, b: IpAddr) -> bool {
     let Some(base) = event.ct.as_ref().and_then(|ct| ct.base.as_ref()) else {
         return false;
     };
-    let (a, b): (std::net::IpAddr, std::net::IpAddr) = (a.parse().unwrap(), b.parse().unwrap());
     matches!(base.orig.proto, CtProto::Icmp { icmp_type: 8, .. })
         && matches!(base.reply.proto, CtProto::Icmp { icmp_type: 0, .. })
         && base.orig.ip.src == a
@@ -347,15 +80,14 @@ fn is_icmp_ct(event: &Event, a: &str, b: &str) -> bool {
 /// summary agrees with it.
 #[test]
 fn sigint_leaves_a_complete_file_and_a_true_summary() {
-    if !kernel_tests_can_run("sigint_leaves_a_complete_file_and_a_true_summary") {
+    if !ct_lab::kernel_available() {
         return;
     }
-    let lab = Lab::new("i", 1);
-    lab.track_in_a();
+    let lab = lab(true);
     let scratch = Scratch::new("sigint");
-    let file = scratch.0.join("events.json");
-    let netns = lab.path_a();
-    let mut collect = Collect::start(&[
+    let file = scratch.path("events.json");
+    let netns = lab.netns_path(Node::Client).display().to_string();
+    let mut collect = start_collect(&[
         "-o",
         file.to_str().unwrap(),
         "--netns",
@@ -370,8 +102,10 @@ fn sigint_leaves_a_complete_file_and_a_true_summary() {
     );
 
     let started = Instant::now();
-    let ping = lab.ping(5, "0.2").wait_with_output().unwrap();
-    assert!(ping.status.success(), "ping from a to b failed");
+    let ping = lab
+        .ping(Node::Client, SERVER4.into(), 5)
+        .expect("ping runs");
+    assert!(ping.success(), "ping from the client to the server failed");
     std::thread::sleep(Duration::from_millis(200));
     collect.signal(libc::SIGINT);
     let (status, stdout, stderr) = collect.finish(Duration::from_secs(20));
@@ -398,14 +132,14 @@ fn sigint_leaves_a_complete_file_and_a_true_summary() {
     );
     let matching = events
         .iter()
-        .filter(|e| is_icmp_ct(e, &lab.addr_a, &lab.addr_b))
+        .filter(|e| is_icmp_ct(e, CLIENT4.into(), SERVER4.into()))
         .count();
     assert!(
         matching >= 5,
         "every echo request carries its ICMP conntrack entry ({matching} of {})",
         events.len()
     );
-    let inode = lab.inode_a();
+    let inode = lab.netns_inode(Node::Client);
     assert!(
         events.iter().all(|e| e.netns == Some(inode)),
         "--netns keeps other namespaces out"
@@ -424,15 +158,14 @@ fn sigint_leaves_a_complete_file_and_a_true_summary() {
 /// `--ct-only` keeps packets without conntrack out; SIGTERM is not needed.
 #[test]
 fn count_stops_after_n_events_and_prints_them() {
-    if !kernel_tests_can_run("count_stops_after_n_events_and_prints_them") {
+    if !ct_lab::kernel_available() {
         return;
     }
-    let lab = Lab::new("n", 2);
-    lab.track_in_a();
+    let lab = lab(true);
     let scratch = Scratch::new("count");
-    let file = scratch.0.join("events.json");
-    let netns = lab.inode_a().to_string();
-    let mut collect = Collect::start(&[
+    let file = scratch.path("events.json");
+    let netns = lab.netns_inode(Node::Client).to_string();
+    let mut collect = start_collect(&[
         "-o",
         file.to_str().unwrap(),
         "--print",
@@ -447,10 +180,9 @@ fn count_stops_after_n_events_and_prints_them() {
         "tp:net:net_dev_start_xmit",
     ]);
     collect.wait_ready();
-    let mut ping = lab.ping(20, "0.1");
+    let ping = ping_in_background(&lab, 20, "0.1");
     let (status, stdout, stderr) = collect.finish(Duration::from_secs(30));
-    let _ = ping.kill();
-    let _ = ping.wait();
+    drop(ping);
 
     assert_eq!(status.code(), Some(0), "stderr:\n{}", stderr.join("\n"));
     let events = read_file(&file);
@@ -459,7 +191,7 @@ fn count_stops_after_n_events_and_prints_them() {
     assert!(
         events
             .iter()
-            .all(|e| is_icmp_ct(e, &lab.addr_a, &lab.addr_b)),
+            .all(|e| is_icmp_ct(e, CLIENT4.into(), SERVER4.into())),
         "{stdout}"
     );
     assert_eq!(stdout.lines().count(), 3, "stdout:\n{stdout}");
@@ -470,14 +202,14 @@ fn count_stops_after_n_events_and_prints_them() {
 /// SIGTERM stops as cleanly as Ctrl-C, also when no event came at all.
 #[test]
 fn sigterm_with_no_events_exits_zero() {
-    if !kernel_tests_can_run("sigterm_with_no_events_exits_zero") {
+    if !ct_lab::kernel_available() {
         return;
     }
-    let lab = Lab::new("t", 3);
+    let lab = lab(false);
     let scratch = Scratch::new("sigterm");
-    let file = scratch.0.join("events.json");
-    let netns = lab.path_a();
-    let mut collect = Collect::start(&[
+    let file = scratch.path("events.json");
+    let netns = lab.netns_path(Node::Client).display().to_string();
+    let mut collect = start_collect(&[
         "-o",
         file.to_str().unwrap(),
         "--netns",
@@ -498,22 +230,25 @@ fn sigterm_with_no_events_exits_zero() {
 /// events that fit, each complete.
 #[test]
 fn disk_full_keeps_complete_events() {
-    if !kernel_tests_can_run("disk_full_keeps_complete_events") {
+    if !ct_lab::kernel_available() {
         return;
     }
-    let lab = Lab::new("f", 4);
-    lab.track_in_a();
+    let lab = lab(true);
     let scratch = Scratch::new("full");
-    let mount = scratch.0.join("tiny");
+    let mount = scratch.path("tiny");
     std::fs::create_dir(&mount).unwrap();
-    run(Command::new("mount").args([
-        "-t",
-        "tmpfs",
-        "-o",
-        "size=8k,mode=0700",
-        "ctcli-test",
-        mount.to_str().unwrap(),
-    ]));
+    let mounted = Command::new("mount")
+        .args([
+            "-t",
+            "tmpfs",
+            "-o",
+            "size=8k,mode=0700",
+            "ctcli-test",
+            mount.to_str().unwrap(),
+        ])
+        .status()
+        .expect("mount runs");
+    assert!(mounted.success(), "mounting a tiny tmpfs failed");
     struct Unmount(PathBuf);
     impl Drop for Unmount {
         fn drop(&mut self) {
@@ -523,8 +258,8 @@ fn disk_full_keeps_complete_events() {
     let _unmount = Unmount(mount.clone());
 
     let file = mount.join("events.json");
-    let netns = lab.path_a();
-    let mut collect = Collect::start(&[
+    let netns = lab.netns_path(Node::Client).display().to_string();
+    let mut collect = start_collect(&[
         "-o",
         file.to_str().unwrap(),
         "--netns",
@@ -533,10 +268,9 @@ fn disk_full_keeps_complete_events() {
         "tp:net:net_dev_start_xmit",
     ]);
     collect.wait_ready();
-    let mut ping = lab.ping(200, "0.01");
+    let ping = ping_in_background(&lab, 200, "0.01");
     let (status, _, stderr) = collect.finish(Duration::from_secs(30));
-    let _ = ping.kill();
-    let _ = ping.wait();
+    drop(ping);
 
     let text = stderr.join("\n");
     assert_eq!(status.code(), Some(1), "stderr:\n{text}");
@@ -554,15 +288,17 @@ fn disk_full_keeps_complete_events() {
 /// kernel (/proc, /sys), not from `check`.
 #[test]
 fn check_command_reports_what_loads() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 || !Path::new("/sys/kernel/btf/vmlinux").exists() {
-        if std::env::var("CT_REQUIRE_KERNEL_TESTS").is_ok_and(|v| v == "1") {
-            panic!("check_command_reports_what_loads: kernel test required but not root or no BTF");
-        }
-        eprintln!("skipping check_command_reports_what_loads: not root or no kernel BTF");
+    let ready = if !ct_bpf::kernel::has_bpf_privileges() {
+        Err("no privileges to load BPF programs")
+    } else if !Path::new(ct_bpf::kernel::VMLINUX_BTF).exists() {
+        Err("no kernel BTF")
+    } else {
+        Ok(())
+    };
+    if !ct_lab::run_or_skip(ready) {
         return;
     }
-    let out = Command::new(env!("CARGO_BIN_EXE_ct-cli"))
+    let out = Command::new(CT_CLI)
         .arg("check")
         .output()
         .expect("ct-cli starts");

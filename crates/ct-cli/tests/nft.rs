@@ -8,55 +8,82 @@
 
 mod support;
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::io::Read;
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
 use std::net::IpAddr;
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use ct_core::{Event, NftFamily, NftTraceKind, NftVerdict};
 use ct_lab::{Lab, Node, CLIENT4, SERVER4};
-use support::{kernel_lock, kernel_tests_can_run, read_file, Collect, Scratch};
+use support::{kernel_tests_can_run, read_file, start_collect, Collect, Scratch};
 
 const KFREE: &str = "skb:kfree_skb";
 const STOP: Duration = Duration::from_secs(20);
 
 /// `nft monitor trace` in a lab namespace: the independent witness.
-struct Monitor(Child);
+struct Monitor {
+    child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+}
 
 impl Monitor {
     fn start(lab: &Lab, node: Node) -> Monitor {
-        let child = Command::new("ip")
+        let mut child = Command::new("ip")
             .args(["netns", "exec", lab.name(node), "nft", "monitor", "trace"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .expect("nft monitor trace starts");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&lines);
+        let out = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                sink.lock().unwrap().push(line);
+            }
+        });
         // It prints nothing when it has subscribed: give it time to.
         std::thread::sleep(Duration::from_millis(500));
-        Monitor(child)
+        Monitor { child, lines }
     }
 
-    /// Stops it; the trace ids of the lines about `table chain` with `verdict`.
-    fn finish(mut self, table: &str, chain: &str, verdict: &str) -> (BTreeSet<String>, String) {
-        std::thread::sleep(Duration::from_millis(300));
-        let _ = self.0.kill();
-        let mut text = String::new();
-        self.0
-            .stdout
-            .take()
-            .unwrap()
-            .read_to_string(&mut text)
-            .unwrap();
-        let _ = self.0.wait();
+    /// Its lines about a rule of `table chain` with `verdict`: one per packet (trace ids
+    /// repeat when the kernel reuses a buffer, so they are not counted). Waits until it
+    /// has printed `expected` of them (it looks each rule up, which takes a while on an
+    /// emulated machine) or 20 s passed; then stops it. Also returns all it printed.
+    fn finish(
+        mut self,
+        table: &str,
+        chain: &str,
+        verdict: &str,
+        expected: u64,
+    ) -> (Vec<String>, String) {
         let wanted = format!(" {table} {chain} rule ");
-        let ids = text
-            .lines()
-            .filter(|l| l.contains(&wanted) && l.ends_with(&format!("(verdict {verdict})")))
-            .filter_map(|l| l.split_whitespace().nth(2).map(str::to_owned))
-            .collect();
-        (ids, text)
+        let end = format!("(verdict {verdict})");
+        let matching = |lines: &[String]| -> Vec<String> {
+            lines
+                .iter()
+                .filter(|l| l.contains(&wanted) && l.ends_with(&end))
+                .cloned()
+                .collect()
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline
+            && (matching(&self.lines.lock().unwrap()).len() as u64) < expected
+        {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // Anything more (there should be nothing) has a moment to show.
+        std::thread::sleep(Duration::from_millis(300));
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let lines = self.lines.lock().unwrap().clone();
+        (matching(&lines), lines.join("\n"))
     }
 }
 
@@ -69,12 +96,14 @@ struct NftCollect {
 
 impl NftCollect {
     fn start(lab: &Lab, node: Node, filter: &str, extra: &[&str]) -> NftCollect {
-        let dir = Scratch::new(&format!("nft-{}", std::process::id()));
+        // Tests run in parallel, each with its own lab: and its own directory.
+        static RUNS: AtomicUsize = AtomicUsize::new(0);
+        let dir = Scratch::new(&format!("nft-{}", RUNS.fetch_add(1, Ordering::Relaxed)));
         let out = dir.path("events.json");
         let mut args = vec!["--netns", lab.name(node), "--nft", "-f", filter];
         args.extend_from_slice(extra);
         args.extend(["-o", out.to_str().unwrap()]);
-        let mut collect = Collect::start(&args);
+        let mut collect = start_collect(&args);
         collect.wait_ready();
         NftCollect {
             collect,
@@ -170,18 +199,12 @@ struct Case<'a> {
     /// The drop reason the packets die with.
     reason: &'a str,
     packets: u64,
-    /// Whether the packet has a conntrack entry at the drop.
-    tracked: bool,
+    /// Whether the packet has a conntrack entry at the drop, where the case decides it.
+    tracked: Option<bool>,
 }
 
 /// Checks the events of one drop case against the monitor and the rule counter.
-fn check(
-    lab: &Lab,
-    case: &Case,
-    events: &[Event],
-    monitor: (BTreeSet<String>, String),
-    dst: IpAddr,
-) {
+fn check(lab: &Lab, case: &Case, events: &[Event], monitor: (Vec<String>, String), dst: IpAddr) {
     let d = dump(events);
     let family: &str = case.family.into();
     let (handle, counted) = rule(lab, case.node, family, case.table, case.chain, case.needle);
@@ -215,14 +238,14 @@ fn check(
         assert!(e.probe.is_none() && e.ct.is_none(), "{d}");
     }
     // One step per packet, as many as the rule counted and as the monitor saw.
-    let (monitor_ids, monitor_text) = monitor;
+    let (monitor_lines, monitor_text) = monitor;
     assert_eq!(
         steps.len() as u64,
         counted,
         "steps\n{d}\nmonitor:\n{monitor_text}"
     );
     assert_eq!(
-        monitor_ids.len() as u64,
+        monitor_lines.len() as u64,
         counted,
         "monitor:\n{monitor_text}"
     );
@@ -251,19 +274,24 @@ fn check(
             Some(expected) => assert_eq!(&reason, expected, "{d}"),
             None => assert!(reason.is_some(), "{d}"),
         }
-        assert_eq!(drop.ct.is_some(), case.tracked, "{d}");
-        if case.tracked {
-            assert_eq!(e.tracking.unwrap().conn, drop.tracking.unwrap().conn, "{d}");
+        if let Some(tracked) = case.tracked {
+            assert_eq!(drop.ct.is_some(), tracked, "{d}");
         }
+        // The step carries the connection of its packet, if it had one.
+        assert_eq!(e.tracking.unwrap().conn, drop.tracking.unwrap().conn, "{d}");
     }
+    let reason = match &expected {
+        Some(Some(name)) => name.as_str(),
+        Some(None) => "none (the kernel has no drop reasons)",
+        None => "some reason (the kernel does not name this one)",
+    };
     println!(
-        "{} {} {} handle {handle}: {} steps, monitor {} packets, counter {counted}, reason {:?}",
-        family,
+        "{family} {} {} handle {handle}: {} steps, monitor {} packets, counter {counted}, \
+         drop reason {reason}",
         case.table,
         case.chain,
         steps.len(),
-        monitor_ids.len(),
-        expected
+        monitor_lines.len(),
     );
 }
 
@@ -281,14 +309,13 @@ fn nft_rule_drop_names_the_rule() {
     if !kernel_tests_can_run() {
         return;
     }
-    let _lock = kernel_lock();
     let lab = Lab::new().unwrap();
     lab.router_nft(NFT_DROP).unwrap();
     let collect = NftCollect::start(&lab, Node::Router, "icmp", &["--allow-system-changes"]);
     assert_eq!(trace_tables(&lab, Node::Router).len(), 1);
     let monitor = Monitor::start(&lab, Node::Router);
     lab.ping(Node::Client, SERVER4.into(), 3).unwrap();
-    let monitor = monitor.finish("ip lab", "forward", "drop");
+    let monitor = monitor.finish("ip lab", "forward", "drop", 3);
     let (events, stderr) = collect.stop(libc::SIGINT);
     assert!(
         stderr.contains("installed nftables table inet ct_trace_"),
@@ -303,7 +330,7 @@ fn nft_rule_drop_names_the_rule() {
         verdict: NftVerdict::Drop,
         reason: "NETFILTER_DROP",
         packets: 3,
-        tracked: true,
+        tracked: None,
     };
     check(&lab, &case, &events, monitor, SERVER4.into());
     assert!(
@@ -317,7 +344,6 @@ fn ct_state_invalid_drop_names_the_rule() {
     if !kernel_tests_can_run() {
         return;
     }
-    let _lock = kernel_lock();
     let lab = Lab::new().unwrap();
     lab.sysctl(Node::Router, &["net.netfilter.nf_conntrack_tcp_loose=0"])
         .unwrap();
@@ -340,7 +366,7 @@ table inet lab {
     );
     let monitor = Monitor::start(&lab, Node::Router);
     lab.bare_acks(Node::Client, SERVER4.into(), 80, 3).unwrap();
-    let monitor = monitor.finish("inet lab", "forward", "drop");
+    let monitor = monitor.finish("inet lab", "forward", "drop", 3);
     let (events, _) = collect.stop(libc::SIGTERM);
     let case = Case {
         node: Node::Router,
@@ -351,7 +377,7 @@ table inet lab {
         verdict: NftVerdict::Drop,
         reason: "NETFILTER_DROP",
         packets: 3,
-        tracked: false,
+        tracked: Some(false),
     };
     check(&lab, &case, &events, monitor, SERVER4.into());
     assert!(
@@ -367,7 +393,6 @@ fn no_socket_drop_after_an_accepting_rule() {
     if !kernel_tests_can_run() {
         return;
     }
-    let _lock = kernel_lock();
     let lab = Lab::new().unwrap();
     lab.nft(
         Node::Server,
@@ -396,7 +421,7 @@ table inet srv {
         Duration::from_millis(500),
     )
     .unwrap();
-    let monitor = monitor.finish("inet srv", "input", "accept");
+    let monitor = monitor.finish("inet srv", "input", "accept", 3);
     let (events, _) = collect.stop(libc::SIGINT);
     let case = Case {
         node: Node::Server,
@@ -407,7 +432,7 @@ table inet srv {
         verdict: NftVerdict::Accept,
         reason: "NO_SOCKET",
         packets: 3,
-        tracked: true,
+        tracked: None,
     };
     check(&lab, &case, &events, monitor, SERVER4.into());
     // The source, to be sure the steps are the client's datagrams.
@@ -425,7 +450,6 @@ fn a_table_left_by_a_killed_run_is_removed_by_the_next() {
     if !kernel_tests_can_run() {
         return;
     }
-    let _lock = kernel_lock();
     let lab = Lab::new().unwrap();
     let killed = NftCollect::start(&lab, Node::Router, "icmp", &["--allow-system-changes"]);
     let left = trace_tables(&lab, Node::Router);
@@ -458,7 +482,6 @@ fn without_system_changes_the_rulesets_own_marks_are_used() {
     if !kernel_tests_can_run() {
         return;
     }
-    let _lock = kernel_lock();
     let lab = Lab::new().unwrap();
     lab.router_nft(
         r#"
@@ -482,7 +505,7 @@ table ip lab {
     );
     let monitor = Monitor::start(&lab, Node::Router);
     lab.ping(Node::Client, SERVER4.into(), 2).unwrap();
-    let monitor = monitor.finish("ip lab", "forward", "drop");
+    let monitor = monitor.finish("ip lab", "forward", "drop", 2);
     let (events, stderr) = collect.stop(libc::SIGINT);
     assert!(
         stderr.contains("without --allow-system-changes"),
@@ -497,7 +520,7 @@ table ip lab {
         verdict: NftVerdict::Drop,
         reason: "NETFILTER_DROP",
         packets: 2,
-        tracked: true,
+        tracked: None,
     };
     check(&lab, &case, &events, monitor, SERVER4.into());
 }

@@ -125,7 +125,7 @@ fn no_output_format_holds_a_kernel_address() {
     let scratch = Scratch::new("security");
     let file = scratch.path("events.json");
     let netns = format!("/var/run/netns/{}", lab.name(Node::Router));
-    let mut collect = Collect::start(&[
+    let mut collect = start_collect(&[
         "-o",
         file.to_str().unwrap(),
         "--print",
@@ -136,13 +136,8 @@ fn no_output_format_holds_a_kernel_address() {
     ]);
     collect.wait_ready();
 
-    let _tcp = lab
-        .tcp_server(Node::Server, SERVER4.into(), 80)
-        .expect("tcp server");
-    let tcp = lab
-        .tcp_client(Node::Client, ROUTER_C4.into(), 8080)
-        .expect("tcp client");
-    assert!(tcp.echoed);
+    lab.tcp_exchange(SERVER4.into(), 80, ROUTER_C4.into(), 8080)
+        .expect("tcp through DNAT");
     let _udp = lab
         .udp_server(Node::Server, SERVER4.into(), 53, 3)
         .expect("udp server");

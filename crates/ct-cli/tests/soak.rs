@@ -115,7 +115,7 @@ fn connection_churn_through_nat_keeps_memory_and_fds_flat() {
     let scratch = Scratch::new("soak");
     let file = scratch.path("events.json");
     let netns = format!("/var/run/netns/{}", lab.name(Node::Router));
-    let mut collect = Collect::start(&["-o", file.to_str().unwrap(), "--netns", &netns]);
+    let mut collect = start_collect(&["-o", file.to_str().unwrap(), "--netns", &netns]);
     collect.wait_ready();
     let pid = collect.pid();
     let at_ready = rss_and_fds(pid);

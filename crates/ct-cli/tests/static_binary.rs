@@ -32,23 +32,17 @@ fn static_bin() -> Option<PathBuf> {
     if !ct_lab::kernel_available() {
         return None;
     }
-    match std::env::var_os(STATIC_BIN_ENV) {
-        Some(path) if !path.is_empty() => Some(PathBuf::from(path)),
-        _ => {
-            let reason = format!(
-                "{STATIC_BIN_ENV} is not set (CT_STATIC_BIN=$(scripts/static-build.sh) builds \
-                 the static ct-cli and names it)"
-            );
-            if std::env::var(ct_lab::REQUIRE_ENV).is_ok_and(|v| v == "1") {
-                panic!(
-                    "kernel test cannot run and {}=1: {reason}",
-                    ct_lab::REQUIRE_ENV
-                );
-            }
-            println!("skipping: {reason}");
-            None
-        }
-    }
+    let path = std::env::var_os(STATIC_BIN_ENV).filter(|path| !path.is_empty());
+    let ready = match path {
+        Some(_) => Ok(()),
+        None => Err(format!(
+            "{STATIC_BIN_ENV} is not set (CT_STATIC_BIN=$(scripts/static-build.sh) builds \
+             the static ct-cli and names it)"
+        )),
+    };
+    ct_lab::run_or_skip(ready)
+        .then(|| path.map(PathBuf::from))
+        .flatten()
 }
 
 /// Whether the ELF file at `path` names a program interpreter (a PT_INTERP header): a
@@ -87,7 +81,7 @@ impl Root {
     }
 
     fn dir(&self) -> &Path {
-        &self.0 .0
+        self.0.dir()
     }
 
     /// `chroot ROOT /ct-cli ARGS...`, its mounts made in a mount namespace of its own.

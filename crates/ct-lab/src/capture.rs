@@ -3,7 +3,9 @@
 use std::time::{Duration, Instant};
 
 use ct_bpf::raw::RawCtEvent;
-use ct_bpf::{Collector, CollectorBuilder, DecodeError, Decoder, KernelFilters, ProbeSpec};
+use ct_bpf::{
+    Collector, CollectorBuilder, DecodeError, Decoder, KernelFilters, ProbeSpec, RingRecord,
+};
 use ct_core::{CtConnEvent, CtEvent, Event};
 
 /// The probes the lab attaches. Over veth, `netif_receive_skb` sees packets before
@@ -105,9 +107,12 @@ impl Capture {
             errors,
             ..
         } = self;
-        collector.poll_raw(timeout, |raw| match decoder.decode_raw(raw) {
-            Ok(event) => events.push(Captured { raw: *raw, event }),
-            Err(e) => errors.push(e),
+        collector.poll_raw(timeout, |record| match record {
+            RingRecord::Complete(raw) => match decoder.decode_raw(raw) {
+                Ok(event) => events.push(Captured { raw: *raw, event }),
+                Err(e) => errors.push(e),
+            },
+            short => errors.extend(short.decode(decoder).err()),
         })
     }
 

@@ -14,6 +14,11 @@
 //! namespaces and deletes them, also while a failing test unwinds; labs of a process that
 //! was killed are removed by the next `Lab::new`.
 //!
+//! Beside the lab: [`run_or_skip`], the one gate every kernel test of the workspace
+//! passes (skip with a printed reason, or fail under `CT_REQUIRE_KERNEL_TESTS=1`);
+//! [`Scratch`] directories; and [`Collect`], a `ct-cli` process under test with the BPF
+//! objects it holds ([`BpfIds`]).
+//!
 //! Use it from tests only (a dev-dependency):
 //!
 //! ```no_run
@@ -49,11 +54,15 @@ use std::time::Duration;
 pub mod capture;
 pub mod conntrack;
 mod exec;
+mod process;
+mod scratch;
 mod traffic;
 
 pub use capture::{Capture, Captured, LAB_PROBES};
 pub use conntrack::{parse_conntrack, CtEntry, CtEntryTuple};
 pub use exec::{Bg, LabError, Output};
+pub use process::{BpfIds, Collect};
+pub use scratch::Scratch;
 pub use traffic::{SctpHandshake, TcpClientResult, UdpClientResult};
 
 /// The client's address on its link to the router.
@@ -158,19 +167,39 @@ fn check_kernel() -> Result<(), String> {
     Ok(())
 }
 
-/// For the top of every kernel test: `true` when the lab can run. Otherwise prints
-/// `skipping: <reason>` and returns `false`, or panics when `CT_REQUIRE_KERNEL_TESTS=1`.
+/// For the top of every kernel test that uses the lab: `true` when it can run here
+/// ([`require_kernel`]); otherwise [`run_or_skip`] decides.
 pub fn kernel_available() -> bool {
-    match require_kernel() {
-        Ok(()) => true,
-        Err(reason) => {
-            if std::env::var(REQUIRE_ENV).is_ok_and(|v| v == "1") {
-                panic!("kernel test cannot run and {REQUIRE_ENV}=1: {reason}");
-            }
-            println!("skipping: {reason}");
-            false
-        }
+    run_or_skip(require_kernel())
+}
+
+/// The one gate of the kernel tests: what a test does when it cannot run here. `ready`
+/// is `Ok(())` when it can, or why it cannot (the test's own requirements: the lab's,
+/// privileges, a tool, a binary).
+///
+/// Returns `true` when the test can go on. Otherwise it prints `skipping: <reason>` and
+/// returns `false`; but when [`REQUIRE_ENV`] is `1` (CI sets it) it panics with the
+/// reason, so that a skipped kernel test is a failure there. Any other value (`0`, empty)
+/// or none at all means skip.
+pub fn run_or_skip(ready: Result<(), impl std::fmt::Display>) -> bool {
+    let required = kernel_tests_required(std::env::var(REQUIRE_ENV).ok().as_deref());
+    go_on_or_skip(ready, required)
+}
+
+/// Whether [`REQUIRE_ENV`]'s value (`None` when unset) turns a skip into a failure.
+fn kernel_tests_required(value: Option<&str>) -> bool {
+    value == Some("1")
+}
+
+fn go_on_or_skip(ready: Result<(), impl std::fmt::Display>, required: bool) -> bool {
+    let Err(reason) = ready else {
+        return true;
+    };
+    if required {
+        panic!("kernel test cannot run and {REQUIRE_ENV}=1: {reason}");
     }
+    println!("skipping: {reason}");
+    false
 }
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
@@ -309,6 +338,12 @@ impl Lab {
     /// The namespace's name (for `ip netns exec`).
     pub fn name(&self, node: Node) -> &str {
         &self.names[node.index()]
+    }
+
+    /// The namespace's bind mount (`/run/netns/<name>`), as `ct-cli collect --netns`
+    /// takes it.
+    pub fn netns_path(&self, node: Node) -> PathBuf {
+        Path::new(NETNS_DIR).join(self.name(node))
     }
 
     /// The namespace's inode number, as the collector's netns filter and events use it.
@@ -467,4 +502,30 @@ fn remove_stale_labs() {
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_1_requires_kernel_tests() {
+        assert!(kernel_tests_required(Some("1")));
+        for value in [None, Some("0"), Some(""), Some("yes"), Some("true")] {
+            assert!(!kernel_tests_required(value), "{value:?}");
+        }
+    }
+
+    #[test]
+    fn a_test_that_can_run_goes_on_and_one_that_cannot_skips() {
+        assert!(go_on_or_skip(Ok::<(), &str>(()), false));
+        assert!(go_on_or_skip(Ok::<(), &str>(()), true));
+        assert!(!go_on_or_skip(Err("no root"), false));
+    }
+
+    #[test]
+    #[should_panic(expected = "kernel test cannot run and CT_REQUIRE_KERNEL_TESTS=1: no root")]
+    fn a_required_test_that_cannot_run_fails() {
+        go_on_or_skip(Err("no root"), true);
+    }
 }

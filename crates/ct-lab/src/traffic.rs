@@ -113,6 +113,29 @@ impl Lab {
         })
     }
 
+    /// One TCP connection from the client to `dst:dport`, answered by an echo server
+    /// started on the server at `listen:lport` (the same as `dst:dport` unless NAT on the
+    /// router rewrites one into the other). Returns the client's source port; an error
+    /// unless the echo came back.
+    pub fn tcp_exchange(
+        &self,
+        listen: IpAddr,
+        lport: u16,
+        dst: IpAddr,
+        dport: u16,
+    ) -> Result<u16, LabError> {
+        let mut server = self.tcp_server(Node::Server, listen, lport)?;
+        let client = self.tcp_client(Node::Client, dst, dport)?;
+        if !client.echoed {
+            return Err(LabError::new(format!(
+                "tcp client to {dst}:{dport} (server at {listen}:{lport}): no echo came back"
+            )));
+        }
+        // The client read the server's FIN before it closed: the server is done.
+        server.finish(READY_TIMEOUT)?.ok()?;
+        Ok(client.sport)
+    }
+
     /// Starts a UDP echo server in `node` answering `count` datagrams.
     pub fn udp_server(
         &self,

@@ -214,13 +214,8 @@ fn kernel_and_user_space_filters_agree() {
 
     lab.ping(Node::Client, SERVER4.into(), 2).expect("ping");
     lab.ping(Node::Client, SERVER6.into(), 2).expect("ping6");
-    let _tcp = lab
-        .tcp_server(Node::Server, SERVER4.into(), 80)
-        .expect("tcp server");
-    let tcp = lab
-        .tcp_client(Node::Client, SERVER4.into(), 80)
-        .expect("tcp client");
-    assert!(tcp.echoed);
+    lab.tcp_exchange(SERVER4.into(), 80, SERVER4.into(), 80)
+        .expect("tcp");
     let _udp = lab
         .udp_server(Node::Server, SERVER4.into(), 53, 2)
         .expect("udp server");

@@ -90,13 +90,9 @@ fn kprobes_and_kretprobes_report_what_tracepoints_report() {
         b.probes(extra.iter().cloned()).probe(spec(KRETPROBE))
     })
     .expect("attaching tracepoints, kprobes and a kretprobe");
-    let _server = lab
-        .tcp_server(Node::Server, SERVER4.into(), 80)
-        .expect("tcp server");
-    let client = lab
-        .tcp_client(Node::Client, ROUTER_C4.into(), 8080)
-        .expect("tcp client");
-    assert!(client.echoed, "no echo through DNAT");
+    let sport = lab
+        .tcp_exchange(SERVER4.into(), 80, ROUTER_C4.into(), 8080)
+        .expect("tcp through DNAT");
     let ping = lab
         .ping(Node::Client, ROUTER_C4.into(), 2)
         .expect("ping the router");
@@ -126,7 +122,7 @@ fn kprobes_and_kretprobes_report_what_tracepoints_report() {
 
     let tcp = |e: &&Captured| {
         e.base()
-            .is_some_and(|b| b.orig.proto.ports() == Some((client.sport, 8080)))
+            .is_some_and(|b| b.orig.proto.ports() == Some((sport, 8080)))
     };
     let forwarded: Vec<&Captured> = run.at(FORWARD).filter(tcp).collect();
     let returned: Vec<&Captured> = run.at("validate_xmit_skb").filter(tcp).collect();

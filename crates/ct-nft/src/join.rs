@@ -19,6 +19,10 @@ use crate::TraceStep;
 /// How long a BPF event can be joined to: trace messages arrive within milliseconds of
 /// the probe hits of the same packet.
 const REMEMBER_PACKETS_FOR: Duration = Duration::from_secs(2);
+/// How long a trace id stands for one packet: the kernel derives it from the buffer's
+/// address, which the next packet may reuse, while one packet's steps come within
+/// microseconds of each other.
+const TRACE_ID_LIFETIME: Duration = Duration::from_millis(100);
 /// How long a step waits for the BPF events of its packet (the ring buffer and the
 /// netlink socket are read in turn) before it is written without tracking ids.
 pub const WAIT_FOR_PACKET: Duration = Duration::from_millis(300);
@@ -109,9 +113,11 @@ impl Joiner {
         let mut out = Vec::new();
         let mut still = VecDeque::new();
         while let Some((since, step)) = self.waiting.pop_front() {
-            match self.find(&step) {
+            match self.find(&step, since) {
                 Some(seen) => {
-                    self.traces.insert(step.message.id, seen);
+                    // Timed from this step: the packet's later steps come right after it.
+                    self.traces
+                        .insert(step.message.id, Seen { at: since, ..seen });
                     out.push(step.into_event(Some(seen.tracking), seen.netns));
                 }
                 None if now.duration_since(since) >= WAIT_FOR_PACKET => {
@@ -129,8 +135,8 @@ impl Joiner {
     pub fn finish(&mut self) -> Vec<Event> {
         let far = Instant::now() + WAIT_FOR_PACKET + REMEMBER_PACKETS_FOR;
         let mut out = Vec::new();
-        while let Some((_, step)) = self.waiting.pop_front() {
-            match self.find(&step) {
+        while let Some((since, step)) = self.waiting.pop_front() {
+            match self.find(&step, since) {
                 Some(seen) => out.push(step.into_event(Some(seen.tracking), seen.netns)),
                 None => {
                     self.unjoined += 1;
@@ -147,13 +153,20 @@ impl Joiner {
         self.unjoined
     }
 
-    fn find(&self, step: &TraceStep) -> Option<Seen> {
-        step.packet
+    /// The packet of a step that arrived at `since`: by its headers, else by its trace id
+    /// if a step of that id was joined just before.
+    fn find(&self, step: &TraceStep, since: Instant) -> Option<Seen> {
+        let by_headers = step
+            .packet
             .as_ref()
             .and_then(packet_key)
-            .and_then(|key| self.packets.get(&key))
-            .or_else(|| self.traces.get(&step.message.id))
-            .copied()
+            .and_then(|key| self.packets.get(&key));
+        let by_trace_id = || {
+            self.traces
+                .get(&step.message.id)
+                .filter(|seen| since.saturating_duration_since(seen.at) < TRACE_ID_LIFETIME)
+        };
+        by_headers.or_else(by_trace_id).copied()
     }
 
     fn forget(&mut self, now: Instant) {

@@ -42,8 +42,8 @@ fn list_chain(family: NftFamily, table: &str, chain: &str) -> Option<HashMap<u64
     let output = Command::new(NFT_PROGRAM)
         // -s: without counter values, which would make one rule read differently each time.
         .args(["-s", "-a", "list", "chain", family.into()])
-        .arg(quoted(table))
-        .arg(quoted(chain))
+        .arg(table)
+        .arg(chain)
         .stdin(Stdio::null())
         .stderr(Stdio::null())
         .output()
@@ -52,12 +52,6 @@ fn list_chain(family: NftFamily, table: &str, chain: &str) -> Option<HashMap<u64
         .status
         .success()
         .then(|| parse_listing(&String::from_utf8_lossy(&output.stdout)))
-}
-
-/// nft parses its arguments as one command line: a name is quoted so that it is read as
-/// a name whatever it holds.
-fn quoted(name: &str) -> String {
-    format!("\"{name}\"")
 }
 
 /// Rule lines of an `nft -a list` listing: `TEXT # handle N`. Chain and table lines carry

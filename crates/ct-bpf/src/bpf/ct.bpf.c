@@ -383,7 +383,7 @@ static __always_inline int ct_handle(struct sk_buff *skb, const bool direct, __u
 	if (!scratch)
 		return 0;
 	if (size > CT_SCRATCH_LEN)
-		size = CT_SCRATCH_LEN;
+		return 0; /* a partial copy would leave fields unread: see CT_SCRATCH_LEN */
 
 	if (direct) {
 		if (bpf_core_field_exists(struct sk_buff, _nfct))

@@ -21,7 +21,17 @@
 #ifndef __CT_FILL_H__
 #define __CT_FILL_H__
 
+/*
+ * Room for one struct sk_buff and one struct nf_conn in the scratch buffer. User space
+ * compares it with the kernel's BTF sizes of both before loading and refuses a kernel
+ * whose structs do not fit (Error::ScratchTooSmall in crates/ct-bpf/src/error.rs), so
+ * the size tests below never cut a copy short: they are the verifier's bound.
+ */
 #define CT_SCRATCH_LEN 512
+
+/* Extension ids index struct nf_ct_ext.offset[]; this many entries of it are copied. */
+#define CT_EXT_OFFSETS_LEN 16
+#define CT_EXT_ID_MASK (CT_EXT_OFFSETS_LEN - 1)
 
 /* ip_conntrack_info values we test for. */
 #define CT_CTINFO_MASK 7UL
@@ -30,7 +40,9 @@
 struct ct_scratch {
 	__u8 skb[CT_SCRATCH_LEN];
 	__u8 conn[CT_SCRATCH_LEN];
-	__u8 hdr[128]; /* packet header copy, when a filter needs it before reserving */
+	/* Packet header copy, when a filter needs it before reserving: room for every index
+	 * CT_HDR_INDEX_MASK lets through. */
+	__u8 hdr[CT_HDR_INDEX_MASK + 1];
 };
 
 struct {
@@ -73,21 +85,38 @@ static __always_inline struct ct_scratch *ct_scratch_get(void)
 	} while (0)
 
 /*
+ * Where extension `id` starts, from a copy of struct nf_ct_ext.offset[]: relative to
+ * ct->ext, 0 meaning absent. An id past the kernel's array (or past the copy) is absent
+ * too, rather than a byte of whatever follows the array read as an offset.
+ */
+static __always_inline __u8 ct_ext_offset(const __u8 *offsets, __u32 id)
+{
+	if (id >= bpf_core_field_size(struct nf_ct_ext, offset) || id >= CT_EXT_OFFSETS_LEN)
+		return 0;
+	return offsets[id & CT_EXT_ID_MASK];
+}
+
+/*
  * Reads the conntrack extensions we report (labels, helper name). `ext` is the kernel
- * pointer ct->ext; offsets in the extension header are relative to it, 0 meaning absent.
+ * pointer ct->ext, whose offset[] array is found through CO-RE.
  */
 static __always_inline void ct_fill_ext(struct ct_raw_conn *out, const void *ext)
 {
-	__u8 hdr[16] = {};
+	__u8 offsets[CT_EXT_OFFSETS_LEN] = {};
 	__u32 id;
 	__u8 off;
 
-	if (!ext || bpf_probe_read_kernel(hdr, sizeof(hdr), ext))
+	/* Where the kernel's BTF lacks the extension header, no extension is read (and the
+	 * offset below, which CO-RE could not relocate, is never reached). */
+	if (!bpf_core_field_exists(struct nf_ct_ext, offset))
+		return;
+	if (!ext || bpf_probe_read_kernel(offsets, sizeof(offsets),
+					  ext + bpf_core_field_offset(struct nf_ct_ext, offset)))
 		return;
 
 	if (bpf_core_enum_value_exists(enum nf_ct_ext_id, NF_CT_EXT_LABELS)) {
 		id = bpf_core_enum_value(enum nf_ct_ext_id, NF_CT_EXT_LABELS);
-		off = hdr[id & 15];
+		off = ct_ext_offset(offsets, id);
 		if (off && !bpf_probe_read_kernel(out->labels, sizeof(out->labels), ext + off))
 			out->present |= CT_CONN_HAS_LABELS;
 	}
@@ -101,7 +130,7 @@ static __always_inline void ct_fill_ext(struct ct_raw_conn *out, const void *ext
 		const struct nf_conntrack_helper *helper = NULL;
 
 		id = bpf_core_enum_value(enum nf_ct_ext_id, NF_CT_EXT_HELPER);
-		off = hdr[id & 15];
+		off = ct_ext_offset(offsets, id);
 		if (off &&
 		    !bpf_probe_read_kernel(&helper, sizeof(helper),
 					   ext + off + bpf_core_field_offset(struct nf_conn_help, helper)) &&
@@ -118,7 +147,7 @@ static __always_inline long ct_read_conn(__u8 *buf, const struct nf_conn *ct)
 	__u32 size = bpf_core_type_size(struct nf_conn);
 
 	if (size > CT_SCRATCH_LEN)
-		size = CT_SCRATCH_LEN;
+		return -1; /* a partial copy would leave fields unread: see CT_SCRATCH_LEN */
 	return bpf_probe_read_kernel(buf, size, ct);
 }
 

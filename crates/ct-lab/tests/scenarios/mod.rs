@@ -173,17 +173,13 @@ table ip lab {
 /// Case 2: a TCP connection to the router's 8080, DNATed to the server's 80, masqueraded.
 pub fn tcp_dnat_snat() -> (Run, (u16, Vec<CtEntry>)) {
     run(DNAT_SNAT, |lab| {
-        let _server = lab
-            .tcp_server(Node::Server, SERVER4.into(), 80)
-            .expect("tcp server");
-        let client = lab
-            .tcp_client(Node::Client, ROUTER_C4.into(), 8080)
-            .expect("tcp client");
-        assert!(client.echoed, "no echo through DNAT");
+        let sport = lab
+            .tcp_exchange(SERVER4.into(), 80, ROUTER_C4.into(), 8080)
+            .expect("tcp through DNAT");
         let both = lab
             .conntrack(Node::Router, &["--src-nat", "--dst-nat"])
             .expect("conntrack --src-nat --dst-nat");
-        (client.sport, both)
+        (sport, both)
     })
 }
 
@@ -359,14 +355,8 @@ pub fn notrack() -> (Run, (u16, u16)) {
 /// Case 8a: TCP over IPv6.
 pub fn ipv6_tcp() -> (Run, u16) {
     run(TRACK_ALL, |lab| {
-        let _server = lab
-            .tcp_server(Node::Server, SERVER6.into(), 8080)
-            .expect("tcp server");
-        let client = lab
-            .tcp_client(Node::Client, SERVER6.into(), 8080)
-            .expect("tcp client");
-        assert!(client.echoed);
-        client.sport
+        lab.tcp_exchange(SERVER6.into(), 8080, SERVER6.into(), 8080)
+            .expect("tcp over IPv6")
     })
 }
 

@@ -236,6 +236,19 @@ fn later_steps_follow_their_trace_id() {
 }
 
 #[test]
+fn a_trace_id_seen_again_later_is_another_packet() {
+    let now = Instant::now();
+    let mut j = Joiner::new();
+    j.observe(&bpf_event(5, CLIENT, SERVICE, 40000, 80, 1, false), now);
+    j.push(step(42, headers(CLIENT, SERVICE, 1, 40000, 80, 2)), now);
+    // The kernel reused the buffer: same trace id, another packet no probe saw.
+    let later = now + TRACE_ID_LIFETIME;
+    let other = step(42, headers(CLIENT, [10, 0, 3, 3], 2, 40000, 80, 2));
+    assert!(j.push(other, later).is_empty());
+    assert_eq!(tracking(&j.ready(later + WAIT_FOR_PACKET)), [None]);
+}
+
+#[test]
 fn finish_writes_every_waiting_step() {
     let now = Instant::now();
     let mut j = Joiner::new();
