@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::path::Path;
 use std::process::Command;
 
-use ct_core::{render::Layout, Event, IpVersion, PacketL4, Render};
+use ct_core::{Event, IpVersion, Layout, PacketL4, Render};
 use serde_json::Value;
 
 /// The line tshark prints on stderr whenever it runs as root; not a warning about the file.
