@@ -123,17 +123,38 @@ pub fn read(capture: &Path, filter: &str) -> Vec<Decoded> {
         .collect()
 }
 
-/// Number of packets tshark flags as malformed or with an expert error (a dissector that
-/// could not make sense of them).
-pub fn malformed(capture: &Path) -> usize {
+/// The packets tshark flags as malformed or with an expert error (a dissector that could
+/// not make sense of them), with its messages. The DNS dissectors are off: the lab's UDP
+/// flows use ports 53 and 5353 with payloads that are not DNS, which is no fault of the
+/// capture.
+pub fn malformed(capture: &Path) -> Vec<String> {
     let out = Command::new("tshark")
-        .args(["-n", "-r"])
+        .args([
+            "-n",
+            "--disable-protocol",
+            "dns",
+            "--disable-protocol",
+            "mdns",
+            "-r",
+        ])
         .arg(capture)
         .args(["-Y", "_ws.malformed || _ws.expert.severity >= 0x800000"])
+        .args([
+            "-T",
+            "fields",
+            "-e",
+            "frame.number",
+            "-e",
+            "_ws.expert.message",
+        ])
+        .args(["-e", "frame.comment"])
         .output()
         .expect("tshark runs");
     assert!(out.status.success());
-    String::from_utf8_lossy(&out.stdout).lines().count()
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
 }
 
 /// Compares what tshark decoded with the event's JSON packet section; `clock_offset_ns` is
@@ -281,5 +302,10 @@ pub fn assert_matches(capture: &Path, events: &[Event], clock_offset_ns: i64) {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
-    assert_eq!(malformed(capture), 0, "tshark finds malformed packets");
+    let malformed = malformed(capture);
+    assert!(
+        malformed.is_empty(),
+        "tshark finds malformed packets:\n{}",
+        malformed.join("\n")
+    );
 }

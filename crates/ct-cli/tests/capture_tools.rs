@@ -1,0 +1,243 @@
+//! The capture tools against real traffic in the ct-lab topology: `collect -w` (pcapng read
+//! back with stock tshark and held to the JSON events of the same run), `ct-cli pcap` on
+//! the `--raw-headers` file of that run.
+//!
+//! Needs root, kernel BTF, conntrack, the lab's tools and tshark. Where something is
+//! missing the tests print why and skip; with `CT_REQUIRE_KERNEL_TESTS=1` a skip is a
+//! failure.
+
+mod support;
+#[path = "support/tshark.rs"]
+mod tshark;
+
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use ct_core::{CtState, Event};
+use ct_lab::{Lab, Node, ROUTER_C4, SERVER4};
+use support::*;
+
+/// TCP through DNAT, UDP through DNAT, ICMP through masquerade: every kind of packet the
+/// pcapng test compares, in the router's namespace.
+fn traffic(lab: &Lab) {
+    lab.tcp_exchange(SERVER4.into(), 80, ROUTER_C4.into(), 8080)
+        .expect("tcp through DNAT");
+    let _udp = lab
+        .udp_server(Node::Server, SERVER4.into(), 53, 3)
+        .expect("udp server");
+    let udp = lab
+        .udp_client(
+            Node::Client,
+            ROUTER_C4.into(),
+            5353,
+            3,
+            Duration::from_secs(1),
+        )
+        .expect("udp client");
+    assert_eq!(udp.outcomes, ["reply", "reply", "reply"]);
+    let ping = lab.ping(Node::Client, SERVER4.into(), 3).expect("ping");
+    assert!(ping.success());
+}
+
+fn with_ip_and_bytes(events: &[Event]) -> impl Iterator<Item = &Event> {
+    events.iter().filter(|e| {
+        e.packet
+            .as_ref()
+            .is_some_and(|p| p.ip.is_some() && p.headers.is_some())
+    })
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path).unwrap().mode() & 0o777
+}
+
+#[test]
+fn collect_w_writes_what_tshark_decodes_as_the_json_says() {
+    if !kernel_tests_can_run() || !tshark::available() {
+        return;
+    }
+    let _lock = kernel_lock();
+    let lab = Lab::new().expect("building the lab");
+    lab.router_nft(ROUTER_NAT).expect("loading the ruleset");
+    let scratch = Scratch::new("pcapng");
+    let json = scratch.path("events.json");
+    let capture = scratch.path("events.pcapng");
+    let netns = format!("/var/run/netns/{}", lab.name(Node::Router));
+    let mut collect = start_collect(&[
+        "-o",
+        json.to_str().unwrap(),
+        "--raw-headers",
+        "-w",
+        capture.to_str().unwrap(),
+        "--netns",
+        &netns,
+    ]);
+    collect.wait_ready();
+    traffic(&lab);
+    std::thread::sleep(Duration::from_millis(300));
+    collect.signal(libc::SIGINT);
+    let (status, stdout, stderr) = collect.finish(Duration::from_secs(20));
+    assert_eq!(status.code(), Some(0), "{}", stderr.join("\n"));
+    assert!(stdout.is_empty(), "-o and -w print nothing on stdout");
+    assert_eq!((mode(&json), mode(&capture)), (0o600, 0o600));
+
+    let events = read_file(&json);
+    let packets = with_ip_and_bytes(&events).count();
+    assert!(
+        packets >= 30,
+        "{packets} packets of {} events",
+        events.len()
+    );
+    assert!(
+        events
+            .iter()
+            .all(|e| e.packet.as_ref().is_none_or(|p| p.headers.is_some())),
+        "--raw-headers: every event with a packet section has its bytes"
+    );
+    let summary = summary_line(&stderr);
+    let (written, _, lost) = support::summary(&stderr);
+    assert_eq!(written, events.len() as u64);
+    assert_eq!(lost, 0, "{summary}");
+    assert!(
+        summary.contains(&format!(
+            "; {packets} packets written to {} ({} events without an IP header, 0 without \
+             header bytes, not written)",
+            capture.display(),
+            events.len() - packets
+        )) || (packets == events.len()
+            && summary.ends_with(&format!(
+                "; {packets} packets written to {}",
+                capture.display()
+            ))),
+        "{summary}"
+    );
+
+    // Wall-clock timestamps: one offset from the events' monotonic clock for the run.
+    let first = &tshark::read(&capture, "")[0];
+    let epoch_ns: i128 = first
+        .get("frame.time_epoch")
+        .unwrap()
+        .replace('.', "")
+        .parse()
+        .unwrap();
+    let first_event = with_ip_and_bytes(&events).next().unwrap();
+    let offset = (epoch_ns - i128::from(first_event.timestamp.unwrap())) as i64;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i128;
+    assert!(
+        (now - epoch_ns).abs() < 120_000_000_000,
+        "capture times are now, not since boot"
+    );
+    tshark::assert_matches(&capture, &events, offset);
+
+    for (state, name) in [(CtState::New, "NEW"), (CtState::Established, "ESTABLISHED")] {
+        let selected = tshark::read(
+            &capture,
+            &format!("frame.comment contains \"ct_state {name}\""),
+        );
+        let expected = with_ip_and_bytes(&events)
+            .filter(|e| e.ct.as_ref().is_some_and(|ct| ct.state == state))
+            .count();
+        assert!(expected > 0, "no {name} packet in the run");
+        assert_eq!(selected.len(), expected, "ct_state {name}");
+    }
+
+    // The same events, later, from the --raw-headers file.
+    let later = scratch.path("later.pcapng");
+    let out = Command::new(CT_CLI)
+        .args([
+            "pcap",
+            json.to_str().unwrap(),
+            "-o",
+            later.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    tshark::assert_matches(&later, &events, 0);
+    eprintln!(
+        "measured: {} events, {packets} packets in the capture ({} bytes, JSON with headers {} \
+         bytes)",
+        events.len(),
+        std::fs::metadata(&capture).unwrap().len(),
+        std::fs::metadata(&json).unwrap().len()
+    );
+}
+
+/// `-w` alone: nothing on stdout, JSON untouched by header bytes when asked for both
+/// without --raw-headers.
+#[test]
+fn collect_w_alone_and_json_without_raw_headers() {
+    if !kernel_tests_can_run() || !tshark::available() {
+        return;
+    }
+    let _lock = kernel_lock();
+    let lab = Lab::new().expect("building the lab");
+    lab.router_nft(ROUTER_NAT).expect("loading the ruleset");
+    let scratch = Scratch::new("pcapng-alone");
+    let json = scratch.path("events.json");
+    let capture = scratch.path("events.pcapng");
+    let netns = format!("/var/run/netns/{}", lab.name(Node::Router));
+    let mut collect = start_collect(&[
+        "-o",
+        json.to_str().unwrap(),
+        "-w",
+        capture.to_str().unwrap(),
+        "--netns",
+        &netns,
+        "-f",
+        "icmp",
+    ]);
+    collect.wait_ready();
+    let ping = lab.ping(Node::Client, SERVER4.into(), 2).expect("ping");
+    assert!(ping.success());
+    std::thread::sleep(Duration::from_millis(300));
+    collect.signal(libc::SIGINT);
+    let (status, stdout, stderr) = collect.finish(Duration::from_secs(20));
+    assert_eq!(status.code(), Some(0), "{}", stderr.join("\n"));
+    assert!(stdout.is_empty());
+    let events = read_file(&json);
+    assert!(events.len() >= 8, "{} events", events.len());
+    assert!(
+        std::fs::read_to_string(&json)
+            .unwrap()
+            .lines()
+            .all(|l| !l.contains("\"headers\"")),
+        "no header bytes in the JSON without --raw-headers"
+    );
+    let decoded = tshark::read(&capture, "icmp");
+    assert_eq!(decoded.len(), events.len(), "every ICMP event is a packet");
+
+    // -w alone.
+    let only = scratch.path("only.pcapng");
+    let mut collect = start_collect(&[
+        "-w",
+        only.to_str().unwrap(),
+        "--netns",
+        &netns,
+        "-f",
+        "icmp",
+    ]);
+    collect.wait_ready();
+    let ping = lab.ping(Node::Client, SERVER4.into(), 1).expect("ping");
+    assert!(ping.success());
+    std::thread::sleep(Duration::from_millis(300));
+    collect.signal(libc::SIGINT);
+    let (status, stdout, stderr) = collect.finish(Duration::from_secs(20));
+    assert_eq!(status.code(), Some(0), "{}", stderr.join("\n"));
+    assert!(
+        stdout.is_empty(),
+        "-w alone prints nothing on stdout: {stdout}"
+    );
+    let (events, _, _) = support::summary(&stderr);
+    assert!(events >= 4);
+    assert_eq!(tshark::read(&only, "").len() as u64, events);
+}
