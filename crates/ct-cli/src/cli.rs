@@ -208,6 +208,17 @@ pub struct CollectArgs {
     #[arg(long)]
     pub raw_headers: bool,
 
+    /// With -o: when FILE holds SIZE bytes (k/m/g suffixes: 100m), rename it FILE.1
+    /// (FILE.1 becomes FILE.2, ...) and start a new FILE, as tcpdump -C; every file ends
+    /// with a complete event. Read them back in order: ct-cli sort FILE.2 FILE.1 FILE.
+    #[arg(long, value_name = "SIZE", value_parser = parse_rotate_size, requires_all = ["out", "rotate_count"])]
+    pub rotate_size: Option<u64>,
+
+    /// With --rotate-size: keep at most N old files (FILE.1 to FILE.N); the oldest is
+    /// replaced. FILE.1 ... FILE.N of an earlier run are refused (removed with --force).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100_000), requires = "rotate_size")]
+    pub rotate_count: Option<u32>,
+
     /// With -o or -w: overwrite FILE if it exists (still never through a symbolic link).
     #[arg(long, requires = "outputs")]
     pub force: bool,
@@ -508,6 +519,13 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     value
         .checked_mul(1 << shift)
         .ok_or_else(|| format!("{s:?} is too large"))
+}
+
+fn parse_rotate_size(s: &str) -> Result<u64, String> {
+    match parse_size(s)? {
+        0 => Err("the rotation size must be at least 1 byte".to_owned()),
+        size => Ok(size),
+    }
 }
 
 impl CollectArgs {

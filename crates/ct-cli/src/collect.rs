@@ -14,7 +14,7 @@ use ct_pcapng::{PcapngOptions, PcapngWriter};
 use crate::cli::CollectArgs;
 use crate::exit;
 use crate::nft::NftSide;
-use crate::output::{Framing, OutputFile};
+use crate::output::{Framing, OutputFile, Rotation};
 
 /// Longest wait in the ring buffer before looking at signals, limits and the status line.
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
@@ -41,10 +41,20 @@ pub fn run(args: &CollectArgs) -> anyhow::Result<ExitCode> {
              different names"
         );
     }
+    let rotation = args
+        .rotate_size
+        .zip(args.rotate_count)
+        .map(|(size, count)| Rotation { size, count });
     let mut file = args
         .out
         .as_deref()
-        .map(|path| OutputFile::create(path, args.force))
+        .map(|path| {
+            let file = OutputFile::create(path, args.force)?;
+            match rotation {
+                Some(rotation) => file.with_rotation(rotation, args.force),
+                None => Ok(file),
+            }
+        })
         .transpose()?;
     let mut pcap_file = match args.pcapng.as_deref() {
         Some(path) => match OutputFile::create(path, args.force) {
@@ -301,6 +311,9 @@ impl Run {
         if decode_errors > 0 {
             line.push_str(&format!(", {decode_errors} undecodable"));
         }
+        if let Some(file) = &self.file {
+            line.push_str(&rotation_summary(file.get_ref()));
+        }
         if let Some(pcap) = &self.pcap {
             let shown = pcap.get_ref().path().display().to_string();
             line.push_str("; ");
@@ -477,6 +490,33 @@ impl Run {
         self.status.clear();
         eprintln!("{message}");
     }
+}
+
+/// `; events.json rotated 12 times: events.json.1 to events.json.10 hold older events (2
+/// older files replaced)`, or nothing without rotation.
+fn rotation_summary(file: &OutputFile) -> String {
+    let (rotations, Some(rotation)) = (file.rotations(), file.rotation()) else {
+        return String::new();
+    };
+    if rotations == 0 {
+        return String::new();
+    }
+    let path = file.path().display();
+    let kept = rotations.min(u64::from(rotation.count));
+    let mut line = format!(
+        "; {path} rotated {rotations} time{}: {path}.1{} hold{} older events",
+        if rotations == 1 { "" } else { "s" },
+        if kept > 1 {
+            format!(" to {path}.{kept}")
+        } else {
+            String::new()
+        },
+        if kept == 1 { "s" } else { "" },
+    );
+    if rotations > kept {
+        line.push_str(&format!(" ({} older files replaced)", rotations - kept));
+    }
+    line
 }
 
 /// What to add to a `CLOCK_MONOTONIC` time (event timestamps) to get the time since the

@@ -9,6 +9,11 @@
 //! block ([`Framing`]). If the file system refuses a write (disk full, quota, file size
 //! limit), what fits is kept up to the last complete record and the file is cut there, so
 //! it always ends with a complete event.
+//!
+//! With a [`Rotation`], once the file holds `size` bytes (at the end of the record that
+//! reached it) it is renamed FILE.1, FILE.1 to FILE.2 and so on, FILE.`count` is replaced,
+//! and a new FILE is created the same way as the first: as tcpdump's `-C` and `-W`, with
+//! the newest old file first. Each record goes to exactly one file, whole.
 
 use std::fs::{File, OpenOptions, Permissions};
 use std::io::{self, Write};
@@ -29,6 +34,22 @@ pub enum Framing {
     Writes,
 }
 
+/// `--rotate-size` and `--rotate-count`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rotation {
+    /// Bytes at which the file is rotated (at least 1).
+    pub size: u64,
+    /// Old files kept: FILE.1 (newest) to FILE.count (at least 1).
+    pub count: u32,
+}
+
+/// `FILE.n`.
+pub fn rotated_path(path: &Path, n: u32) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!(".{n}"));
+    PathBuf::from(name)
+}
+
 /// An events file being written. See the [module docs](self).
 #[derive(Debug)]
 pub struct OutputFile {
@@ -44,6 +65,11 @@ pub struct OutputFile {
     framing: Framing,
     /// With [`Framing::Writes`]: where each record in `buf` ends.
     record_ends: Vec<usize>,
+    rotation: Option<Rotation>,
+    /// With --force: old rotated files of an earlier run, removed by `start`.
+    stale: Vec<PathBuf>,
+    /// Rotations done.
+    rotations: u64,
 }
 
 impl OutputFile {
@@ -118,7 +144,48 @@ impl OutputFile {
             lines: 0,
             framing: Framing::Lines,
             record_ends: Vec::new(),
+            rotation: None,
+            stale: Vec::new(),
+            rotations: 0,
         }
+    }
+
+    /// Rotates the file as it grows (see the [module docs](self)). FILE.1 to FILE.count
+    /// left by an earlier run are refused, or with `force` removed when collection starts,
+    /// so that the files of one run are never mixed with older ones. On error, a file this
+    /// run created is removed again.
+    pub fn with_rotation(mut self, rotation: Rotation, force: bool) -> anyhow::Result<Self> {
+        for n in 1..=rotation.count {
+            let old = rotated_path(&self.path, n);
+            match std::fs::symlink_metadata(&old) {
+                Ok(_) if force => self.stale.push(old),
+                Ok(_) => {
+                    let shown = old.display().to_string();
+                    self.abandon();
+                    bail!(
+                        "{shown} already exists (an earlier rotation?) and rotation would \
+                         replace it; move it away, or pass --force to remove it at the start"
+                    );
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    let shown = old.display().to_string();
+                    self.abandon();
+                    return Err(e).with_context(|| format!("cannot inspect {shown}"));
+                }
+            }
+        }
+        self.rotation = Some(rotation);
+        Ok(self)
+    }
+
+    pub fn rotation(&self) -> Option<Rotation> {
+        self.rotation
+    }
+
+    /// How many times the file was rotated.
+    pub fn rotations(&self) -> u64 {
+        self.rotations
     }
 
     /// Sets how records are told apart (lines unless set).
@@ -129,6 +196,14 @@ impl OutputFile {
 
     /// Readies the file for events: an existing file (`--force`) is emptied and made 0600.
     pub fn start(&mut self) -> anyhow::Result<()> {
+        for old in std::mem::take(&mut self.stale) {
+            std::fs::remove_file(&old)
+                .or_else(|e| match e.kind() {
+                    io::ErrorKind::NotFound => Ok(()),
+                    _ => Err(e),
+                })
+                .with_context(|| format!("cannot remove {}", old.display()))?;
+        }
         if !self.created {
             self.file
                 .set_len(0)
@@ -153,6 +228,48 @@ impl OutputFile {
     /// Complete lines (or, with [`Framing::Writes`], records) in the file.
     pub fn lines(&self) -> u64 {
         self.lines
+    }
+
+    /// FILE.(count-1) to FILE.count, ..., FILE to FILE.1, and a new FILE (0600, never
+    /// through a link). Called with nothing buffered.
+    fn rotate(&mut self) -> io::Result<()> {
+        let Some(rotation) = self.rotation else {
+            return Ok(());
+        };
+        let context =
+            |what: String| move |e: io::Error| io::Error::new(e.kind(), format!("{what}: {e}"));
+        for n in (1..rotation.count).rev() {
+            let (from, to) = (rotated_path(&self.path, n), rotated_path(&self.path, n + 1));
+            match std::fs::rename(&from, &to) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                    return Err(context(format!(
+                        "rotating: cannot rename {} to {}",
+                        from.display(),
+                        to.display()
+                    ))(e));
+                }
+                _ => {}
+            }
+        }
+        let first = rotated_path(&self.path, 1);
+        std::fs::rename(&self.path, &first).map_err(context(format!(
+            "rotating: cannot rename {} to {}",
+            self.path.display(),
+            first.display()
+        )))?;
+        self.file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&self.path)
+            .map_err(context(format!(
+                "rotating: cannot create a new {}",
+                self.path.display()
+            )))?;
+        self.committed = 0;
+        self.rotations += 1;
+        Ok(())
     }
 
     /// Writes the buffered bytes. On failure the file keeps what fit, cut after the last
@@ -215,7 +332,16 @@ impl Write for OutputFile {
                 true
             }
         };
-        if self.buf.len() >= COMMIT_AT && record_ends {
+        if !record_ends {
+            return Ok(data.len());
+        }
+        let full = self
+            .rotation
+            .is_some_and(|r| self.committed + self.buf.len() as u64 >= r.size);
+        if full {
+            self.commit()?;
+            self.rotate()?;
+        } else if self.buf.len() >= COMMIT_AT {
             self.commit()?;
         }
         Ok(data.len())
@@ -302,6 +428,101 @@ mod tests {
         out.flush().unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"new\n");
         assert_eq!(std::fs::metadata(&path).unwrap().mode() & 0o777, 0o600);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// Lines of FILE.count ... FILE.1, FILE in that order, checking each file.
+    fn read_rotated(path: &Path, count: u32) -> Vec<String> {
+        let mut lines = Vec::new();
+        for n in (0..=count).rev() {
+            let file = if n == 0 {
+                path.to_owned()
+            } else {
+                rotated_path(path, n)
+            };
+            let Ok(text) = std::fs::read_to_string(&file) else {
+                continue;
+            };
+            assert!(
+                text.is_empty() || text.ends_with('\n'),
+                "{}",
+                file.display()
+            );
+            assert_eq!(std::fs::metadata(&file).unwrap().mode() & 0o777, 0o600);
+            lines.extend(text.lines().map(str::to_owned));
+        }
+        lines
+    }
+
+    #[test]
+    fn rotation_keeps_every_line_once_in_order() {
+        let dir = scratch("rotate");
+        let path = dir.join("events.json");
+        let rotation = Rotation {
+            size: 100,
+            count: 1000,
+        };
+        let mut out = OutputFile::create(&path, false)
+            .unwrap()
+            .with_rotation(rotation, false)
+            .unwrap();
+        out.start().unwrap();
+        let written: Vec<String> = (0..500).map(|i| format!("{{\"n\":{i}}}")).collect();
+        for (i, line) in written.iter().enumerate() {
+            // Lines in pieces, as a writer of long lines gives them.
+            let (a, b) = line.split_at(line.len() / 2);
+            out.write_all(a.as_bytes()).unwrap();
+            out.write_all(format!("{b}\n").as_bytes()).unwrap();
+            if i % 7 == 0 {
+                out.flush().unwrap();
+            }
+        }
+        out.flush().unwrap();
+        assert_eq!(out.lines(), 500);
+        assert!(out.rotations() > 30, "{}", out.rotations());
+        assert_eq!(read_rotated(&path, 1000), written);
+        // Rotated files are the size, give or take one line.
+        for n in 1..=out.rotations() as u32 {
+            let len = std::fs::metadata(rotated_path(&path, n)).unwrap().len();
+            assert!((100..100 + 12).contains(&len), "{n}: {len}");
+        }
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn rotation_keeps_count_old_files() {
+        let dir = scratch("rotate-count");
+        let path = dir.join("e.json");
+        let rotation = Rotation { size: 10, count: 2 };
+        let mut out = OutputFile::create(&path, false)
+            .unwrap()
+            .with_rotation(rotation, false)
+            .unwrap();
+        out.start().unwrap();
+        for i in 0..20 {
+            out.write_all(format!("line {i:04}\n").as_bytes()).unwrap();
+        }
+        out.flush().unwrap();
+        // Each 10-byte line fills a file: the two newest old files hold the last two
+        // lines, the current file is empty.
+        assert_eq!(read_rotated(&path, 5), ["line 0018", "line 0019"]);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
+        assert!(!rotated_path(&path, 3).exists());
+
+        // A second run refuses to mix its files with these, or removes them with --force.
+        std::fs::remove_file(&path).unwrap();
+        let err = OutputFile::create(&path, false)
+            .unwrap()
+            .with_rotation(rotation, false)
+            .unwrap_err();
+        assert!(err.to_string().contains("e.json.1 already exists"), "{err}");
+        assert!(!path.exists(), "the refused run leaves no file");
+        let mut out = OutputFile::create(&path, false)
+            .unwrap()
+            .with_rotation(rotation, true)
+            .unwrap();
+        out.start().unwrap();
+        assert!(!rotated_path(&path, 1).exists() && !rotated_path(&path, 2).exists());
         std::fs::remove_dir_all(dir).unwrap();
     }
 

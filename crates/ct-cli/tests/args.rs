@@ -212,3 +212,84 @@ fn output_file_is_0600_or_removed() {
         other => panic!("unexpected exit {other:?}: {err}"),
     }
 }
+
+#[test]
+fn capture_tool_arguments() {
+    usage_error(&["collect", "--rotate-size", "8k"], "--rotate-count");
+    usage_error(
+        &["collect", "-o", "x.json", "--rotate-size", "8k"],
+        "--rotate-count",
+    );
+    usage_error(&["collect", "--rotate-count", "3"], "--rotate-size");
+    usage_error(
+        &[
+            "collect",
+            "-w",
+            "x.pcapng",
+            "--rotate-size",
+            "8k",
+            "--rotate-count",
+            "2",
+        ],
+        "--out",
+    );
+    usage_error(
+        &[
+            "collect",
+            "-o",
+            "x.json",
+            "--rotate-size",
+            "0",
+            "--rotate-count",
+            "2",
+        ],
+        "at least 1 byte",
+    );
+    usage_error(
+        &[
+            "collect",
+            "-o",
+            "x.json",
+            "--rotate-size",
+            "8q",
+            "--rotate-count",
+            "2",
+        ],
+        "is not a size",
+    );
+    usage_error(
+        &[
+            "collect",
+            "-o",
+            "x.json",
+            "--rotate-size",
+            "8k",
+            "--rotate-count",
+            "0",
+        ],
+        "--rotate-count",
+    );
+    usage_error(&["collect", "--force"], "--out");
+    usage_error(&["pcap", "x.json"], "--out");
+    usage_error(&["pcap", "-o", "x.pcapng"], "FILE");
+    usage_error(&["print"], "FILE");
+    usage_error(&["completions", "tcsh"], "possible values: bash, zsh, fish");
+
+    let scratch = Scratch::new("capture-args");
+    let same = scratch.path("same");
+    let out = ct_cli(&["collect", "-o", s(&same), "-w", s(&same)]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("-o and -w name the same file"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!same.exists());
+    let out = ct_cli(&["print", "-", "-"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("can be read only once"),
+        "{}",
+        stderr(&out)
+    );
+}

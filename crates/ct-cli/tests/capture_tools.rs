@@ -241,3 +241,202 @@ fn collect_w_alone_and_json_without_raw_headers() {
     assert!(events >= 4);
     assert_eq!(tshark::read(&only, "").len() as u64, events);
 }
+
+/// `count` echo requests from the client to the server, `interval` seconds apart.
+fn ping_burst(lab: &Lab, count: u32, interval: &str) {
+    let count_s = count.to_string();
+    let server = SERVER4.to_string();
+    let out = lab
+        .exec_timeout(
+            Node::Client,
+            &[
+                "ping", "-n", "-q", "-c", &count_s, "-i", interval, "-W", "1", &server,
+            ],
+            Duration::from_secs(60),
+        )
+        .expect("ping runs");
+    assert!(out.success(), "ping failed");
+}
+
+/// The lines of FILE.n ... FILE.1, FILE (oldest first), each file checked: mode 0600,
+/// ending with a complete line, old ones at least `size` bytes and less than one event
+/// more.
+fn rotated_lines(path: &Path, rotations: u32, size: u64) -> (Vec<String>, Vec<String>) {
+    let mut names = Vec::new();
+    let mut lines = Vec::new();
+    for n in (0..=rotations).rev() {
+        let file = if n == 0 {
+            path.to_owned()
+        } else {
+            Path::new(&format!("{}.{n}", path.display())).to_owned()
+        };
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert!(
+            text.is_empty() || text.ends_with('\n'),
+            "{} ends mid-line",
+            file.display()
+        );
+        assert_eq!(mode(&file), 0o600, "{}", file.display());
+        if n > 0 {
+            let len = text.len() as u64;
+            assert!(
+                (size..size + 2048).contains(&len),
+                "{}: {len} bytes",
+                file.display()
+            );
+        }
+        names.push(file.display().to_string());
+        lines.extend(text.lines().map(str::to_owned));
+    }
+    (names, lines)
+}
+
+/// The number in `rotated N time(s)` of the summary line.
+fn rotations(summary: &str) -> u32 {
+    let at = summary
+        .find(" rotated ")
+        .unwrap_or_else(|| panic!("no rotation in {summary}"));
+    summary[at + 9..]
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn rotation_keeps_every_event_exactly_once() {
+    if !kernel_tests_can_run() {
+        return;
+    }
+    let _lock = kernel_lock();
+    let lab = Lab::new().expect("building the lab");
+    let scratch = Scratch::new("rotate");
+    let netns = format!("/var/run/netns/{}", lab.name(Node::Client));
+    const SIZE: u64 = 8192;
+
+    // Enough old files for all: the files together are the stream --print showed.
+    let file = scratch.path("events.json");
+    let mut collect = start_collect(&[
+        "-o",
+        file.to_str().unwrap(),
+        "--rotate-size",
+        "8k",
+        "--rotate-count",
+        "1000",
+        "--print",
+        "--format",
+        "json",
+        "--netns",
+        &netns,
+        "-f",
+        "icmp",
+    ]);
+    collect.wait_ready();
+    ping_burst(&lab, 200, "0.005");
+    std::thread::sleep(Duration::from_millis(300));
+    collect.signal(libc::SIGINT);
+    let (status, stdout, stderr) = collect.finish(Duration::from_secs(20));
+    assert_eq!(status.code(), Some(0), "{}", stderr.join("\n"));
+    let summary = summary_line(&stderr).to_owned();
+    let n = rotations(&summary);
+    assert!(n >= 5, "{summary}");
+    assert!(!Path::new(&format!("{}.{}", file.display(), n + 1)).exists());
+    let (names, lines) = rotated_lines(&file, n, SIZE);
+    let printed: Vec<&str> = stdout.lines().collect();
+    assert!(printed.len() >= 400, "{} events", printed.len());
+    assert_eq!(
+        lines.len(),
+        printed.len(),
+        "every event is in exactly one file"
+    );
+    assert!(
+        lines == printed,
+        "the files, oldest first, are the stream in order"
+    );
+    let (events, _, lost) = support::summary(&stderr);
+    assert_eq!((events, lost), (printed.len() as u64, 0), "{summary}");
+
+    // print/sort/conns read the files as one stream: as the whole stream in one file.
+    let whole = scratch.path("whole.json");
+    std::fs::write(&whole, &stdout).unwrap();
+    for command in ["print", "sort", "conns"] {
+        let run = |files: &[&str]| {
+            let out = Command::new(CT_CLI)
+                .arg(command)
+                .args(files)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{command}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            out.stdout
+        };
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        assert!(
+            run(&names) == run(&[whole.to_str().unwrap()]),
+            "{command} of the rotated files"
+        );
+    }
+
+    // A count: only the newest old files are kept, and they end the stream.
+    let file = scratch.path("kept.json");
+    let mut collect = start_collect(&[
+        "-o",
+        file.to_str().unwrap(),
+        "--rotate-size",
+        "8k",
+        "--rotate-count",
+        "2",
+        "--print",
+        "--format",
+        "json",
+        "--netns",
+        &netns,
+        "-f",
+        "icmp",
+    ]);
+    collect.wait_ready();
+    ping_burst(&lab, 200, "0.005");
+    std::thread::sleep(Duration::from_millis(300));
+    collect.signal(libc::SIGINT);
+    let (status, stdout, stderr) = collect.finish(Duration::from_secs(20));
+    assert_eq!(status.code(), Some(0), "{}", stderr.join("\n"));
+    let summary = summary_line(&stderr).to_owned();
+    let n = rotations(&summary);
+    assert!(n > 2, "{summary}");
+    assert!(
+        summary.contains(&format!("({} older files replaced)", n - 2)),
+        "{summary}"
+    );
+    assert!(!Path::new(&format!("{}.3", file.display())).exists());
+    let (_, lines) = rotated_lines(&file, 2, SIZE);
+    let printed: Vec<&str> = stdout.lines().collect();
+    assert!(printed.ends_with(&lines.iter().map(String::as_str).collect::<Vec<_>>()));
+    eprintln!(
+        "measured: {} events in {} files of 8 KiB and the current one; with --rotate-count 2, \
+         {} of {} events kept",
+        events,
+        names.len() - 1,
+        lines.len(),
+        printed.len()
+    );
+
+    // Old files of that run are refused by the next, and removed with --force.
+    let out = Command::new(CT_CLI)
+        .args([
+            "collect",
+            "-o",
+            file.to_str().unwrap(),
+            "--rotate-size",
+            "8k",
+        ])
+        .args(["--rotate-count", "2", "--netns", &netns])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("already exists"), "{err}");
+}
