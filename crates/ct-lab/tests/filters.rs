@@ -15,7 +15,7 @@ use ct_bpf::KernelFilters;
 use ct_core::filter::{CtFilter, MetaFilter, PacketFilter};
 use ct_core::render::{write_event, Layout};
 use ct_core::{CtState, Event};
-use ct_lab::capture::{Capture, Captured};
+use ct_lab::{Capture, Captured};
 use ct_lab::{Lab, Node, CLIENT4, SERVER4, SERVER6};
 
 const RULESET: &str = r#"
