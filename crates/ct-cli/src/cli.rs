@@ -230,6 +230,15 @@ pub struct CollectArgs {
     #[arg(long, value_name = "FORMAT", default_value = "multiline", ignore_case = true, value_parser = format_parser())]
     pub format: Format,
 
+    /// Trace one command: run 'COMMAND ARGS' with /bin/sh -c once every probe is
+    /// attached, collect while it runs, stop when it exits (Ctrl-C, SIGTERM, -n and
+    /// --duration stop it: SIGTERM, SIGKILL 2 s later) and give its exit status in the
+    /// summary. It runs as ct-cli does, in ct-cli's network namespace (--netns and the
+    /// filters choose the packets reported, not where it runs: use
+    /// `ip netns exec NAME COMMAND` for that).
+    #[arg(long, value_name = "'COMMAND ARGS'", value_parser = parse_command)]
+    pub cmd: Option<String>,
+
     /// Stop after N events.
     #[arg(short = 'n', long = "count", value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub count: Option<u64>,
@@ -518,6 +527,16 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     value
         .checked_mul(1 << shift)
         .ok_or_else(|| format!("{s:?} is too large"))
+}
+
+fn parse_command(s: &str) -> Result<String, String> {
+    if s.trim().is_empty() {
+        return Err(
+            "the command is empty: give one to run, e.g. --cmd 'curl -s http://10.0.0.1/'"
+                .to_owned(),
+        );
+    }
+    Ok(s.to_owned())
 }
 
 fn parse_rotate_size(s: &str) -> Result<u64, String> {

@@ -12,6 +12,7 @@ use ct_core::{Event, EventWriter, Format};
 use ct_pcapng::{PcapngOptions, PcapngWriter};
 
 use crate::cli::CollectArgs;
+use crate::command::TracedCommand;
 use crate::exit;
 use crate::nft::NftSide;
 use crate::output::{Framing, OutputFile, Rotation};
@@ -155,8 +156,9 @@ pub fn run(args: &CollectArgs) -> anyhow::Result<ExitCode> {
         stopped: None,
         decode_reports: RateLimit::default(),
         nft,
+        command: None,
     };
-    run.collect(collector, &stop, args.duration, args.ct_only)
+    run.collect(collector, &stop, args)
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -193,6 +195,8 @@ struct Run {
     decode_reports: RateLimit,
     /// `--nft`: the trace reader, whose steps join the stream.
     nft: Option<NftSide>,
+    /// `--cmd`: the command traced.
+    command: Option<TracedCommand>,
 }
 
 impl Run {
@@ -200,18 +204,34 @@ impl Run {
         &mut self,
         mut collector: Collector,
         stop: &AtomicBool,
-        duration: Option<Duration>,
-        ct_only: bool,
+        args: &CollectArgs,
     ) -> anyhow::Result<ExitCode> {
+        let ct_only = args.ct_only;
         let start = Instant::now();
-        let deadline = duration.map(|d| start + d);
+        let deadline = args.duration.map(|d| start + d);
         let mut next_status = start;
         let mut hint_given = false;
         let mut lost_reported = 0;
         let mut last_lost_warning: Option<Instant> = None;
         let mut fatal: Option<anyhow::Error> = None;
 
-        while self.stopped.is_none() && !stop.load(Ordering::Relaxed) {
+        // After the readiness line: every probe is attached before the command's first
+        // packet.
+        if let Some(text) = &args.cmd {
+            match TracedCommand::start(text) {
+                Ok(command) => {
+                    eprintln!(
+                        "ct-cli: running `{}` (pid {})",
+                        command.text(),
+                        command.pid()
+                    );
+                    self.command = Some(command);
+                }
+                Err(err) => fatal = Some(err),
+            }
+        }
+
+        while fatal.is_none() && self.stopped.is_none() && !stop.load(Ordering::Relaxed) {
             let now = Instant::now();
             let mut timeout = POLL_INTERVAL;
             if let Some(deadline) = deadline {
@@ -226,6 +246,17 @@ impl Run {
             }
             self.take_nft();
             self.flush();
+            if let Some(command) = &mut self.command {
+                match command.exited() {
+                    Ok(false) => {}
+                    Ok(true) => break,
+                    Err(err) => {
+                        fatal =
+                            Some(anyhow::Error::new(err).context("waiting for the command failed"));
+                        break;
+                    }
+                }
+            }
 
             let now = Instant::now();
             if now < next_status || self.stopped.is_some() {
@@ -260,6 +291,13 @@ impl Run {
             self.status.show(now - start, self.stats, lost);
         }
 
+        // Stopped first by a signal, -n or --duration: the command stops too, and what it
+        // sent until then is drained below.
+        if let Some(command) = &mut self.command {
+            if let Err(err) = command.stop() {
+                fatal.get_or_insert(anyhow::Error::new(err).context("stopping the command failed"));
+            }
+        }
         // Whatever the kernel already put in the ring buffer is written too.
         if fatal.is_none() && self.stopped.is_none() {
             if let Err(err) = collector.drain(|event| self.handle(event)) {
@@ -313,6 +351,10 @@ impl Run {
         }
         if let Some(file) = &self.file {
             line.push_str(&rotation_summary(file.get_ref()));
+        }
+        if let Some(command) = &self.command {
+            line.push_str("; ");
+            line.push_str(&command.summary());
         }
         if let Some(pcap) = &self.pcap {
             let shown = pcap.get_ref().path().display().to_string();

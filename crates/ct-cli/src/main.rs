@@ -9,6 +9,7 @@
 
 mod cli;
 mod collect;
+mod command;
 mod docs;
 mod exit;
 mod nft;

@@ -440,3 +440,123 @@ fn rotation_keeps_every_event_exactly_once() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("already exists"), "{err}");
 }
+
+/// The pid in `ct-cli: running `...` (pid N)`.
+fn command_pid(stderr: &[String]) -> u32 {
+    let line = stderr
+        .iter()
+        .find(|l| l.starts_with("ct-cli: running `"))
+        .unwrap_or_else(|| panic!("no command line in:\n{}", stderr.join("\n")));
+    line.rsplit("(pid ")
+        .next()
+        .unwrap()
+        .trim_end_matches(')')
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn cmd_traces_one_command_end_to_end() {
+    if !kernel_tests_can_run() {
+        return;
+    }
+    let _lock = kernel_lock();
+    let lab = Lab::new().expect("building the lab");
+    let scratch = Scratch::new("cmd");
+    let client = lab.name(Node::Client).to_owned();
+    let netns = format!("/var/run/netns/{client}");
+
+    // The command's packets, from its first to its last, and ct-cli ends with it.
+    let file = scratch.path("ping.json");
+    let command = format!("ip netns exec {client} ping -n -q -c 3 -i 0.2 {SERVER4}");
+    let started = std::time::Instant::now();
+    let collect = start_collect(&[
+        "-o",
+        file.to_str().unwrap(),
+        "--netns",
+        &netns,
+        "-f",
+        "icmp",
+        "-p",
+        "tp:net:net_dev_start_xmit",
+        "--cmd",
+        &command,
+    ]);
+    let (status, stdout, stderr) = collect.finish(Duration::from_secs(30));
+    let elapsed = started.elapsed();
+    assert_eq!(status.code(), Some(0), "{}", stderr.join("\n"));
+    assert!(
+        stderr[0].starts_with("ct-cli: attached 1 probe"),
+        "{stderr:?}"
+    );
+    assert!(
+        stderr[1].starts_with(&format!("ct-cli: running `{command}` (pid ")),
+        "{stderr:?}"
+    );
+    // ping's own output goes where ct-cli's stdout goes.
+    assert!(
+        stdout.contains("3 packets transmitted, 3 received"),
+        "{stdout}"
+    );
+    let summary = summary_line(&stderr);
+    assert!(
+        summary.ends_with(&format!("; command `{command}` exited with status 0")),
+        "{summary}"
+    );
+    let events = read_file(&file);
+    let requests = events
+        .iter()
+        .filter(|e| {
+            e.packet
+                .as_ref()
+                .is_some_and(|p| matches!(p.l4, Some(ct_core::PacketL4::Icmp { icmp_type: 8, .. })))
+        })
+        .count();
+    assert_eq!(
+        requests, 3,
+        "every echo request the command sent, the first one too"
+    );
+    assert!(
+        elapsed < Duration::from_secs(10),
+        "ct-cli ended with the command: {elapsed:?}"
+    );
+
+    // A failing command: its status in the summary, ct-cli's own exit code still 0.
+    let collect = start_collect(&["--netns", &netns, "-f", "icmp", "--cmd", "exit 3"]);
+    let (status, _, stderr) = collect.finish(Duration::from_secs(30));
+    assert_eq!(status.code(), Some(0), "{}", stderr.join("\n"));
+    assert!(summary_line(&stderr).ends_with("; command `exit 3` exited with status 3"));
+
+    // Ctrl-C (SIGINT to ct-cli alone, as kill would send it) stops the command too.
+    let mut collect = start_collect(&["--netns", &netns, "--cmd", "exec sleep 60"]);
+    collect.wait_ready();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !collect.stderr_has("ct-cli: running `") {
+        assert!(std::time::Instant::now() < deadline, "no command line");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let stopped = std::time::Instant::now();
+    collect.signal(libc::SIGINT);
+    let (status, _, stderr) = collect.finish(Duration::from_secs(30));
+    assert_eq!(status.code(), Some(0), "{}", stderr.join("\n"));
+    assert!(
+        summary_line(&stderr)
+            .ends_with("; command `exec sleep 60` was stopped by ct-cli (SIGTERM)"),
+        "{}",
+        summary_line(&stderr)
+    );
+    assert!(stopped.elapsed() < Duration::from_secs(5));
+    let pid = command_pid(&stderr);
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists(),
+        "the command is gone"
+    );
+
+    // An empty command is a usage error.
+    let out = Command::new(CT_CLI)
+        .args(["collect", "--cmd", " "])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("the command is empty"));
+}
