@@ -55,7 +55,11 @@ pub fn run(args: &PcapArgs) -> anyhow::Result<ExitCode> {
         file.start()?;
         Sink::File(file)
     };
-    let shown = args.out.display().to_string();
+    let shown = if to_stdout {
+        "stdout".to_owned()
+    } else {
+        args.out.display().to_string()
+    };
     let options = PcapngOptions {
         application: Some(application()),
         // Files hold time since boot, and no wall-clock time to add to it.
@@ -107,7 +111,11 @@ pub fn run(args: &PcapArgs) -> anyhow::Result<ExitCode> {
 /// `12 packets written to x.pcapng (3 events without an IP header, 1 without header bytes
 /// not written)`.
 pub fn summary(stats: PcapngStats, shown: &str) -> String {
-    let mut line = format!("{} packets written to {shown}", stats.packets);
+    let mut line = format!(
+        "{} packet{} written to {shown}",
+        stats.packets,
+        if stats.packets == 1 { "" } else { "s" }
+    );
     if stats.skipped() > 0 {
         line.push_str(&format!(
             " ({} events without an IP header, {} without header bytes, not written)",

@@ -560,3 +560,59 @@ fn cmd_traces_one_command_end_to_end() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("the command is empty"));
 }
+
+/// A full disk under `-w`: collection stops with the reason, and the capture keeps whole
+/// blocks that tshark reads without a complaint.
+#[test]
+fn disk_full_keeps_a_readable_capture() {
+    if !kernel_tests_can_run() || !tshark::available() {
+        return;
+    }
+    let _lock = kernel_lock();
+    let lab = Lab::new().expect("building the lab");
+    let scratch = Scratch::new("pcapng-full");
+    let mount = scratch.path("tiny");
+    std::fs::create_dir(&mount).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=8k,mode=0700", "ctcli-test"])
+        .arg(&mount)
+        .status()
+        .expect("mount runs");
+    assert!(mounted.success(), "mounting a tiny tmpfs failed");
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(mount.clone());
+
+    let capture = mount.join("full.pcapng");
+    let netns = format!("/var/run/netns/{}", lab.name(Node::Client));
+    let command = format!(
+        "ip netns exec {} ping -n -q -c 200 -i 0.01 {SERVER4}",
+        lab.name(Node::Client)
+    );
+    let collect = start_collect(&[
+        "-w",
+        capture.to_str().unwrap(),
+        "--netns",
+        &netns,
+        "-f",
+        "icmp",
+        "--cmd",
+        &command,
+    ]);
+    let (status, _, stderr) = collect.finish(Duration::from_secs(60));
+    let text = stderr.join("\n");
+    assert_eq!(status.code(), Some(1), "{text}");
+    assert!(text.contains("No space left on device"), "{text}");
+    assert!(text.contains("collection stopped"), "{text}");
+    assert!(
+        text.contains("was stopped by ct-cli"),
+        "the command stops with collection: {text}"
+    );
+    let packets = tshark::read(&capture, "");
+    assert!(packets.len() >= 10, "what fit is kept: {}", packets.len());
+    assert!(tshark::malformed(&capture).is_empty());
+}
