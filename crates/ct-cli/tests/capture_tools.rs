@@ -616,3 +616,76 @@ fn disk_full_keeps_a_readable_capture() {
     assert!(packets.len() >= 10, "what fit is kept: {}", packets.len());
     assert!(tshark::malformed(&capture).is_empty());
 }
+
+/// `--nft` with `-w`: the verdicts are packets too, their comment the rule that decided,
+/// on the interface of the BPF events of the same device.
+#[test]
+fn nft_verdicts_are_packets_with_their_rule() {
+    if !kernel_tests_can_run() || !tshark::available() {
+        return;
+    }
+    let _lock = kernel_lock();
+    let lab = Lab::new().expect("building the lab");
+    lab.nft(
+        Node::Server,
+        "table inet f {\n  chain in {\n    type filter hook input priority filter; policy accept;\n    \
+         tcp dport 81 counter drop\n  }\n}\n",
+    )
+    .expect("drop rule in the server");
+    let scratch = Scratch::new("pcapng-nft");
+    let json = scratch.path("why.json");
+    let capture = scratch.path("why.pcapng");
+    let server = lab.name(Node::Server).to_owned();
+    let command = format!(
+        "ip netns exec {} timeout 2 bash -c '</dev/tcp/{SERVER4}/81'",
+        lab.name(Node::Client)
+    );
+    let collect = start_collect(&[
+        "--netns",
+        &server,
+        "--nft",
+        "--allow-system-changes",
+        "-f",
+        "tcp port 81",
+        "-o",
+        json.to_str().unwrap(),
+        "--raw-headers",
+        "-w",
+        capture.to_str().unwrap(),
+        "--cmd",
+        &command,
+    ]);
+    let (status, _, stderr) = collect.finish(Duration::from_secs(60));
+    assert_eq!(status.code(), Some(0), "{}", stderr.join("\n"));
+    let events = read_file(&json);
+    let verdicts = events.iter().filter(|e| e.nft.is_some()).count();
+    assert!(verdicts >= 1, "no verdict in {} events", events.len());
+    tshark::assert_matches(&capture, &events, {
+        let first = &tshark::read(&capture, "")[0];
+        let epoch: i128 = first
+            .get("frame.time_epoch")
+            .unwrap()
+            .replace('.', "")
+            .parse()
+            .unwrap();
+        (epoch
+            - i128::from(
+                with_ip_and_bytes(&events)
+                    .next()
+                    .unwrap()
+                    .timestamp
+                    .unwrap(),
+            )) as i64
+    });
+    let dropped = tshark::read(&capture, "frame.comment contains \"nft inet f in handle\"");
+    assert_eq!(dropped.len(), verdicts);
+    let names: std::collections::BTreeSet<String> = tshark::read(&capture, "")
+        .iter()
+        .filter_map(|d| d.get("frame.interface_name").map(str::to_owned))
+        .collect();
+    assert_eq!(
+        names.into_iter().collect::<Vec<_>>(),
+        ["s0"],
+        "verdicts go with the server's device"
+    );
+}

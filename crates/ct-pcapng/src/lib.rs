@@ -21,7 +21,8 @@
 //!
 //! One Interface Description Block per network device seen (network namespace, index and
 //! name), written before its first packet: `if_name` is the device name,
-//! `if_description` says `ifindex N netns M`.
+//! `if_description` says `ifindex N netns M`. An event with an index but no name (an
+//! nftables verdict) goes with the device of that index already seen, if any.
 //!
 //! Events without an IP header, or without header bytes, are counted
 //! ([`PcapngStats`]), not written.
@@ -202,6 +203,16 @@ impl<W: Write> PcapngWriter<W> {
         };
         if let Some(&id) = self.interfaces.get(&key) {
             return Ok(id);
+        }
+        // An event that knows the device's index but not its name (an nftables verdict)
+        // goes with the named device of that index in that namespace, when one was seen.
+        if key.ifname.is_none() && key.ifindex.is_some() {
+            let named = self.interfaces.iter().find(|(k, _)| {
+                k.netns == key.netns && k.ifindex == key.ifindex && k.ifname.is_some()
+            });
+            if let Some((_, &id)) = named {
+                return Ok(id);
+            }
         }
         let id = self.interfaces.len() as u32;
         let name = match (&key.ifname, key.ifindex) {

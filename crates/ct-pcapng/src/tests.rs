@@ -231,6 +231,23 @@ fn devices_without_names_and_namespaces() {
 }
 
 #[test]
+fn an_unnamed_device_goes_with_the_named_one_of_its_index() {
+    let named = event(7, "vb", Some(ipv4_header(28)), 28);
+    let mut unnamed = named.clone();
+    if let Some(p) = &mut unnamed.packet {
+        p.ifname = None;
+    }
+    let mut elsewhere = unnamed.clone();
+    elsewhere.netns = Some(1);
+    let (written, _) = capture(&[named, unnamed, elsewhere], PcapngOptions::default());
+    let blocks = blocks(&written);
+    let kinds: Vec<u32> = blocks.iter().map(|b| b.kind).collect();
+    assert_eq!(kinds, [SECTION_HEADER_BLOCK, 1, 6, 6, 1, 6]);
+    let interface = |i: usize| u32::from_le_bytes(blocks[i].body[..4].try_into().unwrap());
+    assert_eq!((interface(2), interface(3), interface(5)), (0, 0, 1));
+}
+
+#[test]
 fn a_failed_write_is_returned() {
     struct Full;
     impl Write for Full {

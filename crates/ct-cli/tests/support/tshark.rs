@@ -178,11 +178,20 @@ pub fn differences(decoded: &Decoded, event: &Event, clock_offset_ns: i64) -> Ve
         text("frame.comment"),
         Some(event.display(Layout::SingleLine).to_string()),
     );
-    same(
-        "interface name",
-        text("frame.interface_name"),
-        packet.ifname.as_ref().map(|n| n.as_str().to_owned()),
-    );
+    match &packet.ifname {
+        Some(name) => same(
+            "interface name",
+            text("frame.interface_name"),
+            Some(name.as_str().to_owned()),
+        ),
+        // Unnamed (an nftables verdict): the device of its index, whatever its name.
+        None => same(
+            "interface index",
+            text("frame.interface_description")
+                .and_then(|d| d.split(' ').nth(1).map(str::to_owned)),
+            packet.ifindex.map(|i| i.to_string()),
+        ),
+    }
     let timestamp = decoded
         .get("frame.time_epoch")
         .map(|t| t.replace('.', "").trim_start_matches('0').to_owned());
