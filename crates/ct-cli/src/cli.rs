@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use ct_bpf::filter::MetaFilter;
 use ct_bpf::raw::{RAW_EVENT_SIZE, RING_EVENT_SIZE, RING_HDR_SIZE};
 use ct_bpf::{KernelFilters, ProbeSpec};
-use ct_core::filter::{CtFilter, DropFilter, EventFilter, PacketFilter};
+use ct_core::filter::{CtFilter, DropFilter, EventFilter, OptionValueError, PacketFilter};
 use ct_core::{CtState, CtStatus, Format};
 use strum::VariantNames;
 
@@ -286,7 +286,7 @@ pub struct FilterArgs {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DropReasonNames(pub Vec<String>);
 
-fn parse_drop_reasons(s: &str) -> Result<DropReasonNames, String> {
+fn parse_drop_reasons(s: &str) -> Result<DropReasonNames, OptionValueError> {
     DropFilter::parse_reasons(s).map(DropReasonNames)
 }
 
@@ -307,11 +307,11 @@ fn parse_meta(s: &str) -> Result<MetaFilter, String> {
     s.parse().map_err(|e| format!("\n{e}"))
 }
 
-fn parse_states(s: &str) -> Result<States, String> {
+fn parse_states(s: &str) -> Result<States, OptionValueError> {
     CtFilter::parse_states(s).map(States)
 }
 
-fn parse_mark(s: &str) -> Result<Mark, String> {
+fn parse_mark(s: &str) -> Result<Mark, OptionValueError> {
     CtFilter::parse_mark(s).map(|(v, m)| Mark(v, m))
 }
 
