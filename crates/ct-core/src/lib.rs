@@ -74,6 +74,8 @@
 //! assert_eq!(read, [event]);
 //! ```
 
+#![deny(missing_docs)]
+
 mod conns;
 mod ct;
 mod event;

@@ -101,6 +101,7 @@ pub struct EventWriter<W: io::Write> {
 }
 
 impl<W: io::Write> EventWriter<W> {
+    /// A writer of events to `out` in `format`.
     pub fn new(out: W, format: Format) -> Self {
         EventWriter {
             out,
@@ -116,6 +117,7 @@ impl<W: io::Write> EventWriter<W> {
         self
     }
 
+    /// The format it writes.
     pub fn format(&self) -> Format {
         self.format
     }
@@ -143,18 +145,22 @@ impl<W: io::Write> EventWriter<W> {
         self.written
     }
 
+    /// Flushes the underlying writer.
     pub fn flush(&mut self) -> io::Result<()> {
         self.out.flush()
     }
 
+    /// The underlying writer.
     pub fn get_ref(&self) -> &W {
         &self.out
     }
 
+    /// The underlying writer, mutably (writing to it directly breaks the separators).
     pub fn get_mut(&mut self) -> &mut W {
         &mut self.out
     }
 
+    /// The underlying writer.
     pub fn into_inner(self) -> W {
         self.out
     }
@@ -212,6 +218,7 @@ pub struct IoSink<W> {
 }
 
 impl<W: io::Write> IoSink<W> {
+    /// A sink writing into `inner`.
     pub fn new(inner: W) -> Self {
         IoSink { inner, error: None }
     }
@@ -225,6 +232,7 @@ impl<W: io::Write> IoSink<W> {
         }
     }
 
+    /// The underlying writer.
     pub fn into_inner(self) -> W {
         self.inner
     }

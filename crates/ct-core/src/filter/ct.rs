@@ -19,6 +19,7 @@ pub struct CtFilter {
 }
 
 impl CtFilter {
+    /// Whether no conntrack filter is set.
     pub fn is_empty(&self) -> bool {
         *self == CtFilter::default()
     }

@@ -17,6 +17,7 @@ pub struct DropFilter {
 pub const DROP_REASON_PREFIX: &str = "SKB_DROP_REASON_";
 
 impl DropFilter {
+    /// Whether no drop filter is set.
     pub fn is_empty(&self) -> bool {
         !self.only_drops && self.reasons.is_none()
     }

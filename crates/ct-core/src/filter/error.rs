@@ -5,9 +5,11 @@
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message} at column {column}\n  {input}\n  {caret}^", caret = " ".repeat(self.column.saturating_sub(1)))]
 pub struct FilterError {
+    /// The expression as given.
     pub input: String,
     /// 1-based character column.
     pub column: usize,
+    /// What was wrong.
     pub message: String,
 }
 
