@@ -231,11 +231,14 @@ pub struct CollectArgs {
     #[command(flatten)]
     pub filters: FilterArgs,
 
-    /// Filter on a kernel field by BTF path: 'sk_buff.FIELD[.FIELD...][:MASK] OP VALUE'
-    /// with OP one of == != < <= > >=, VALUE a number or a quoted string for char arrays,
-    /// e.g. 'sk_buff._nfct:0x7 == 0x2' or "sk_buff.dev.name == 'eth0'". Pointers are
-    /// followed. Repeat to require several (at most 4).
-    #[arg(short = 'm', long = "meta", value_name = "EXPR", value_parser = parse_meta)]
+    /// Filter on a kernel field by BTF path (see meta_help).
+    #[arg(
+        short = 'm',
+        long = "meta",
+        value_name = "EXPR",
+        value_parser = parse_meta,
+        help = meta_help()
+    )]
     pub meta: Vec<MetaFilter>,
 }
 
@@ -301,6 +304,17 @@ pub struct Mark(pub u32, pub u32);
 fn parse_packet_filter(s: &str) -> Result<PacketFilter, String> {
     // The error spans lines (expression and caret): start it on its own line.
     s.parse().map_err(|e| format!("\n{e}"))
+}
+
+/// `-m`'s help, with the kernel program's limit.
+fn meta_help() -> String {
+    format!(
+        "Filter on a kernel field by BTF path: 'sk_buff.FIELD[.FIELD...][:MASK] OP VALUE' \
+         with OP one of == != < <= > >=, VALUE a number or a quoted string for char arrays, \
+         e.g. 'sk_buff._nfct:0x7 == 0x2' or \"sk_buff.dev.name == 'eth0'\". Pointers are \
+         followed. Repeat to require several (at most {}).",
+        ct_bpf::filter::MAX_META
+    )
 }
 
 fn parse_meta(s: &str) -> Result<MetaFilter, String> {
