@@ -5,9 +5,8 @@ use std::time::Duration;
 
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
-use ct_bpf::filter::MetaFilter;
-use ct_bpf::raw::{RAW_EVENT_SIZE, RING_EVENT_SIZE, RING_HDR_SIZE};
-use ct_bpf::{KernelFilters, ProbeSpec};
+use ct_bpf::{KernelFilters, MetaFilter, ProbeSpec};
+use ct_bpf::{RAW_EVENT_SIZE, RING_EVENT_SIZE, RING_HDR_SIZE};
 use ct_core::filter::{CtFilter, DropFilter, EventFilter, OptionValueError, PacketFilter};
 use ct_core::{CtState, CtStatus, Format};
 use strum::VariantNames;
@@ -313,7 +312,7 @@ fn meta_help() -> String {
          with OP one of == != < <= > >=, VALUE a number or a quoted string for char arrays, \
          e.g. 'sk_buff._nfct:0x7 == 0x2' or \"sk_buff.dev.name == 'eth0'\". Pointers are \
          followed. Repeat to require several (at most {}).",
-        ct_bpf::filter::MAX_META
+        ct_bpf::MAX_META
     )
 }
 

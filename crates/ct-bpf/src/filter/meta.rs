@@ -79,7 +79,7 @@ impl std::str::FromStr for MetaFilter {
 }
 
 /// Most names in a path: the root struct, then fields, with at most
-/// [`MAX_HOPS`](super::MAX_HOPS) pointers followed between them.
+/// `MAX_HOPS` (the kernel program's limit) pointers followed between them.
 pub const MAX_PATH: usize = super::MAX_HOPS + 2;
 
 impl MetaFilter {
