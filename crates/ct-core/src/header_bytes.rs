@@ -13,10 +13,12 @@ use serde::{Serialize, Serializer};
 pub struct HeaderBytes(Box<[u8]>);
 
 impl HeaderBytes {
+    /// A copy of `bytes`.
     pub fn new(bytes: &[u8]) -> Self {
         HeaderBytes(bytes.into())
     }
 
+    /// The bytes, from the first byte of the network header.
     pub fn as_bytes(&self) -> &[u8] {
         &self.0
     }
@@ -61,10 +63,15 @@ impl fmt::Debug for HeaderBytes {
 /// Why a `headers` string is not header bytes.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HeaderBytesError {
+    /// An odd number of digits (the count given): a byte is two.
     #[error("header bytes must be pairs of hex digits, this has {0} digits")]
     OddLength(usize),
+    /// A character that is not a hex digit.
     #[error("header bytes must be hex digits; character {column} is not one")]
-    NotHex { column: usize },
+    NotHex {
+        /// 1-based position of the character in the string.
+        column: usize,
+    },
 }
 
 impl Serialize for HeaderBytes {

@@ -27,6 +27,8 @@
 //! Events without an IP header, or without header bytes, are counted
 //! ([`PcapngStats`]), not written.
 
+#![deny(missing_docs)]
+
 use std::collections::HashMap;
 use std::io::{self, Write};
 
@@ -74,8 +76,11 @@ impl PcapngStats {
 /// What [`PcapngWriter::write`] did with one event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
+    /// One Enhanced Packet Block (and, for a new device, its interface block first).
     Written,
+    /// Not written: the event has no IP header.
     NoIpHeader,
+    /// Not written: the event has an IP header but not the bytes it was parsed from.
     NoHeaderBytes,
 }
 
@@ -168,22 +173,27 @@ impl<W: Write> PcapngWriter<W> {
         Ok(Outcome::Written)
     }
 
+    /// What was written and skipped so far.
     pub fn stats(&self) -> PcapngStats {
         self.stats
     }
 
+    /// Flushes the writer the blocks go to.
     pub fn flush(&mut self) -> io::Result<()> {
         self.out.flush()
     }
 
+    /// The writer the blocks go to.
     pub fn get_ref(&self) -> &W {
         &self.out
     }
 
+    /// The writer the blocks go to, to change (writing to it directly breaks the capture).
     pub fn get_mut(&mut self) -> &mut W {
         &mut self.out
     }
 
+    /// The writer the blocks went to (not flushed).
     pub fn into_inner(self) -> W {
         self.out
     }
