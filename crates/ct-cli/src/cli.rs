@@ -21,8 +21,9 @@ Show what netfilter conntrack knows about every packet seen at an eBPF probe.
 `ct-cli collect` attaches BPF programs to probes that see a struct sk_buff and reports, for \
 each packet, the packet summary and its conntrack entry (state, tuples, zone, mark, labels, \
 parent of a RELATED flow). `ct-cli print` re-renders a saved events file, `ct-cli sort` \
-groups its events by packet and `ct-cli conns` lists its connections; `ct-cli check` tells \
-whether this machine can collect.";
+groups its events by packet and `ct-cli conns` lists its connections; `ct-cli pcap` makes a \
+pcapng capture of a file collected with --raw-headers (collect -w writes one while \
+collecting); `ct-cli check` tells whether this machine can collect.";
 
 const EXAMPLES: &str = "\
 Examples:
@@ -35,7 +36,13 @@ Examples:
   ct-cli print --format singleline - < events.json
   ct-cli print events.json -f 'host 10.0.0.1' --ct-nat
   ct-cli sort events.json                           # events grouped by packet
-  ct-cli conns events.json                          # one entry per connection";
+  ct-cli conns events.json                          # one entry per connection
+  ct-cli collect -w capture.pcapng                  # for Wireshark: tshark -r capture.pcapng
+  ct-cli collect -o events.json --rotate-size 100m --rotate-count 10
+  ct-cli sort events.json.2 events.json.1 events.json
+  ct-cli collect --cmd 'curl -s http://10.0.0.1/'   # trace one command
+  source <(ct-cli completions bash)
+  ct-cli man collect | man -l -";
 
 /// Exit codes 2 to 4, which mean the same for every command that uses them (exit.rs).
 const USAGE_EXIT: (u8, &str) = (
@@ -137,8 +144,11 @@ collecting`), before any event. On a terminal a status line on stderr keeps the 
 current. At exit a summary line on stderr, `ct-cli: N events (M with conntrack), L lost`, \
 gives the events written, how many carried conntrack data, and how many the kernel lost \
 (ring buffer full, or a probe hit skipped because its program was already running on that \
-CPU; `, D undecodable` follows when records could not be decoded). Ctrl-C or SIGTERM stops cleanly: every event read is written, the file ends with \
-a complete line, the probes are detached.
+CPU; `, D undecodable` follows when records could not be decoded). It goes on with what \
+else the run did: how often -o rotated, the --cmd command's exit status, the packets -w \
+wrote (and the events it could not: no IP header), the --nft verdicts. Ctrl-C or SIGTERM \
+stops cleanly: every event read is written, the file ends with a complete line (-w: block), \
+the probes are detached, a --cmd command is stopped.
 
 Conntrack attaches to packets only in network namespaces where something uses it: an \
 nftables/iptables rule matching ct state, NAT, or a helper. Without that, events have no ct \
