@@ -287,9 +287,9 @@ impl Decoder {
         }
     }
 
-    /// Keeps the header bytes the program copied in each event's packet section
-    /// ([`Packet::headers`](ct_core::Packet::headers)): one allocation per event, so off
-    /// unless asked (pcapng output, `--raw-headers`).
+    /// Keeps the header bytes the program copied in the packet section of each event with
+    /// an IP header ([`Packet::headers`](ct_core::Packet::headers)): one allocation per
+    /// event, so off unless asked (pcapng output, `--raw-headers`).
     pub fn with_headers(mut self, yes: bool) -> Self {
         self.keep_headers = yes;
         self
@@ -365,7 +365,9 @@ impl Decoder {
 
     fn packet(&self, raw: &RawCtEvent) -> Packet {
         let mut packet = parse_packet(raw);
-        if self.keep_headers {
+        // Only bytes that are an IP packet: those of a buffer that is none (a netlink
+        // message freed at consume_skb) are whatever the kernel had there.
+        if self.keep_headers && packet.ip.is_some() {
             let copied = &raw.hdr[..usize::from(raw.hdr_len).min(raw.hdr.len())];
             packet.headers = Some(HeaderBytes::new(copied));
         }

@@ -91,10 +91,11 @@ fn collect_w_writes_what_tshark_decodes_as_the_json_says() {
         events.len()
     );
     assert!(
-        events
-            .iter()
-            .all(|e| e.packet.as_ref().is_none_or(|p| p.headers.is_some())),
-        "--raw-headers: every event with a packet section has its bytes"
+        events.iter().all(|e| e
+            .packet
+            .as_ref()
+            .is_none_or(|p| p.headers.is_some() == p.ip.is_some())),
+        "--raw-headers: every event with an IP header has its bytes, no other has"
     );
     let summary = summary_line(&stderr);
     let (written, _, lost) = support::summary(&stderr);
