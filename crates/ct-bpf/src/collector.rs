@@ -12,6 +12,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use ct_core::{Event, ProbeInfo};
+use ct_pcap::PcapFilter;
 use libbpf_rs::{Link, MapCore, MapFlags, MapHandle, Object, ObjectBuilder, RingBuffer};
 
 use crate::decode::{DecodeError, Decoder};
@@ -152,6 +153,7 @@ pub struct CollectorBuilder {
     floor: bool,
     raw_tracepoints: bool,
     filters: KernelFilters,
+    pcap: Option<PcapFilter>,
 }
 
 impl Default for CollectorBuilder {
@@ -165,6 +167,7 @@ impl Default for CollectorBuilder {
             floor: false,
             raw_tracepoints: false,
             filters: KernelFilters::default(),
+            pcap: None,
         }
     }
 }
@@ -237,6 +240,14 @@ impl CollectorBuilder {
         self
     }
 
+    /// A tcpdump filter, run in the kernel on the first [`PCAP_COPY_LEN`](crate::PCAP_COPY_LEN)
+    /// bytes of each packet from its MAC header (or its network header where it has no
+    /// MAC header), before an event is reserved. A load past those bytes does not match.
+    pub fn pcap_filter(mut self, filter: PcapFilter) -> Self {
+        self.pcap = Some(filter);
+        self
+    }
+
     /// Checks the prerequisites, resolves every probe against kernel BTF, loads and
     /// attaches. On error nothing stays attached.
     pub fn build(self) -> Result<Collector, Error> {
@@ -260,6 +271,7 @@ impl CollectorBuilder {
                     &label,
                     &ProbeConfig::default(),
                     &CompiledFilters::default(),
+                    None,
                     shared.as_ref(),
                     self.ring_size,
                 )?;
@@ -400,6 +412,7 @@ impl CollectorBuilder {
             // A reason is only named with the kernel's enum at hand.
             reason_arg: probe.reason_arg.filter(|_| reasons.is_some()),
             consumed: reasons.and_then(DropReasons::consumed),
+            pcap: self.pcap.is_some(),
         };
         let label = probe.spec.to_string();
         let load = |program| {
@@ -409,6 +422,7 @@ impl CollectorBuilder {
                 &label,
                 &cfg,
                 filters,
+                self.pcap.as_ref(),
                 shared.as_ref(),
                 self.ring_size,
             )
@@ -498,6 +512,7 @@ fn load_object(
     label: &str,
     cfg: &ProbeConfig,
     filters: &CompiledFilters,
+    pcap: Option<&PcapFilter>,
     shared: Option<&SharedMaps>,
     ring_size: u64,
 ) -> Result<Object, Error> {
@@ -533,6 +548,9 @@ fn load_object(
     for mut prog in open.progs_mut() {
         let keep = prog.name() == program.name();
         prog.set_autoload(keep);
+        if let (true, Some(pcap)) = (keep, pcap) {
+            crate::pcap::fill_regions(&mut prog, pcap)?;
+        }
         if keep && program == Program::TpBtf {
             if let ProbeSpec::Tracepoint { name, .. } = spec {
                 prog.set_attach_target(0, Some(name.clone()))

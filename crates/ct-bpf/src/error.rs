@@ -89,6 +89,12 @@ pub enum Error {
     },
     #[error("the BPF object does not have the expected {0}: library and program are out of sync")]
     ObjectLayout(&'static str),
+    #[error("tcpdump filter {filter:?}: {source}")]
+    PcapTranslate {
+        filter: String,
+        #[source]
+        source: ct_pcap::TranslateError,
+    },
     #[error("reading the ring buffer failed: {0}")]
     Ring(#[source] libbpf_rs::Error),
     #[error("reading the lost-events counter failed: {0}")]
@@ -146,7 +152,8 @@ impl Error {
             | Error::NoProbes
             | Error::DuplicateProbe { .. }
             | Error::RingSize(_)
-            | Error::Filter { .. } => ErrorCategory::Usage,
+            | Error::Filter { .. }
+            | Error::PcapTranslate { .. } => ErrorCategory::Usage,
             Error::Privileges => ErrorCategory::Privileges,
             Error::Load { .. }
             | Error::Attach { .. }

@@ -16,6 +16,7 @@ mod ids;
 pub mod kernel;
 pub mod netns;
 pub mod packet;
+mod pcap;
 pub mod probe;
 pub mod raw;
 
@@ -29,4 +30,6 @@ pub use error::{Error, ErrorCategory};
 pub use filter::KernelFilters;
 pub use kernel::{DropReasons, KernelBtf, KernelVersion};
 pub use netns::{netns_inode, NetnsError};
+pub use pcap::PCAP_COPY_LEN;
+pub use ct_pcap::{PcapError, PcapFilter};
 pub use probe::{default_probes, ProbeSpec, ProbeSpecError, ResolvedProbe};

@@ -53,6 +53,9 @@ pub fn run(args: &CollectArgs) -> anyhow::Result<ExitCode> {
         .only_tracked(args.ct_only)
         .raw_tracepoints(args.raw_tracepoints)
         .filters(args.kernel_filters());
+    if let Some(pcap) = args.pcap_filter() {
+        builder = builder.pcap_filter(pcap);
+    }
     if let Some(netns) = &args.netns {
         builder = builder.netns(netns.inode);
     }

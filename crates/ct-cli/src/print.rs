@@ -29,7 +29,7 @@ fn open(args: &FileArgs) -> anyhow::Result<(String, Box<dyn BufRead>)> {
 /// `ct-cli print`: every event that passes the filters, in the chosen format.
 pub fn run(args: &FileArgs) -> anyhow::Result<ExitCode> {
     let (name, input) = open(args)?;
-    let filter = args.filters.event_filter();
+    let filter = args.filters.event_filter()?;
     let mut out = EventWriter::new(BufWriter::new(io::stdout().lock()), args.format);
     let (mut bad, mut total) = (0u64, 0u64);
     for item in read_events(input) {
@@ -67,7 +67,7 @@ fn bad_lines(name: &str, bad: u64, good: u64, verb: &str) -> ExitCode {
 /// Every event of the file that passes the filters, reporting bad lines on stderr.
 fn read_all(args: &FileArgs) -> anyhow::Result<(String, Vec<Event>, u64)> {
     let (name, input) = open(args)?;
-    let filter = args.filters.event_filter();
+    let filter = args.filters.event_filter()?;
     let mut events = Vec::new();
     let mut bad = 0u64;
     for item in read_events(input) {
