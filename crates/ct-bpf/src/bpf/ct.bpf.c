@@ -493,20 +493,6 @@ static __always_inline int ct_handle(struct sk_buff *skb, const bool direct, __u
 		}
 		ev->pkt_flags |= CT_PKT_HAS_DEV;
 	}
-	if (ct_cfg.flags & CT_CFG_PCAP_FILTER) {
-		struct ct_pcap_skb where = {
-			.head = v.head,
-			.data = v.data,
-			.len = v.len,
-			.tail = v.tail,
-			.network_header = v.network_header,
-			.mac_header = v.mac_header,
-		};
-
-		if (!ct_pcap_match(&where, scratch->frame, scratch->pcap_mem))
-			return 0;
-	}
-
 	if (ct_cfg.flags & CT_CFG_PKT_FILTER) {
 		__builtin_memcpy(ev->hdr, scratch->hdr, CT_PKT_HDR_LEN);
 		ev->hdr_len = hdr_len;
