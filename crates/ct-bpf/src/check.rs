@@ -29,9 +29,12 @@ pub enum Verdict {
     Skipped,
 }
 
+/// One line of the report: one prerequisite, what was found and what to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckItem {
+    /// What was checked (`kernel`, `btf`, `tp_btf`, `drop reasons`, ...).
     pub name: &'static str,
+    /// Whether it holds.
     pub verdict: Verdict,
     /// What was found.
     pub detail: String,
@@ -42,6 +45,7 @@ pub struct CheckItem {
 /// The answers to "will collection work here?" in the order a user would fix them.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Report {
+    /// Every line, in the order they are printed.
     pub items: Vec<CheckItem>,
 }
 
@@ -66,6 +70,7 @@ impl Report {
         })
     }
 
+    /// The line named `name`, if the report has one.
     pub fn get(&self, name: &str) -> Option<&CheckItem> {
         self.items.iter().find(|i| i.name == name)
     }
@@ -117,7 +122,7 @@ const MODPROBE: &str = "modprobe nf_conntrack (to load it at boot: echo nf_connt
 pub fn check() -> Report {
     let mut report = Report::default();
 
-    let release = kernel::release();
+    let release = kernel::kernel_release();
     let version = release.as_deref().and_then(KernelVersion::parse);
     match (&release, version) {
         (Some(release), Some(v)) => report.push(

@@ -17,7 +17,7 @@ use libbpf_rs::{Link, MapCore, MapFlags, MapHandle, Object, ObjectBuilder, RingB
 
 use crate::decode::{DecodeError, Decoder};
 use crate::filter::{CompiledFilters, KernelFilters};
-use crate::kernel::{has_bpf_privileges, hz, kprobes_supported, DropReasons, KernelBtf};
+use crate::kernel::{has_bpf_privileges, kernel_hz, kprobes_supported, DropReasons, KernelBtf};
 use crate::probe::{ProbeSpec, ResolvedProbe, DROP_TRACEPOINT};
 use crate::raw::{write_rodata, ProbeConfig, RawCtEvent, SCRATCH_CONN_LEN, SCRATCH_SKB_LEN};
 use crate::Error;
@@ -173,6 +173,7 @@ impl Default for CollectorBuilder {
 }
 
 impl CollectorBuilder {
+    /// No probes yet, a [`DEFAULT_RING_SIZE`] ring, packet tracking on, no filters.
     pub fn new() -> Self {
         Self::default()
     }
@@ -183,6 +184,7 @@ impl CollectorBuilder {
         self
     }
 
+    /// Adds probes, in order ([`probe`](Self::probe) for each).
     pub fn probes(mut self, specs: impl IntoIterator<Item = ProbeSpec>) -> Self {
         self.probes.extend(specs);
         self
@@ -407,7 +409,7 @@ impl CollectorBuilder {
             track: self.track,
             frees_skb: matches!(&probe.spec, ProbeSpec::Tracepoint { category, name }
                 if category == "skb" && (name == "kfree_skb" || name == "consume_skb")),
-            hz: hz().unwrap_or(0),
+            hz: kernel_hz().unwrap_or(0),
             drop_probe: probe.is_drop_probe(),
             // A reason is only named with the kernel's enum at hand.
             reason_arg: probe.reason_arg.filter(|_| reasons.is_some()),

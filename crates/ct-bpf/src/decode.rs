@@ -18,48 +18,52 @@ const AF_INET6: u8 = 10;
 
 /// Why a raw record could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum DecodeError {
+    /// The record is shorter than the layout this library knows.
     #[error(
         "record is {got} bytes, shorter than a ct event ({RAW_EVENT_SIZE} bytes): the BPF \
          object and this library come from different versions"
     )]
-    Short { got: usize },
+    Short {
+        /// The record's length in bytes.
+        got: usize,
+    },
+    /// The ctinfo value is none the kernel defines.
     #[error("unknown conntrack ctinfo {0} (expected 0-4 or 7)")]
     UnknownCtInfo(u8),
+    /// A flag field has bits this library does not know.
     #[error("unknown flag bits {bits:#x} in {field}: the BPF object is newer than this library")]
-    UnknownFlags { field: &'static str, bits: u8 },
+    UnknownFlags {
+        /// The field (`ct_flags`, `present`, `pkt_flags`).
+        field: &'static str,
+        /// The unknown bits.
+        bits: u8,
+    },
+    /// Fields that cannot hold together, named.
     #[error("contradictory record: {0}")]
     Contradiction(&'static str),
+    /// A conntrack tuple of an address family other than IPv4 and IPv6.
     #[error("unknown address family {0} in a conntrack tuple (expected 2 or 10)")]
     UnknownL3(u8),
+    /// The program could not read the connection; the packet's state is known.
     #[error(
         "the kernel's nf_conn could not be read (the entry was freed while the probe ran); \
          the packet's state was {0}"
     )]
     ConnUnreadable(CtState),
+    /// The record names a probe id the decoder was not given.
     #[error("probe id {0} is not one this collector attached")]
     UnknownProbe(u32),
 }
 
-/// Decodes the ct section of one record: `Ok(None)` when the packet had no conntrack data.
+/// Decodes the ct section of one record alone, without a [`Decoder`] (no probe table, no
+/// tracking ids): for tracers that reserve `struct ct_raw_event` records of their own and
+/// fill them with `ct_fill.h`. `Ok(None)` when the packet had no conntrack data. It is
+/// the `ct` of what [`Decoder::decode`] makes of the same bytes.
 pub fn decode_ct(bytes: &[u8]) -> Result<Option<CtEvent>, DecodeError> {
     let raw = RawCtEvent::read(bytes).ok_or(DecodeError::Short { got: bytes.len() })?;
-    decode_raw_ct(&raw)
-}
-
-/// Decodes the ct section of a record known to carry conntrack data.
-///
-/// This is the form for tracers that only report tracked packets; a record without
-/// conntrack data is `DecodeError::Contradiction`.
-pub fn decode(bytes: &[u8]) -> Result<CtEvent, DecodeError> {
-    decode_ct(bytes)?.ok_or(DecodeError::Contradiction(
-        "the record carries no conntrack data",
-    ))
-}
-
-/// The ct section of an already-copied record.
-pub fn decode_raw_ct(raw: &RawCtEvent) -> Result<Option<CtEvent>, DecodeError> {
-    Ok(check_ct(raw)?.map(|shape| build_ct(raw, shape)))
+    Ok(check_ct(&raw)?.map(|shape| build_ct(&raw, shape)))
 }
 
 /// What [`check_ct`] found in a record with conntrack data: its state and which
@@ -348,7 +352,8 @@ impl Decoder {
         }
     }
 
-    pub fn decode_raw(&self, raw: &RawCtEvent) -> Result<Event, DecodeError> {
+    /// [`decode`](Self::decode) of a record already copied out of the ring.
+    pub(crate) fn decode_raw(&self, raw: &RawCtEvent) -> Result<Event, DecodeError> {
         let probe = self
             .probes
             .get(raw.probe_id as usize)
@@ -393,6 +398,11 @@ impl Decoder {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// The ct section of a record these tests build with conntrack data.
+    fn decode(bytes: &[u8]) -> Result<CtEvent, DecodeError> {
+        decode_ct(bytes)?.ok_or(DecodeError::Contradiction("no conntrack data"))
+    }
 
     fn tcp_tuple(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16) -> RawCtTuple {
         let mut t = RawCtTuple {

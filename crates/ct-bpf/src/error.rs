@@ -2,20 +2,27 @@
 
 use crate::probe::ProbeSpecError;
 
+/// Why collection could not start or go on. [`Error::category`] sorts the variants into
+/// what the caller can do about them.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
+    /// The kernel has no BTF (`/sys/kernel/btf/vmlinux`).
     #[error(
         "kernel BTF is missing (/sys/kernel/btf/vmlinux): use a kernel built with \
          CONFIG_DEBUG_INFO_BTF=y"
     )]
     NoBtf,
+    /// The kernel's BTF exists but could not be read or parsed; why.
     #[error("kernel BTF could not be read: {0}")]
     BtfUnreadable(String),
+    /// Not allowed to load BPF programs.
     #[error(
         "insufficient privileges to load BPF programs: run as root, or grant CAP_BPF and \
          CAP_PERFMON (e.g. sudo setcap cap_bpf,cap_perfmon+ep $(which ct-cli))"
     )]
     Privileges,
+    /// The kernel has no conntrack (`sk_buff` has no `_nfct`), or its module is not loaded.
     #[error(
         "connection tracking is not available in this kernel: it needs CONFIG_NF_CONNTRACK=y, \
          or =m with the module loaded (modprobe nf_conntrack; to load it at boot: \
@@ -24,79 +31,131 @@ pub enum Error {
     NoConntrack,
     /// A prerequisite [`check`](crate::check()) found missing, named by its report line.
     #[error("{check}: {detail}")]
-    NotReady { check: &'static str, detail: String },
+    NotReady {
+        /// The report line's name.
+        check: &'static str,
+        /// What it found.
+        detail: String,
+    },
+    /// A probe spec that does not parse.
     #[error(transparent)]
     ProbeSpec(#[from] ProbeSpecError),
+    /// The kernel has no such tracepoint or function.
     #[error("probe {spec}: no such {what} in this kernel{}", suggest(.suggestions))]
     UnknownProbe {
+        /// The probe.
         spec: String,
+        /// `tracepoint` or `function`.
         what: &'static str,
+        /// Close names the kernel has.
         suggestions: Vec<String>,
     },
+    /// The probe has no `struct sk_buff *` argument.
     #[error(
         "probe {spec}: none of its arguments is a struct sk_buff * (arguments: {}); pick a \
          probe that handles packets",
         list(.args)
     )]
-    NoSkbArgument { spec: String, args: Vec<String> },
+    NoSkbArgument {
+        /// The probe.
+        spec: String,
+        /// Its argument types, from BTF.
+        args: Vec<String>,
+    },
+    /// The skb argument is past those the program reads.
     #[error(
         "probe {spec}: the struct sk_buff * is argument {index}, past the {max} arguments a \
          probe can read; pick another probe"
     )]
     SkbArgumentOutOfReach {
+        /// The probe.
         spec: String,
+        /// The skb's argument index.
         index: usize,
+        /// How many arguments the program can read.
         max: usize,
     },
+    /// A `kp:` or `kr:` probe on a kernel without kprobes.
     #[error(
         "probe {spec}: kprobes are not available in this kernel (CONFIG_KPROBES is not set); \
          use tracepoints instead, e.g. tp:net:net_dev_start_xmit, tp:net:netif_receive_skb, \
          tp:skb:kfree_skb"
     )]
-    KprobesUnsupported { spec: String },
+    KprobesUnsupported {
+        /// The probe.
+        spec: String,
+    },
+    /// The builder was given no probe.
     #[error("no probe given: name at least one (e.g. tp:net:net_dev_start_xmit)")]
     NoProbes,
+    /// The same probe twice.
     #[error("probe {spec} is given twice")]
-    DuplicateProbe { spec: String },
+    DuplicateProbe {
+        /// The probe.
+        spec: String,
+    },
+    /// A ring buffer size the kernel does not take.
     #[error(
         "ring buffer size {0} is not valid: it must be a power of two of at least 4096 bytes \
          (e.g. 4194304)"
     )]
     RingSize(u64),
+    /// A filter the kernel program cannot hold or this kernel cannot evaluate.
     #[error("filter {filter:?}: {reason}")]
-    Filter { filter: String, reason: String },
+    Filter {
+        /// The filter as given.
+        filter: String,
+        /// Why.
+        reason: String,
+    },
+    /// libbpf or the verifier refused the program.
     #[error("loading the BPF program for {probe} failed: {source}")]
     Load {
+        /// The probe the program was loaded for.
         probe: String,
+        /// libbpf's error.
         #[source]
         source: libbpf_rs::Error,
     },
+    /// The kernel refused to attach the loaded program.
     #[error("attaching to {probe} failed: {source}")]
     Attach {
+        /// The probe.
         probe: String,
+        /// libbpf's error.
         #[source]
         source: libbpf_rs::Error,
     },
+    /// A kernel struct larger than the program's copy of it.
     #[error(
         "this kernel's struct {name} is {size} bytes, more than the {room} bytes the BPF \
          program copies it into: this build of ct-trace does not support the kernel (raise \
          CT_SCRATCH_LEN in crates/ct-bpf/src/bpf/ct_fill.h and rebuild)"
     )]
     ScratchTooSmall {
+        /// The struct (`sk_buff`, `nf_conn`).
         name: &'static str,
+        /// Its size in this kernel, from BTF.
         size: usize,
+        /// The room the program has for it.
         room: usize,
     },
+    /// The embedded BPF object lacks a map, program or section this library expects.
     #[error("the BPF object does not have the expected {0}: library and program are out of sync")]
     ObjectLayout(&'static str),
+    /// The tcpdump filter's translation does not fit the program.
     #[error("tcpdump filter {filter:?}: {source}")]
     PcapTranslate {
+        /// The expression.
         filter: String,
+        /// Why it does not fit.
         #[source]
         source: ct_pcap::TranslateError,
     },
+    /// Setting up or reading the ring buffer failed.
     #[error("reading the ring buffer failed: {0}")]
     Ring(#[source] libbpf_rs::Error),
+    /// Reading the lost-events counter failed.
     #[error("reading the lost-events counter failed: {0}")]
     LostCounter(#[source] libbpf_rs::Error),
 }

@@ -31,12 +31,16 @@ pub const MODULE_BTF_SINCE: KernelVersion = KernelVersion::new(5, 11, 0);
 /// A kernel version, comparable: `5.10.0-33-amd64` is 5.10.0.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct KernelVersion {
+    /// `5` of 5.10.0.
     pub major: u32,
+    /// `10` of 5.10.0.
     pub minor: u32,
+    /// `0` of 5.10.0.
     pub patch: u32,
 }
 
 impl KernelVersion {
+    /// The version `major.minor.patch`.
     pub const fn new(major: u32, minor: u32, patch: u32) -> Self {
         KernelVersion {
             major,
@@ -68,6 +72,13 @@ impl KernelVersion {
     }
 }
 
+impl KernelVersion {
+    /// The running kernel's version, when its release parses.
+    pub fn running() -> Option<KernelVersion> {
+        kernel_release().as_deref().and_then(KernelVersion::parse)
+    }
+}
+
 impl fmt::Display for KernelVersion {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}.{}.{}", self.major, self.minor, self.patch)
@@ -75,16 +86,11 @@ impl fmt::Display for KernelVersion {
 }
 
 /// The running kernel's release string (`uname -r`), from /proc.
-pub fn release() -> Option<String> {
+pub fn kernel_release() -> Option<String> {
     std::fs::read_to_string(OSRELEASE)
         .ok()
         .map(|s| s.trim().to_owned())
         .filter(|s| !s.is_empty())
-}
-
-/// The running kernel's version, when its release parses.
-pub fn version() -> Option<KernelVersion> {
-    release().as_deref().and_then(KernelVersion::parse)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -98,6 +104,7 @@ pub struct KernelConfig {
 }
 
 impl KernelConfig {
+    /// The running kernel's configuration; `None` when neither place has it.
     pub fn read() -> Option<Self> {
         if let Ok(f) = File::open("/proc/config.gz") {
             let mut text = String::new();
@@ -108,7 +115,7 @@ impl KernelConfig {
                 return Some(KernelConfig { text });
             }
         }
-        let text = std::fs::read_to_string(format!("/boot/config-{}", release()?)).ok()?;
+        let text = std::fs::read_to_string(format!("/boot/config-{}", kernel_release()?)).ok()?;
         Some(KernelConfig { text })
     }
 
@@ -129,7 +136,7 @@ impl KernelConfig {
 
 /// The kernel's `CONFIG_HZ` (jiffies per second), read once from its config; `None` when
 /// the config cannot be read (no /proc/config.gz nor /boot/config-$(uname -r)).
-pub fn hz() -> Option<u32> {
+pub fn kernel_hz() -> Option<u32> {
     static HZ: std::sync::OnceLock<Option<u32>> = std::sync::OnceLock::new();
     *HZ.get_or_init(|| {
         KernelConfig::read()
@@ -210,6 +217,7 @@ impl Conntrack {
         }
     }
 
+    /// Whether conntrack is in the running kernel (built in, or its module loaded).
     pub fn is_loaded(self) -> bool {
         self != Conntrack::NotLoaded
     }
@@ -221,8 +229,10 @@ impl Conntrack {
 /// Where a BTF type was found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, strum::Display)]
 pub enum BtfOrigin {
+    /// The kernel image's BTF.
     #[strum(serialize = "vmlinux BTF")]
     Vmlinux,
+    /// The nf_conntrack module's BTF.
     #[strum(serialize = "nf_conntrack module BTF")]
     Module,
 }
@@ -345,6 +355,7 @@ impl KernelBtf {
         self.composite(name).map(|c| c.size())
     }
 
+    /// Whether `struct name` (or `union name`) is defined.
     pub fn has_struct(&self, name: &str) -> bool {
         self.composite(name).is_some()
     }
@@ -482,6 +493,7 @@ impl DropReasons {
         self.names.iter().map(|(_, n)| &**n)
     }
 
+    /// Whether the kernel's enum names no reason at all.
     pub fn is_empty(&self) -> bool {
         self.names.is_empty()
     }
@@ -677,7 +689,7 @@ mod tests {
 
     #[test]
     fn running_release_parses() {
-        if let Some(release) = release() {
+        if let Some(release) = kernel_release() {
             assert!(KernelVersion::parse(&release).is_some(), "{release}");
         }
     }

@@ -1,35 +1,73 @@
 //! The kernel side of ct-trace: the BPF program that reads `skb->_nfct`, the raw event
 //! layout it shares with user space, decoding into `ct_core` events, probe attachment and
 //! the ring buffer.
+//!
+//! Every public item is at the top level; the modules are private. Start with
+//! [`CollectorBuilder`] (probes in, [`Collector`] out, whose `poll` hands over decoded
+//! events), [`check`] (can collection run on this kernel, and why not), and
+//! [`ProbeSpec`] (what `tp:`, `kp:` and `kr:` probes are).
+//!
+//! What only tests, fuzzing and the workspace's other crates need (the raw record
+//! layout, the packet header parser, raw ring records) is public but hidden from the
+//! documentation, and is no stable interface.
+#![deny(missing_docs)]
 
-#[allow(dead_code, clippy::all, missing_debug_implementations, unused_imports)]
+#[allow(
+    dead_code,
+    clippy::all,
+    missing_debug_implementations,
+    unused_imports,
+    missing_docs
+)]
 mod skel {
     include!(concat!(env!("OUT_DIR"), "/ct.skel.rs"));
 }
 
-pub mod check;
-pub mod collector;
-pub mod decode;
+mod check;
+mod collector;
+mod decode;
 mod error;
-pub mod filter;
+// KernelFilters::is_empty has no doc line yet; filter.rs is reworked in branch
+// house-core (issue 15, item 1), which owns it.
+#[allow(missing_docs)]
+mod filter;
 mod ids;
-pub mod kernel;
-pub mod netns;
-pub mod packet;
+mod kernel;
+mod netns;
+mod packet;
 mod pcap;
-pub mod probe;
-pub mod raw;
+mod probe;
+mod raw;
 
-pub use check::{check, Report};
+pub use check::{check, CheckItem, Report, Verdict};
 pub use collector::{
-    Collector, CollectorBuilder, LoadedProbe, Lost, Program, ProgramStats, RingRecord,
-    DEFAULT_RING_SIZE,
+    Collector, CollectorBuilder, LoadedProbe, Lost, Program, ProgramStats, DEFAULT_RING_SIZE,
 };
-pub use decode::{decode, decode_ct, DecodeError, Decoder};
-pub use error::{Error, ErrorCategory};
-pub use filter::KernelFilters;
-pub use kernel::{DropReasons, KernelBtf, KernelVersion};
-pub use netns::{netns_inode, NetnsError};
-pub use pcap::PCAP_COPY_LEN;
 pub use ct_pcap::{PcapError, PcapFilter};
-pub use probe::{default_probes, ProbeSpec, ProbeSpecError, ResolvedProbe};
+pub use decode::{decode_ct, DecodeError, Decoder};
+pub use error::{Error, ErrorCategory};
+pub use filter::{CmpOp, KernelFilters, MetaFilter, MetaValue, MAX_INSNS, MAX_META, MAX_PATH};
+pub use kernel::{
+    has_bpf_privileges, kernel_hz, kernel_release, kprobes_supported, BtfOrigin, Conntrack,
+    DropReasons, KernelBtf, KernelConfig, KernelVersion, ModuleBtf, DROP_REASONS_SINCE,
+    DROP_REASON_ENUM, MODULE_BTF_SINCE, NF_CONNTRACK_BTF, VMLINUX_BTF,
+};
+pub use netns::{netns_inode, netns_inode_of_path, NetnsError, NETNS_RUN_DIR};
+pub use pcap::PCAP_COPY_LEN;
+pub use probe::{
+    default_probes, ProbeSpec, ProbeSpecError, ResolvedProbe, DEFAULT_KPROBES, DEFAULT_TRACEPOINTS,
+    DROP_TRACEPOINT,
+};
+pub use raw::{RAW_EVENT_SIZE, RING_EVENT_SIZE, RING_HDR_SIZE};
+
+// For tests, fuzzing, fixture capture (ct-lab) and ct-nft's header parsing only.
+#[doc(hidden)]
+pub use collector::RingRecord;
+#[doc(hidden)]
+pub use packet::{parse_l3, parse_packet};
+#[doc(hidden)]
+pub use raw::{
+    RawCtConn, RawCtEvent, RawCtTuple, CONN_HAS_HELPER, CONN_HAS_LABELS, CONN_HAS_MARK,
+    CONN_HAS_PROTO_STATE, CONN_HAS_TIMEOUT, CONN_HAS_ZONE, CONN_KNOWN, EV_CONN_READ_ERR, EV_HAS_CT,
+    EV_HAS_PARENT, EV_KNOWN, PKT_DROP, PKT_DROP_REASON, PKT_HAS_DEV, PKT_HAS_NETNS, PKT_HDR_LEN,
+};

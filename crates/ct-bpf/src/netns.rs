@@ -13,15 +13,20 @@ pub const NETNS_RUN_DIR: &str = "/var/run/netns";
 
 /// Why a network namespace could not be named.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum NetnsError {
+    /// Nothing was given.
     #[error("network namespace {0:?}: give a path, an `ip netns` name or an inode number")]
     Empty(String),
     #[error(
         "network namespace {path}: {source}; give /var/run/netns/NAME, /proc/PID/ns/net, an \
          `ip netns` name or an inode number"
     )]
+    /// The namespace file could not be opened.
     Open {
+        /// The file.
         path: PathBuf,
+        /// Why.
         #[source]
         source: io::Error,
     },
@@ -29,9 +34,18 @@ pub enum NetnsError {
         "{path} is not a namespace file; give /var/run/netns/NAME, /proc/PID/ns/net, an `ip \
          netns` name or an inode number"
     )]
-    NotNamespace { path: PathBuf },
+    /// The file is no namespace file.
+    NotNamespace {
+        /// The file.
+        path: PathBuf,
+    },
     #[error("{path} is a namespace of another kind, not a network namespace (use .../ns/net)")]
-    OtherKind { path: PathBuf },
+    /// The file is a namespace of another kind (mount, pid, ...).
+    OtherKind {
+        /// The file.
+        path: PathBuf,
+    },
+    /// An inode number too large to be a namespace's.
     #[error("network namespace inode {0} is out of range (namespace inodes fit in 32 bits)")]
     InodeRange(u64),
 }

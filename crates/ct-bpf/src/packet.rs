@@ -30,7 +30,7 @@ pub fn parse_packet(raw: &RawCtEvent) -> Packet {
 /// An unset protocol (0) says nothing: the buffer may be a packet the IP layer has not
 /// labelled yet, or no packet at all (a netlink or socket buffer freed at `consume_skb`),
 /// and then the bytes at its network header offset are whatever was there. Such bytes
-/// are taken for a header only when they are one ([`plausible_unlabelled`]); otherwise
+/// are taken for a header only when they are one (`plausible_unlabelled`); otherwise
 /// there is no `ip` section.
 pub fn parse_l3(l3_proto: u16, hdr: &[u8], skb_len: u32) -> Option<(PacketIp, Option<PacketL4>)> {
     let version = hdr.first()? >> 4;

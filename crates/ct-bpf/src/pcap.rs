@@ -17,17 +17,22 @@ const MARKER_RAW_IP: i32 = layout::CT_PCAP_LAYOUT_MARKER_RAW_IP.0 as i32;
 
 // The translation's scratch-word layout is the program's.
 const _: () = assert!(ct_pcap::MEM_WORDS == layout::CT_PCAP_LAYOUT_MEM_WORDS.0 as usize);
-const _: () =
-    assert!(ct_pcap::MEM_WIRE_LEN as u32 == layout::CT_PCAP_LAYOUT_MEM_WIRE_LEN.0 * 4);
+const _: () = assert!(ct_pcap::MEM_WIRE_LEN as u32 == layout::CT_PCAP_LAYOUT_MEM_WIRE_LEN.0 * 4);
 
 /// Fills the regions of `prog` with `filter`'s programs (the probe code is inlined once
 /// per argument slot, each copy with its two regions); a link type the expression cannot
 /// apply to gets a program that never matches. Errors if the program has no region of a
 /// kind (a mismatched object) or a translation does not fit.
-pub(crate) fn fill_regions(prog: &mut OpenProgramMut<'_>, filter: &PcapFilter) -> Result<(), Error> {
+pub(crate) fn fill_regions(
+    prog: &mut OpenProgramMut<'_>,
+    filter: &PcapFilter,
+) -> Result<(), Error> {
     let mut insns: Vec<Insn> = crate::raw::program_insns(prog).to_vec();
     let regions = find_regions(&insns, &[MARKER_ETHERNET, MARKER_RAW_IP], REGION_INSNS);
-    for (marker, link) in [(MARKER_ETHERNET, LinkType::Ethernet), (MARKER_RAW_IP, LinkType::RawIp)] {
+    for (marker, link) in [
+        (MARKER_ETHERNET, LinkType::Ethernet),
+        (MARKER_RAW_IP, LinkType::RawIp),
+    ] {
         let found: Vec<_> = regions.iter().filter(|r| r.marker == marker).collect();
         if found.is_empty() {
             return Err(Error::ObjectLayout("tcpdump filter region"));

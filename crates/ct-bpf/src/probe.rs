@@ -14,21 +14,41 @@ use crate::Error;
 /// Where to attach: a tracepoint, or a kernel function entry or return.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum ProbeSpec {
-    /// `tp:<category>:<name>`, attached as a raw tracepoint.
-    Tracepoint { category: String, name: String },
+    /// `tp:<category>:<name>`, attached as a BTF tracepoint (or a raw one).
+    Tracepoint {
+        /// The tracepoint's category (`net`, `skb`).
+        category: String,
+        /// Its name within the category (`net_dev_start_xmit`).
+        name: String,
+    },
     /// `kp:<function>`.
-    Kprobe { function: String },
+    Kprobe {
+        /// The kernel function.
+        function: String,
+    },
     /// `kr:<function>`: the function must return a `struct sk_buff *`.
-    Kretprobe { function: String },
+    Kretprobe {
+        /// The kernel function.
+        function: String,
+    },
 }
 
 /// Why a probe spec does not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ProbeSpecError {
+    /// Not of the form `type:name`.
     #[error("probe {0:?}: expected tp:<category>:<name>, kp:<function> or kr:<function>")]
     Shape(String),
+    /// A probe type other than `tp`, `kp` and `kr`.
     #[error("probe {spec:?}: unknown probe type {kind:?}; use tp (tracepoint), kp (kprobe) or kr (kretprobe)")]
-    Kind { spec: String, kind: String },
+    Kind {
+        /// The probe as given.
+        spec: String,
+        /// Its type.
+        kind: String,
+    },
+    /// A name with characters no kernel symbol has.
     #[error(
         "probe {0:?}: names may hold only letters, digits and '_' (and '.' in function names)"
     )]
@@ -94,6 +114,7 @@ impl fmt::Display for ProbeSpec {
 }
 
 impl ProbeSpec {
+    /// The kind events name it by.
     pub fn kind(&self) -> ProbeKind {
         match self {
             ProbeSpec::Tracepoint { .. } => ProbeKind::Tp,
@@ -110,6 +131,7 @@ impl ProbeSpec {
         }
     }
 
+    /// What events from this probe carry about it.
     pub fn info(&self) -> ProbeInfo {
         ProbeInfo {
             kind: self.kind(),
@@ -162,6 +184,7 @@ pub fn default_probes() -> Vec<ProbeSpec> {
 /// Where the `struct sk_buff *` is for one probe.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResolvedProbe {
+    /// The probe.
     pub spec: ProbeSpec,
     /// Argument index (0-based, not counting a tracepoint's hidden `void *` context);
     /// for a kretprobe, 0 and unused: the skb is the return value.

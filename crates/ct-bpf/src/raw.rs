@@ -4,6 +4,10 @@
 //! its own offsets with `_Static_assert`; this module asserts the Rust mirror against the
 //! layout the compiled object's BTF gives (the skeleton's generated types) and against the
 //! same literal offsets, so a change on either side alone fails the build.
+// The layout's items are hidden from the crate's documentation (tests, fuzzing and
+// fixture capture use them); each field is described where it is defined, in
+// ct_event.h.
+#![allow(missing_docs)]
 
 use std::mem::{offset_of, size_of};
 
@@ -148,6 +152,7 @@ impl Default for RawCtEvent {
     }
 }
 
+/// Bytes of one record as the program writes it (`struct ct_raw_event`).
 pub const RAW_EVENT_SIZE: usize = size_of::<RawCtEvent>();
 
 /// The header the kernel puts before each ring buffer record (`BPF_RINGBUF_HDR_SZ`).
@@ -295,8 +300,11 @@ pub(crate) fn write_rodata(
 }
 
 /// A program's instructions as libpcap's translation reads them (`struct bpf_insn`).
-pub(crate) fn program_insns<'a>(prog: &'a libbpf_rs::OpenProgramMut<'_>) -> &'a [ct_pcap::ebpf::Insn] {
-    const _: () = assert!(size_of::<libbpf_rs::libbpf_sys::bpf_insn>() == size_of::<ct_pcap::ebpf::Insn>());
+pub(crate) fn program_insns<'a>(
+    prog: &'a libbpf_rs::OpenProgramMut<'_>,
+) -> &'a [ct_pcap::ebpf::Insn] {
+    const _: () =
+        assert!(size_of::<libbpf_rs::libbpf_sys::bpf_insn>() == size_of::<ct_pcap::ebpf::Insn>());
     let insns = prog.insns();
     // SAFETY: both are the kernel's 8-byte struct bpf_insn (code, dst/src nibbles, off,
     // imm), repr(C), any bit pattern valid; the slice keeps its length and lifetime.

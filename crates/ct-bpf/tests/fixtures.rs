@@ -87,7 +87,7 @@ fn fixtures_hold_no_kernel_pointers() {
             continue;
         }
         let bytes = fs::read(&path).unwrap();
-        let raw = ct_bpf::raw::RawCtEvent::read(&bytes)
+        let raw = ct_bpf::RawCtEvent::read(&bytes)
             .unwrap_or_else(|| panic!("{}: short record", path.display()));
         assert!(raw.skb_key == 0, "{}: skb_key", path.display());
         assert!(
@@ -113,7 +113,7 @@ fn decoder() -> ct_bpf::Decoder {
 #[test]
 fn a_buffer_that_is_not_ip_has_no_ip_section() {
     let bytes = fs::read(fixtures_dir().join("not_ip.bin")).unwrap();
-    let raw = ct_bpf::raw::RawCtEvent::read(&bytes).unwrap();
+    let raw = ct_bpf::RawCtEvent::read(&bytes).unwrap();
     assert_eq!(raw.l3_proto, [0, 0]);
     assert_eq!(raw.hdr[0], 0x45, "the version nibble alone says IPv4");
     let event = decoder().decode(&bytes).unwrap();
@@ -129,8 +129,8 @@ fn a_buffer_that_is_not_ip_has_no_ip_section() {
 fn records_without_the_drop_flag_have_no_drop_section() {
     for case in ["drop", "tcp", "udp"] {
         let bytes = fs::read(fixtures_dir().join(format!("{case}.bin"))).unwrap();
-        let raw = ct_bpf::raw::RawCtEvent::read(&bytes).unwrap();
-        assert_eq!(raw.pkt_flags & ct_bpf::raw::PKT_DROP, 0, "{case}");
+        let raw = ct_bpf::RawCtEvent::read(&bytes).unwrap();
+        assert_eq!(raw.pkt_flags & ct_bpf::PKT_DROP, 0, "{case}");
         let event = decoder().decode(&bytes).unwrap();
         assert_eq!(event.drop, None, "{case}");
         assert!(event.packet.unwrap().ip.is_some(), "{case}");

@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
-use ct_bpf::raw::{RAW_EVENT_SIZE, RING_EVENT_SIZE, RING_HDR_SIZE};
-use ct_bpf::{KernelFilters, ProbeSpec};
+use ct_bpf::{KernelFilters, MetaFilter, ProbeSpec};
 use ct_bpf::{PcapError, PcapFilter};
-use ct_core::filter::{CtFilter, DropFilter, EventFilter, MetaFilter, PacketFilter};
+use ct_bpf::{RAW_EVENT_SIZE, RING_EVENT_SIZE, RING_HDR_SIZE};
+use ct_core::filter::{CtFilter, DropFilter, EventFilter, PacketFilter};
 use ct_core::{CtState, CtStatus, Format};
 use strum::VariantNames;
 
@@ -376,7 +376,11 @@ impl FilterArgs {
     /// For an events file; refused when `-f` needs packet bytes.
     pub fn event_filter(&self) -> Result<EventFilter, ct_bpf::Error> {
         Ok(EventFilter {
-            packet: self.filter.as_ref().map(FilterExpr::for_events).transpose()?,
+            packet: self
+                .filter
+                .as_ref()
+                .map(FilterExpr::for_events)
+                .transpose()?,
             ct: self.ct(),
             drop: self.drop(),
         })
@@ -386,7 +390,10 @@ impl FilterArgs {
 impl CollectArgs {
     /// The tcpdump filter for the kernel, when libpcap compiled `-f`.
     pub fn pcap_filter(&self) -> Option<PcapFilter> {
-        self.filters.filter.as_ref().and_then(|f| f.pcap.clone().ok())
+        self.filters
+            .filter
+            .as_ref()
+            .and_then(|f| f.pcap.clone().ok())
     }
 
     /// For the kernel.

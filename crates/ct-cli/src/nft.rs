@@ -44,7 +44,11 @@ impl NftSide {
             .transpose()?;
         // The marking rules and the steps' own filter follow the address/port part of -f;
         // an expression beyond it marks and keeps every step.
-        let filter = args.filters.filter.as_ref().and_then(|f| f.events.clone().ok());
+        let filter = args
+            .filters
+            .filter
+            .as_ref()
+            .and_then(|f| f.events.clone().ok());
         let marking = if args.allow_system_changes {
             Marking::Table(match &filter {
                 Some(f) => {

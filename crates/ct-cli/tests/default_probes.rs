@@ -48,7 +48,7 @@ fn collect_without_probes_attaches_the_default_set_and_reports_true_ct() {
         .iter()
         .map(ToString::to_string)
         .collect();
-    let kprobes = ct_bpf::kernel::kprobes_supported();
+    let kprobes = ct_bpf::kprobes_supported();
     assert_eq!(
         expected.iter().any(|p| p.starts_with("kp:")),
         kprobes,

@@ -288,9 +288,9 @@ fn disk_full_keeps_complete_events() {
 /// kernel (/proc, /sys), not from `check`.
 #[test]
 fn check_command_reports_what_loads() {
-    let ready = if !ct_bpf::kernel::has_bpf_privileges() {
+    let ready = if !ct_bpf::has_bpf_privileges() {
         Err("no privileges to load BPF programs")
-    } else if !Path::new(ct_bpf::kernel::VMLINUX_BTF).exists() {
+    } else if !Path::new(ct_bpf::VMLINUX_BTF).exists() {
         Err("no kernel BTF")
     } else {
         Ok(())

@@ -2,12 +2,10 @@
 //!
 //! - [`PacketFilter`]: a pcap-filter subset (`tcp port 443`, `host 10.0.0.1`,
 //!   `src net 10.0.0.0/8 and not icmp`). It evaluates on an event's packet section here,
-//!   and compiles to a [`Program`] of at most [`MAX_INSNS`] tests with forward jumps, which
-//!   the BPF program runs on the packet before an event is reserved.
+//!   and compiles to a [`Program`] of tests with forward jumps, which the BPF program runs
+//!   on the packet before an event is reserved (`ct-bpf` checks that it fits there).
 //! - [`CtFilter`]: conntrack state, mark, zone, status bits, NAT.
 //! - [`DropFilter`]: drops only, and drop reasons (`--drops`, `--drop-reason`).
-//! - [`MetaFilter`]: `sk_buff.<field>[.<field>...][:mask] OP value`, parsed here and resolved
-//!   against kernel BTF by `ct-bpf` (it has no meaning on an events file).
 //!
 //! The compiled program has its own interpreter ([`Program::matches`]) so tests can hold
 //! the AST evaluator, the compiled form and the kernel to the same decisions.
@@ -22,18 +20,16 @@ mod drop;
 mod error;
 mod event;
 mod lexer;
-mod meta;
 mod packet;
 mod parser;
 #[cfg(test)]
 mod tests;
 
-pub use compile::{Insn, Program, Target, MAX_INSNS};
+pub use compile::{Insn, Program, Target};
 pub use ct::CtFilter;
 pub use drop::{DropFilter, DROP_REASON_PREFIX};
 pub use error::FilterError;
 pub use event::EventFilter;
-pub use meta::{CmpOp, MetaFilter, MetaValue};
 pub use packet::{Dir, Expr, PacketFilter, PacketView, Test};
 
-pub(crate) use parser::parse_number;
+pub use parser::parse_number;

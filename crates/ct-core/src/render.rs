@@ -1,42 +1,5 @@
-//! Text layouts of events, written straight into a sink.
-//!
-//! Every writer here takes any [`fmt::Write`] (a `String`, a `fmt::Formatter`, or an
-//! [`io::Write`] through [`IoSink`]). A writer gathers its text in a stack buffer
-//! (`Text`) and hands it to the sink in one piece (more only for a line longer than the
-//! buffer); numbers and addresses are written into that buffer by `put!`, the crate's fast
-//! path, byte for byte what `write!` would print, without the cost of `core::fmt`. Nothing
-//! is formatted into a heap string, so printing an event allocates nothing.
-//!
-//! Writers never add a trailing newline; the caller ends the line (see
-//! [`EventWriter`](crate::EventWriter), which also separates multi-line events by a blank line).
-//!
-//! # Layouts
-//!
-//! The connection part is
-//! `{proto}{ (state)} orig [{tuple}] reply [{tuple}]{ zone}{ mark}{ labels}{ helper}{ timeout}`.
-//!
-//! [`Layout::SingleLine`] puts everything on one line:
-//!
-//! ```text
-//! ct_state NEW status 0x8 udp orig [10.0.1.100.45678 > 8.8.8.8.53] reply [8.8.8.8.53 > 10.0.1.100.45678] orig-zone 100 mark 0x2a labels 0x1
-//! ```
-//!
-//! [`Layout::MultiLine`] puts the state on its own line, splits each connection before
-//! `reply` (continuation indented [`CONTINUATION_INDENT`] spaces) and the parent on its own
-//! line:
-//!
-//! ```text
-//! ct_state RELATED status 0x8
-//! tcp (SYN_SENT) orig [10.0.1.100.50000 > 93.184.216.34.20]
-//!     reply [93.184.216.34.20 > 10.0.1.100.50000]
-//! \ parent [tcp (ESTABLISHED) orig [10.0.1.100.54321 > 93.184.216.34.21]
-//!     reply [93.184.216.34.21 > 10.0.1.100.54321]]
-//! ```
-//!
-//! # Indent
-//!
-//! `indent` spaces start every line a writer begins. In the single-line layout that is only
-//! the first; in the multi-line layout continuation lines get `indent + 4`.
+//! Text layouts of events, written straight into a sink; the layouts are described on
+//! [`Layout`].
 
 use std::fmt::{self, Write};
 use std::io;
@@ -48,6 +11,44 @@ use crate::{
 };
 
 /// How an event is laid out as text.
+///
+/// Every writer (`write_event`, `write_ct`, ...) takes any [`fmt::Write`] (a `String`, a `fmt::Formatter`, or an
+/// [`io::Write`] through [`IoSink`]). A writer gathers its text in a stack buffer
+/// (`Text`) and hands it to the sink in one piece (more only for a line longer than the
+/// buffer); numbers and addresses are written into that buffer by `put!`, the crate's fast
+/// path, byte for byte what `write!` would print, without the cost of `core::fmt`. Nothing
+/// is formatted into a heap string, so printing an event allocates nothing.
+///
+/// Writers never add a trailing newline; the caller ends the line (see
+/// [`EventWriter`](crate::EventWriter), which also separates multi-line events by a blank line).
+///
+/// # Layouts
+///
+/// The connection part is
+/// `{proto}{ (state)} orig [{tuple}] reply [{tuple}]{ zone}{ mark}{ labels}{ helper}{ timeout}`.
+///
+/// [`Layout::SingleLine`] puts everything on one line:
+///
+/// ```text
+/// ct_state NEW status 0x8 udp orig [10.0.1.100.45678 > 8.8.8.8.53] reply [8.8.8.8.53 > 10.0.1.100.45678] orig-zone 100 mark 0x2a labels 0x1
+/// ```
+///
+/// [`Layout::MultiLine`] puts the state on its own line, splits each connection before
+/// `reply` (continuation indented [`CONTINUATION_INDENT`] spaces) and the parent on its own
+/// line:
+///
+/// ```text
+/// ct_state RELATED status 0x8
+/// tcp (SYN_SENT) orig [10.0.1.100.50000 > 93.184.216.34.20]
+///     reply [93.184.216.34.20 > 10.0.1.100.50000]
+/// \ parent [tcp (ESTABLISHED) orig [10.0.1.100.54321 > 93.184.216.34.21]
+///     reply [93.184.216.34.21 > 10.0.1.100.54321]]
+/// ```
+///
+/// # Indent
+///
+/// `indent` spaces start every line a writer begins. In the single-line layout that is only
+/// the first; in the multi-line layout continuation lines get `indent + 4`.
 #[derive(
     Debug,
     Clone,
@@ -57,6 +58,7 @@ use crate::{
     Eq,
     Hash,
     strum::Display,
+    strum::IntoStaticStr,
     strum::EnumString,
     strum::EnumIter,
     strum::VariantNames,

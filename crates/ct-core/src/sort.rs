@@ -1,68 +1,5 @@
-//! Follow a packet: events grouped by packet tracking id (`ct-cli sort`).
-//!
-//! [`group_packets`] puts all events of one packet (same [`Tracking::skb`](crate::Tracking),
-//! which stays the same across probes, clones and NAT rewrites) into one [`PacketGroup`]:
-//!
-//! - events within a group are in time order;
-//! - groups are in the order of their first event;
-//! - an event without tracking ids is a group of its own;
-//! - nftables trace steps (`collect --nft`) are events like the others: those joined to
-//!   the BPF events of their packet carry its `tracking.skb` and group with them;
-//! - events without a timestamp come after those with one, in file order (the sort is
-//!   stable: events with equal timestamps, and files without any, keep their file order).
-//!
-//! The work is one hash map pass and one sort: `O(n log n)` for `n` events.
-//!
-//! # Output
-//!
-//! [`write_packets`] (any [`fmt::Write`]) and [`write_packets_io`] (any [`io::Write`]) write
-//! the groups in one [`Format`]. The text layouts show the packet once, as a header line and
-//! the packet line of its first event, then its events under it. An event's packet line is
-//! written only where it prints differently from the last one shown (that is where NAT or
-//! another rewrite changed the packet):
-//!
-//! ```text
-//! packet #skb 1f (3 events, first seen 1000)
-//!   if 3 (veth-client) 10.0.1.100.54321 > 93.184.216.34.80 ttl 64 tos 0x0 id 1 off 0 [DF] len 60 proto TCP (6) flags [S]
-//!     1000 [curl] 4242 [tp] net:netif_receive_skb #skb 1f conn a1 netns 4026531840
-//!       ct_state NEW status 0x8
-//!       tcp (SYN_SENT) orig [10.0.1.100.54321 > 93.184.216.34.80]
-//!           reply [93.184.216.34.80 > 10.0.1.100.54321]
-//!     1200 [curl] 4242 [tp] net:net_dev_start_xmit #skb 1f conn a1 netns 4026531840
-//!       if 2 (eth0) 203.0.113.50.54321 > 93.184.216.34.80 ttl 63 tos 0x0 id 1 off 0 [DF] len 60 proto TCP (6) flags [S]
-//!       ct_state NEW status 0x1b8
-//!       ...
-//! ```
-//!
-//! Multi-line groups are separated by a blank line. The single-line layout puts the header
-//! and packet on one line (`packet #skb 1f (3 events, first seen 1000): if 3 ...`) and
-//! each event on one line under it, indented by 2.
-//!
-//! JSON writes one object per group and line: `{"skb": 31, "events": [...]}`, with
-//! `"skb": null` for an event without tracking ids; each event is the same object as in the
-//! events file.
-//!
-//! # Example
-//!
-//! ```
-//! use ct_core::sort::{group_packets, write_packets};
-//! use ct_core::{Event, Format, Tracking};
-//!
-//! let at = |timestamp, skb| Event {
-//!     timestamp: Some(timestamp),
-//!     tracking: Some(Tracking { skb, conn: None, parent_conn: None }),
-//!     ..Event::default()
-//! };
-//! let events = [at(30, 2), at(10, 1), at(20, 2), at(40, 1)];
-//! let groups = group_packets(&events);
-//! assert_eq!(groups.len(), 2);
-//! assert_eq!(groups[0].skb, Some(1)); // first seen at 10
-//! assert_eq!(groups[1].events[0].timestamp, Some(20));
-//!
-//! let mut json = String::new();
-//! write_packets(&mut json, &groups, Format::Json).unwrap();
-//! assert!(json.starts_with(r#"{"skb":1,"events":[{"timestamp":10,"#));
-//! ```
+//! Follow a packet: events grouped by packet tracking id (`ct-cli sort`), documented on
+//! [`group_packets`].
 
 use std::collections::HashMap;
 use std::fmt::{self, Write};
@@ -125,9 +62,70 @@ where
     sorted
 }
 
-/// Groups events by packet; see the [module docs](self) for the order.
+/// Groups events by packet: all events of one packet (same [`Tracking::skb`](crate::Tracking),
+/// which stays the same across probes, clones and NAT rewrites) into one [`PacketGroup`]:
+///
+/// - events within a group are in time order;
+/// - groups are in the order of their first event;
+/// - an event without tracking ids is a group of its own;
+/// - nftables trace steps (`collect --nft`) are events like the others: those joined to
+///   the BPF events of their packet carry its `tracking.skb` and group with them;
+/// - events without a timestamp come after those with one, in file order (the sort is
+///   stable: events with equal timestamps, and files without any, keep their file order).
 ///
 /// Every event is in exactly one group, and no group is empty.
+///
+/// The work is one hash map pass and one sort: `O(n log n)` for `n` events.
+///
+/// # Output
+///
+/// [`write_packets`] (any [`fmt::Write`]) and [`write_packets_io`] (any [`io::Write`]) write
+/// the groups in one [`Format`]. The text layouts show the packet once, as a header line and
+/// the packet line of its first event, then its events under it. An event's packet line is
+/// written only where it prints differently from the last one shown (that is where NAT or
+/// another rewrite changed the packet):
+///
+/// ```text
+/// packet #skb 1f (3 events, first seen 1000)
+///   if 3 (veth-client) 10.0.1.100.54321 > 93.184.216.34.80 ttl 64 tos 0x0 id 1 off 0 [DF] len 60 proto TCP (6) flags [S]
+///     1000 [curl] 4242 [tp] net:netif_receive_skb #skb 1f conn a1 netns 4026531840
+///       ct_state NEW status 0x8
+///       tcp (SYN_SENT) orig [10.0.1.100.54321 > 93.184.216.34.80]
+///           reply [93.184.216.34.80 > 10.0.1.100.54321]
+///     1200 [curl] 4242 [tp] net:net_dev_start_xmit #skb 1f conn a1 netns 4026531840
+///       if 2 (eth0) 203.0.113.50.54321 > 93.184.216.34.80 ttl 63 tos 0x0 id 1 off 0 [DF] len 60 proto TCP (6) flags [S]
+///       ct_state NEW status 0x1b8
+///       ...
+/// ```
+///
+/// Multi-line groups are separated by a blank line. The single-line layout puts the header
+/// and packet on one line (`packet #skb 1f (3 events, first seen 1000): if 3 ...`) and
+/// each event on one line under it, indented by 2.
+///
+/// JSON writes one object per group and line: `{"skb": 31, "events": [...]}`, with
+/// `"skb": null` for an event without tracking ids; each event is the same object as in the
+/// events file.
+///
+/// # Example
+///
+/// ```
+/// use ct_core::{group_packets, write_packets, Event, Format, Tracking};
+///
+/// let at = |timestamp, skb| Event {
+///     timestamp: Some(timestamp),
+///     tracking: Some(Tracking { skb, conn: None, parent_conn: None }),
+///     ..Event::default()
+/// };
+/// let events = [at(30, 2), at(10, 1), at(20, 2), at(40, 1)];
+/// let groups = group_packets(&events);
+/// assert_eq!(groups.len(), 2);
+/// assert_eq!(groups[0].skb, Some(1)); // first seen at 10
+/// assert_eq!(groups[1].events[0].timestamp, Some(20));
+///
+/// let mut json = String::new();
+/// write_packets(&mut json, &groups, Format::Json).unwrap();
+/// assert!(json.starts_with(r#"{"skb":1,"events":[{"timestamp":10,"#));
+/// ```
 pub fn group_packets<'a, I>(events: I) -> Vec<PacketGroup<'a>>
 where
     I: IntoIterator<Item = &'a Event>,
@@ -157,7 +155,7 @@ where
     groups
 }
 
-/// Writes `groups` in `format`: text layouts as in the [module docs](self), JSON one group
+/// Writes `groups` in `format`: text layouts as in [`group_packets`], JSON one group
 /// per line. Every group ends with a newline.
 pub fn write_packets<W: fmt::Write + ?Sized>(
     w: &mut W,

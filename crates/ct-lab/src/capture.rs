@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use ct_bpf::raw::RawCtEvent;
+use ct_bpf::RawCtEvent;
 use ct_bpf::{
     Collector, CollectorBuilder, DecodeError, Decoder, KernelFilters, ProbeSpec, RingRecord,
 };
@@ -108,7 +108,7 @@ impl Capture {
             ..
         } = self;
         collector.poll_raw(timeout, |record| match record {
-            RingRecord::Complete(raw) => match decoder.decode_raw(raw) {
+            RingRecord::Complete(raw) => match record.decode(decoder) {
                 Ok(event) => events.push(Captured { raw: *raw, event }),
                 Err(e) => errors.push(e),
             },

@@ -51,8 +51,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-pub mod capture;
-pub mod conntrack;
+mod capture;
+mod conntrack;
 mod exec;
 mod process;
 mod scratch;
@@ -129,9 +129,9 @@ impl Node {
 
 /// Why kernel tests cannot run here, or `Ok(())` when they can: root, kernel BTF, and the
 /// tools the lab drives (ip, nft, conntrack, ping, python3, unshare).
-pub fn require_kernel() -> Result<(), String> {
+pub fn require_kernel() -> Result<(), LabError> {
     static ANSWER: OnceLock<Result<(), String>> = OnceLock::new();
-    ANSWER.get_or_init(check_kernel).clone()
+    ANSWER.get_or_init(check_kernel).clone().map_err(LabError)
 }
 
 fn check_kernel() -> Result<(), String> {

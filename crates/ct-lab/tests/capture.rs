@@ -14,7 +14,7 @@ mod scenarios;
 use std::fs;
 use std::path::PathBuf;
 
-use ct_bpf::raw::RawCtEvent;
+use ct_bpf::RawCtEvent;
 use ct_core::{CtState, TcpState};
 use ct_lab::{Captured, SERVER4};
 use scenarios::*;

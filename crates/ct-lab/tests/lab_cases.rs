@@ -103,7 +103,7 @@ fn icmp_echo_through_masquerade() {
         );
         assert_eq!((b.zone_id, b.mark, b.tcp_state), (0, Some(0), None));
         // Timeouts need CONFIG_HZ from the kernel config; without it they are left out.
-        if ct_bpf::kernel::hz().is_some() {
+        if ct_bpf::kernel_hz().is_some() {
             assert!(b.timeout.is_some_and(|t| t <= 30), "{d}");
         } else {
             assert_eq!(b.timeout, None, "{d}");

@@ -18,7 +18,7 @@ mod scenarios;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use ct_bpf::probe::DEFAULT_TRACEPOINTS;
+use ct_bpf::DEFAULT_TRACEPOINTS;
 use ct_bpf::{default_probes, Error, ProbeSpec};
 use ct_core::{CtConnEvent, CtState, CtStatus};
 use ct_lab::{Capture, Captured, Lab, Node, ROUTER_C4, SERVER4};
@@ -60,7 +60,7 @@ fn kprobes_and_kretprobes_report_what_tracepoints_report() {
         .cloned()
         .collect();
 
-    if !ct_bpf::kernel::kprobes_supported() {
+    if !ct_bpf::kprobes_supported() {
         assert!(
             extra.is_empty(),
             "no kprobes here, yet the default set adds {extra:?}"

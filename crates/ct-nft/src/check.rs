@@ -3,7 +3,7 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use ct_bpf::check::{CheckItem, Verdict};
+use ct_bpf::{CheckItem, Verdict};
 
 use crate::rules::NFT_PROGRAM;
 use crate::socket::TraceSocket;
@@ -66,6 +66,6 @@ fn nf_tables_present() -> Option<bool> {
     if loaded {
         return Some(true);
     }
-    let config = ct_bpf::kernel::KernelConfig::read()?;
+    let config = ct_bpf::KernelConfig::read()?;
     Some(config.get("CONFIG_NF_TABLES") == Some("y"))
 }

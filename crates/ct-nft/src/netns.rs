@@ -3,7 +3,7 @@
 use std::fs;
 use std::path::PathBuf;
 
-use ct_bpf::netns::{netns_inode_of_path, NETNS_RUN_DIR};
+use ct_bpf::{netns_inode_of_path, NETNS_RUN_DIR};
 
 use crate::NftError;
 

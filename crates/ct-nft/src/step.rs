@@ -82,7 +82,7 @@ fn trace_packet(m: &TraceMessage) -> Option<Packet> {
     if !extension_follows {
         headers.extend_from_slice(&m.transport_header);
     }
-    let (ip, l4) = ct_bpf::packet::parse_l3(l3_proto, &headers, 0)?;
+    let (ip, l4) = ct_bpf::parse_l3(l3_proto, &headers, 0)?;
     Some(Packet {
         ifindex: m.iif.or(m.oif),
         ifname: None,

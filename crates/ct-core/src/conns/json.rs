@@ -51,7 +51,7 @@ impl Serialize for DropReasons<'_> {
     }
 }
 
-/// nftables drops as a JSON array (see the [module docs](crate::conns)).
+/// nftables drops as a JSON array (see [`connections`](crate::connections)).
 struct NftDropsJson<'a>(&'a [NftDrop]);
 
 /// One element of [`NftDropsJson`]: the verdict (always `drop`) and jump target (never

@@ -35,7 +35,7 @@ pub struct ParentConn {
     pub entry: Option<CtConnEvent>,
 }
 
-/// One connection over its life; see the [module docs](crate::conns).
+/// One connection over its life; see [`connections`](crate::connections).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Connection {
     pub key: ConnKey,

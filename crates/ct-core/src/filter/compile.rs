@@ -3,9 +3,6 @@
 
 use super::{Dir, Expr, PacketFilter, PacketView, Test};
 
-/// Most tests a compiled packet filter may hold (the kernel walks them in a bounded loop).
-pub const MAX_INSNS: usize = 32;
-
 /// Where a compiled test goes next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Target {
@@ -105,15 +102,12 @@ impl Codegen {
 }
 
 impl PacketFilter {
-    /// Compiles to a test program with forward jumps; `Err(n)` when it needs `n` tests,
-    /// more than [`MAX_INSNS`].
-    pub fn compile(&self) -> Result<Program, usize> {
+    /// Compiles to a test program with forward jumps. How many tests a program may hold
+    /// is the kernel's business: `ct-bpf` checks it against what its BPF program takes.
+    pub fn compile(&self) -> Program {
         let mut gen = Codegen::default();
         let entry = gen.emit(&self.expr, Target::Accept, Target::Reject);
         let n = gen.insns.len();
-        if n > MAX_INSNS {
-            return Err(n);
-        }
         // Emitted children first; reversing makes the entry insn 0 and every jump forward.
         let flip = |t: Target| match t {
             Target::Insn(i) => Target::Insn(n - 1 - i),
@@ -130,6 +124,6 @@ impl PacketFilter {
                 on_false: flip(i.on_false),
             })
             .collect();
-        Ok(Program { insns })
+        Program { insns }
     }
 }

@@ -12,7 +12,8 @@ pub struct FilterError {
 }
 
 impl FilterError {
-    pub(crate) fn at(input: &str, byte: usize, message: impl Into<String>) -> Self {
+    /// The error `message` about `input` at byte offset `byte` (clamped to the input).
+    pub fn at(input: &str, byte: usize, message: impl Into<String>) -> Self {
         let byte = byte.min(input.len());
         let column = input.char_indices().take_while(|(i, _)| *i < byte).count() + 1;
         FilterError {

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 
 use super::lexer::{Lexer, Token, TokenKind};
-use super::{Dir, Expr, FilterError, PacketFilter, Test, MAX_INSNS};
+use super::{Dir, Expr, FilterError, PacketFilter, Test};
 use crate::IpVersion;
 
 impl PacketFilter {
@@ -37,21 +37,10 @@ impl PacketFilter {
                 ),
             ));
         }
-        let filter = PacketFilter {
+        Ok(PacketFilter {
             text: text.to_owned(),
             expr,
-        };
-        filter.compile().map_err(|n| {
-            FilterError::at(
-                text,
-                0,
-                format!(
-                    "filter too complex: it compiles to {n} tests, the kernel takes at most \
-                     {MAX_INSNS}"
-                ),
-            )
-        })?;
-        Ok(filter)
+        })
     }
 }
 
@@ -450,8 +439,8 @@ fn looks_like_address(w: &str) -> bool {
     w.contains(':') || (w.contains('.') && w.starts_with(|c: char| c.is_ascii_digit()))
 }
 
-/// Decimal or `0x` hex.
-pub(crate) fn parse_number(s: &str) -> Option<u64> {
+/// Parses a number as every numeric filter option takes it: decimal or `0x` hex.
+pub fn parse_number(s: &str) -> Option<u64> {
     if let Some(hex) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
         u64::from_str_radix(hex, 16).ok()
     } else if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
