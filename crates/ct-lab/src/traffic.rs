@@ -13,7 +13,8 @@ const RAW_PY: &str = include_str!("scripts/raw.py");
 const FTP_PY: &str = include_str!("scripts/ftp.py");
 const ACKS_PY: &str = include_str!("scripts/acks.py");
 
-const READY_TIMEOUT: Duration = Duration::from_secs(5);
+/// A server's start: long enough for a machine busy loading BPF programs or emulating.
+const READY_TIMEOUT: Duration = Duration::from_secs(15);
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(12);
 
 /// What the TCP client saw.
