@@ -271,9 +271,11 @@ impl CollectorBuilder {
                     Program::Floor,
                     &probe.spec,
                     &label,
-                    &ProbeConfig::default(),
-                    &CompiledFilters::default(),
-                    None,
+                    Setup {
+                        cfg: &ProbeConfig::default(),
+                        filters: &CompiledFilters::default(),
+                        pcap: None,
+                    },
                     shared.as_ref(),
                     self.ring_size,
                 )?;
@@ -422,9 +424,11 @@ impl CollectorBuilder {
                 program,
                 &probe.spec,
                 &label,
-                &cfg,
-                filters,
-                self.pcap.as_ref(),
+                Setup {
+                    cfg: &cfg,
+                    filters,
+                    pcap: self.pcap.as_ref(),
+                },
                 shared.as_ref(),
                 self.ring_size,
             )
@@ -508,16 +512,23 @@ impl SharedMaps {
     }
 }
 
+/// What a probe's program is loaded with: its `.rodata` and its tcpdump filter.
+#[derive(Clone, Copy)]
+struct Setup<'a> {
+    cfg: &'a ProbeConfig,
+    filters: &'a CompiledFilters,
+    pcap: Option<&'a PcapFilter>,
+}
+
 fn load_object(
     program: Program,
     spec: &ProbeSpec,
     label: &str,
-    cfg: &ProbeConfig,
-    filters: &CompiledFilters,
-    pcap: Option<&PcapFilter>,
+    setup: Setup<'_>,
     shared: Option<&SharedMaps>,
     ring_size: u64,
 ) -> Result<Object, Error> {
+    let Setup { cfg, filters, pcap } = setup;
     let load_err = |source| Error::Load {
         probe: label.to_owned(),
         source,
