@@ -9,6 +9,7 @@ set -euo pipefail
 packages=(
     clang llvm gcc libc6-dev make pkg-config libelf-dev zlib1g-dev binutils
     nftables conntrack iproute2 iputils-ping python3 procps util-linux bpftool g++
+    libpcap-dev tcpdump
 )
 
 missing=()

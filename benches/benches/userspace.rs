@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use ct_bpf::Decoder;
-use ct_core::render::{write_ct, write_event, Layout};
+use ct_core::{write_ct, write_event, Layout};
 use ct_core::{write_event_json, Event, ProbeInfo, ProbeKind};
 
 /// Every captured fixture: (name, raw record bytes).
@@ -118,7 +118,7 @@ fn bench(c: &mut Criterion) {
         write_event_json(event, &mut json).unwrap();
         let line = String::from_utf8(json.clone()).unwrap();
         g.bench_with_input(BenchmarkId::new("parse", name), &line, |b, line| {
-            b.iter(|| ct_core::jsonl::parse_event_line(black_box(line.trim_end())).unwrap())
+            b.iter(|| ct_core::parse_event_line(black_box(line.trim_end())).unwrap())
         });
     }
     g.finish();

@@ -3,7 +3,7 @@
 //! identifier) and parses again to the same filter.
 #![no_main]
 
-use ct_core::filter::{CmpOp, MetaFilter, MetaValue};
+use ct_bpf::{CmpOp, MetaFilter, MetaValue};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -1,12 +1,12 @@
 //! The `-f` packet filter: parsing arbitrary text never panics; a filter that parses
-//! compiles within the kernel's limit, and the compiled program (what the BPF side runs)
+//! compiles, and the compiled program (what the BPF side runs)
 //! decides exactly like the expression on packets made from the input and from the
 //! filter's own addresses and ports.
 #![no_main]
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use ct_core::filter::{Dir, Expr, PacketFilter, PacketView, Test, MAX_INSNS};
+use ct_core::filter::{Dir, Expr, PacketFilter, PacketView, Test};
 use ct_core::IpVersion;
 use libfuzzer_sys::fuzz_target;
 
@@ -84,8 +84,8 @@ fuzz_target!(|data: &[u8]| {
     };
     assert_eq!(filter.to_string(), text);
     assert_eq!(text.parse::<PacketFilter>().as_ref(), Ok(&filter));
-    let program = filter.compile().expect("a parsed filter compiles");
-    assert!(!program.insns.is_empty() && program.insns.len() <= MAX_INSNS);
+    let program = filter.compile();
+    assert!(!program.insns.is_empty());
     for insn in &program.insns {
         if let Test::Net { dir, .. } | Test::Port { dir, .. } = insn.test {
             assert!(

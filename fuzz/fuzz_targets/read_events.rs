@@ -56,7 +56,7 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(again.len(), 1);
         assert_eq!(again[0].as_ref().expect("written JSON reads back"), event);
     }
-    for format in [Format::Multiline, Format::Singleline, Format::Json] {
+    for format in Format::ALL {
         let mut out = EventWriter::new(Vec::new(), format);
         for event in &events {
             out.write(event).expect("writing to memory");

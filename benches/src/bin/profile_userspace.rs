@@ -7,7 +7,7 @@ use std::hint::black_box;
 use std::path::PathBuf;
 
 use ct_bpf::Decoder;
-use ct_core::render::{write_event, Layout};
+use ct_core::{write_event, Layout};
 use ct_core::{write_event_json, ProbeInfo, ProbeKind};
 
 fn main() {

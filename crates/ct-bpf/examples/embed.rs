@@ -2,7 +2,7 @@
 use std::time::Duration;
 
 use ct_bpf::{CollectorBuilder, ProbeSpec};
-use ct_core::{render::Layout, Render};
+use ct_core::{Layout, Render};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut collector = CollectorBuilder::new()

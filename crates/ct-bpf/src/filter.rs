@@ -3,9 +3,7 @@
 
 use std::net::IpAddr;
 
-use ct_core::filter::{
-    CmpOp, CtFilter, Dir, DropFilter, MetaFilter, MetaValue, PacketFilter, Target, Test,
-};
+use ct_core::filter::{CtFilter, Dir, DropFilter, PacketFilter, Target, Test};
 use ct_core::{CtStatus, IpVersion};
 use libbpf_rs::btf::types::{Array, Composite, Int, IntEncoding};
 use libbpf_rs::btf::{Btf, BtfKind, BtfType, HasSize};
@@ -14,9 +12,25 @@ use crate::kernel::KernelBtf;
 use crate::skel::types as c;
 use crate::Error;
 
+mod meta;
+
+pub use meta::{CmpOp, MetaFilter, MetaValue, MAX_PATH};
+
+// What the kernel program holds: the sizes of its filter arrays, from its BTF (`enum
+// ct_limit` in `ct_filter.h`, through the skeleton's types), so that the C header is their
+// one source.
+
+/// Most tests of a compiled packet filter the kernel program holds (it walks them in a
+/// bounded loop).
+pub const MAX_INSNS: usize = c::ct_limit::CT_FILTER_MAX_INSNS.0 as usize;
 /// Most meta filters one collector takes (they are ANDed).
-pub const MAX_META: usize = 4;
-const MAX_HOPS: usize = 4;
+pub const MAX_META: usize = c::ct_limit::CT_META_MAX.0 as usize;
+/// Most pointers one meta filter follows.
+pub const MAX_HOPS: usize = c::ct_limit::CT_META_MAX_HOPS.0 as usize;
+/// Drop reasons below this can be filtered in the kernel (`struct ct_probe_cfg` has a bit
+/// for each).
+const DROP_REASON_BITS: u32 = c::ct_limit::CT_DROP_REASON_BITS.0;
+const DROP_REASON_WORDS: usize = DROP_REASON_BITS as usize / 32;
 
 /// The filters a collector applies in the kernel, before an event is reserved.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -42,10 +56,17 @@ impl KernelFilters {
     pub(crate) fn compile(&self, btf: &KernelBtf) -> Result<CompiledFilters, Error> {
         let mut out = CompiledFilters::default();
         if let Some(packet) = &self.packet {
-            let program = packet.compile().map_err(|n| Error::Filter {
-                filter: packet.to_string(),
-                reason: format!("it needs {n} tests, the kernel takes at most 32"),
-            })?;
+            let program = packet.compile();
+            let n = program.insns.len();
+            if n > MAX_INSNS {
+                return Err(Error::Filter {
+                    filter: packet.to_string(),
+                    reason: format!(
+                        "too complex for the kernel: it needs {n} tests, the kernel program \
+                         takes at most {MAX_INSNS} (print, sort and conns take it on a file)"
+                    ),
+                });
+            }
             out.insns = program.insns.iter().map(encode_insn).collect();
             out.flags |= c::ct_cfg_flag::CT_CFG_PKT_FILTER.0;
         }
@@ -162,12 +183,6 @@ pub(crate) struct CompiledFilters {
     drop_reasons: [u32; DROP_REASON_WORDS],
 }
 
-/// `CT_DROP_REASON_BITS` in `ct_filter.h`: reasons below it can be filtered in the kernel
-/// (`struct ct_probe_cfg.drop_reasons` has a bit for each; its type, generated from the C,
-/// holds the Rust side to the same size).
-const DROP_REASON_BITS: u32 = 256;
-const DROP_REASON_WORDS: usize = DROP_REASON_BITS as usize / 32;
-
 impl CompiledFilters {
     /// A probe config carrying these filters (probe id, skb slot and netns are the
     /// caller's to fill).
@@ -185,8 +200,13 @@ impl CompiledFilters {
             drop_reasons: self.drop_reasons,
             ..Default::default()
         };
-        cfg.insns[..self.insns.len()].copy_from_slice(&self.insns);
-        cfg.meta[..self.meta.len()].copy_from_slice(&self.meta);
+        // `compile` kept both within the arrays, whose sizes come from the same C enum.
+        for (slot, insn) in cfg.insns.iter_mut().zip(&self.insns) {
+            *slot = *insn;
+        }
+        for (slot, meta) in cfg.meta.iter_mut().zip(&self.meta) {
+            *slot = *meta;
+        }
         cfg
     }
 }
@@ -496,6 +516,45 @@ mod tests {
     }
 
     #[test]
+    fn limits_are_the_c_arrays_sizes() {
+        let cfg = c::ct_probe_cfg::default();
+        assert_eq!(cfg.insns.len(), MAX_INSNS);
+        assert_eq!(cfg.meta.len(), MAX_META);
+        assert_eq!(cfg.meta[0].off.len(), MAX_HOPS + 1);
+        assert_eq!(cfg.drop_reasons.len() * 32, DROP_REASON_BITS as usize);
+        // Insn indexes share a byte with the accept and reject targets.
+        assert!(MAX_INSNS <= c::ct_flt_target::CT_FLT_ACCEPT.0 as usize);
+    }
+
+    #[test]
+    fn filters_the_kernel_cannot_hold_are_refused_here_only() {
+        let many = (1..=40)
+            .map(|p| format!("port {p}"))
+            .collect::<Vec<_>>()
+            .join(" or ");
+        // The parser takes it (print -f evaluates it in user space)...
+        let f: PacketFilter = many.parse().unwrap();
+        assert!(f.compile().insns.len() > MAX_INSNS);
+        let filters = KernelFilters {
+            packet: Some(f),
+            ..Default::default()
+        };
+        // ...the kernel program cannot.
+        let Some(btf) = btf() else { return };
+        let err = filters.compile(&btf).unwrap_err().to_string();
+        assert!(err.contains(&format!("at most {MAX_INSNS}")), "{err}");
+        let meta: Vec<MetaFilter> = (0..=MAX_META)
+            .map(|_| "sk_buff.mark == 1".parse().unwrap())
+            .collect();
+        let filters = KernelFilters {
+            meta,
+            ..Default::default()
+        };
+        let err = filters.compile(&btf).unwrap_err().to_string();
+        assert!(err.contains(&format!("at most {MAX_META}")), "{err}");
+    }
+
+    #[test]
     fn packet_program_encodes_targets() {
         let f: PacketFilter = "tcp port 443".parse().unwrap();
         let filters = KernelFilters {
@@ -521,7 +580,7 @@ mod tests {
     fn net_encodes_v4_and_v6_masks() {
         let insn = |text: &str| {
             let f: PacketFilter = text.parse().unwrap();
-            encode_insn(&f.compile().unwrap().insns[0])
+            encode_insn(&f.compile().insns[0])
         };
         let v4 = insn("src net 10.1.0.0/16");
         assert_eq!(v4.family, 4);

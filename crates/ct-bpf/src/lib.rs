@@ -57,7 +57,7 @@ pub use collector::{
 };
 pub use decode::{decode_ct, DecodeError, Decoder};
 pub use error::{Error, ErrorCategory};
-pub use filter::{KernelFilters, MAX_META};
+pub use filter::{CmpOp, KernelFilters, MetaFilter, MetaValue, MAX_INSNS, MAX_META, MAX_PATH};
 pub use kernel::{
     has_bpf_privileges, kernel_hz, kernel_release, kprobes_supported, BtfOrigin, Conntrack,
     DropReasons, KernelBtf, KernelConfig, KernelVersion, ModuleBtf, DROP_REASONS_SINCE,

@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
-use ct_bpf::{KernelFilters, ProbeSpec};
+use ct_bpf::{KernelFilters, MetaFilter, ProbeSpec};
 use ct_bpf::{RAW_EVENT_SIZE, RING_EVENT_SIZE, RING_HDR_SIZE};
-use ct_core::filter::{CtFilter, DropFilter, EventFilter, MetaFilter, PacketFilter};
+use ct_core::filter::{CtFilter, DropFilter, EventFilter, PacketFilter};
 use ct_core::{CtState, CtStatus, Format};
 use strum::VariantNames;
 

@@ -9,56 +9,81 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::io::Read;
+use std::io::{BufRead, BufReader};
 use std::net::IpAddr;
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use ct_core::{Event, NftFamily, NftTraceKind, NftVerdict};
 use ct_lab::{Lab, Node, CLIENT4, SERVER4};
-use support::{kernel_lock, kernel_tests_can_run, read_file, start_collect, Collect, Scratch};
+use support::{kernel_tests_can_run, read_file, start_collect, Collect, Scratch};
 
 const KFREE: &str = "skb:kfree_skb";
 const STOP: Duration = Duration::from_secs(20);
 
 /// `nft monitor trace` in a lab namespace: the independent witness.
-struct Monitor(Child);
+struct Monitor {
+    child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+}
 
 impl Monitor {
     fn start(lab: &Lab, node: Node) -> Monitor {
-        let child = Command::new("ip")
+        let mut child = Command::new("ip")
             .args(["netns", "exec", lab.name(node), "nft", "monitor", "trace"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .expect("nft monitor trace starts");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&lines);
+        let out = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                sink.lock().unwrap().push(line);
+            }
+        });
         // It prints nothing when it has subscribed: give it time to.
         std::thread::sleep(Duration::from_millis(500));
-        Monitor(child)
+        Monitor { child, lines }
     }
 
-    /// Stops it; its lines about a rule of `table chain` with `verdict` (one per packet:
-    /// trace ids repeat when the kernel reuses a buffer, so they are not counted), and
-    /// all it printed.
-    fn finish(mut self, table: &str, chain: &str, verdict: &str) -> (Vec<String>, String) {
-        std::thread::sleep(Duration::from_millis(300));
-        let _ = self.0.kill();
-        let mut text = String::new();
-        self.0
-            .stdout
-            .take()
-            .unwrap()
-            .read_to_string(&mut text)
-            .unwrap();
-        let _ = self.0.wait();
+    /// Its lines about a rule of `table chain` with `verdict`: one per packet (trace ids
+    /// repeat when the kernel reuses a buffer, so they are not counted). Waits until it
+    /// has printed `expected` of them (it looks each rule up, which takes a while on an
+    /// emulated machine) or 20 s passed; then stops it. Also returns all it printed.
+    fn finish(
+        mut self,
+        table: &str,
+        chain: &str,
+        verdict: &str,
+        expected: u64,
+    ) -> (Vec<String>, String) {
         let wanted = format!(" {table} {chain} rule ");
-        let lines = text
-            .lines()
-            .filter(|l| l.contains(&wanted) && l.ends_with(&format!("(verdict {verdict})")))
-            .map(str::to_owned)
-            .collect();
-        (lines, text)
+        let end = format!("(verdict {verdict})");
+        let matching = |lines: &[String]| -> Vec<String> {
+            lines
+                .iter()
+                .filter(|l| l.contains(&wanted) && l.ends_with(&end))
+                .cloned()
+                .collect()
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline
+            && (matching(&self.lines.lock().unwrap()).len() as u64) < expected
+        {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // Anything more (there should be nothing) has a moment to show.
+        std::thread::sleep(Duration::from_millis(300));
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let lines = self.lines.lock().unwrap().clone();
+        (matching(&lines), lines.join("\n"))
     }
 }
 
@@ -71,7 +96,9 @@ struct NftCollect {
 
 impl NftCollect {
     fn start(lab: &Lab, node: Node, filter: &str, extra: &[&str]) -> NftCollect {
-        let dir = Scratch::new(&format!("nft-{}", std::process::id()));
+        // Tests run in parallel, each with its own lab: and its own directory.
+        static RUNS: AtomicUsize = AtomicUsize::new(0);
+        let dir = Scratch::new(&format!("nft-{}", RUNS.fetch_add(1, Ordering::Relaxed)));
         let out = dir.path("events.json");
         let mut args = vec!["--netns", lab.name(node), "--nft", "-f", filter];
         args.extend_from_slice(extra);
@@ -253,14 +280,18 @@ fn check(lab: &Lab, case: &Case, events: &[Event], monitor: (Vec<String>, String
         // The step carries the connection of its packet, if it had one.
         assert_eq!(e.tracking.unwrap().conn, drop.tracking.unwrap().conn, "{d}");
     }
+    let reason = match &expected {
+        Some(Some(name)) => name.as_str(),
+        Some(None) => "none (the kernel has no drop reasons)",
+        None => "some reason (the kernel does not name this one)",
+    };
     println!(
-        "{} {} {} handle {handle}: {} steps, monitor {} packets, counter {counted}, reason {:?}",
-        family,
+        "{family} {} {} handle {handle}: {} steps, monitor {} packets, counter {counted}, \
+         drop reason {reason}",
         case.table,
         case.chain,
         steps.len(),
         monitor_lines.len(),
-        expected
     );
 }
 
@@ -278,14 +309,13 @@ fn nft_rule_drop_names_the_rule() {
     if !kernel_tests_can_run() {
         return;
     }
-    let _lock = kernel_lock();
     let lab = Lab::new().unwrap();
     lab.router_nft(NFT_DROP).unwrap();
     let collect = NftCollect::start(&lab, Node::Router, "icmp", &["--allow-system-changes"]);
     assert_eq!(trace_tables(&lab, Node::Router).len(), 1);
     let monitor = Monitor::start(&lab, Node::Router);
     lab.ping(Node::Client, SERVER4.into(), 3).unwrap();
-    let monitor = monitor.finish("ip lab", "forward", "drop");
+    let monitor = monitor.finish("ip lab", "forward", "drop", 3);
     let (events, stderr) = collect.stop(libc::SIGINT);
     assert!(
         stderr.contains("installed nftables table inet ct_trace_"),
@@ -314,7 +344,6 @@ fn ct_state_invalid_drop_names_the_rule() {
     if !kernel_tests_can_run() {
         return;
     }
-    let _lock = kernel_lock();
     let lab = Lab::new().unwrap();
     lab.sysctl(Node::Router, &["net.netfilter.nf_conntrack_tcp_loose=0"])
         .unwrap();
@@ -337,7 +366,7 @@ table inet lab {
     );
     let monitor = Monitor::start(&lab, Node::Router);
     lab.bare_acks(Node::Client, SERVER4.into(), 80, 3).unwrap();
-    let monitor = monitor.finish("inet lab", "forward", "drop");
+    let monitor = monitor.finish("inet lab", "forward", "drop", 3);
     let (events, _) = collect.stop(libc::SIGTERM);
     let case = Case {
         node: Node::Router,
@@ -364,7 +393,6 @@ fn no_socket_drop_after_an_accepting_rule() {
     if !kernel_tests_can_run() {
         return;
     }
-    let _lock = kernel_lock();
     let lab = Lab::new().unwrap();
     lab.nft(
         Node::Server,
@@ -393,7 +421,7 @@ table inet srv {
         Duration::from_millis(500),
     )
     .unwrap();
-    let monitor = monitor.finish("inet srv", "input", "accept");
+    let monitor = monitor.finish("inet srv", "input", "accept", 3);
     let (events, _) = collect.stop(libc::SIGINT);
     let case = Case {
         node: Node::Server,
@@ -422,7 +450,6 @@ fn a_table_left_by_a_killed_run_is_removed_by_the_next() {
     if !kernel_tests_can_run() {
         return;
     }
-    let _lock = kernel_lock();
     let lab = Lab::new().unwrap();
     let killed = NftCollect::start(&lab, Node::Router, "icmp", &["--allow-system-changes"]);
     let left = trace_tables(&lab, Node::Router);
@@ -455,7 +482,6 @@ fn without_system_changes_the_rulesets_own_marks_are_used() {
     if !kernel_tests_can_run() {
         return;
     }
-    let _lock = kernel_lock();
     let lab = Lab::new().unwrap();
     lab.router_nft(
         r#"
@@ -479,7 +505,7 @@ table ip lab {
     );
     let monitor = Monitor::start(&lab, Node::Router);
     lab.ping(Node::Client, SERVER4.into(), 2).unwrap();
-    let monitor = monitor.finish("ip lab", "forward", "drop");
+    let monitor = monitor.finish("ip lab", "forward", "drop", 2);
     let (events, stderr) = collect.stop(libc::SIGINT);
     assert!(
         stderr.contains("without --allow-system-changes"),

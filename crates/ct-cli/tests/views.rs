@@ -150,3 +150,55 @@ fn sort_and_conns_report_bad_lines_and_go_on() {
     assert_eq!(out.status.code(), Some(1));
     assert!(!out.stdout.is_empty());
 }
+
+/// nftables trace steps (`collect --nft`) in a file: `nft.jsonl`, made by ct-core's
+/// `nft_scenario()` (its JSON test holds the two equal).
+#[test]
+fn nft_events_in_print_sort_and_conns() {
+    let all = events(&ok(&["print", "--format", "json", "nft.jsonl"]));
+    // --drops: the kernel's drops and the nftables drop verdicts.
+    let drops = events(&ok(&["print", "--format", "json", "--drops", "nft.jsonl"]));
+    let expected: Vec<Event> = all.iter().filter(|e| e.is_drop()).cloned().collect();
+    assert_eq!(drops, expected);
+    assert_eq!(
+        (
+            drops.iter().filter(|e| e.nft.is_some()).count(),
+            drops.iter().filter(|e| e.drop.is_some()).count()
+        ),
+        (4, 2)
+    );
+    // --drop-reason: kernel reasons only.
+    let reason = events(&ok(&[
+        "print",
+        "--format",
+        "json",
+        "--drop-reason",
+        "netfilter_drop",
+        "nft.jsonl",
+    ]));
+    assert!(reason.len() == 2 && reason.iter().all(|e| e.nft.is_none()));
+    // -f: the packet section of the trace.
+    let port_81 = events(&ok(&[
+        "print",
+        "--format",
+        "json",
+        "-f",
+        "dst port 81",
+        "nft.jsonl",
+    ]));
+    assert_eq!(port_81.iter().filter(|e| e.nft.is_some()).count(), 2);
+
+    let text = ok(&["print", "--format", "singleline", "nft.jsonl"]);
+    assert!(text.contains(
+        "1009000 nft inet f in handle 3 drop (tcp dport 81 drop) #skb 71 conn e5 netns 4026531840 if 3"
+    ));
+    let sorted = ok(&["sort", "nft.jsonl"]);
+    assert!(sorted.contains("packet #skb 71 (3 events, first seen 1000000)"));
+    let conns = ok(&["conns", "nft.jsonl"]);
+    assert!(conns.contains(
+        "  dropped by inet f in handle 3: tcp dport 81 drop, ct state NEW (2 packets)\n"
+    ));
+    assert!(conns.contains(
+        "unattributed nft drops (no connection in this file)\n  dropped by inet f in policy\n"
+    ));
+}

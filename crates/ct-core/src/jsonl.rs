@@ -1,11 +1,4 @@
-//! JSON Lines: one [`Event`] object per line.
-//!
-//! Reading is per line and forgiving of the file around a bad line: a malformed line gives a
-//! [`LineError`] (with its 1-based line number) and reading goes on with the next one. Blank
-//! lines are skipped, a trailing `\r` and a UTF-8 byte-order mark on the first line are
-//! ignored, unknown keys are ignored and missing optional keys take their defaults. A line
-//! longer than the limit ([`DEFAULT_MAX_LINE_BYTES`] unless set) is reported without being
-//! held in memory.
+//! JSON Lines: one [`Event`] object per line, read as [`read_events`] says.
 
 use std::io::{self, BufRead};
 
@@ -91,7 +84,7 @@ pub fn parse_event_line(line: &str) -> Result<Event, LineErrorKind> {
     serde_json::from_str(line).map_err(LineErrorKind::from_json)
 }
 
-/// Iterator over the events of a JSON Lines input; see the [module docs](self).
+/// Iterator over the events of a JSON Lines input; see [`read_events`].
 ///
 /// Yields `Ok(event)` or `Err(LineError)` per non-blank line; after an I/O error it yields
 /// nothing more.
@@ -106,6 +99,13 @@ pub struct EventReader<R> {
 }
 
 /// Reads events from `reader`, one JSON object per line.
+///
+/// Reading is per line and forgiving of the file around a bad line: a malformed line gives a
+/// [`LineError`] (with its 1-based line number) and reading goes on with the next one. Blank
+/// lines are skipped, a trailing `\r` and a UTF-8 byte-order mark on the first line are
+/// ignored, unknown keys are ignored and missing optional keys take their defaults. A line
+/// longer than the limit ([`DEFAULT_MAX_LINE_BYTES`] unless set) is reported without being
+/// held in memory.
 pub fn read_events<R: BufRead>(reader: R) -> EventReader<R> {
     EventReader::new(reader)
 }

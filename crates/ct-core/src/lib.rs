@@ -11,10 +11,9 @@
 //! ```
 //! use std::net::Ipv4Addr;
 //!
-//! use ct_core::render::{write_ct, Layout, Render};
 //! use ct_core::{
-//!     write_event_json, CtConnEvent, CtEvent, CtIp, CtProto, CtState, CtStatus, CtTuple,
-//!     Event, ZoneDir,
+//!     write_ct, write_event_json, CtConnEvent, CtEvent, CtIp, CtProto, CtState, CtStatus,
+//!     CtTuple, Event, Layout, Render, ZoneDir,
 //! };
 //!
 //! let client = Ipv4Addr::new(10, 0, 1, 100).into();
@@ -75,22 +74,25 @@
 //! assert_eq!(read, [event]);
 //! ```
 
-pub mod conns;
+mod conns;
 mod ct;
 mod event;
 mod fast;
 pub mod filter;
 mod fixed;
-pub mod jsonl;
-pub mod labels;
-pub mod output;
-pub mod render;
-pub mod sort;
+mod jsonl;
+mod labels;
+mod output;
+mod render;
+mod sort;
 
 #[cfg(test)]
 mod testing;
 
-pub use conns::{connections, write_conns, write_conns_io, Connection, Connections, Nat, NftDrop};
+pub use conns::{
+    connections, write_conns, write_conns_io, write_duration, ConnKey, Connection, Connections,
+    Endpoint, Nat, NatChange, NftDrop, PacketCounts, ParentConn, Transition, DROP_PROBE,
+};
 pub use ct::{
     labels_hex, CtConnEvent, CtEvent, CtIp, CtProto, CtState, CtStatus, CtTuple, IpVersion,
     SctpState, TcpState, ZoneDir,
@@ -104,6 +106,10 @@ pub use jsonl::{
     parse_event_line, read_events, write_event_json, EventReader, LineError, LineErrorKind,
     DEFAULT_MAX_LINE_BYTES,
 };
-pub use output::{EventWriter, Format};
-pub use render::{write_ct, write_event, Layout, Render};
+pub use output::{EventWriter, Format, UnknownFormat};
+pub use render::{
+    write_conn, write_ct, write_event, write_header, write_io, write_nft, write_packet,
+    write_tcp_flags, write_tuple, IoSink, Layout, Render, Rendered, CONTINUATION_INDENT,
+    SECTION_INDENT,
+};
 pub use sort::{group_packets, write_packets, write_packets_io, PacketGroup};

@@ -9,39 +9,79 @@ use crate::jsonl::write_event_json;
 use crate::render::{IoSink, Layout, Render};
 use crate::{render, Event};
 
-/// An output format for a stream of events (`multiline`, `singleline`, `json`).
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    Default,
-    PartialEq,
-    Eq,
-    Hash,
-    strum::Display,
-    strum::EnumString,
-    strum::EnumIter,
-    strum::VariantNames,
-)]
-#[strum(serialize_all = "lowercase", ascii_case_insensitive)]
+/// An output format for a stream of events: a text layout, or JSON Lines. Its names
+/// (`FromStr`, `Display`, [`Format::NAMES`]) are `multiline`, `singleline` and `json`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Format {
-    /// Text, one section per line, events separated by a blank line.
-    #[default]
-    Multiline,
-    /// Text, one event per line.
-    Singleline,
-    /// JSON Lines: one event object per line.
+    /// Text in a layout: multi-line events are separated by a blank line, single-line
+    /// ones are one per line.
+    Text(Layout),
+    /// JSON Lines: one object per line.
     Json,
 }
 
+impl Default for Format {
+    fn default() -> Self {
+        Format::Text(Layout::default())
+    }
+}
+
 impl Format {
+    /// Every format, in the order of [`Format::NAMES`].
+    pub const ALL: [Format; 3] = [
+        Format::Text(Layout::MultiLine),
+        Format::Text(Layout::SingleLine),
+        Format::Json,
+    ];
+
+    /// The name of each format, as parsed and displayed.
+    pub const NAMES: [&'static str; 3] = ["multiline", "singleline", "json"];
+
     /// The text layout, or `None` for JSON.
     pub fn layout(self) -> Option<Layout> {
         match self {
-            Format::Multiline => Some(Layout::MultiLine),
-            Format::Singleline => Some(Layout::SingleLine),
+            Format::Text(layout) => Some(layout),
             Format::Json => None,
         }
+    }
+
+    /// The format's name (`multiline`, `singleline`, `json`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Text(layout) => layout.into(),
+            Format::Json => "json",
+        }
+    }
+}
+
+/// The names as `strum` lists them, for command-line parsers.
+impl strum::VariantNames for Format {
+    const VARIANTS: &'static [&'static str] = &Format::NAMES;
+}
+
+impl fmt::Display for Format {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A name that is none of [`Format::NAMES`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown format {name:?}: use multiline, singleline or json")]
+pub struct UnknownFormat {
+    /// The name given.
+    pub name: String,
+}
+
+/// Parses a format name, in any case.
+impl std::str::FromStr for Format {
+    type Err = UnknownFormat;
+
+    fn from_str(s: &str) -> Result<Self, UnknownFormat> {
+        Format::ALL
+            .into_iter()
+            .find(|format| format.name().eq_ignore_ascii_case(s))
+            .ok_or_else(|| UnknownFormat { name: s.to_owned() })
     }
 }
 
@@ -192,7 +232,7 @@ mod tests {
     fn multiline_events_are_separated_by_one_blank_line() {
         let events = [with_header(), with_header(), untracked()];
         assert_eq!(
-            output(Format::Multiline, &events),
+            output(Format::Text(Layout::MultiLine), &events),
             "7\n  ct_state UNTRACKED\n\n7\n  ct_state UNTRACKED\n\nct_state UNTRACKED\n"
         );
     }
@@ -201,7 +241,7 @@ mod tests {
     fn singleline_is_one_line_per_event() {
         let events = [with_header(), untracked()];
         assert_eq!(
-            output(Format::Singleline, &events),
+            output(Format::Text(Layout::SingleLine), &events),
             "7 ct_state UNTRACKED\nct_state UNTRACKED\n"
         );
     }
@@ -218,7 +258,7 @@ mod tests {
 
     #[test]
     fn indent_applies_to_text() {
-        let mut w = EventWriter::new(Vec::new(), Format::Multiline).with_indent(3);
+        let mut w = EventWriter::new(Vec::new(), Format::Text(Layout::MultiLine)).with_indent(3);
         w.write(&with_header()).unwrap();
         assert_eq!(
             String::from_utf8(w.into_inner()).unwrap(),
@@ -228,11 +268,25 @@ mod tests {
 
     #[test]
     fn format_names() {
-        assert_eq!("multiline".parse::<Format>().unwrap(), Format::Multiline);
-        assert_eq!("SingleLine".parse::<Format>().unwrap(), Format::Singleline);
+        assert_eq!(
+            "multiline".parse::<Format>().unwrap(),
+            Format::Text(Layout::MultiLine)
+        );
+        assert_eq!(
+            "SingleLine".parse::<Format>().unwrap(),
+            Format::Text(Layout::SingleLine)
+        );
         assert_eq!("json".parse::<Format>().unwrap(), Format::Json);
         assert!("yaml".parse::<Format>().is_err());
-        assert_eq!(Format::Singleline.to_string(), "singleline");
+        assert_eq!(Format::Text(Layout::SingleLine).to_string(), "singleline");
+        // One name each, the layouts' own for text.
+        for (format, name) in Format::ALL.into_iter().zip(Format::NAMES) {
+            assert_eq!(format.to_string(), name);
+            assert_eq!(name.parse::<Format>(), Ok(format));
+        }
+        for layout in <Layout as strum::IntoEnumIterator>::iter() {
+            assert!(Format::NAMES.contains(&layout.to_string().as_str()));
+        }
     }
 
     #[test]
@@ -246,7 +300,11 @@ mod tests {
                 Ok(())
             }
         }
-        for format in [Format::Multiline, Format::Singleline, Format::Json] {
+        for format in [
+            Format::Text(Layout::MultiLine),
+            Format::Text(Layout::SingleLine),
+            Format::Json,
+        ] {
             let err = EventWriter::new(Full, format)
                 .write(&untracked())
                 .unwrap_err();

@@ -1,42 +1,5 @@
-//! Text layouts of events, written straight into a sink.
-//!
-//! Every writer here takes any [`fmt::Write`] (a `String`, a `fmt::Formatter`, or an
-//! [`io::Write`] through [`IoSink`]). A writer gathers its text in a stack buffer
-//! (`Text`) and hands it to the sink in one piece (more only for a line longer than the
-//! buffer); numbers and addresses are written into that buffer by `put!`, the crate's fast
-//! path, byte for byte what `write!` would print, without the cost of `core::fmt`. Nothing
-//! is formatted into a heap string, so printing an event allocates nothing.
-//!
-//! Writers never add a trailing newline; the caller ends the line (see
-//! [`EventWriter`](crate::EventWriter), which also separates multi-line events by a blank line).
-//!
-//! # Layouts
-//!
-//! The connection part is
-//! `{proto}{ (state)} orig [{tuple}] reply [{tuple}]{ zone}{ mark}{ labels}{ helper}{ timeout}`.
-//!
-//! [`Layout::SingleLine`] puts everything on one line:
-//!
-//! ```text
-//! ct_state NEW status 0x8 udp orig [10.0.1.100.45678 > 8.8.8.8.53] reply [8.8.8.8.53 > 10.0.1.100.45678] orig-zone 100 mark 0x2a labels 0x1
-//! ```
-//!
-//! [`Layout::MultiLine`] puts the state on its own line, splits each connection before
-//! `reply` (continuation indented [`CONTINUATION_INDENT`] spaces) and the parent on its own
-//! line:
-//!
-//! ```text
-//! ct_state RELATED status 0x8
-//! tcp (SYN_SENT) orig [10.0.1.100.50000 > 93.184.216.34.20]
-//!     reply [93.184.216.34.20 > 10.0.1.100.50000]
-//! \ parent [tcp (ESTABLISHED) orig [10.0.1.100.54321 > 93.184.216.34.21]
-//!     reply [93.184.216.34.21 > 10.0.1.100.54321]]
-//! ```
-//!
-//! # Indent
-//!
-//! `indent` spaces start every line a writer begins. In the single-line layout that is only
-//! the first; in the multi-line layout continuation lines get `indent + 4`.
+//! Text layouts of events, written straight into a sink; the layouts are described on
+//! [`Layout`].
 
 use std::fmt::{self, Write};
 use std::io;
@@ -48,6 +11,44 @@ use crate::{
 };
 
 /// How an event is laid out as text.
+///
+/// Every writer (`write_event`, `write_ct`, ...) takes any [`fmt::Write`] (a `String`, a `fmt::Formatter`, or an
+/// [`io::Write`] through [`IoSink`]). A writer gathers its text in a stack buffer
+/// (`Text`) and hands it to the sink in one piece (more only for a line longer than the
+/// buffer); numbers and addresses are written into that buffer by `put!`, the crate's fast
+/// path, byte for byte what `write!` would print, without the cost of `core::fmt`. Nothing
+/// is formatted into a heap string, so printing an event allocates nothing.
+///
+/// Writers never add a trailing newline; the caller ends the line (see
+/// [`EventWriter`](crate::EventWriter), which also separates multi-line events by a blank line).
+///
+/// # Layouts
+///
+/// The connection part is
+/// `{proto}{ (state)} orig [{tuple}] reply [{tuple}]{ zone}{ mark}{ labels}{ helper}{ timeout}`.
+///
+/// [`Layout::SingleLine`] puts everything on one line:
+///
+/// ```text
+/// ct_state NEW status 0x8 udp orig [10.0.1.100.45678 > 8.8.8.8.53] reply [8.8.8.8.53 > 10.0.1.100.45678] orig-zone 100 mark 0x2a labels 0x1
+/// ```
+///
+/// [`Layout::MultiLine`] puts the state on its own line, splits each connection before
+/// `reply` (continuation indented [`CONTINUATION_INDENT`] spaces) and the parent on its own
+/// line:
+///
+/// ```text
+/// ct_state RELATED status 0x8
+/// tcp (SYN_SENT) orig [10.0.1.100.50000 > 93.184.216.34.20]
+///     reply [93.184.216.34.20 > 10.0.1.100.50000]
+/// \ parent [tcp (ESTABLISHED) orig [10.0.1.100.54321 > 93.184.216.34.21]
+///     reply [93.184.216.34.21 > 10.0.1.100.54321]]
+/// ```
+///
+/// # Indent
+///
+/// `indent` spaces start every line a writer begins. In the single-line layout that is only
+/// the first; in the multi-line layout continuation lines get `indent + 4`.
 #[derive(
     Debug,
     Clone,
@@ -57,6 +58,7 @@ use crate::{
     Eq,
     Hash,
     strum::Display,
+    strum::IntoStaticStr,
     strum::EnumString,
     strum::EnumIter,
     strum::VariantNames,
@@ -97,7 +99,7 @@ where
 }
 
 /// Writes `n` spaces.
-fn pad<W: Write + ?Sized>(w: &mut W, n: usize) -> fmt::Result {
+pub(crate) fn pad<W: Write + ?Sized>(w: &mut W, n: usize) -> fmt::Result {
     const SPACES: &str = "                                ";
     let mut left = n;
     while left > 0 {
@@ -108,9 +110,9 @@ fn pad<W: Write + ?Sized>(w: &mut W, n: usize) -> fmt::Result {
     Ok(())
 }
 
-/// Writes a name that came from the kernel or a file (comm, interface, probe, helper) with
-/// control characters escaped, so that one event never spills onto extra lines.
-fn write_name<W: Write + ?Sized>(w: &mut W, s: &str) -> fmt::Result {
+/// Writes a name that came from the kernel or a file (comm, interface, probe, helper, rule)
+/// with control characters escaped, so that one event never spills onto extra lines.
+pub(crate) fn write_name<W: Write + ?Sized>(w: &mut W, s: &str) -> fmt::Result {
     // Printable ASCII (the usual name) has no control character; anything else is checked
     // character by character.
     if printable_ascii(s) || !s.chars().any(char::is_control) {
@@ -144,6 +146,43 @@ impl<'w, W: Write + ?Sized> Parts<'w, W> {
         }
         self.empty = false;
         Ok(self.w)
+    }
+}
+
+/// Separates the parts of a layout that may go on lines of their own (an event's header
+/// and sections, a connection's lines): the first part starts at its indent; each later
+/// one after a space in the single-line layout, on a new line at its indent in the
+/// multi-line one.
+pub(crate) struct LayoutParts {
+    layout: Layout,
+    started: bool,
+}
+
+impl LayoutParts {
+    pub(crate) fn new(layout: Layout) -> Self {
+        LayoutParts {
+            layout,
+            started: false,
+        }
+    }
+
+    pub(crate) fn layout(&self) -> Layout {
+        self.layout
+    }
+
+    /// Starts a part that begins a line at `indent` in the multi-line layout.
+    pub(crate) fn begin<W: Write + ?Sized>(&mut self, w: &mut W, indent: usize) -> fmt::Result {
+        if !self.started {
+            self.started = true;
+            return pad(w, indent);
+        }
+        match self.layout {
+            Layout::SingleLine => w.write_char(' '),
+            Layout::MultiLine => {
+                w.write_char('\n')?;
+                pad(w, indent)
+            }
+        }
     }
 }
 
@@ -616,50 +655,40 @@ pub fn write_event<W: Write + ?Sized>(
     layout: Layout,
     indent: usize,
 ) -> fmt::Result {
-    buffered(w, |w| event_text(w, event, layout, indent))
+    write_event_showing(w, event, event.packet.as_ref(), layout, indent)
 }
 
-fn event_text<W: Write + ?Sized>(
-    w: &mut Text<'_, W>,
+/// [`write_event`] with `packet` in place of the event's packet section (`sort` leaves out
+/// a packet line that its group already shows).
+pub(crate) fn write_event_showing<W: Write + ?Sized>(
+    w: &mut W,
     event: &Event,
+    packet: Option<&Packet>,
     layout: Layout,
     indent: usize,
 ) -> fmt::Result {
-    let header = has_header(event);
-    let section_indent = if header {
-        indent + SECTION_INDENT
-    } else {
-        indent
-    };
-    let mut started = false;
-    // Begins a part: the indent for the first, otherwise a space or a new indented line.
-    let mut begin = |w: &mut Text<'_, W>, part_indent: usize| -> fmt::Result {
-        if !started {
-            started = true;
-            pad(w, part_indent)
+    buffered(w, |w| {
+        let header = has_header(event);
+        let section_indent = if header {
+            indent + SECTION_INDENT
         } else {
-            match layout {
-                Layout::SingleLine => w.write_char(' '),
-                Layout::MultiLine => {
-                    w.write_char('\n')?;
-                    pad(w, part_indent)
-                }
-            }
+            indent
+        };
+        let mut parts = LayoutParts::new(layout);
+        if header {
+            parts.begin(w, indent)?;
+            header_body(w, event)?;
         }
-    };
-    if header {
-        begin(w, indent)?;
-        header_body(w, event)?;
-    }
-    if let Some(packet) = &event.packet {
-        begin(w, section_indent)?;
-        packet_body(w, packet)?;
-    }
-    if let Some(ct) = &event.ct {
-        begin(w, section_indent)?;
-        ct_body(w, ct, layout, section_indent)?;
-    }
-    Ok(())
+        if let Some(packet) = packet {
+            parts.begin(w, section_indent)?;
+            packet_body(w, packet)?;
+        }
+        if let Some(ct) = &event.ct {
+            parts.begin(w, section_indent)?;
+            ct_body(w, ct, layout, section_indent)?;
+        }
+        Ok(())
+    })
 }
 
 // ---------------------------------------------------------------------------------------
@@ -793,7 +822,5 @@ pub fn write_io<T: Render + ?Sized, W: io::Write>(
     sink.finish(result)
 }
 
-#[cfg(test)]
-mod reference;
 #[cfg(test)]
 mod tests;

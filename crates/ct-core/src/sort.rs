@@ -1,68 +1,5 @@
-//! Follow a packet: events grouped by packet tracking id (`ct-cli sort`).
-//!
-//! [`group_packets`] puts all events of one packet (same [`Tracking::skb`](crate::Tracking),
-//! which stays the same across probes, clones and NAT rewrites) into one [`PacketGroup`]:
-//!
-//! - events within a group are in time order;
-//! - groups are in the order of their first event;
-//! - an event without tracking ids is a group of its own;
-//! - nftables trace steps (`collect --nft`) are events like the others: those joined to
-//!   the BPF events of their packet carry its `tracking.skb` and group with them;
-//! - events without a timestamp come after those with one, in file order (the sort is
-//!   stable: events with equal timestamps, and files without any, keep their file order).
-//!
-//! The work is one hash map pass and one sort: `O(n log n)` for `n` events.
-//!
-//! # Output
-//!
-//! [`write_packets`] (any [`fmt::Write`]) and [`write_packets_io`] (any [`io::Write`]) write
-//! the groups in one [`Format`]. The text layouts show the packet once, as a header line and
-//! the packet line of its first event, then its events under it. An event's packet line is
-//! written only where it prints differently from the last one shown (that is where NAT or
-//! another rewrite changed the packet):
-//!
-//! ```text
-//! packet #skb 1f (3 events, first seen 1000)
-//!   if 3 (veth-client) 10.0.1.100.54321 > 93.184.216.34.80 ttl 64 tos 0x0 id 1 off 0 [DF] len 60 proto TCP (6) flags [S]
-//!     1000 [curl] 4242 [tp] net:netif_receive_skb #skb 1f conn a1 netns 4026531840
-//!       ct_state NEW status 0x8
-//!       tcp (SYN_SENT) orig [10.0.1.100.54321 > 93.184.216.34.80]
-//!           reply [93.184.216.34.80 > 10.0.1.100.54321]
-//!     1200 [curl] 4242 [tp] net:net_dev_start_xmit #skb 1f conn a1 netns 4026531840
-//!       if 2 (eth0) 203.0.113.50.54321 > 93.184.216.34.80 ttl 63 tos 0x0 id 1 off 0 [DF] len 60 proto TCP (6) flags [S]
-//!       ct_state NEW status 0x1b8
-//!       ...
-//! ```
-//!
-//! Multi-line groups are separated by a blank line. The single-line layout puts the header
-//! and packet on one line (`packet #skb 1f (3 events, first seen 1000): if 3 ...`) and
-//! each event on one line under it, indented by 2.
-//!
-//! JSON writes one object per group and line: `{"skb": 31, "events": [...]}`, with
-//! `"skb": null` for an event without tracking ids; each event is the same object as in the
-//! events file.
-//!
-//! # Example
-//!
-//! ```
-//! use ct_core::sort::{group_packets, write_packets};
-//! use ct_core::{Event, Format, Tracking};
-//!
-//! let at = |timestamp, skb| Event {
-//!     timestamp: Some(timestamp),
-//!     tracking: Some(Tracking { skb, conn: None, parent_conn: None }),
-//!     ..Event::default()
-//! };
-//! let events = [at(30, 2), at(10, 1), at(20, 2), at(40, 1)];
-//! let groups = group_packets(&events);
-//! assert_eq!(groups.len(), 2);
-//! assert_eq!(groups[0].skb, Some(1)); // first seen at 10
-//! assert_eq!(groups[1].events[0].timestamp, Some(20));
-//!
-//! let mut json = String::new();
-//! write_packets(&mut json, &groups, Format::Json).unwrap();
-//! assert!(json.starts_with(r#"{"skb":1,"events":[{"timestamp":10,"#));
-//! ```
+//! Follow a packet: events grouped by packet tracking id (`ct-cli sort`), documented on
+//! [`group_packets`].
 
 use std::collections::HashMap;
 use std::fmt::{self, Write};
@@ -72,7 +9,7 @@ use serde::ser::SerializeStruct;
 use serde::{Serialize, Serializer};
 
 use crate::output::{write_items, write_items_io};
-use crate::render::{has_header, write_ct, write_header, write_packet, Layout, Render};
+use crate::render::{has_header, pad, write_event_showing, write_packet, Layout, Render};
 use crate::{Event, Format, Packet};
 
 /// Spaces the packet line of a group is indented by under the group header.
@@ -85,8 +22,6 @@ const fn event_indent(layout: Layout) -> usize {
         Layout::SingleLine => 2,
     }
 }
-/// Spaces an event's sections are indented by under its header line.
-const SECTION_INDENT: usize = crate::render::SECTION_INDENT;
 
 /// All events of one packet, in time order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,9 +62,70 @@ where
     sorted
 }
 
-/// Groups events by packet; see the [module docs](self) for the order.
+/// Groups events by packet: all events of one packet (same [`Tracking::skb`](crate::Tracking),
+/// which stays the same across probes, clones and NAT rewrites) into one [`PacketGroup`]:
+///
+/// - events within a group are in time order;
+/// - groups are in the order of their first event;
+/// - an event without tracking ids is a group of its own;
+/// - nftables trace steps (`collect --nft`) are events like the others: those joined to
+///   the BPF events of their packet carry its `tracking.skb` and group with them;
+/// - events without a timestamp come after those with one, in file order (the sort is
+///   stable: events with equal timestamps, and files without any, keep their file order).
 ///
 /// Every event is in exactly one group, and no group is empty.
+///
+/// The work is one hash map pass and one sort: `O(n log n)` for `n` events.
+///
+/// # Output
+///
+/// [`write_packets`] (any [`fmt::Write`]) and [`write_packets_io`] (any [`io::Write`]) write
+/// the groups in one [`Format`]. The text layouts show the packet once, as a header line and
+/// the packet line of its first event, then its events under it. An event's packet line is
+/// written only where it prints differently from the last one shown (that is where NAT or
+/// another rewrite changed the packet):
+///
+/// ```text
+/// packet #skb 1f (3 events, first seen 1000)
+///   if 3 (veth-client) 10.0.1.100.54321 > 93.184.216.34.80 ttl 64 tos 0x0 id 1 off 0 [DF] len 60 proto TCP (6) flags [S]
+///     1000 [curl] 4242 [tp] net:netif_receive_skb #skb 1f conn a1 netns 4026531840
+///       ct_state NEW status 0x8
+///       tcp (SYN_SENT) orig [10.0.1.100.54321 > 93.184.216.34.80]
+///           reply [93.184.216.34.80 > 10.0.1.100.54321]
+///     1200 [curl] 4242 [tp] net:net_dev_start_xmit #skb 1f conn a1 netns 4026531840
+///       if 2 (eth0) 203.0.113.50.54321 > 93.184.216.34.80 ttl 63 tos 0x0 id 1 off 0 [DF] len 60 proto TCP (6) flags [S]
+///       ct_state NEW status 0x1b8
+///       ...
+/// ```
+///
+/// Multi-line groups are separated by a blank line. The single-line layout puts the header
+/// and packet on one line (`packet #skb 1f (3 events, first seen 1000): if 3 ...`) and
+/// each event on one line under it, indented by 2.
+///
+/// JSON writes one object per group and line: `{"skb": 31, "events": [...]}`, with
+/// `"skb": null` for an event without tracking ids; each event is the same object as in the
+/// events file.
+///
+/// # Example
+///
+/// ```
+/// use ct_core::{group_packets, write_packets, Event, Format, Tracking};
+///
+/// let at = |timestamp, skb| Event {
+///     timestamp: Some(timestamp),
+///     tracking: Some(Tracking { skb, conn: None, parent_conn: None }),
+///     ..Event::default()
+/// };
+/// let events = [at(30, 2), at(10, 1), at(20, 2), at(40, 1)];
+/// let groups = group_packets(&events);
+/// assert_eq!(groups.len(), 2);
+/// assert_eq!(groups[0].skb, Some(1)); // first seen at 10
+/// assert_eq!(groups[1].events[0].timestamp, Some(20));
+///
+/// let mut json = String::new();
+/// write_packets(&mut json, &groups, Format::Json).unwrap();
+/// assert!(json.starts_with(r#"{"skb":1,"events":[{"timestamp":10,"#));
+/// ```
 pub fn group_packets<'a, I>(events: I) -> Vec<PacketGroup<'a>>
 where
     I: IntoIterator<Item = &'a Event>,
@@ -159,7 +155,7 @@ where
     groups
 }
 
-/// Writes `groups` in `format`: text layouts as in the [module docs](self), JSON one group
+/// Writes `groups` in `format`: text layouts as in [`group_packets`], JSON one group
 /// per line. Every group ends with a newline.
 pub fn write_packets<W: fmt::Write + ?Sized>(
     w: &mut W,
@@ -193,8 +189,8 @@ fn write_group_header<W: Write + ?Sized>(w: &mut W, group: &PacketGroup<'_>) -> 
     w.write_char(')')
 }
 
-/// One event of a group: its header, its packet line unless `shown_packet` already shows
-/// the same packet, and its ct section.
+/// One event of a group: the event layout, without its packet line where `shown_packet`
+/// already prints the same.
 fn write_group_event<'a, W: Write + ?Sized>(
     w: &mut W,
     event: &'a Event,
@@ -202,17 +198,11 @@ fn write_group_event<'a, W: Write + ?Sized>(
     layout: Layout,
     indent: usize,
 ) -> fmt::Result {
-    let header = has_header(event);
-    let section_indent = if header {
-        indent + SECTION_INDENT
-    } else {
-        indent
-    };
     let packet = event
         .packet
         .as_ref()
         .filter(|&packet| !shown_packet.is_some_and(|shown| prints_the_same(shown, packet)));
-    if !header && packet.is_none() && event.ct.is_none() {
+    if !has_header(event) && packet.is_none() && event.ct.is_none() {
         pad(w, indent)?;
         return w.write_str(if event.packet.is_some() {
             "(packet as above)"
@@ -220,40 +210,10 @@ fn write_group_event<'a, W: Write + ?Sized>(
             "(empty event)"
         });
     }
-    let mut started = false;
-    // Begins a part and returns the indent its writer pads with: the part's own indent at
-    // the start of a line, nothing after a separating space.
-    let mut begin = |w: &mut W, part_indent: usize| -> Result<usize, fmt::Error> {
-        if !started {
-            started = true;
-            return Ok(part_indent);
-        }
-        match layout {
-            Layout::SingleLine => {
-                w.write_char(' ')?;
-                Ok(0)
-            }
-            Layout::MultiLine => {
-                w.write_char('\n')?;
-                Ok(part_indent)
-            }
-        }
-    };
-    if header {
-        let pad = begin(w, indent)?;
-        write_header(w, event, pad)?;
+    if packet.is_some() {
+        *shown_packet = packet;
     }
-    if let Some(packet) = packet {
-        let pad = begin(w, section_indent)?;
-        write_packet(w, packet, pad)?;
-        *shown_packet = Some(packet);
-    }
-    if let Some(ct) = &event.ct {
-        // In the multi-line layout the ct writer indents its continuation lines from here.
-        let pad = begin(w, section_indent)?;
-        write_ct(w, ct, layout, pad)?;
-    }
-    Ok(())
+    write_event_showing(w, event, packet, layout, indent)
 }
 
 impl Render for PacketGroup<'_> {
@@ -277,10 +237,6 @@ impl Render for PacketGroup<'_> {
         }
         Ok(())
     }
-}
-
-fn pad<W: Write + ?Sized>(w: &mut W, n: usize) -> fmt::Result {
-    (0..n).try_for_each(|_| w.write_char(' '))
 }
 
 /// Whether two packet sections print the same line: equal, or differing only in the skb

@@ -6,8 +6,8 @@ use std::cell::Cell;
 use std::fmt::Write as _;
 use std::io::Write as _;
 
-use ct_core::render::{write_io, Layout, Render};
 use ct_core::Event;
+use ct_core::{write_io, Layout, Render};
 
 struct Counting;
 

@@ -76,7 +76,7 @@ fn dump(events: &[Captured]) -> String {
         .map(|e| {
             format!(
                 "  {}\n",
-                ct_core::Render::display(&e.event, ct_core::render::Layout::SingleLine)
+                ct_core::Render::display(&e.event, ct_core::Layout::SingleLine)
             )
         })
         .collect()

@@ -12,8 +12,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use ct_bpf::KernelFilters;
-use ct_core::filter::{CtFilter, MetaFilter, PacketFilter};
-use ct_core::render::{write_event, Layout};
+use ct_bpf::MetaFilter;
+use ct_core::filter::{CtFilter, PacketFilter};
+use ct_core::{write_event, Layout};
 use ct_core::{CtState, Event};
 use ct_lab::{Capture, Captured};
 use ct_lab::{Lab, Node, CLIENT4, SERVER4, SERVER6};

@@ -4,7 +4,7 @@
 
 mod scenarios;
 
-use ct_core::conns::ConnKey;
+use ct_core::ConnKey;
 use ct_core::{connections, group_packets, Event, TcpState};
 use ct_lab::{CLIENT4, ROUTER_C4, ROUTER_S4, SERVER4};
 use scenarios::*;

@@ -94,8 +94,24 @@ impl TraceSocket {
     /// timeout passed first. `ENOBUFS` (the kernel dropped messages because the receive
     /// buffer was full) is returned as an error for the caller to count.
     pub fn recv(&self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        self.recv_flags(buf, 0)
+    }
+
+    /// [`recv`](Self::recv) without waiting: `Ok(None)` when nothing is queued.
+    pub fn recv_queued(&self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        self.recv_flags(buf, libc::MSG_DONTWAIT)
+    }
+
+    fn recv_flags(&self, buf: &mut [u8], flags: libc::c_int) -> io::Result<Option<usize>> {
         // SAFETY: `buf` is valid for writes of its length for the call.
-        let n = unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+        let n = unsafe {
+            libc::recv(
+                self.fd.as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                flags,
+            )
+        };
         if n < 0 {
             let err = io::Error::last_os_error();
             return match err.raw_os_error() {

@@ -160,6 +160,8 @@ impl Drop for NftTracer {
 struct Reader {
     socket: TraceSocket,
     table: Option<TraceTable>,
+    /// The trace table's name, kept after it is removed to recognise its last steps.
+    own_table: Option<String>,
     rules: RuleTexts,
 }
 
@@ -186,6 +188,7 @@ impl Reader {
         Ok((
             Reader {
                 socket,
+                own_table: table.as_ref().map(|t| t.name().to_owned()),
                 table,
                 rules: RuleTexts::default(),
             },
@@ -197,49 +200,61 @@ impl Reader {
         let mut buf = vec![0u8; DATAGRAM_BYTES];
         let mut result = Ok(());
         while !stop.load(Ordering::Relaxed) {
-            let n = match self.socket.recv(&mut buf) {
-                Ok(Some(n)) => n,
-                Ok(None) => continue,
+            match self.socket.recv(&mut buf) {
+                Ok(Some(n)) => self.deliver(&buf[..n], out, stop),
+                Ok(None) => {}
                 Err(err) if err.raw_os_error() == Some(libc::ENOBUFS) => {
                     let _ = out.send(TracerEvent::Lost);
-                    continue;
                 }
                 Err(err) => {
                     result = Err(NftError::Receive(err));
                     break;
                 }
-            };
-            let received_ns = monotonic_ns();
-            for message in parse_datagram(&buf[..n]) {
-                let event = match message {
-                    Ok(message) => {
-                        if !self.reports(&message.table, message.kind, message.verdict) {
-                            continue;
-                        }
-                        let rule = message.handle.and_then(|handle| {
-                            self.rules
-                                .get(message.family, &message.table, &message.chain, handle)
-                        });
-                        TracerEvent::Step(Box::new(TraceStep::new(message, rule, received_ns)))
-                    }
-                    Err(err) => TracerEvent::Malformed(err),
-                };
-                if out.send(event).is_err() {
-                    stop.store(true, Ordering::Relaxed);
-                }
             }
         }
-        if let Some(table) = self.table.take() {
-            table.remove()?;
+        // No more packets marked from here; what the kernel already sent is still read,
+        // so that stopping loses nothing.
+        let removed = self.table.take().map_or(Ok(()), TraceTable::remove);
+        loop {
+            match self.socket.recv_queued(&mut buf) {
+                Ok(Some(n)) => self.deliver(&buf[..n], out, stop),
+                Err(err) if err.raw_os_error() == Some(libc::ENOBUFS) => {
+                    let _ = out.send(TracerEvent::Lost);
+                }
+                Ok(None) | Err(_) => break,
+            }
         }
-        result
+        removed.and(result)
+    }
+
+    /// Hands the trace messages of one datagram to the caller.
+    fn deliver(&mut self, datagram: &[u8], out: &SyncSender<TracerEvent>, stop: &AtomicBool) {
+        let received_ns = monotonic_ns();
+        for message in parse_datagram(datagram) {
+            let event = match message {
+                Ok(message) => {
+                    if !self.reports(&message.table, message.kind, message.verdict) {
+                        continue;
+                    }
+                    let rule = message.handle.and_then(|handle| {
+                        self.rules
+                            .get(message.family, &message.table, &message.chain, handle)
+                    });
+                    TracerEvent::Step(Box::new(TraceStep::new(message, rule, received_ns)))
+                }
+                Err(err) => TracerEvent::Malformed(err),
+            };
+            if out.send(event).is_err() {
+                stop.store(true, Ordering::Relaxed);
+            }
+        }
     }
 
     /// Whether a step is worth reporting: not one of the trace table's own (marking is
     /// not a decision), and not a rule that only matched and went on (`continue`: a
     /// counter, a log statement).
     fn reports(&self, table: &str, kind: NftTraceKind, verdict: NftVerdict) -> bool {
-        let own = self.table.as_ref().is_some_and(|t| t.name() == table);
+        let own = self.own_table.as_deref() == Some(table);
         let went_on = kind == NftTraceKind::Rule && verdict == NftVerdict::Continue;
         !own && !went_on
     }

@@ -34,6 +34,7 @@ struct ct_abi {
 	enum ct_flt_target flt_target;
 	enum ct_cmp_op cmp_op;
 	enum ct_meta_kind meta_kind;
+	enum ct_limit limit;
 };
 const volatile struct ct_abi ct_abi_witness = {};
 

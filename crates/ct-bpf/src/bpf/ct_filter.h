@@ -14,9 +14,18 @@
 
 #include <bpf/bpf_endian.h>
 
-#define CT_FILTER_MAX_INSNS 32
-#define CT_META_MAX 4
-#define CT_META_MAX_HOPS 4
+/*
+ * The sizes of the filter arrays below, and so what the kernel side can hold. An enum
+ * rather than #defines so that they reach the object's BTF (through struct ct_abi in
+ * ct.bpf.c) and the generated skeleton types: user space checks filters against these
+ * values, never against a copy of them.
+ */
+enum ct_limit {
+	CT_FILTER_MAX_INSNS = 32,  /* tests of the packet filter's program */
+	CT_META_MAX = 4,           /* meta filters, ANDed */
+	CT_META_MAX_HOPS = 4,      /* pointers one meta filter follows */
+	CT_DROP_REASON_BITS = 256, /* reasons below this can be filtered on */
+};
 
 /* Packet filter test fields. */
 enum ct_flt_field {
@@ -33,6 +42,9 @@ enum ct_flt_target {
 	CT_FLT_ACCEPT = 254,
 	CT_FLT_REJECT = 255,
 };
+
+/* Insn indexes and the targets above share a byte. */
+_Static_assert(CT_FILTER_MAX_INSNS <= CT_FLT_ACCEPT, "insn indexes reach the jump targets");
 
 struct ct_filter_insn {
 	__u8 field;
@@ -91,9 +103,6 @@ enum ct_cfg_flag {
 	CT_CFG_DROP_REASONS = 1 << 13, /* report only drops whose reason is in drop_reasons */
 	CT_CFG_CONSUMED = 1 << 14,     /* reason `consumed` (SKB_CONSUMED) is not a drop */
 };
-
-/* Reasons below this can be filtered on in the kernel (a bit each in drop_reasons). */
-#define CT_DROP_REASON_BITS 256
 
 #define CT_CFG_CT_CONN_FILTERS \
 	(CT_CFG_CT_MARK | CT_CFG_CT_ZONE | CT_CFG_CT_STATUS | CT_CFG_CT_STATUS_ANY)

@@ -1,9 +1,15 @@
+use std::net::IpAddr;
+
 use proptest::prelude::*;
 
 use super::*;
+use crate::render::{Layout, Render};
 use crate::testing::build::{at, conn, ct, tcp, tcp_conn, tuple, udp};
 use crate::testing::{self, router_scenario};
-use crate::{CtStatus as St, FixedStr, NftTraceKind, ProbeKind, Tracking};
+use crate::{
+    CtProto, CtState, CtStatus as St, CtTuple, Event, FixedStr, NftTrace, NftTraceKind, ProbeInfo,
+    ProbeKind, TcpState, Tracking, ZoneDir,
+};
 
 fn text(conns: &Connections, format: Format) -> String {
     let mut out = String::new();
@@ -413,7 +419,10 @@ fn templates_untracked_and_events_without_ct_are_left_out() {
         at(1, "net:netif_receive_skb", 1, Some(5)),
     ];
     assert!(connections(&events).conns.is_empty());
-    assert_eq!(text(&Connections::default(), Format::Multiline), "");
+    assert_eq!(
+        text(&Connections::default(), Format::Text(Layout::MultiLine)),
+        ""
+    );
 }
 
 #[test]
@@ -446,7 +455,7 @@ fn parent_found_elsewhere_in_the_file_or_not_at_all() {
     assert_eq!(found.entry.as_ref(), Some(&master));
     let missing = find(conns, 0x300).parent.as_ref().unwrap();
     assert_eq!((missing.conn, missing.entry.as_ref()), (Some(0xbb), None));
-    let out = text(&report, Format::Singleline);
+    let out = text(&report, Format::Text(Layout::SingleLine));
     assert!(out.contains(" parent conn aa [tcp (ESTABLISHED) orig [10.0.0.5.40021 > 10.0.0.1.21] reply [10.0.0.1.21 > 10.0.0.5.40021]] "), "{out}");
     assert!(out.contains(" parent conn bb (not in this file) "), "{out}");
 }
@@ -599,7 +608,11 @@ fn json_has_every_key_in_order() {
 fn io_writer_matches_fmt_writer() {
     let events = router_scenario();
     let report = connections(&events);
-    for format in [Format::Multiline, Format::Singleline, Format::Json] {
+    for format in [
+        Format::Text(Layout::MultiLine),
+        Format::Text(Layout::SingleLine),
+        Format::Json,
+    ] {
         let mut bytes = Vec::new();
         write_conns_io(&mut bytes, &report, format).unwrap();
         assert_eq!(String::from_utf8(bytes).unwrap(), text(&report, format));
@@ -611,7 +624,7 @@ fn singleline_is_one_line_per_connection() {
     let events = router_scenario();
     let report = connections(&events);
     let conns = &report.conns;
-    let out = text(&report, Format::Singleline);
+    let out = text(&report, Format::Text(Layout::SingleLine));
     assert_eq!(out.lines().count(), conns.len());
     let first = out.lines().next().unwrap();
     assert!(first.starts_with(
@@ -634,7 +647,7 @@ fn names_with_control_characters_stay_on_their_line() {
     entry.helper = Some(FixedStr::new("a\nb"));
     e.ct = Some(ct(CtState::New, entry));
     let report = connections(&[e]);
-    let out = text(&report, Format::Singleline);
+    let out = text(&report, Format::Text(Layout::SingleLine));
     assert_eq!(out.lines().count(), 1, "{out}");
     assert!(out.contains("evil\\nprobe"));
 }
@@ -661,13 +674,16 @@ fn render_indents_every_line() {
 #[test]
 fn scenario_multiline() {
     let events = router_scenario();
-    insta::assert_snapshot!(text(&connections(&events), Format::Multiline));
+    insta::assert_snapshot!(text(&connections(&events), Format::Text(Layout::MultiLine)));
 }
 
 #[test]
 fn scenario_singleline() {
     let events = router_scenario();
-    insta::assert_snapshot!(text(&connections(&events), Format::Singleline));
+    insta::assert_snapshot!(text(
+        &connections(&events),
+        Format::Text(Layout::SingleLine)
+    ));
 }
 
 /// Every NAT shape and the corner cases of the timeline, in both layouts.
@@ -731,8 +747,8 @@ fn nat_shapes_and_sparse_events() {
     let report = connections(&events);
     let out = format!(
         "--- multi-line\n{}--- single-line\n{}",
-        text(&report, Format::Multiline),
-        text(&report, Format::Singleline)
+        text(&report, Format::Text(Layout::MultiLine)),
+        text(&report, Format::Text(Layout::SingleLine))
     );
     insta::assert_snapshot!(out);
 }
@@ -833,9 +849,9 @@ proptest! {
         let report = connections(&events);
     let conns = &report.conns;
         let entries = conns.len() + usize::from(!report.unattributed_nft_drops.is_empty());
-        let single = text(&report, Format::Singleline);
+        let single = text(&report, Format::Text(Layout::SingleLine));
         prop_assert_eq!(single.lines().count(), entries);
-        let multi = text(&report, Format::Multiline);
+        let multi = text(&report, Format::Text(Layout::MultiLine));
         prop_assert!(multi.lines().count() >= conns.len() * 5);
         let json = text(&report, Format::Json);
         prop_assert_eq!(json.lines().count(), entries);
@@ -896,7 +912,7 @@ fn nft_drops_without_ct_state_or_rule_text() {
         }
     }
     let report = connections(&events);
-    let lines: Vec<String> = text(&report, Format::Multiline)
+    let lines: Vec<String> = text(&report, Format::Text(Layout::MultiLine))
         .lines()
         .filter(|l| l.contains("dropped by"))
         .map(str::to_owned)
@@ -917,8 +933,8 @@ fn nft_scenario_views() {
     let report = connections(&testing::nft_scenario());
     insta::assert_snapshot!(format!(
         "{}\n--- single-line\n{}--- json\n{}",
-        text(&report, Format::Multiline),
-        text(&report, Format::Singleline),
+        text(&report, Format::Text(Layout::MultiLine)),
+        text(&report, Format::Text(Layout::SingleLine)),
         text(&report, Format::Json)
     ));
 }

@@ -546,5 +546,13 @@ fn nft_scenario_as_json_lines() {
     }
     let read: Vec<Event> = read_events(&out[..]).map(Result::unwrap).collect();
     assert_eq!(read, events);
+    // The ct-cli tests read the same events from the fixture file.
+    let fixture = testing::fixtures_dir().join("events/nft.jsonl");
+    let fixture = std::fs::read(&fixture).unwrap_or_else(|e| panic!("{}: {e}", fixture.display()));
+    assert_eq!(
+        String::from_utf8_lossy(&fixture),
+        String::from_utf8_lossy(&out),
+        "fixtures/events/nft.jsonl is not nft_scenario(): rewrite it from the snapshot"
+    );
     insta::assert_snapshot!(String::from_utf8(out).unwrap());
 }

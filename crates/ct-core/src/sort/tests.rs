@@ -179,7 +179,11 @@ fn scenario_groups() {
 fn empty_input() {
     let groups = group_packets(&[]);
     assert!(groups.is_empty());
-    for format in [Format::Multiline, Format::Singleline, Format::Json] {
+    for format in [
+        Format::Text(Layout::MultiLine),
+        Format::Text(Layout::SingleLine),
+        Format::Json,
+    ] {
         assert_eq!(text(&groups, format), "");
     }
 }
@@ -206,7 +210,7 @@ fn packet_line_only_where_it_changed() {
         events.push(e);
     }
     let groups = group_packets(&events);
-    let out = text(&groups, Format::Multiline);
+    let out = text(&groups, Format::Text(Layout::MultiLine));
     // Once in the group header, once where NAT changed it.
     assert_eq!(out.matches("if 2 (eth0)").count(), 2, "{out}");
     assert_eq!(out.matches("203.0.113.50.40000 > 10.0.0.1.80").count(), 1);
@@ -216,7 +220,7 @@ fn packet_line_only_where_it_changed() {
     assert!(lines[2].starts_with("    10 [swapper/0] 0 [tp] net:net_dev_queue #skb 1 conn 2"));
     assert_eq!(lines[3], "      ct_state NEW status 0x8");
 
-    let single = text(&groups, Format::Singleline);
+    let single = text(&groups, Format::Text(Layout::SingleLine));
     assert_eq!(single.lines().count(), 5);
     assert!(single.starts_with("packet #skb 1 (4 events, first seen 10): if 2 (eth0) 10.0.0.5."));
 }
@@ -229,11 +233,11 @@ fn header_of_a_group_without_id_or_time() {
     }];
     let groups = group_packets(&events);
     assert_eq!(
-        text(&groups, Format::Multiline),
+        text(&groups, Format::Text(Layout::MultiLine)),
         "packet without tracking id (1 event)\n    ct_state UNTRACKED\n"
     );
     assert_eq!(
-        text(&groups, Format::Singleline),
+        text(&groups, Format::Text(Layout::SingleLine)),
         "packet without tracking id (1 event)\n  ct_state UNTRACKED\n"
     );
 }
@@ -249,7 +253,7 @@ fn events_with_nothing_to_show_get_a_placeholder() {
         },
     ];
     let groups = group_packets(&events);
-    let out = text(&groups, Format::Multiline);
+    let out = text(&groups, Format::Text(Layout::MultiLine));
     assert_eq!(
         out,
         "packet without tracking id (1 event)\n    (empty event)\n\n\
@@ -263,12 +267,12 @@ fn multiline_groups_are_separated_by_a_blank_line() {
     let events = [bare(Some(1), Some(1)), bare(Some(2), Some(2))];
     let groups = group_packets(&events);
     assert_eq!(
-        text(&groups, Format::Multiline),
+        text(&groups, Format::Text(Layout::MultiLine)),
         "packet #skb 1 (1 event, first seen 1)\n    1 #skb 1\n\n\
          packet #skb 2 (1 event, first seen 2)\n    2 #skb 2\n"
     );
     assert_eq!(
-        text(&groups, Format::Singleline),
+        text(&groups, Format::Text(Layout::SingleLine)),
         "packet #skb 1 (1 event, first seen 1)\n  1 #skb 1\n\
          packet #skb 2 (1 event, first seen 2)\n  2 #skb 2\n"
     );
@@ -301,7 +305,11 @@ fn json_is_one_group_per_line_with_the_events_as_in_the_file() {
 fn io_writer_matches_fmt_writer() {
     let events = router_scenario();
     let groups = group_packets(&events);
-    for format in [Format::Multiline, Format::Singleline, Format::Json] {
+    for format in [
+        Format::Text(Layout::MultiLine),
+        Format::Text(Layout::SingleLine),
+        Format::Json,
+    ] {
         let mut bytes = Vec::new();
         write_packets_io(&mut bytes, &groups, format).unwrap();
         assert_eq!(String::from_utf8(bytes).unwrap(), text(&groups, format));
@@ -327,13 +335,19 @@ fn render_indents_every_line() {
 #[test]
 fn scenario_multiline() {
     let events = router_scenario();
-    insta::assert_snapshot!(text(&group_packets(&events), Format::Multiline));
+    insta::assert_snapshot!(text(
+        &group_packets(&events),
+        Format::Text(Layout::MultiLine)
+    ));
 }
 
 #[test]
 fn scenario_singleline() {
     let events = router_scenario();
-    insta::assert_snapshot!(text(&group_packets(&events), Format::Singleline));
+    insta::assert_snapshot!(text(
+        &group_packets(&events),
+        Format::Text(Layout::SingleLine)
+    ));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -398,9 +412,9 @@ proptest! {
     #[test]
     fn views_never_panic_and_keep_their_shape(events in events()) {
         let groups = group_packets(&events);
-        let single = text(&groups, Format::Singleline);
+        let single = text(&groups, Format::Text(Layout::SingleLine));
         prop_assert_eq!(single.lines().count(), groups.len() + events.len());
-        let multi = text(&groups, Format::Multiline);
+        let multi = text(&groups, Format::Text(Layout::MultiLine));
         prop_assert!(multi.lines().count() >= groups.len() + events.len());
         let json = text(&groups, Format::Json);
         prop_assert_eq!(json.lines().count(), groups.len());
@@ -428,7 +442,7 @@ fn nft_events_group_under_their_packet_in_time_order() {
     assert_eq!(kinds(&groups[1]), [true, true, true, false]);
     insta::assert_snapshot!(format!(
         "{}\n--- single-line\n{}",
-        text(&groups, Format::Multiline),
-        text(&groups, Format::Singleline)
+        text(&groups, Format::Text(Layout::MultiLine)),
+        text(&groups, Format::Text(Layout::SingleLine))
     ));
 }

@@ -6,7 +6,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use ct_core::render::Layout;
+use ct_core::Layout;
 use ct_core::{CtConnEvent, CtState, PacketL4, Render};
 use ct_lab::{Capture, Captured, CtEntry, Lab, Node, CLIENT4, ROUTER_C4, SERVER4, SERVER6};
 

@@ -1,11 +1,13 @@
 //! `-m` meta filters: `sk_buff.<field>[.<field>...][:mask] OP value`.
 //!
-//! Parsed here; `ct-bpf` resolves the path against kernel BTF into offsets and pointer
-//! hops that the BPF program walks with bounded reads.
+//! They name kernel memory, so they mean something only where packets are collected, not
+//! on an events file. The path is resolved against kernel BTF into offsets and pointer hops
+//! (see [`KernelFilters`](super::KernelFilters)) that the BPF program walks with bounded
+//! reads.
 
 use std::fmt;
 
-use super::{parse_number, FilterError};
+use ct_core::filter::{parse_number, FilterError};
 
 /// Comparison of a meta filter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -76,8 +78,9 @@ impl std::str::FromStr for MetaFilter {
     }
 }
 
-/// Most fields in a path (the root struct included).
-pub const MAX_PATH: usize = 6;
+/// Most names in a path: the root struct, then fields, with at most
+/// `MAX_HOPS` (the kernel program's limit) pointers followed between them.
+pub const MAX_PATH: usize = super::MAX_HOPS + 2;
 
 impl MetaFilter {
     pub fn parse(text: &str) -> Result<Self, FilterError> {
@@ -173,5 +176,41 @@ impl MetaFilter {
             value,
             text: text.to_owned(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[test]
+    fn meta_filters_parse() {
+        let m = MetaFilter::parse("sk_buff._nfct:0x7 == 0x2").unwrap();
+        assert_eq!(m.path, ["sk_buff", "_nfct"]);
+        assert_eq!(m.mask, Some(7));
+        assert_eq!(m.op, CmpOp::Eq);
+        assert_eq!(m.value, MetaValue::Int(2));
+        let m = MetaFilter::parse("sk_buff.dev.name == 'eth0'").unwrap();
+        assert_eq!(m.path, ["sk_buff", "dev", "name"]);
+        assert_eq!(m.value, MetaValue::Str("eth0".into()));
+        let m = MetaFilter::parse("sk_buff.mark>=-1").unwrap();
+        assert_eq!(m.op, CmpOp::Ge);
+        assert_eq!(m.value, MetaValue::Int(u64::MAX));
+        assert!(MetaFilter::parse("sk_buff.mark").is_err());
+        assert!(MetaFilter::parse("mark == 1").is_err());
+        assert!(MetaFilter::parse("sk_buff.dev.name < 'x'").is_err());
+        let e = MetaFilter::parse("sk_buff.9x == 1").unwrap_err();
+        assert_eq!(e.column, 9);
+        let e = MetaFilter::parse("sk_buff.mark == zz").unwrap_err();
+        assert_eq!(e.column, 17);
+    }
+
+    proptest! {
+        #[test]
+        fn parser_never_panics(s in "\\PC{0,60}") {
+            let _ = MetaFilter::parse(&s);
+        }
     }
 }
