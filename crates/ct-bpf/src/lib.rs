@@ -40,8 +40,8 @@ mod check;
 mod collector;
 mod decode;
 mod error;
-// KernelFilters::is_empty has no doc line yet; filter.rs is reworked in branch
-// house-core (issue 15, item 1), which owns it.
+// Some items of filter.rs and filter/ (KernelFilters::is_empty, CmpOp's variants, ...)
+// have no doc line yet; branch house-core owns those files.
 #[allow(missing_docs)]
 mod filter;
 mod ids;
