@@ -27,7 +27,7 @@ fn largest_filter_configuration_loads() {
     if !kernel_ready() {
         return;
     }
-    // 32 tests exactly: the most the kernel program walks.
+    // Near MAX_INSNS tests: the most the kernel program walks.
     let packet: PacketFilter = "(tcp or udp or sctp) and (src net 10.0.0.0/8 or src net fd00::/8) \
          and not (dst host 10.0.0.1 or dst host fd00::1) and (port 53 or portrange 1000-2000 \
          or port 443 or port 80 or dst port 8080 or src port 22) and not icmp and not icmp6 \

@@ -7,7 +7,7 @@ use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
 use ct_bpf::{KernelFilters, MetaFilter, ProbeSpec};
 use ct_bpf::{RAW_EVENT_SIZE, RING_EVENT_SIZE, RING_HDR_SIZE};
-use ct_core::filter::{CtFilter, DropFilter, EventFilter, PacketFilter};
+use ct_core::filter::{CtFilter, DropFilter, EventFilter, OptionValueError, PacketFilter};
 use ct_core::{CtState, CtStatus, Format};
 use strum::VariantNames;
 
@@ -230,11 +230,14 @@ pub struct CollectArgs {
     #[command(flatten)]
     pub filters: FilterArgs,
 
-    /// Filter on a kernel field by BTF path: 'sk_buff.FIELD[.FIELD...][:MASK] OP VALUE'
-    /// with OP one of == != < <= > >=, VALUE a number or a quoted string for char arrays,
-    /// e.g. 'sk_buff._nfct:0x7 == 0x2' or "sk_buff.dev.name == 'eth0'". Pointers are
-    /// followed. Repeat to require several (at most 4).
-    #[arg(short = 'm', long = "meta", value_name = "EXPR", value_parser = parse_meta)]
+    /// Filter on a kernel field by BTF path (see meta_help).
+    #[arg(
+        short = 'm',
+        long = "meta",
+        value_name = "EXPR",
+        value_parser = parse_meta,
+        help = meta_help()
+    )]
     pub meta: Vec<MetaFilter>,
 }
 
@@ -285,7 +288,7 @@ pub struct FilterArgs {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DropReasonNames(pub Vec<String>);
 
-fn parse_drop_reasons(s: &str) -> Result<DropReasonNames, String> {
+fn parse_drop_reasons(s: &str) -> Result<DropReasonNames, OptionValueError> {
     DropFilter::parse_reasons(s).map(DropReasonNames)
 }
 
@@ -302,15 +305,26 @@ fn parse_packet_filter(s: &str) -> Result<PacketFilter, String> {
     s.parse().map_err(|e| format!("\n{e}"))
 }
 
+/// `-m`'s help, with the kernel program's limit.
+fn meta_help() -> String {
+    format!(
+        "Filter on a kernel field by BTF path: 'sk_buff.FIELD[.FIELD...][:MASK] OP VALUE' \
+         with OP one of == != < <= > >=, VALUE a number or a quoted string for char arrays, \
+         e.g. 'sk_buff._nfct:0x7 == 0x2' or \"sk_buff.dev.name == 'eth0'\". Pointers are \
+         followed. Repeat to require several (at most {}).",
+        ct_bpf::MAX_META
+    )
+}
+
 fn parse_meta(s: &str) -> Result<MetaFilter, String> {
     s.parse().map_err(|e| format!("\n{e}"))
 }
 
-fn parse_states(s: &str) -> Result<States, String> {
+fn parse_states(s: &str) -> Result<States, OptionValueError> {
     CtFilter::parse_states(s).map(States)
 }
 
-fn parse_mark(s: &str) -> Result<Mark, String> {
+fn parse_mark(s: &str) -> Result<Mark, OptionValueError> {
     CtFilter::parse_mark(s).map(|(v, m)| Mark(v, m))
 }
 

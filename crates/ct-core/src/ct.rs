@@ -16,6 +16,7 @@ use crate::FixedStr;
 /// and, for RELATED flows, the connection that expected it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CtEvent {
+    /// The packet's ctinfo.
     pub state: CtState,
     /// `None` only for UNTRACKED packets: the kernel attaches no connection to them.
     #[serde(default)]
@@ -56,11 +57,17 @@ impl CtEvent {
 #[serde(rename_all = "snake_case")]
 #[strum(serialize_all = "SCREAMING_SNAKE_CASE", ascii_case_insensitive)]
 pub enum CtState {
+    /// `IP_CT_ESTABLISHED`: a packet of an established connection, original direction.
     Established,
+    /// `IP_CT_RELATED`: the first packet of a connection an existing one expected.
     Related,
+    /// `IP_CT_NEW`: a packet of a connection not yet seen in both directions, original direction.
     New,
+    /// `IP_CT_ESTABLISHED_REPLY`: reply direction.
     Reply,
+    /// `IP_CT_RELATED_REPLY`: a related connection, reply direction.
     RelatedReply,
+    /// `IP_CT_UNTRACKED`: the packet is not tracked (`notrack`).
     Untracked,
 }
 
@@ -96,11 +103,15 @@ impl CtState {
 /// One conntrack entry (`struct nf_conn`) as seen when the packet passed the probe.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CtConnEvent {
+    /// Conntrack zone id.
     #[serde(default)]
     pub zone_id: u16,
+    /// Which directions the zone applies to.
     #[serde(default)]
     pub zone_dir: ZoneDir,
+    /// The tuple of the original direction.
     pub orig: CtTuple,
+    /// The tuple replies are expected with (NAT shows as its difference from `orig`).
     pub reply: CtTuple,
     /// TCP conntrack state; `None` for other protocols.
     #[serde(default)]
@@ -111,6 +122,7 @@ pub struct CtConnEvent {
     /// 128-bit conntrack labels; `None` when the connection carries no labels extension.
     #[serde(default, with = "labels_hex")]
     pub labels: Option<u128>,
+    /// Status bits (`enum ip_conntrack_status`).
     #[serde(default)]
     pub ct_status: CtStatus,
     /// SCTP conntrack state; written only for SCTP connections.
@@ -177,15 +189,20 @@ impl ZoneDir {
 /// One direction of a connection: addresses and protocol identifiers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct CtTuple {
+    /// Addresses.
     pub ip: CtIp,
+    /// Protocol and its fields.
     pub proto: CtProto,
 }
 
 /// The layer-3 part of a tuple.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct CtIp {
+    /// Source address.
     pub src: IpAddr,
+    /// Destination address.
     pub dst: IpAddr,
+    /// Address family.
     pub version: IpVersion,
 }
 
@@ -201,13 +218,16 @@ impl CtIp {
     }
 }
 
+/// An IP version.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, strum::Display, strum::EnumIter,
 )]
 #[serde(rename_all = "lowercase")]
 #[strum(serialize_all = "lowercase")]
 pub enum IpVersion {
+    /// IPv4.
     V4,
+    /// IPv6.
     V6,
 }
 
@@ -216,34 +236,52 @@ pub enum IpVersion {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum CtProto {
+    /// TCP.
     Tcp {
+        /// Source port.
         sport: u16,
+        /// Destination port.
         dport: u16,
     },
+    /// UDP.
     Udp {
+        /// Source port.
         sport: u16,
+        /// Destination port.
         dport: u16,
     },
+    /// ICMP.
     Icmp {
+        /// ICMP type.
         #[serde(rename = "type")]
         icmp_type: u8,
+        /// ICMP code.
         code: u8,
+        /// Echo id.
         id: u16,
     },
+    /// ICMPv6.
     Icmpv6 {
+        /// ICMPv6 type.
         #[serde(rename = "type")]
         icmp_type: u8,
+        /// ICMPv6 code.
         code: u8,
+        /// Echo id.
         id: u16,
     },
+    /// SCTP.
     Sctp {
+        /// Source port.
         sport: u16,
+        /// Destination port.
         dport: u16,
         /// Verification tag conntrack expects for packets in this direction.
         vtag: u32,
     },
     /// Any other protocol (GRE, UDPLite, DCCP, ...), by IP protocol number.
     Generic {
+        /// IP protocol number.
         proto: u8,
     },
 }
@@ -281,7 +319,7 @@ macro_rules! kernel_enum {
         $(#[$meta])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub enum $name {
-            $($variant,)*
+            $(#[doc = concat!("The kernel's `", $text, "` (", stringify!($value), ").")] $variant,)*
             /// A value this version does not name, kept as the kernel reported it.
             Unknown(u8),
         }
@@ -290,6 +328,7 @@ macro_rules! kernel_enum {
             /// Every named value, in kernel order.
             pub const KNOWN: &'static [$name] = &[$($name::$variant,)*];
 
+            /// The value for the kernel's number.
             pub fn from_raw(raw: u8) -> Self {
                 match raw {
                     $($value => $name::$variant,)*
@@ -297,6 +336,7 @@ macro_rules! kernel_enum {
                 }
             }
 
+            /// The kernel's number.
             pub fn raw(self) -> u8 {
                 match self {
                     $($name::$variant => $value,)*
@@ -312,6 +352,7 @@ macro_rules! kernel_enum {
                 }
             }
 
+            /// The value of a kernel name (`"TIME_WAIT"`).
             pub fn from_name(name: &str) -> Option<Self> {
                 match name {
                     $($text => Some($name::$variant),)*
@@ -404,21 +445,37 @@ bitflags! {
     /// name are kept (`from_bits_retain`) and printed in hex.
     #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
     pub struct CtStatus: u32 {
+        /// An expected connection (RELATED to its master).
         const EXPECTED = 1 << 0;
+        /// Packets were seen in both directions.
         const SEEN_REPLY = 1 << 1;
+        /// Not to be evicted early (reply seen, or TCP established).
         const ASSURED = 1 << 2;
+        /// In the conntrack table (the first packet left the stack).
         const CONFIRMED = 1 << 3;
+        /// Source NAT was set up.
         const SRC_NAT = 1 << 4;
+        /// Destination NAT was set up.
         const DST_NAT = 1 << 5;
+        /// TCP sequence numbers are adjusted (a helper changed payload length).
         const SEQ_ADJUST = 1 << 6;
+        /// The source NAT step ran.
         const SRC_NAT_DONE = 1 << 7;
+        /// The destination NAT step ran.
         const DST_NAT_DONE = 1 << 8;
+        /// Being removed.
         const DYING = 1 << 9;
+        /// The timeout does not change.
         const FIXED_TIMEOUT = 1 << 10;
+        /// A template (the CT target's settings), not a connection.
         const TEMPLATE = 1 << 11;
+        /// Lost a NAT clash and was merged into another entry.
         const NAT_CLASH = 1 << 12;
+        /// Has a helper attached.
         const HELPER = 1 << 13;
+        /// Offloaded to the flow table.
         const OFFLOAD = 1 << 14;
+        /// Offloaded to hardware.
         const HW_OFFLOAD = 1 << 15;
     }
 }
@@ -481,6 +538,7 @@ pub mod labels_hex {
 
     use crate::labels::{format_labels_json, parse_labels};
 
+    /// Writes labels as `"0x"` and hex digits, or `null`.
     pub fn serialize<S: Serializer>(labels: &Option<u128>, s: S) -> Result<S::Ok, S::Error> {
         match labels {
             Some(v) => s.serialize_str(format_labels_json(*v).as_str()),
@@ -488,6 +546,7 @@ pub mod labels_hex {
         }
     }
 
+    /// Reads labels from `"0x"` and hex digits, or `null`.
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u128>, D::Error> {
         let text: Option<std::borrow::Cow<'de, str>> = Option::deserialize(d)?;
         text.map(|t| parse_labels(&t).map_err(serde::de::Error::custom))

@@ -16,15 +16,19 @@ pub struct Event {
     /// CPU timestamp in nanoseconds (`bpf_ktime_get_ns`, i.e. CLOCK_MONOTONIC).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timestamp: Option<u64>,
+    /// The task that was running when the probe fired.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task: Option<Task>,
+    /// The probe that saw the packet; absent for nftables trace steps.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub probe: Option<ProbeInfo>,
     /// Inode number of the network namespace of `skb->dev` (as in `/proc/PID/ns/net`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub netns: Option<u32>,
+    /// Packet and connection ids.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tracking: Option<Tracking>,
+    /// The packet's device, length and headers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub packet: Option<Packet>,
     /// Present when the probe saw the packet dropped (`skb:kfree_skb`).
@@ -65,18 +69,21 @@ pub struct Task {
     pub pid: u32,
     /// Process id (the kernel's `tgid`).
     pub tgid: u32,
+    /// Command name (`comm`).
     pub comm: FixedStr,
 }
 
 /// Which probe reported the event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProbeInfo {
+    /// Tracepoint, kprobe or kretprobe.
     #[serde(rename = "type")]
     pub kind: ProbeKind,
     /// `category:name` for tracepoints, the function name for kprobes.
     pub name: Arc<str>,
 }
 
+/// What kind of probe.
 #[derive(
     Debug,
     Clone,
@@ -128,7 +135,9 @@ impl DropInfo {
 pub struct NftTrace {
     /// The table's address family.
     pub family: NftFamily,
+    /// The table's name.
     pub table: Arc<str>,
+    /// The chain's name.
     pub chain: Arc<str>,
     /// What reported the verdict: a rule, the base chain's policy, or the end of a
     /// regular chain (an implicit return).
@@ -140,6 +149,7 @@ pub struct NftTrace {
     /// The rule's text as `nft list` prints it, when it could be read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rule: Option<Arc<str>>,
+    /// What the rule or policy decided.
     pub verdict: NftVerdict,
     /// The chain a `jump` or `goto` verdict continues in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -171,11 +181,17 @@ impl NftTrace {
 #[serde(rename_all = "lowercase")]
 #[strum(serialize_all = "lowercase")]
 pub enum NftFamily {
+    /// `inet`: IPv4 and IPv6.
     Inet,
+    /// `ip`: IPv4.
     Ip,
+    /// `ip6`: IPv6.
     Ip6,
+    /// `arp`.
     Arp,
+    /// `bridge`.
     Bridge,
+    /// `netdev`: ingress and egress of a device.
     Netdev,
 }
 
@@ -223,6 +239,7 @@ pub enum NftTraceKind {
 #[serde(rename_all = "lowercase")]
 #[strum(serialize_all = "lowercase")]
 pub enum NftVerdict {
+    /// Accepted: on to the next hook.
     Accept,
     /// Dropped (also what `reject` reports, after sending its reply).
     Drop,
@@ -230,12 +247,17 @@ pub enum NftVerdict {
     Stolen,
     /// Sent to user space through nfqueue.
     Queue,
+    /// Run the hook again.
     Repeat,
     /// The rule matched but gave no verdict (`counter`, `log`, `meta nftrace set 1`).
     Continue,
+    /// Stop evaluating the chain (`break`).
     Break,
+    /// Continue in `target`, then come back.
     Jump,
+    /// Continue in `target` without coming back.
     Goto,
+    /// Back to the calling chain.
     Return,
 }
 
@@ -259,13 +281,16 @@ pub struct Packet {
     /// `skb->dev->ifindex`; `None` when the skb had no device.
     #[serde(default)]
     pub ifindex: Option<u32>,
+    /// `skb->dev->name`; `None` when the skb had no device.
     #[serde(default)]
     pub ifname: Option<FixedStr>,
     /// `skb->len`.
     #[serde(default)]
     pub len: u32,
+    /// The network header, when the bytes there are one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ip: Option<PacketIp>,
+    /// The transport header, when its fields are printed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub l4: Option<PacketL4>,
 }
@@ -273,8 +298,11 @@ pub struct Packet {
 /// The network header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PacketIp {
+    /// Source address.
     pub src: IpAddr,
+    /// Destination address.
     pub dst: IpAddr,
+    /// IPv4 or IPv6.
     pub version: IpVersion,
     /// TTL (IPv4) or hop limit (IPv6).
     pub ttl: u8,
@@ -301,28 +329,43 @@ pub struct PacketIp {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PacketL4 {
+    /// TCP.
     Tcp {
+        /// Source port.
         sport: u16,
+        /// Destination port.
         dport: u16,
         /// TCP flags byte (FIN=0x01 ... CWR=0x80).
         flags: u8,
     },
+    /// UDP.
     Udp {
+        /// Source port.
         sport: u16,
+        /// Destination port.
         dport: u16,
     },
+    /// ICMP.
     Icmp {
+        /// ICMP type.
         #[serde(rename = "type")]
         icmp_type: u8,
+        /// ICMP code.
         code: u8,
     },
+    /// ICMPv6.
     Icmpv6 {
+        /// ICMPv6 type.
         #[serde(rename = "type")]
         icmp_type: u8,
+        /// ICMPv6 code.
         code: u8,
     },
+    /// SCTP.
     Sctp {
+        /// Source port.
         sport: u16,
+        /// Destination port.
         dport: u16,
     },
 }

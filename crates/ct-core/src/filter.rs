@@ -28,7 +28,7 @@ mod tests;
 pub use compile::{Insn, Program, Target};
 pub use ct::CtFilter;
 pub use drop::{DropFilter, DROP_REASON_PREFIX};
-pub use error::FilterError;
+pub use error::{FilterError, OptionValueError};
 pub use event::EventFilter;
 pub use packet::{Dir, Expr, PacketFilter, PacketView, Test};
 

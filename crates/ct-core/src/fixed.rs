@@ -77,6 +77,7 @@ impl FixedStr {
         }
     }
 
+    /// The text.
     #[inline]
     pub fn as_str(&self) -> &str {
         let bytes = &self.buf[..usize::from(self.len).min(NAME_LEN)];
@@ -87,6 +88,7 @@ impl FixedStr {
         unsafe { std::str::from_utf8_unchecked(bytes) }
     }
 
+    /// Whether the text is empty.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }

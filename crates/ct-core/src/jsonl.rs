@@ -25,6 +25,7 @@ pub fn write_event_json<W: io::Write>(event: &Event, out: W) -> io::Result<()> {
 pub struct LineError {
     /// 1-based line number in the input.
     pub line: u64,
+    /// What was wrong.
     pub kind: LineErrorKind,
 }
 
@@ -35,27 +36,53 @@ pub enum LineErrorKind {
     /// The input itself could not be read; reading stops here.
     #[error("could not read the input: {0}")]
     Io(#[from] io::Error),
+    /// Longer than the limit; skipped without being held in memory.
     #[error(
         "longer than {limit} bytes, skipped: an event is a few hundred bytes, so this is not \
          an events file or it is corrupt"
     )]
-    TooLong { limit: usize },
+    TooLong {
+        /// The limit, in bytes.
+        limit: usize,
+    },
+    /// Not UTF-8.
     #[error(
         "not valid UTF-8 (bad byte at column {column}), skipped: events files are UTF-8 JSON \
          Lines; the file may be corrupt"
     )]
-    NotUtf8 { column: usize },
+    NotUtf8 {
+        /// 1-based byte column of the first bad byte.
+        column: usize,
+    },
+    /// Not JSON.
     #[error(
         "not valid JSON at column {column}: {message}; each line must be one JSON event object"
     )]
-    Syntax { column: usize, message: String },
+    Syntax {
+        /// 1-based column.
+        column: usize,
+        /// The JSON parser's message.
+        message: String,
+    },
+    /// JSON that ends before its object does.
     #[error(
         "JSON ends early at column {column}: {message}; the line is incomplete (was the file \
          cut off while it was written?)"
     )]
-    Truncated { column: usize, message: String },
+    Truncated {
+        /// 1-based column.
+        column: usize,
+        /// The JSON parser's message.
+        message: String,
+    },
+    /// JSON, but not an event (a wrong type or value).
     #[error("not a valid event at column {column}: {message}")]
-    Invalid { column: usize, message: String },
+    Invalid {
+        /// 1-based column.
+        column: usize,
+        /// The JSON parser's message.
+        message: String,
+    },
 }
 
 impl LineErrorKind {
@@ -121,6 +148,7 @@ enum RawLine {
 }
 
 impl<R: BufRead> EventReader<R> {
+    /// A reader of `reader` with the default line limit.
     pub fn new(reader: R) -> Self {
         EventReader {
             reader,
@@ -142,6 +170,7 @@ impl<R: BufRead> EventReader<R> {
         self.line
     }
 
+    /// The underlying reader.
     pub fn into_inner(self) -> R {
         self.reader
     }

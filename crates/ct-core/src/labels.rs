@@ -44,6 +44,7 @@ pub fn format_labels_json(labels: u128) -> LabelsText {
 
 /// Why a labels string was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum LabelsError {
     #[error("labels {0:?} must start with 0x (e.g. \"0x0000000000000001\")")]
     MissingPrefix(String),

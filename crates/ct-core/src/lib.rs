@@ -74,6 +74,8 @@
 //! assert_eq!(read, [event]);
 //! ```
 
+#![deny(missing_docs)]
+
 mod conns;
 mod ct;
 mod event;
@@ -106,10 +108,9 @@ pub use jsonl::{
     parse_event_line, read_events, write_event_json, EventReader, LineError, LineErrorKind,
     DEFAULT_MAX_LINE_BYTES,
 };
-pub use output::{EventWriter, Format, UnknownFormat};
+pub use output::{EventWriter, Format, IoSink, UnknownFormat};
 pub use render::{
     write_conn, write_ct, write_event, write_header, write_io, write_nft, write_packet,
-    write_tcp_flags, write_tuple, IoSink, Layout, Render, Rendered, CONTINUATION_INDENT,
-    SECTION_INDENT,
+    write_tcp_flags, write_tuple, Layout, Render, Rendered, CONTINUATION_INDENT, SECTION_INDENT,
 };
 pub use sort::{group_packets, write_packets, write_packets_io, PacketGroup};

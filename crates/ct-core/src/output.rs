@@ -5,8 +5,9 @@ use std::io;
 
 use serde::Serialize;
 
+use crate::fast::Sink;
 use crate::jsonl::write_event_json;
-use crate::render::{IoSink, Layout, Render};
+use crate::render::{Layout, Render};
 use crate::{render, Event};
 
 /// An output format for a stream of events: a text layout, or JSON Lines. Its names
@@ -100,6 +101,7 @@ pub struct EventWriter<W: io::Write> {
 }
 
 impl<W: io::Write> EventWriter<W> {
+    /// A writer of events to `out` in `format`.
     pub fn new(out: W, format: Format) -> Self {
         EventWriter {
             out,
@@ -115,6 +117,7 @@ impl<W: io::Write> EventWriter<W> {
         self
     }
 
+    /// The format it writes.
     pub fn format(&self) -> Format {
         self.format
     }
@@ -142,18 +145,22 @@ impl<W: io::Write> EventWriter<W> {
         self.written
     }
 
+    /// Flushes the underlying writer.
     pub fn flush(&mut self) -> io::Result<()> {
         self.out.flush()
     }
 
+    /// The underlying writer.
     pub fn get_ref(&self) -> &W {
         &self.out
     }
 
+    /// The underlying writer, mutably (writing to it directly breaks the separators).
     pub fn get_mut(&mut self) -> &mut W {
         &mut self.out
     }
 
+    /// The underlying writer.
     pub fn into_inner(self) -> W {
         self.out
     }
@@ -198,6 +205,56 @@ where
     let result = write_items(&mut sink, items, format);
     sink.finish(result)?;
     sink.into_inner().flush()
+}
+
+/// An [`io::Write`] for the crate's writers: the text layouts write into it as a
+/// [`fmt::Write`], keeping the I/O error that a `fmt::Error` cannot carry; the JSON writer
+/// hands it its buffer directly. Each piece is passed on as written: wrap files and pipes
+/// in a `BufWriter`.
+#[derive(Debug)]
+pub struct IoSink<W> {
+    inner: W,
+    error: Option<io::Error>,
+}
+
+impl<W: io::Write> IoSink<W> {
+    /// A sink writing into `inner`.
+    pub fn new(inner: W) -> Self {
+        IoSink { inner, error: None }
+    }
+
+    /// Turns the result of a writer into the I/O error that caused it, if any.
+    pub fn finish(&mut self, result: fmt::Result) -> io::Result<()> {
+        match (result, self.error.take()) {
+            (_, Some(e)) => Err(e),
+            (Ok(()), None) => Ok(()),
+            (Err(fmt::Error), None) => Err(io::Error::other("formatting the event failed")),
+        }
+    }
+
+    /// The underlying writer.
+    pub fn into_inner(self) -> W {
+        self.inner
+    }
+}
+
+impl<W: io::Write> fmt::Write for IoSink<W> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.inner.write_all(s.as_bytes()).map_err(|e| {
+            self.error = Some(e);
+            fmt::Error
+        })
+    }
+}
+
+/// The JSON writer's buffer goes straight to the writer; the error is returned, not kept.
+impl<W: io::Write> Sink for IoSink<W> {
+    type Error = io::Error;
+
+    #[inline]
+    fn take(&mut self, text: &str) -> io::Result<()> {
+        self.inner.write_all(text.as_bytes())
+    }
 }
 
 #[cfg(test)]

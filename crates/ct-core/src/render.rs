@@ -5,6 +5,7 @@ use std::fmt::{self, Write};
 use std::io;
 
 use crate::fast::{printable_ascii, put, BareHex, FmtSink, Hex, Out};
+use crate::IoSink;
 use crate::{
     ip_proto_name, CtConnEvent, CtEvent, CtProto, CtTuple, DropInfo, Event, IpVersion, NftTrace,
     NftTraceKind, NftVerdict, Packet, PacketIp, PacketL4, ProbeInfo, Task, Tracking, ZoneDir,
@@ -772,43 +773,6 @@ impl<T: Render> fmt::Display for Rendered<'_, T> {
 
 // ---------------------------------------------------------------------------------------
 // io::Write
-
-/// Lets the writers above write into an [`io::Write`], keeping the I/O error that a
-/// `fmt::Error` cannot carry. Each piece is passed on as written: wrap files and pipes in a
-/// `BufWriter`.
-#[derive(Debug)]
-pub struct IoSink<W> {
-    inner: W,
-    error: Option<io::Error>,
-}
-
-impl<W: io::Write> IoSink<W> {
-    pub fn new(inner: W) -> Self {
-        IoSink { inner, error: None }
-    }
-
-    /// Turns the result of a writer into the I/O error that caused it, if any.
-    pub fn finish(&mut self, result: fmt::Result) -> io::Result<()> {
-        match (result, self.error.take()) {
-            (_, Some(e)) => Err(e),
-            (Ok(()), None) => Ok(()),
-            (Err(fmt::Error), None) => Err(io::Error::other("formatting the event failed")),
-        }
-    }
-
-    pub fn into_inner(self) -> W {
-        self.inner
-    }
-}
-
-impl<W: io::Write> Write for IoSink<W> {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        self.inner.write_all(s.as_bytes()).map_err(|e| {
-            self.error = Some(e);
-            fmt::Error
-        })
-    }
-}
 
 /// Renders `item` into an [`io::Write`] (no trailing newline).
 pub fn write_io<T: Render + ?Sized, W: io::Write>(

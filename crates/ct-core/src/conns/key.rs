@@ -9,8 +9,11 @@ pub enum ConnKey {
     Id(u64),
     /// Events without a connection id: the original tuple and zone.
     Tuple {
+        /// The original tuple.
         orig: CtTuple,
+        /// The zone id.
         zone_id: u16,
+        /// Which directions the zone applies to.
         zone_dir: ZoneDir,
     },
 }

@@ -11,7 +11,9 @@ use crate::{CtConnEvent, CtProto, CtStatus};
 /// echo id for icmp/icmpv6 source NAT).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 pub struct Endpoint {
+    /// The address.
     pub addr: IpAddr,
+    /// The port, or the ICMP echo id; `None` for protocols without one.
     pub port: Option<u16>,
 }
 
@@ -19,7 +21,9 @@ pub struct Endpoint {
 /// rewritten.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 pub struct NatChange {
+    /// The endpoint as the original tuple has it.
     pub from: Endpoint,
+    /// The endpoint as the reply tuple shows it rewritten.
     pub to: Endpoint,
     /// The ports are ICMP echo ids (printed `10.0.0.5 id 7`); not in the JSON.
     #[serde(skip)]

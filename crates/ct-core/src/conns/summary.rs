@@ -11,8 +11,11 @@ use crate::{CtConnEvent, CtState, NftTrace, ProbeInfo, SctpState, TcpState};
 /// Where a state was first seen.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Transition<S> {
+    /// The state.
     pub state: S,
+    /// When it was first seen, if the event had a timestamp.
     pub timestamp: Option<u64>,
+    /// The probe of the event it was first seen in.
     pub probe: Option<ProbeInfo>,
 }
 
@@ -38,24 +41,32 @@ pub struct ParentConn {
 /// One connection over its life; see [`connections`](crate::connections).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Connection {
+    /// What the events of this connection have in common.
     pub key: ConnKey,
     /// The entry as the last event saw it: tuples, status, zone, mark, labels, helper,
     /// states, timeout.
     pub entry: CtConnEvent,
     /// Derived from `entry` by [`Nat::from_conn`].
     pub nat: Nat,
+    /// The parent (master) connection of a RELATED flow.
     pub parent: Option<ParentConn>,
+    /// Timestamp of the first event.
     pub first_seen: Option<u64>,
+    /// Timestamp of the last event.
     pub last_seen: Option<u64>,
     /// Number of events of this connection.
     pub events: u64,
+    /// Distinct packets per direction.
     pub packets: PacketCounts,
     /// Drop events ([`Event::is_drop`](crate::Event::is_drop)).
     pub drops: u64,
     /// Drops per reason, in order of first appearance; drops without one are not here.
     pub drop_reasons: Vec<(Arc<str>, u64)>,
+    /// ctinfo states in order of first appearance.
     pub ct_states: Vec<Transition<CtState>>,
+    /// TCP states in order of first appearance.
     pub tcp_states: Vec<Transition<TcpState>>,
+    /// SCTP states in order of first appearance.
     pub sctp_states: Vec<Transition<SctpState>>,
     /// Packets nftables rules or chain policies dropped, in order of first appearance.
     pub nft_drops: Vec<NftDrop>,

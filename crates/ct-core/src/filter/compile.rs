@@ -6,8 +6,11 @@ use super::{Dir, Expr, PacketFilter, PacketView, Test};
 /// Where a compiled test goes next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Target {
+    /// Go on with the insn at this index (always a later one).
     Insn(usize),
+    /// The packet matches.
     Accept,
+    /// The packet does not match.
     Reject,
 }
 
@@ -15,19 +18,25 @@ pub enum Target {
 /// into single-direction tests at compile time, so `dir` here is `Src` or `Dst`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Insn {
+    /// What the insn tests.
     pub test: Test,
+    /// Where to go when the test holds.
     pub on_true: Target,
+    /// Where to go when it does not.
     pub on_false: Target,
 }
 
 /// A compiled packet filter: run from insn 0; jumps only go forward.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Program {
+    /// The tests; the program starts at the first.
     pub insns: Vec<Insn>,
 }
 
 impl Program {
+    // Test support (see PacketView).
     /// Interprets the program the way the kernel does.
+    #[doc(hidden)]
     pub fn matches(&self, p: &PacketView) -> bool {
         let mut pc = 0;
         // Forward jumps only: at most one step per insn.

@@ -1,6 +1,6 @@
 //! Conntrack filters: state, mark, zone, status bits, NAT.
 
-use super::parse_number;
+use super::{parse_number, OptionValueError};
 use crate::{CtEvent, CtState, CtStatus};
 
 /// Conntrack filters; every one that is set must match.
@@ -19,30 +19,28 @@ pub struct CtFilter {
 }
 
 impl CtFilter {
+    /// Whether no conntrack filter is set.
     pub fn is_empty(&self) -> bool {
         *self == CtFilter::default()
     }
 
     /// Parses `new,established,...`.
-    pub fn parse_states(s: &str) -> Result<Vec<CtState>, String> {
+    pub fn parse_states(s: &str) -> Result<Vec<CtState>, OptionValueError> {
         s.split(',')
             .map(|w| {
-                w.trim().parse::<CtState>().map_err(|_| {
-                    format!(
-                        "unknown ct state {w:?}: use new, established, related, reply, \
-                         related_reply, untracked"
-                    )
-                })
+                w.trim()
+                    .parse::<CtState>()
+                    .map_err(|_| OptionValueError::CtState(w.to_owned()))
             })
             .collect()
     }
 
     /// Parses `V` or `V/MASK` (decimal or hex).
-    pub fn parse_mark(s: &str) -> Result<(u32, u32), String> {
+    pub fn parse_mark(s: &str) -> Result<(u32, u32), OptionValueError> {
         let num = |t: &str| {
             parse_number(t.trim())
                 .and_then(|n| u32::try_from(n).ok())
-                .ok_or_else(|| format!("{t:?} is not a 32-bit number (decimal or 0x hex)"))
+                .ok_or_else(|| OptionValueError::Mark(t.to_owned()))
         };
         match s.split_once('/') {
             Some((v, m)) => Ok((num(v)?, num(m)?)),
@@ -51,14 +49,14 @@ impl CtFilter {
     }
 
     /// Parses `src_nat,assured` (names of `CtStatus` bits, any case, `IPS_` optional).
-    pub fn parse_status(s: &str) -> Result<CtStatus, String> {
+    pub fn parse_status(s: &str) -> Result<CtStatus, OptionValueError> {
         s.split(',').try_fold(CtStatus::empty(), |acc, w| {
             CtStatus::from_bit_name(w).map(|b| acc | b).ok_or_else(|| {
                 let names: Vec<&str> = CtStatus::all().iter_names().map(|(n, _)| n).collect();
-                format!(
-                    "unknown status bit {w:?}: use one of {}",
-                    names.join(", ").to_lowercase()
-                )
+                OptionValueError::StatusBit {
+                    name: w.to_owned(),
+                    known: names.join(", ").to_lowercase(),
+                }
             })
         })
     }

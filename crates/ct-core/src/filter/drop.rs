@@ -1,5 +1,7 @@
 //! Drop filters: drops only, and drop reasons.
 
+use super::OptionValueError;
+
 /// Drop filters (`--drops`, `--drop-reason NAME[,NAME]`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DropFilter {
@@ -15,6 +17,7 @@ pub struct DropFilter {
 pub const DROP_REASON_PREFIX: &str = "SKB_DROP_REASON_";
 
 impl DropFilter {
+    /// Whether no drop filter is set.
     pub fn is_empty(&self) -> bool {
         !self.only_drops && self.reasons.is_none()
     }
@@ -22,16 +25,14 @@ impl DropFilter {
     /// Parses `NETFILTER_DROP,no_socket,...`: any case, the `SKB_DROP_REASON_` prefix
     /// optional. Names are not checked here (a file may hold any); the collector checks
     /// them against the running kernel.
-    pub fn parse_reasons(s: &str) -> Result<Vec<String>, String> {
+    pub fn parse_reasons(s: &str) -> Result<Vec<String>, OptionValueError> {
         s.split(',')
             .map(|w| {
                 let w = w.trim().to_ascii_uppercase();
                 let name = w.strip_prefix(DROP_REASON_PREFIX).unwrap_or(&w);
                 if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
                 {
-                    return Err(format!(
-                        "drop reason {w:?}: expected a name such as NETFILTER_DROP or NO_SOCKET"
-                    ));
+                    return Err(OptionValueError::DropReason(w));
                 }
                 Ok(name.to_owned())
             })

@@ -5,9 +5,11 @@
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message} at column {column}\n  {input}\n  {caret}^", caret = " ".repeat(self.column.saturating_sub(1)))]
 pub struct FilterError {
+    /// The expression as given.
     pub input: String,
     /// 1-based character column.
     pub column: usize,
+    /// What was wrong.
     pub message: String,
 }
 
@@ -22,4 +24,31 @@ impl FilterError {
             message: message.into(),
         }
     }
+}
+
+/// A value of a conntrack or drop filter option (`--ct-state`, `--ct-mark`, `--ct-status`,
+/// `--drop-reason`) that could not be parsed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum OptionValueError {
+    /// Not one of the ctinfo states.
+    #[error(
+        "unknown ct state {0:?}: use new, established, related, reply, related_reply, \
+         untracked"
+    )]
+    CtState(String),
+    /// A mark or mask that is not a 32-bit number.
+    #[error("{0:?} is not a 32-bit number (decimal or 0x hex)")]
+    Mark(String),
+    /// Not the name of a conntrack status bit.
+    #[error("unknown status bit {name:?}: use one of {known}")]
+    StatusBit {
+        /// The name given.
+        name: String,
+        /// The names there are, comma-separated.
+        known: String,
+    },
+    /// Not shaped like a drop reason name.
+    #[error("drop reason {0:?}: expected a name such as NETFILTER_DROP or NO_SOCKET")]
+    DropReason(String),
 }

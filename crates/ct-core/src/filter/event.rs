@@ -13,16 +13,21 @@ use super::{CtFilter, DropFilter, PacketFilter};
 /// section, which a trace step has not, so any set one drops it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EventFilter {
+    /// `-f`: the packet filter.
     pub packet: Option<PacketFilter>,
+    /// `--ct-*`: conntrack filters.
     pub ct: CtFilter,
+    /// `--drops`, `--drop-reason`.
     pub drop: DropFilter,
 }
 
 impl EventFilter {
+    /// Whether no filter is set (every event matches).
     pub fn is_empty(&self) -> bool {
         self.packet.is_none() && self.ct.is_empty() && self.drop.is_empty()
     }
 
+    /// Whether `event` passes every filter that is set.
     pub fn matches(&self, event: &crate::Event) -> bool {
         self.packet
             .as_ref()

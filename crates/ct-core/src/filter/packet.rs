@@ -11,7 +11,9 @@ use crate::{IpVersion, Packet, PacketL4};
 /// Which address or port of the packet a test looks at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Dir {
+    /// The source.
     Src,
+    /// The destination.
     Dst,
     /// `src or dst` (the default).
     Either,
@@ -27,24 +29,42 @@ pub enum Test {
     /// `tcp`, `udp`, `icmp`, `icmp6`, `sctp`, `proto N`: the transport protocol.
     Proto(u8),
     /// `host A`, `net A/N`.
-    Net { dir: Dir, net: IpNet },
+    Net {
+        /// Which address.
+        dir: Dir,
+        /// The network (a host is a /32 or /128).
+        net: IpNet,
+    },
     /// `port P`, `portrange A-B` (TCP, UDP, SCTP only, as in pcap).
-    Port { dir: Dir, lo: u16, hi: u16 },
+    Port {
+        /// Which port.
+        dir: Dir,
+        /// The lowest port of the range.
+        lo: u16,
+        /// The highest port of the range.
+        hi: u16,
+    },
 }
 
 /// A parsed packet filter.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Expr {
+    /// One test.
     Test(Test),
+    /// The test does not hold.
     Not(Box<Expr>),
+    /// Both hold.
     And(Box<Expr>, Box<Expr>),
+    /// Either holds.
     Or(Box<Expr>, Box<Expr>),
 }
 
 /// A packet filter: the expression and the text it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PacketFilter {
+    /// The expression as given.
     pub text: String,
+    /// Its tree.
     pub expr: Expr,
 }
 
@@ -62,19 +82,27 @@ impl fmt::Display for PacketFilter {
     }
 }
 
+// Test support, hidden from the docs: the tests and fuzz targets hold the tree, the compiled
+// program and the kernel to the same decisions on a view; users evaluate PacketFilter::matches.
 /// The packet fields filters look at, taken from an event's packet section (user space) or
 /// parsed from the headers (kernel).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[doc(hidden)]
 pub struct PacketView {
+    /// IP version; `None` when the packet has no IP header.
     pub version: Option<IpVersion>,
+    /// Transport protocol number (0 without an IP header).
     pub proto: u8,
+    /// Source address.
     pub src: Option<IpAddr>,
+    /// Destination address.
     pub dst: Option<IpAddr>,
     /// Present for TCP, UDP and SCTP when the header was visible.
     pub ports: Option<(u16, u16)>,
 }
 
 impl PacketView {
+    /// The fields of an event's packet section.
     pub fn of(packet: &Packet) -> Self {
         let Some(ip) = &packet.ip else {
             return PacketView {
@@ -102,6 +130,9 @@ impl PacketView {
 }
 
 impl Test {
+    // Test support (see PacketView).
+    /// Whether the test holds for `p`.
+    #[doc(hidden)]
     pub fn matches(&self, p: &PacketView) -> bool {
         let Some(version) = p.version else {
             return false;
@@ -134,6 +165,9 @@ fn dir_match(dir: Dir, src: bool, dst: bool) -> bool {
 }
 
 impl Expr {
+    // Test support (see PacketView).
+    /// Whether the expression holds for `p`.
+    #[doc(hidden)]
     pub fn matches(&self, p: &PacketView) -> bool {
         match self {
             Expr::Test(t) => t.matches(p),

@@ -260,6 +260,7 @@ fn ct_filters() {
     assert!(CtFilter::parse_mark("0x1/zz").is_err());
     assert!(CtFilter::parse_status("src_natt")
         .unwrap_err()
+        .to_string()
         .contains("src_nat"));
 }
 

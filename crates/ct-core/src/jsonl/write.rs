@@ -10,32 +10,20 @@
 
 use std::io;
 
-use crate::fast::{Out, Sink};
+use crate::fast::Out;
 use crate::{
-    CtConnEvent, CtEvent, CtProto, CtState, CtTuple, DropInfo, Event, IpVersion, NftTrace, Packet,
-    PacketIp, PacketL4, ProbeInfo, ProbeKind, SctpState, Task, TcpState, Tracking, ZoneDir,
+    CtConnEvent, CtEvent, CtProto, CtState, CtTuple, DropInfo, Event, IoSink, IpVersion, NftTrace,
+    Packet, PacketIp, PacketL4, ProbeInfo, ProbeKind, SctpState, Task, TcpState, Tracking, ZoneDir,
 };
 
 /// Bytes of the stack buffer: a whole event with both connections fits.
 const JSON_BUF: usize = 1536;
 
-/// An [`io::Write`] as a [`Sink`].
-struct IoSink<W>(W);
-
-impl<W: io::Write> Sink for IoSink<W> {
-    type Error = io::Error;
-
-    #[inline]
-    fn take(&mut self, text: &str) -> io::Result<()> {
-        self.0.write_all(text.as_bytes())
-    }
-}
-
 type Json<W> = Out<IoSink<W>, JSON_BUF>;
 
 /// Writes `event` as one JSON line (the object and `\n`).
 pub(super) fn write_event_line<W: io::Write>(event: &Event, out: W) -> io::Result<()> {
-    let mut json = Out::new(IoSink(out));
+    let mut json = Out::new(IoSink::new(out));
     write_event(&mut json, event);
     json.ascii(b'\n');
     json.finish()
