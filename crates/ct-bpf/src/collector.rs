@@ -735,6 +735,7 @@ impl Collector {
     /// Like [`poll`](Self::poll), but hands over each record as the kernel wrote it, for
     /// tools that keep raw bytes (test fixtures). Decode with a [`Decoder`] built from
     /// [`probes`](Self::probes) ([`RingRecord::decode`]).
+    #[doc(hidden)]
     pub fn poll_raw(
         &mut self,
         timeout: Duration,
