@@ -11,7 +11,7 @@ set -euo pipefail
 packages=(
     clang llvm gcc libc6-dev make pkg-config libelf-dev zlib1g-dev binutils
     nftables conntrack iproute2 iputils-ping python3 procps util-linux bpftool g++
-    libpcap-dev tcpdump tshark man-db
+    libpcap-dev libdbus-1-dev tcpdump tshark man-db
 )
 
 missing=()

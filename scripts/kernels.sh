@@ -264,6 +264,7 @@ VM_TESTS=(
     "ct-lab:tracking"
     "ct-lab:probe_types"
     "ct-lab:drops"
+    "ct-lab:pcap_filters"
     "ct-cli:kernel"
     "ct-cli:static_binary"
     "ct-cli:default_probes"
@@ -327,6 +328,8 @@ test)
     trap 'rm -f "$list"' EXIT
     build_tests "$list"
     export CT_CLI="$repo/target/debug/ct-cli"
+    # Tests that load a collector per case run one case of each kind under emulation.
+    export CT_QUICK_KERNEL_TESTS=1
     status=0
     for k in "$@"; do
         start=$(date +%s)

@@ -141,15 +141,20 @@ fn per_hit(
     case: &'static str,
     conntrack: bool,
     filters: KernelFilters,
+    pcap: Option<&str>,
     raw: bool,
 ) -> Result<Row, String> {
     let ns = Netns::new(&case[..2], conntrack)?;
     let xmit: ProbeSpec = "tp:net:net_dev_start_xmit"
         .parse()
         .map_err(|e| format!("{e}"))?;
-    let mut collector = CollectorBuilder::new()
-        .probe(xmit)
-        .filters(filters)
+    let mut builder = CollectorBuilder::new().probe(xmit).filters(filters);
+    if let Some(expr) = pcap {
+        let filter = ct_bpf::PcapFilter::compile(expr, ct_bpf::PCAP_COPY_LEN)
+            .map_err(|e| format!("{expr}: {e}"))?;
+        builder = builder.pcap_filter(filter);
+    }
+    let mut collector = builder
         .track_packets(std::env::var_os("CT_BENCH_NO_TRACK").is_none())
         .raw_tracepoints(raw)
         .measure_floor(true)
@@ -326,18 +331,42 @@ fn main() {
         packet: Some("tcp port 9".parse().expect("valid filter")),
         ..Default::default()
     };
+    let none = KernelFilters::default;
     let cases = [
-        ("with ct, reported", true, KernelFilters::default()),
-        ("no ct, reported", false, KernelFilters::default()),
-        ("rejected by -f 'tcp port 9'", true, packet_filter),
-        ("rejected by --ct-state related", true, ct_filter),
+        ("with ct, reported", true, none(), None),
+        ("no ct, reported", false, none(), None),
+        (
+            "rejected by -f 'tcp port 9' (address/port filter)",
+            true,
+            packet_filter,
+            None,
+        ),
+        (
+            "rejected by -f 'tcp port 9' (libpcap)",
+            true,
+            none(),
+            Some("tcp port 9"),
+        ),
+        (
+            "reported through -f 'icmp' (libpcap)",
+            true,
+            none(),
+            Some("icmp"),
+        ),
+        (
+            "rejected by -f 'tcp[tcpflags] & tcp-syn != 0' (libpcap)",
+            true,
+            none(),
+            Some("tcp[tcpflags] & tcp-syn != 0"),
+        ),
+        ("rejected by --ct-state related", true, ct_filter, None),
     ];
     println!("| case (tp:net:net_dev_start_xmit, ping -f -c {PINGS}) | attached as | ours ns/hit | floor ns/hit | ratio | hits | events | lost |");
     println!("|---|---|---|---|---|---|---|---|");
-    for (case, conntrack, filters) in cases {
+    for (case, conntrack, filters, pcap) in cases {
         for raw in [false, true] {
             let mode = if raw { "raw_tp" } else { "tp_btf" };
-            match per_hit(case, conntrack, filters.clone(), raw) {
+            match per_hit(case, conntrack, filters.clone(), pcap, raw) {
                 Ok(r) => println!(
                     "| {} | {mode} | {:.0} | {:.0} | {:.2}x | {} | {} | {} |",
                     r.case,

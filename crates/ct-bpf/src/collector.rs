@@ -12,6 +12,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use ct_core::{Event, ProbeInfo};
+use ct_pcap::PcapFilter;
 use libbpf_rs::{Link, MapCore, MapFlags, MapHandle, Object, ObjectBuilder, RingBuffer};
 
 use crate::decode::{DecodeError, Decoder};
@@ -153,6 +154,7 @@ pub struct CollectorBuilder {
     raw_tracepoints: bool,
     filters: KernelFilters,
     headers: bool,
+    pcap: Option<PcapFilter>,
 }
 
 impl Default for CollectorBuilder {
@@ -167,6 +169,7 @@ impl Default for CollectorBuilder {
             raw_tracepoints: false,
             filters: KernelFilters::default(),
             headers: false,
+            pcap: None,
         }
     }
 }
@@ -248,6 +251,14 @@ impl CollectorBuilder {
         self
     }
 
+    /// A tcpdump filter, run in the kernel on the first [`PCAP_COPY_LEN`](crate::PCAP_COPY_LEN)
+    /// bytes of each packet from its MAC header (or its network header where it has no
+    /// MAC header), before an event is reserved. A load past those bytes does not match.
+    pub fn pcap_filter(mut self, filter: PcapFilter) -> Self {
+        self.pcap = Some(filter);
+        self
+    }
+
     /// Checks the prerequisites, resolves every probe against kernel BTF, loads and
     /// attaches. On error nothing stays attached.
     pub fn build(self) -> Result<Collector, Error> {
@@ -269,8 +280,11 @@ impl CollectorBuilder {
                     Program::Floor,
                     &probe.spec,
                     &label,
-                    &ProbeConfig::default(),
-                    &CompiledFilters::default(),
+                    Setup {
+                        cfg: &ProbeConfig::default(),
+                        filters: &CompiledFilters::default(),
+                        pcap: None,
+                    },
                     shared.as_ref(),
                     self.ring_size,
                 )?;
@@ -413,6 +427,7 @@ impl CollectorBuilder {
             // A reason is only named with the kernel's enum at hand.
             reason_arg: probe.reason_arg.filter(|_| reasons.is_some()),
             consumed: reasons.and_then(DropReasons::consumed),
+            pcap: self.pcap.is_some(),
         };
         let label = probe.spec.to_string();
         let load = |program| {
@@ -420,8 +435,11 @@ impl CollectorBuilder {
                 program,
                 &probe.spec,
                 &label,
-                &cfg,
-                filters,
+                Setup {
+                    cfg: &cfg,
+                    filters,
+                    pcap: self.pcap.as_ref(),
+                },
                 shared.as_ref(),
                 self.ring_size,
             )
@@ -505,15 +523,23 @@ impl SharedMaps {
     }
 }
 
+/// What a probe's program is loaded with: its `.rodata` and its tcpdump filter.
+#[derive(Clone, Copy)]
+struct Setup<'a> {
+    cfg: &'a ProbeConfig,
+    filters: &'a CompiledFilters,
+    pcap: Option<&'a PcapFilter>,
+}
+
 fn load_object(
     program: Program,
     spec: &ProbeSpec,
     label: &str,
-    cfg: &ProbeConfig,
-    filters: &CompiledFilters,
+    setup: Setup<'_>,
     shared: Option<&SharedMaps>,
     ring_size: u64,
 ) -> Result<Object, Error> {
+    let Setup { cfg, filters, pcap } = setup;
     let load_err = |source| Error::Load {
         probe: label.to_owned(),
         source,
@@ -546,6 +572,9 @@ fn load_object(
     for mut prog in open.progs_mut() {
         let keep = prog.name() == program.name();
         prog.set_autoload(keep);
+        if let (true, Some(pcap)) = (keep, pcap) {
+            crate::pcap::fill_regions(&mut prog, pcap)?;
+        }
         if keep && program == Program::TpBtf {
             if let ProbeSpec::Tracepoint { name, .. } = spec {
                 prog.set_attach_target(0, Some(name.clone()))
@@ -717,6 +746,7 @@ impl Collector {
     /// Like [`poll`](Self::poll), but hands over each record as the kernel wrote it, for
     /// tools that keep raw bytes (test fixtures). Decode with a [`Decoder`] built from
     /// [`probes`](Self::probes) ([`RingRecord::decode`]).
+    #[doc(hidden)]
     pub fn poll_raw(
         &mut self,
         timeout: Duration,

@@ -143,6 +143,15 @@ pub enum Error {
     /// The embedded BPF object lacks a map, program or section this library expects.
     #[error("the BPF object does not have the expected {0}: library and program are out of sync")]
     ObjectLayout(&'static str),
+    /// The tcpdump filter's translation does not fit the program.
+    #[error("tcpdump filter {filter:?}: {source}")]
+    PcapTranslate {
+        /// The expression.
+        filter: String,
+        /// Why it does not fit.
+        #[source]
+        source: ct_pcap::TranslateError,
+    },
     /// Setting up or reading the ring buffer failed.
     #[error("reading the ring buffer failed: {0}")]
     Ring(#[source] libbpf_rs::Error),
@@ -202,7 +211,8 @@ impl Error {
             | Error::NoProbes
             | Error::DuplicateProbe { .. }
             | Error::RingSize(_)
-            | Error::Filter { .. } => ErrorCategory::Usage,
+            | Error::Filter { .. }
+            | Error::PcapTranslate { .. } => ErrorCategory::Usage,
             Error::Privileges => ErrorCategory::Privileges,
             Error::Load { .. }
             | Error::Attach { .. }

@@ -290,7 +290,7 @@ impl KernelBtf {
     /// `vmlinux`: the bytes of [`VMLINUX_BTF`]; `module`: those of BTF split from it
     /// (nf_conntrack's), none, or why it could not be read.
     fn from_raw(vmlinux: &[u8], module: Result<Option<Vec<u8>>, String>) -> Result<Self, Error> {
-        let unreadable = |e: String| Error::BtfUnreadable(e);
+        let unreadable = |e: RawBtfError| Error::BtfUnreadable(e.to_string());
         let base = RawBtf::parse(vmlinux).map_err(unreadable)?;
         let vmlinux_types = base.count_types().map_err(unreadable)?;
         let module = match module {
@@ -298,7 +298,9 @@ impl KernelBtf {
             Ok(None) => return Self::vmlinux_only(vmlinux_types, ModuleBtf::Absent),
             Err(e) => return Self::vmlinux_only(vmlinux_types, ModuleBtf::Unreadable(e)),
         };
-        let merged = RawBtf::parse(&module).map(|split| base.merge(&split));
+        let merged = RawBtf::parse(&module)
+            .map(|split| base.merge(&split))
+            .map_err(|e| e.to_string());
         match merged.and_then(|bytes| parse_raw_btf(&bytes).map_err(|e| e.to_string())) {
             Ok(btf) => Ok(KernelBtf {
                 btf,
@@ -546,11 +548,26 @@ struct RawBtf<'a> {
     strings: &'a [u8],
 }
 
+/// Why bytes are not raw BTF this library can read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+enum RawBtfError {
+    #[error("not raw BTF of this machine's byte order")]
+    Magic,
+    #[error("BTF header cut short")]
+    HeaderCutShort,
+    #[error("BTF sections out of bounds")]
+    SectionsOutOfBounds,
+    #[error("BTF type cut short")]
+    TypeCutShort,
+    #[error("unknown BTF kind {0}")]
+    UnknownKind(u32),
+}
+
 const BTF_MAGIC: u16 = 0xeb9f;
 const BTF_HEADER_LEN: usize = 24;
 
 impl<'a> RawBtf<'a> {
-    fn parse(bytes: &'a [u8]) -> Result<Self, String> {
+    fn parse(bytes: &'a [u8]) -> Result<Self, RawBtfError> {
         let u32_at = |off: usize| {
             bytes
                 .get(off..off + 4)
@@ -558,12 +575,12 @@ impl<'a> RawBtf<'a> {
         };
         let magic = bytes.get(..2).map(|b| u16::from_ne_bytes([b[0], b[1]]));
         if magic != Some(BTF_MAGIC) {
-            return Err("not raw BTF of this machine's byte order".into());
+            return Err(RawBtfError::Magic);
         }
         let (Some(hdr_len), Some(type_off), Some(type_len), Some(str_off), Some(str_len)) =
             (u32_at(4), u32_at(8), u32_at(12), u32_at(16), u32_at(20))
         else {
-            return Err("BTF header cut short".into());
+            return Err(RawBtfError::HeaderCutShort);
         };
         let section = |off: usize, len: usize| {
             let start = hdr_len.checked_add(off)?;
@@ -573,13 +590,13 @@ impl<'a> RawBtf<'a> {
             (Some(types), Some(strings)) if hdr_len >= BTF_HEADER_LEN => {
                 Ok(RawBtf { types, strings })
             }
-            _ => Err("BTF sections out of bounds".into()),
+            _ => Err(RawBtfError::SectionsOutOfBounds),
         }
     }
 
     /// The number of type ids this blob uses, counting id 0 (void): the first id of BTF
     /// split from it.
-    fn count_types(&self) -> Result<u32, String> {
+    fn count_types(&self) -> Result<u32, RawBtfError> {
         let mut off = 0;
         let mut count = 1u32;
         while off < self.types.len() {
@@ -588,7 +605,7 @@ impl<'a> RawBtf<'a> {
                     .get(at..at + 4)
                     .map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
             };
-            let info = word(off + 4).ok_or("BTF type cut short")?;
+            let info = word(off + 4).ok_or(RawBtfError::TypeCutShort)?;
             let vlen = (info & 0xffff) as usize;
             let extra = match (info >> 24) & 0x1f {
                 // int, var, decl_tag: one word
@@ -601,7 +618,7 @@ impl<'a> RawBtf<'a> {
                 4 | 5 | 15 | 19 => 12 * vlen,
                 // enum, func_proto (params)
                 6 | 13 => 8 * vlen,
-                kind => return Err(format!("unknown BTF kind {kind}")),
+                kind => return Err(RawBtfError::UnknownKind(kind)),
             };
             off += 12 + extra;
             count += 1;
@@ -801,10 +818,20 @@ mod tests {
         let merged = RawBtf::parse(&merged).unwrap();
         assert_eq!(merged.count_types().unwrap(), 6);
         assert_eq!(merged.strings, b"\0a\0b\0");
-        assert!(RawBtf::parse(&base[..30]).is_err());
-        assert!(RawBtf::parse(b"\x9f\xeb").is_err());
+        assert_eq!(
+            RawBtf::parse(&base[..30]).unwrap_err(),
+            RawBtfError::SectionsOutOfBounds
+        );
+        assert_eq!(
+            RawBtf::parse(b"\x9f\xeb").unwrap_err(),
+            RawBtfError::HeaderCutShort
+        );
+        assert_eq!(RawBtf::parse(b"\xeb\x9f").unwrap_err(), RawBtfError::Magic);
         let unknown = blob(&[(31, 0, 0)], b"\0");
-        assert!(RawBtf::parse(&unknown).unwrap().count_types().is_err());
+        assert_eq!(
+            RawBtf::parse(&unknown).unwrap().count_types(),
+            Err(RawBtfError::UnknownKind(31))
+        );
     }
 
     /// Split BTF made here the way the kernel lays out a module's: a struct whose name

@@ -246,6 +246,8 @@ pub struct ProbeConfig {
     /// The kernel's CONFIG_HZ (jiffies per second), 0 when unknown: timeouts are then
     /// left out.
     pub hz: u32,
+    /// Run the tcpdump filter written into the program's regions.
+    pub pcap: bool,
 }
 
 /// Writes `cfg` and the compiled `filters` into a `.rodata` initial image. Errors if the
@@ -274,6 +276,7 @@ pub(crate) fn write_rodata(
         (cfg.track, c::ct_cfg_flag::CT_CFG_TRACK),
         (cfg.frees_skb, c::ct_cfg_flag::CT_CFG_FREES_SKB),
         (cfg.drop_probe, c::ct_cfg_flag::CT_CFG_DROP_PROBE),
+        (cfg.pcap, c::ct_cfg_flag::CT_CFG_PCAP_FILTER),
     ] {
         if on {
             value.flags |= flag.0;
@@ -292,6 +295,40 @@ pub(crate) fn write_rodata(
     // write_unaligned copes with the image's alignment.
     unsafe {
         std::ptr::write_unaligned(image.as_mut_ptr().add(off).cast::<c::ct_probe_cfg>(), value);
+    }
+    Ok(())
+}
+
+/// A program's instructions as libpcap's translation reads them (`struct bpf_insn`).
+pub(crate) fn program_insns<'a>(
+    prog: &'a libbpf_rs::OpenProgramMut<'_>,
+) -> &'a [ct_pcap::ebpf::Insn] {
+    const _: () =
+        assert!(size_of::<libbpf_rs::libbpf_sys::bpf_insn>() == size_of::<ct_pcap::ebpf::Insn>());
+    let insns = prog.insns();
+    // SAFETY: both are the kernel's 8-byte struct bpf_insn (code, dst/src nibbles, off,
+    // imm), repr(C), any bit pattern valid; the slice keeps its length and lifetime.
+    unsafe { std::slice::from_raw_parts(insns.as_ptr().cast(), insns.len()) }
+}
+
+/// Replaces a program's instructions before it is loaded.
+pub(crate) fn set_program_insns(
+    prog: &mut libbpf_rs::OpenProgramMut<'_>,
+    insns: &[ct_pcap::ebpf::Insn],
+) -> Result<(), crate::Error> {
+    use libbpf_rs::AsRawLibbpf;
+    let raw = prog.as_libbpf_object();
+    // SAFETY: `raw` is the open program (not loaded yet, which libbpf checks); libbpf
+    // copies the instructions, which have struct bpf_insn's layout (see program_insns).
+    let rc = unsafe {
+        libbpf_rs::libbpf_sys::bpf_program__set_insns(
+            raw.as_ptr(),
+            insns.as_ptr().cast_mut().cast(),
+            insns.len() as _,
+        )
+    };
+    if rc != 0 {
+        return Err(crate::Error::ObjectLayout("program instructions"));
     }
     Ok(())
 }

@@ -156,18 +156,6 @@ fn tracepoints_use_btf_unless_raw_is_asked_for() {
     assert_eq!(programs(true), [Program::RawTp; 3]);
 }
 
-/// Whether the load checks can run here at all: root (or the capabilities) and kernel BTF.
-/// Decided from the kernel, not from `check`, whose report is what these tests judge.
-fn can_load() -> bool {
-    ct_lab::run_or_skip(if !ct_bpf::has_bpf_privileges() {
-        Err("no privileges to load BPF programs")
-    } else if !std::path::Path::new(ct_bpf::VMLINUX_BTF).exists() {
-        Err("no kernel BTF")
-    } else {
-        Ok(())
-    })
-}
-
 fn item<'r>(report: &'r ct_bpf::Report, name: &str) -> &'r ct_bpf::CheckItem {
     report
         .get(name)
@@ -182,7 +170,7 @@ fn check_verifies_by_loading_on_this_kernel() {
     use ct_bpf::Verdict;
     use std::path::Path;
 
-    if !can_load() {
+    if !ct_lab::bpf_loadable() {
         return;
     }
     let report = ct_bpf::check();
@@ -290,7 +278,7 @@ fn check_verifies_by_loading_on_this_kernel() {
 /// `verify` loads without attaching, and refuses what `build` refuses.
 #[test]
 fn verify_loads_what_build_would() {
-    if !can_load() {
+    if !ct_lab::bpf_loadable() {
         return;
     }
     let loaded = CollectorBuilder::new()
@@ -317,7 +305,7 @@ fn verify_loads_what_build_would() {
 /// load through a computed offset, which verifiers refuse.)
 #[test]
 fn skb_in_a_later_argument_slot_loads() {
-    if !can_load() {
+    if !ct_lab::bpf_loadable() {
         return;
     }
     let mut cases = vec![("tp:tcp:tcp_retransmit_skb", false, 1)];

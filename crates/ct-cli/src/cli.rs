@@ -6,6 +6,7 @@ use std::time::Duration;
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
 use ct_bpf::{KernelFilters, MetaFilter, ProbeSpec};
+use ct_bpf::{PcapError, PcapFilter};
 use ct_bpf::{RAW_EVENT_SIZE, RING_EVENT_SIZE, RING_HDR_SIZE};
 use ct_core::filter::{CtFilter, DropFilter, EventFilter, OptionValueError, PacketFilter};
 use ct_core::{CtState, CtStatus, Format};
@@ -307,10 +308,14 @@ pub struct CollectArgs {
 /// the commands reading a file (evaluated on each event).
 #[derive(Debug, Clone, Default, Args)]
 pub struct FilterArgs {
-    /// Packet filter in pcap-filter syntax: 'tcp port 443', 'host 10.0.0.1',
-    /// 'src net 10.0.0.0/8 and not icmp', 'ip6 and portrange 8000-8080'.
+    /// Packet filter in tcpdump's language ('tcp port 443', 'tcp[tcpflags] & tcp-syn !=
+    /// 0', 'ether host 02:00:00:00:00:01', 'greater 1000'). collect compiles it with
+    /// libpcap and runs it in the kernel on the packet's first 256 bytes from its MAC
+    /// header. print, sort and conns evaluate the part of the language that needs no
+    /// packet bytes: ip, ip6, tcp, udp, icmp, icmp6, sctp, proto N, [src|dst] host,
+    /// net, port, portrange, and, or, not.
     #[arg(short = 'f', long = "filter", value_name = "EXPR", value_parser = parse_packet_filter)]
-    pub filter: Option<PacketFilter>,
+    pub filter: Option<FilterExpr>,
 
     /// Only packets in these conntrack states (comma-separated): new, established,
     /// related, reply, related_reply, untracked.
@@ -388,9 +393,45 @@ pub struct States(pub Vec<CtState>);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Mark(pub u32, pub u32);
 
-fn parse_packet_filter(s: &str) -> Result<PacketFilter, String> {
-    // The error spans lines (expression and caret): start it on its own line.
-    s.parse().map_err(|e| format!("\n{e}"))
+/// `-f`: the expression, compiled by libpcap for the kernel, and as events files can be
+/// filtered where it is in the language they can be filtered with.
+#[derive(Debug, Clone)]
+pub struct FilterExpr {
+    pub text: String,
+    /// libpcap's programs.
+    pub pcap: Result<PcapFilter, PcapError>,
+    /// The expression for events (no packet bytes): why not, with column and caret.
+    pub events: Result<PacketFilter, String>,
+}
+
+impl FilterExpr {
+    /// The filter for events files: refused, as a usage error, when it needs the packet
+    /// bytes events do not keep.
+    pub fn for_events(&self) -> Result<PacketFilter, ct_bpf::Error> {
+        self.events.clone().map_err(|why| ct_bpf::Error::Filter {
+            filter: self.text.clone(),
+            reason: format!(
+                "events files do not keep packet bytes, so they can be filtered only on \
+                 addresses, protocols and ports (ip, ip6, tcp, udp, icmp, icmp6, sctp, proto, \
+                 host, net, port, portrange, and/or/not):{why}"
+            ),
+        })
+    }
+}
+
+fn parse_packet_filter(s: &str) -> Result<FilterExpr, String> {
+    let events = s.parse::<PacketFilter>().map_err(|e| format!("\n{e}"));
+    let pcap = PcapFilter::compile(s, ct_bpf::PCAP_COPY_LEN);
+    match (&pcap, &events) {
+        // Both refuse it: libpcap's word on the language, and the column where ours
+        // stopped (the error spans lines: it starts on its own line).
+        (Err(pcap), Err(events)) => Err(format!("\n{pcap}{events}")),
+        _ => Ok(FilterExpr {
+            text: s.to_owned(),
+            pcap,
+            events,
+        }),
+    }
 }
 
 /// `-m`'s help, with the kernel program's limit.
@@ -434,21 +475,39 @@ impl FilterArgs {
         }
     }
 
-    /// For an events file.
-    pub fn event_filter(&self) -> EventFilter {
-        EventFilter {
-            packet: self.filter.clone(),
+    /// For an events file; refused when `-f` needs packet bytes.
+    pub fn event_filter(&self) -> Result<EventFilter, ct_bpf::Error> {
+        Ok(EventFilter {
+            packet: self
+                .filter
+                .as_ref()
+                .map(FilterExpr::for_events)
+                .transpose()?,
             ct: self.ct(),
             drop: self.drop(),
-        }
+        })
     }
 }
 
 impl CollectArgs {
+    /// The tcpdump filter for the kernel, when libpcap compiled `-f`.
+    pub fn pcap_filter(&self) -> Option<PcapFilter> {
+        self.filters
+            .filter
+            .as_ref()
+            .and_then(|f| f.pcap.clone().ok())
+    }
+
     /// For the kernel.
     pub fn kernel_filters(&self) -> KernelFilters {
         KernelFilters {
-            packet: self.filters.filter.clone(),
+            // The kernel runs libpcap's program where libpcap takes the expression.
+            packet: self
+                .filters
+                .filter
+                .as_ref()
+                .filter(|f| f.pcap.is_err())
+                .and_then(|f| f.events.clone().ok()),
             ct: self.filters.ct(),
             meta: self.meta.clone(),
             drop: self.filters.drop(),

@@ -90,6 +90,9 @@ pub fn run(args: &CollectArgs) -> anyhow::Result<ExitCode> {
         .raw_tracepoints(args.raw_tracepoints)
         .headers(args.raw_headers || args.pcapng.is_some())
         .filters(args.kernel_filters());
+    if let Some(pcap) = args.pcap_filter() {
+        builder = builder.pcap_filter(pcap);
+    }
     if let Some(netns) = &args.netns {
         builder = builder.netns(netns.inode);
     }

@@ -42,7 +42,13 @@ impl NftSide {
             .as_ref()
             .map(|ns| ct_nft::netns_file(&ns.spec, ns.inode))
             .transpose()?;
-        let filter = args.filters.filter.clone();
+        // The marking rules and the steps' own filter follow the address/port part of -f;
+        // an expression beyond it marks and keeps every step.
+        let filter = args
+            .filters
+            .filter
+            .as_ref()
+            .and_then(|f| f.events.clone().ok());
         let marking = if args.allow_system_changes {
             Marking::Table(match &filter {
                 Some(f) => {

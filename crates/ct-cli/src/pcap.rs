@@ -41,6 +41,8 @@ pub fn application() -> String {
 pub fn run(args: &PcapArgs) -> anyhow::Result<ExitCode> {
     let inputs = Inputs::open(&args.files)?;
     let name = inputs.name();
+    // Before the output is created: a bad filter leaves nothing behind.
+    let filter = args.filters.event_filter()?;
     let to_stdout = args.out == Path::new("-");
     let sink = if to_stdout {
         if io::stdout().is_terminal() {
@@ -67,7 +69,6 @@ pub fn run(args: &PcapArgs) -> anyhow::Result<ExitCode> {
     };
     let mut writer =
         PcapngWriter::new(sink, options).with_context(|| format!("writing {shown} failed"))?;
-    let filter = args.filters.event_filter();
     let (mut bad, mut read) = (0u64, 0u64);
     let result = inputs.for_each(|file, item| match item {
         Ok(event) => {

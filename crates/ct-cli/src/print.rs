@@ -74,7 +74,7 @@ impl Inputs {
 pub fn run(args: &FileArgs) -> anyhow::Result<ExitCode> {
     let inputs = Inputs::open(&args.files)?;
     let name = inputs.name();
-    let filter = args.filters.event_filter();
+    let filter = args.filters.event_filter()?;
     let mut out = EventWriter::new(BufWriter::new(io::stdout().lock()), args.format);
     let (mut bad, mut total) = (0u64, 0u64);
     let result = inputs.for_each(|file, item| {
@@ -110,7 +110,7 @@ pub fn bad_lines(name: &str, bad: u64, good: u64, verb: &str) -> ExitCode {
 fn read_all(args: &FileArgs) -> anyhow::Result<(String, Vec<Event>, u64)> {
     let inputs = Inputs::open(&args.files)?;
     let name = inputs.name();
-    let filter = args.filters.event_filter();
+    let filter = args.filters.event_filter()?;
     let mut events = Vec::new();
     let mut bad = 0u64;
     inputs

@@ -288,14 +288,7 @@ fn disk_full_keeps_complete_events() {
 /// kernel (/proc, /sys), not from `check`.
 #[test]
 fn check_command_reports_what_loads() {
-    let ready = if !ct_bpf::has_bpf_privileges() {
-        Err("no privileges to load BPF programs")
-    } else if !Path::new(ct_bpf::VMLINUX_BTF).exists() {
-        Err("no kernel BTF")
-    } else {
-        Ok(())
-    };
-    if !ct_lab::run_or_skip(ready) {
+    if !ct_lab::bpf_loadable() {
         return;
     }
     let out = Command::new(CT_CLI)

@@ -75,7 +75,16 @@ impl Capture {
         netns: u32,
         configure: impl FnOnce(CollectorBuilder) -> CollectorBuilder,
     ) -> Result<Capture, ct_bpf::Error> {
-        let probes = LAB_PROBES
+        Self::start_probes(netns, &LAB_PROBES, configure)
+    }
+
+    /// [`Capture::start_configured`] with other probes than [`LAB_PROBES`].
+    pub fn start_probes(
+        netns: u32,
+        probes: &[&str],
+        configure: impl FnOnce(CollectorBuilder) -> CollectorBuilder,
+    ) -> Result<Capture, ct_bpf::Error> {
+        let probes = probes
             .iter()
             .map(|p| p.parse::<ProbeSpec>())
             .collect::<Result<Vec<_>, _>>()?;

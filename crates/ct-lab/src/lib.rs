@@ -173,6 +173,19 @@ pub fn kernel_available() -> bool {
     run_or_skip(require_kernel())
 }
 
+/// For the top of kernel tests that only load BPF programs (and judge `check`, so they
+/// cannot ask it): `true` with the privileges to load them and kernel BTF; otherwise
+/// [`run_or_skip`] decides.
+pub fn bpf_loadable() -> bool {
+    run_or_skip(if !ct_bpf::has_bpf_privileges() {
+        Err("no privileges to load BPF programs")
+    } else if !Path::new(ct_bpf::VMLINUX_BTF).exists() {
+        Err("no kernel BTF")
+    } else {
+        Ok(())
+    })
+}
+
 /// The one gate of the kernel tests: what a test does when it cannot run here. `ready`
 /// is `Ok(())` when it can, or why it cannot (the test's own requirements: the lab's,
 /// privileges, a tool, a binary).

@@ -13,7 +13,11 @@ const RAW_PY: &str = include_str!("scripts/raw.py");
 const FTP_PY: &str = include_str!("scripts/ftp.py");
 const ACKS_PY: &str = include_str!("scripts/acks.py");
 
-const READY_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a server may take to say `ready`. Generous: in the kernel matrix's emulated
+/// VMs on a loaded host, starting python3 in a namespace has taken over 5 s.
+const READY_TIMEOUT: Duration = Duration::from_secs(20);
+/// A one-connection server whose client is done exits at once; this bounds the wait.
+const SERVER_EXIT_TIMEOUT: Duration = Duration::from_secs(5);
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(12);
 
 /// What the TCP client saw.
@@ -132,7 +136,7 @@ impl Lab {
             )));
         }
         // The client read the server's FIN before it closed: the server is done.
-        server.finish(READY_TIMEOUT)?.ok()?;
+        server.finish(SERVER_EXIT_TIMEOUT)?.ok()?;
         Ok(client.sport)
     }
 

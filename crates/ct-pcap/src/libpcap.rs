@@ -97,3 +97,27 @@ pub fn compile(expr: &str, link: LinkType, snaplen: u32) -> Result<Vec<Insn>, Pc
     unsafe { pcap_close(handle) };
     result
 }
+
+/// libdbus's archive (linked in only by the fully static build, with libpcap's) refers to
+/// systemd's socket-activation checks from code a bus daemon runs; Debian ships no
+/// libsystemd archive, and nothing here opens libpcap's D-Bus capture source, the only
+/// way into that code. These answer "no socket activation", which is true of this process.
+#[cfg(feature = "static")]
+mod systemd_for_static_libdbus {
+    use std::ffi::c_int;
+
+    #[no_mangle]
+    extern "C" fn sd_is_socket(
+        _fd: c_int,
+        _family: c_int,
+        _kind: c_int,
+        _listening: c_int,
+    ) -> c_int {
+        0
+    }
+
+    #[no_mangle]
+    extern "C" fn sd_listen_fds(_unset_environment: c_int) -> c_int {
+        0
+    }
+}

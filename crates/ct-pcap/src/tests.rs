@@ -297,6 +297,64 @@ fn translations_are_the_region_long_and_too_large_ones_are_refused() {
     );
 }
 
+/// The verifier refuses instructions no path reaches: every one of a translation must be
+/// reachable from the region's first.
+fn assert_all_reachable(code: &[E]) {
+    let mut seen = vec![false; code.len()];
+    let mut stack = vec![0usize];
+    while let Some(pc) = stack.pop() {
+        if pc >= code.len() || seen[pc] {
+            continue;
+        }
+        seen[pc] = true;
+        let i = code[pc];
+        let class = i.code & 0x07;
+        let is_jump = class == ebpf::JMP || class == ebpf::JMP32;
+        let target = (pc as isize + 1 + isize::from(i.off)) as usize;
+        if is_jump && i.code & 0xf0 == ebpf::JA {
+            stack.push(target);
+        } else if is_jump {
+            stack.push(target);
+            stack.push(pc + 1);
+        } else {
+            stack.push(pc + 1);
+        }
+    }
+    let unreachable: Vec<usize> = (0..code.len()).filter(|&n| !seen[n]).collect();
+    assert!(
+        unreachable.is_empty(),
+        "unreachable instructions {unreachable:?}"
+    );
+}
+
+#[test]
+fn every_translated_instruction_is_reachable() {
+    let never = [cbpf::Insn {
+        code: cbpf::BPF_RET | cbpf::BPF_K,
+        jt: 0,
+        jf: 0,
+        k: 0,
+    }];
+    assert_all_reachable(&translate(&never, &region(64), COPY).unwrap());
+    // A load past the copy, then more code.
+    let far = PcapFilter::compile("tcp[400] == 1 or udp", COPY).unwrap();
+    let code = translate(
+        far.program(LinkType::Ethernet).unwrap(),
+        &region(1024),
+        COPY,
+    )
+    .unwrap();
+    assert_all_reachable(&code);
+    for expr in EXPRESSIONS {
+        let f = PcapFilter::compile(expr, COPY).unwrap();
+        for link in [LinkType::Ethernet, LinkType::RawIp] {
+            if let Some(prog) = f.program(link) {
+                assert_all_reachable(&translate(prog, &region(1024), COPY).unwrap());
+            }
+        }
+    }
+}
+
 #[test]
 fn regions_are_found_by_their_shape() {
     let mut prog = vec![E::mov64(0, 1)];

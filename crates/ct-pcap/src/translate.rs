@@ -147,16 +147,24 @@ impl Emitter<'_> {
     /// A load at a constant offset: no match if it is past the bytes copied.
     fn load_abs(&mut self, dst: u8, k: u32, bytes: u32) {
         let end = u64::from(k) + u64::from(bytes);
-        if end > u64::from(self.copy_len) {
-            // Never within the copy: the program ends here without a match.
-            self.goto(Target::NoMatch);
-            return;
-        }
         let len = self.region.packet_len;
         self.jump(
-            E::new(ebpf::JMP | ebpf::JLT | ebpf::K, len, 0, 0, end as i32),
+            E::new(
+                ebpf::JMP | ebpf::JLT | ebpf::K,
+                len,
+                0,
+                0,
+                end.min(i32::MAX as u64) as i32,
+            ),
             Target::NoMatch,
         );
+        if end > u64::from(self.copy_len) {
+            // Never within the copy, so the test above always jumps; what follows is
+            // written only so that the instructions after it stay reachable for the
+            // verifier's check of the program's shape.
+            self.put(E::mov32_imm(dst, 0));
+            return;
+        }
         self.load_at(dst, None, k, bytes);
     }
 
@@ -331,8 +339,20 @@ pub fn translate(prog: &[C], region: &Region, copy_len: u32) -> Result<Vec<E>, T
         }
     }
     // Falling off the end of a classic program is no match, as is every failed check.
+    // The block is left out when nothing reaches it: the verifier refuses unreachable
+    // instructions.
     let no_match = e.items.len();
-    e.put(E::mov32_imm(region.ret, 0));
+    let falls_off = e
+        .items
+        .last()
+        .is_none_or(|last| last.jump != Some(Target::End) || last.insn != E::nop());
+    let targeted = e.items.iter().any(|item| {
+        matches!(item.jump, Some(Target::NoMatch))
+            || matches!(item.jump, Some(Target::Classic(n)) if n >= starts.len())
+    });
+    if falls_off || targeted {
+        e.put(E::mov32_imm(region.ret, 0));
+    }
 
     let code_len = e.items.len();
     if code_len > region.len {

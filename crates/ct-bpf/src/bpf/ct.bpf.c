@@ -13,6 +13,7 @@
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_tracing.h>
 #include "ct_event.h"
+#include "ct_pcap.h"
 #include "ct_fill.h"
 #include "ct_filter.h"
 
@@ -35,6 +36,7 @@ struct ct_abi {
 	enum ct_cmp_op cmp_op;
 	enum ct_meta_kind meta_kind;
 	enum ct_limit limit;
+	enum ct_pcap_layout pcap_layout;
 };
 const volatile struct ct_abi ct_abi_witness = {};
 
@@ -415,6 +417,20 @@ static __always_inline int ct_handle(struct sk_buff *skb, const bool direct, __u
 		if (!ct_conn_filters(v.nfct, scratch->conn))
 			return 0;
 		conn_ready = true;
+	}
+
+	if (ct_cfg.flags & CT_CFG_PCAP_FILTER) {
+		struct ct_pcap_skb where = {
+			.head = v.head,
+			.data = v.data,
+			.len = v.len,
+			.tail = v.tail,
+			.network_header = v.network_header,
+			.mac_header = v.mac_header,
+		};
+
+		if (!ct_pcap_match(&where, scratch->frame, scratch->pcap_mem))
+			return 0;
 	}
 
 	if (ct_cfg.flags & CT_CFG_PKT_FILTER) {

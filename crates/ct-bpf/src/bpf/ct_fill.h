@@ -43,6 +43,9 @@ struct ct_scratch {
 	/* Packet header copy, when a filter needs it before reserving: room for every index
 	 * CT_HDR_INDEX_MASK lets through. */
 	__u8 hdr[CT_HDR_INDEX_MASK + 1];
+	/* The packet from its MAC header, for the tcpdump filter (ct_pcap.h). */
+	__u8 frame[CT_PCAP_COPY_LEN];
+	__u32 pcap_mem[CT_PCAP_MEM_WORDS];
 };
 
 struct {

@@ -102,6 +102,7 @@ enum ct_cfg_flag {
 	CT_CFG_ONLY_DROPS = 1 << 12,   /* report drops only */
 	CT_CFG_DROP_REASONS = 1 << 13, /* report only drops whose reason is in drop_reasons */
 	CT_CFG_CONSUMED = 1 << 14,     /* reason `consumed` (SKB_CONSUMED) is not a drop */
+	CT_CFG_PCAP_FILTER = 1 << 15,  /* run the tcpdump filter written into ct_pcap.h's regions */
 };
 
 #define CT_CFG_CT_CONN_FILTERS \
