@@ -4,14 +4,15 @@
 # archives and glibc's libc.a, with readelf from binutils, for scripts/static-build.sh), the
 # tools the kernel tests drive (nftables, conntrack-tools, iproute2, ping, python3, bpftool,
 # setpriv/runuser from util-linux), a C++ compiler for cargo-fuzz's libFuzzer, tshark (the
-# pcapng tests read what `collect -w` and `ct-cli pcap` write with it) and man (the man page
-# test renders `ct-cli man` with it).
+# pcapng tests read what `collect -w` and `ct-cli pcap` write with it), man (the man page
+# test renders `ct-cli man` with it), and zsh and fish (the completion tests load
+# `ct-cli completions` in them).
 set -euo pipefail
 
 packages=(
     clang llvm gcc libc6-dev make pkg-config libelf-dev zlib1g-dev binutils
     nftables conntrack iproute2 iputils-ping python3 procps util-linux bpftool g++
-    libpcap-dev libdbus-1-dev tcpdump tshark man-db
+    libpcap-dev libdbus-1-dev tcpdump tshark man-db zsh fish
 )
 
 missing=()
