@@ -109,18 +109,27 @@ pub fn run(args: &PcapArgs) -> anyhow::Result<ExitCode> {
     Ok(bad_lines(&name, bad, read, "read"))
 }
 
-/// `12 packets written to x.pcapng (3 events without an IP header, 1 without header bytes
-/// not written)`.
+/// `12 packets written to x.pcapng (4 events not written: 3 without an IP header, 1 without
+/// header bytes)`, each reason only when it counts something.
 pub fn summary(stats: PcapngStats, shown: &str) -> String {
     let mut line = format!(
         "{} packet{} written to {shown}",
         stats.packets,
         if stats.packets == 1 { "" } else { "s" }
     );
-    if stats.skipped() > 0 {
+    let mut reasons = Vec::new();
+    if stats.no_ip_header > 0 {
+        reasons.push(format!("{} without an IP header", stats.no_ip_header));
+    }
+    if stats.no_header_bytes > 0 {
+        reasons.push(format!("{} without header bytes", stats.no_header_bytes));
+    }
+    if !reasons.is_empty() {
+        let skipped = stats.skipped();
+        let events = if skipped == 1 { "event" } else { "events" };
         line.push_str(&format!(
-            " ({} events without an IP header, {} without header bytes, not written)",
-            stats.no_ip_header, stats.no_header_bytes
+            " ({skipped} {events} not written: {})",
+            reasons.join(", ")
         ));
     }
     line
