@@ -379,3 +379,26 @@ fn the_kernel_selects_what_tcpdump_selects() {
     // Most expressions select something from this traffic: the comparison has teeth.
     assert!(selective + 2 >= expressions.len(), "{report}");
 }
+
+/// An expression whose translation does not fit the program's room is refused before
+/// anything is loaded, with a sentence that says so (a usage error: exit 2 in ct-cli).
+#[test]
+fn a_filter_too_large_for_the_program_is_refused() {
+    lab_test!();
+    let lab = Lab::new().unwrap();
+    // A sum of 800 header bytes: libpcap keeps every load (about 4000 instructions once
+    // bounds-checked), and compiles it at once, unlike long `or` chains.
+    let terms: Vec<String> = (0..800).map(|n| format!("ip[{}]", n % 200)).collect();
+    let expr = format!("{} > 0", terms.join(" + "));
+    let filter = PcapFilter::compile(&expr, ct_bpf::PCAP_COPY_LEN).unwrap();
+    let err = Capture::start_probes(lab.netns_inode(Node::Router), &PROBES, |b| {
+        b.pcap_filter(filter)
+    })
+    .expect_err("a filter larger than the room loaded");
+    assert!(
+        matches!(err, ct_bpf::Error::PcapTranslate { .. }),
+        "{err:?}"
+    );
+    assert_eq!(err.category(), ct_bpf::ErrorCategory::Usage);
+    assert!(err.to_string().contains("too large"), "{err}");
+}
