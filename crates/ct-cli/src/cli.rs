@@ -404,21 +404,6 @@ pub struct FilterExpr {
     pub events: Result<PacketFilter, String>,
 }
 
-impl FilterExpr {
-    /// The filter for events files: refused, as a usage error, when it needs the packet
-    /// bytes events do not keep.
-    pub fn for_events(&self) -> Result<PacketFilter, ct_bpf::Error> {
-        self.events.clone().map_err(|why| ct_bpf::Error::Filter {
-            filter: self.text.clone(),
-            reason: format!(
-                "events files do not keep packet bytes, so they can be filtered only on \
-                 addresses, protocols and ports (ip, ip6, tcp, udp, icmp, icmp6, sctp, proto, \
-                 host, net, port, portrange, and/or/not):{why}"
-            ),
-        })
-    }
-}
-
 fn parse_packet_filter(s: &str) -> Result<FilterExpr, String> {
     let events = s.parse::<PacketFilter>().map_err(|e| format!("\n{e}"));
     let pcap = PcapFilter::compile(s, ct_bpf::PCAP_COPY_LEN);
@@ -475,17 +460,15 @@ impl FilterArgs {
         }
     }
 
-    /// For an events file; refused when `-f` needs packet bytes.
-    pub fn event_filter(&self) -> Result<EventFilter, ct_bpf::Error> {
-        Ok(EventFilter {
-            packet: self
-                .filter
-                .as_ref()
-                .map(FilterExpr::for_events)
-                .transpose()?,
+    /// The filter on an events file's fields: `-f` where it is in the address/port
+    /// language (a tcpdump expression beyond it is run on header bytes: see
+    /// `crate::filter::FileFilter`).
+    pub fn event_filter(&self) -> EventFilter {
+        EventFilter {
+            packet: self.filter.as_ref().and_then(|f| f.events.clone().ok()),
             ct: self.ct(),
             drop: self.drop(),
-        })
+        }
     }
 }
 

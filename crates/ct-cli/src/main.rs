@@ -12,6 +12,7 @@ mod collect;
 mod command;
 mod docs;
 mod exit;
+mod filter;
 mod nft;
 mod output;
 mod pcap;

@@ -8,6 +8,7 @@ use anyhow::{bail, Context};
 use ct_pcapng::{PcapngOptions, PcapngStats, PcapngWriter};
 
 use crate::cli::PcapArgs;
+use crate::filter::FileFilter;
 use crate::output::{Framing, OutputFile};
 use crate::print::{bad_lines, Inputs};
 
@@ -41,8 +42,7 @@ pub fn application() -> String {
 pub fn run(args: &PcapArgs) -> anyhow::Result<ExitCode> {
     let inputs = Inputs::open(&args.files)?;
     let name = inputs.name();
-    // Before the output is created: a bad filter leaves nothing behind.
-    let filter = args.filters.event_filter()?;
+    let mut filter = FileFilter::new(&args.filters);
     let to_stdout = args.out == Path::new("-");
     let sink = if to_stdout {
         if io::stdout().is_terminal() {
@@ -105,6 +105,7 @@ pub fn run(args: &PcapArgs) -> anyhow::Result<ExitCode> {
             stats.no_header_bytes
         );
     }
+    crate::print::report_undecided(&filter)?;
     eprintln!("ct-cli: {}", summary(stats, &shown));
     Ok(bad_lines(&name, bad, read, "read"))
 }

@@ -12,6 +12,7 @@ use ct_core::{read_events, Event, EventWriter, LineError};
 
 use crate::cli::FileArgs;
 use crate::exit;
+use crate::filter::FileFilter;
 
 /// Events files named on the command line (or stdin), opened up front so that a missing
 /// one is reported before anything is printed.
@@ -74,7 +75,7 @@ impl Inputs {
 pub fn run(args: &FileArgs) -> anyhow::Result<ExitCode> {
     let inputs = Inputs::open(&args.files)?;
     let name = inputs.name();
-    let filter = args.filters.event_filter()?;
+    let mut filter = FileFilter::new(&args.filters);
     let mut out = EventWriter::new(BufWriter::new(io::stdout().lock()), args.format);
     let (mut bad, mut total) = (0u64, 0u64);
     let result = inputs.for_each(|file, item| {
@@ -92,7 +93,21 @@ pub fn run(args: &FileArgs) -> anyhow::Result<ExitCode> {
     if let Err(e) = result.and_then(|()| out.flush()) {
         return stdout_failed(e);
     }
+    report_undecided(&filter)?;
     Ok(bad_lines(&name, bad, total - bad, "printed"))
+}
+
+/// Says on stderr how many events `-f` could not decide (no header bytes); an error when
+/// it could decide none.
+pub fn report_undecided(filter: &FileFilter) -> Result<(), ct_bpf::Error> {
+    match filter.undecided() {
+        None => Ok(()),
+        Some(Ok(note)) => {
+            eprintln!("{note}");
+            Ok(())
+        }
+        Some(Err(err)) => Err(err),
+    }
 }
 
 pub fn bad_lines(name: &str, bad: u64, good: u64, verb: &str) -> ExitCode {
@@ -110,7 +125,7 @@ pub fn bad_lines(name: &str, bad: u64, good: u64, verb: &str) -> ExitCode {
 fn read_all(args: &FileArgs) -> anyhow::Result<(String, Vec<Event>, u64)> {
     let inputs = Inputs::open(&args.files)?;
     let name = inputs.name();
-    let filter = args.filters.event_filter()?;
+    let mut filter = FileFilter::new(&args.filters);
     let mut events = Vec::new();
     let mut bad = 0u64;
     inputs
@@ -126,6 +141,7 @@ fn read_all(args: &FileArgs) -> anyhow::Result<(String, Vec<Event>, u64)> {
             Ok(())
         })
         .context("reading the events failed")?;
+    report_undecided(&filter)?;
     Ok((name, events, bad))
 }
 

@@ -156,3 +156,54 @@ fn a_directory_is_refused() {
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("is a directory"));
 }
+
+/// A tcpdump expression beyond the address/port language runs libpcap's program on the
+/// header bytes of events collected with --raw-headers; events without bytes do not
+/// match, and the note says how many; a file with none is refused.
+#[test]
+fn tcpdump_expressions_filter_events_with_header_bytes() {
+    let file = fixture("raw_headers.jsonl");
+    let file = file.to_str().unwrap();
+    let skbs = |out: &Output| -> Vec<u64> {
+        events(&out.stdout)
+            .iter()
+            .map(|e| e.tracking.unwrap().skb)
+            .collect()
+    };
+    let syn = ct_cli(&[
+        "print",
+        file,
+        "--format",
+        "json",
+        "-f",
+        "tcp[tcpflags] & tcp-syn != 0",
+    ]);
+    assert!(syn.status.success(), "{}", text(&syn.stderr));
+    assert_eq!(skbs(&syn), [1], "the SYN with bytes");
+    assert!(
+        text(&syn.stderr).contains("1 events not matched: events collected without --raw-headers"),
+        "{}",
+        text(&syn.stderr)
+    );
+    let ack = ct_cli(&[
+        "print",
+        file,
+        "--format",
+        "json",
+        "-f",
+        "tcp[13] & 0x10 != 0",
+    ]);
+    assert_eq!(skbs(&ack), [2], "the ACK");
+    // The address/port language still works on every event, bytes or not.
+    let port = ct_cli(&["print", file, "--format", "json", "-f", "tcp dst port 81"]);
+    assert_eq!(skbs(&port), [1, 2, 3]);
+
+    let none = fixture("sample.jsonl");
+    let refused = ct_cli(&["print", none.to_str().unwrap(), "-f", "tcp[13] & 2 != 0"]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        text(&refused.stderr).contains("keep no packet bytes"),
+        "{}",
+        text(&refused.stderr)
+    );
+}
