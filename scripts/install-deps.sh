@@ -5,8 +5,9 @@
 # tools the kernel tests drive (nftables, conntrack-tools, iproute2, ping, python3, bpftool,
 # setpriv/runuser from util-linux), a C++ compiler for cargo-fuzz's libFuzzer, tshark (the
 # pcapng tests read what `collect -w` and `ct-cli pcap` write with it), man (the man page
-# test renders `ct-cli man` with it), and zsh and fish (the completion tests load
-# `ct-cli completions` in them).
+# test renders `ct-cli man` with it), zsh and fish (the completion tests load
+# `ct-cli completions` in them), libpcap (tcpdump's filter compiler; with libdbus's archive
+# for the static build) and tcpdump (the filter tests hold ct-cli to it).
 set -euo pipefail
 
 packages=(
