@@ -23,6 +23,9 @@ const REMEMBER_PACKETS_FOR: Duration = Duration::from_secs(2);
 /// address, which the next packet may reuse, while one packet's steps come within
 /// microseconds of each other.
 const TRACE_ID_LIFETIME: Duration = Duration::from_millis(100);
+/// How often the memory of packets and trace ids is swept: not on every step, which
+/// would walk every packet of the last two seconds each time under a flood.
+const FORGET_EVERY: Duration = Duration::from_millis(100);
 /// How long a step waits for the BPF events of its packet (the ring buffer and the
 /// netlink socket are read in turn) before it is written without tracking ids.
 pub const WAIT_FOR_PACKET: Duration = Duration::from_millis(300);
@@ -58,6 +61,8 @@ pub struct Joiner {
     waiting: VecDeque<(Instant, TraceStep)>,
     /// Steps written without tracking ids.
     unjoined: u64,
+    /// When the next sweep of `packets` and `traces` is due.
+    next_forget: Option<Instant>,
 }
 
 impl Joiner {
@@ -109,7 +114,10 @@ impl Joiner {
 
     /// The steps that can be written now: joined, or waited for long enough.
     pub fn ready(&mut self, now: Instant) -> Vec<Event> {
-        self.forget(now);
+        if self.next_forget.is_none_or(|due| now >= due) {
+            self.forget(now);
+            self.next_forget = Some(now + FORGET_EVERY);
+        }
         let mut out = Vec::new();
         let mut still = VecDeque::new();
         while let Some((since, step)) = self.waiting.pop_front() {

@@ -9,11 +9,15 @@ use ct_core::NftFamily;
 /// The program that prints rules; nftables' own text is the one users know.
 pub const NFT_PROGRAM: &str = "nft";
 
+/// A chain's rule texts by handle; `None` for a handle the chain no longer has.
+type ChainRules = HashMap<u64, Option<Arc<str>>>;
+
 /// Texts of the rules of the chains seen so far, re-read when a handle is not known yet
-/// (a rule added after the chain was first read).
+/// (a rule added after the chain was first read). A handle still unknown after that (a
+/// rule deleted since) is remembered as such: its steps do not run `nft` again each.
 #[derive(Debug, Default)]
 pub struct RuleTexts {
-    chains: HashMap<(NftFamily, String, String), HashMap<u64, Arc<str>>>,
+    chains: HashMap<(NftFamily, String, String), ChainRules>,
 }
 
 impl RuleTexts {
@@ -27,11 +31,15 @@ impl RuleTexts {
         handle: u64,
     ) -> Option<Arc<str>> {
         let key = (family, table.to_owned(), chain.to_owned());
-        if let Some(text) = self.chains.get(&key).and_then(|rules| rules.get(&handle)) {
-            return Some(Arc::clone(text));
+        if let Some(known) = self.chains.get(&key).and_then(|rules| rules.get(&handle)) {
+            return known.clone();
         }
-        let rules = list_chain(family, table, chain).unwrap_or_default();
-        let text = rules.get(&handle).cloned();
+        let mut rules: ChainRules = list_chain(family, table, chain)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(h, text)| (h, Some(text)))
+            .collect();
+        let text = rules.entry(handle).or_insert(None).clone();
         self.chains.insert(key, rules);
         text
     }

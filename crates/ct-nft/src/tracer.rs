@@ -118,7 +118,7 @@ impl NftTracer {
         match self.events.recv_timeout(timeout) {
             Ok(event) => Ok(Some(event)),
             Err(RecvTimeoutError::Timeout) => Ok(None),
-            Err(RecvTimeoutError::Disconnected) => Err(self.thread_error()),
+            Err(RecvTimeoutError::Disconnected) => Err(NftError::ThreadGone),
         }
     }
 
@@ -140,10 +140,6 @@ impl NftTracer {
             None => Vec::new(),
         };
         Ok(rest)
-    }
-
-    fn thread_error(&self) -> NftError {
-        NftError::ThreadGone
     }
 }
 
