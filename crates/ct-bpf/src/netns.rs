@@ -72,12 +72,24 @@ pub fn netns_inode(spec: &str) -> Result<u32, NetnsError> {
             Ok(inode) => Ok(inode),
         };
     }
-    let path = if spec_trim.contains('/') {
-        PathBuf::from(spec_trim)
+    match netns_spec_path(spec_trim) {
+        Some(path) => netns_inode_of_path(&path),
+        None => Err(NetnsError::Empty(spec.to_owned())),
+    }
+}
+
+/// The namespace file `spec` names (see [`netns_inode`]): the path itself, or
+/// `/var/run/netns/NAME` for an `ip netns` name; `None` for an inode number or nothing.
+pub fn netns_spec_path(spec: &str) -> Option<PathBuf> {
+    let spec = spec.trim();
+    if spec.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(if spec.contains('/') {
+        PathBuf::from(spec)
     } else {
-        Path::new(NETNS_RUN_DIR).join(spec_trim)
-    };
-    netns_inode_of_path(&path)
+        Path::new(NETNS_RUN_DIR).join(spec)
+    })
 }
 
 /// The inode number of the network namespace file at `path`.

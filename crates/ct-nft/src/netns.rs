@@ -3,7 +3,7 @@
 use std::fs;
 use std::path::PathBuf;
 
-use ct_bpf::{netns_inode_of_path, NETNS_RUN_DIR};
+use ct_bpf::{netns_inode_of_path, netns_spec_path, NETNS_RUN_DIR};
 
 use crate::NftError;
 
@@ -11,13 +11,8 @@ use crate::NftError;
 /// inode is `inode`: the path itself, `/var/run/netns/NAME`, or, for a bare inode number,
 /// a named namespace or a process's `/proc/PID/ns/net` with that inode.
 pub fn netns_file(spec: &str, inode: u32) -> Result<PathBuf, NftError> {
-    let spec = spec.trim();
-    if !spec.bytes().all(|b| b.is_ascii_digit()) {
-        return Ok(if spec.contains('/') {
-            PathBuf::from(spec)
-        } else {
-            PathBuf::from(NETNS_RUN_DIR).join(spec)
-        });
+    if let Some(path) = netns_spec_path(spec) {
+        return Ok(path);
     }
     let named = fs::read_dir(NETNS_RUN_DIR)
         .into_iter()
