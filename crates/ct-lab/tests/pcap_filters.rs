@@ -120,6 +120,10 @@ impl Tcpdump {
                     "tcpdump",
                     "-i",
                     ROUTER_CLIENT_IF,
+                    // Each packet handed over as it comes: otherwise the kernel keeps the
+                    // last ones in a ring block until its timeout (1 s), and a stop before
+                    // then loses them.
+                    "--immediate-mode",
                     "-U",
                     "-n",
                     "-s",
