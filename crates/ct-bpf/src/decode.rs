@@ -29,6 +29,18 @@ pub enum DecodeError {
         /// The record's length in bytes.
         got: usize,
     },
+    /// The record's layout version is not the one this library reads: the BPF program
+    /// was compiled against another version of `ct_event.h`, or never called `ct_fill()`
+    /// on the record (version 0).
+    #[error(
+        "record layout version {got}, but this library reads version {RECORD_VERSION}: \
+         {}",
+        version_remedy(*.got)
+    )]
+    Version {
+        /// The version the record carries.
+        got: u16,
+    },
     /// The ctinfo value is none the kernel defines.
     #[error("unknown conntrack ctinfo {0} (expected 0-4 or 7)")]
     UnknownCtInfo(u8),
@@ -61,9 +73,36 @@ pub enum DecodeError {
 /// tracking ids): for tracers that reserve `struct ct_raw_event` records of their own and
 /// fill them with `ct_fill.h`. `Ok(None)` when the packet had no conntrack data. It is
 /// the `ct` of what [`Decoder::decode`] makes of the same bytes.
+///
+/// `bytes` starts at the record and may go on past it (the rest of the tracer's own
+/// event). A record of another layout version than this library's is refused with
+/// [`DecodeError::Version`].
 pub fn decode_ct(bytes: &[u8]) -> Result<Option<CtEvent>, DecodeError> {
     let raw = RawCtEvent::read(bytes).ok_or(DecodeError::Short { got: bytes.len() })?;
+    check_version(&raw)?;
     Ok(check_ct(&raw)?.map(|shape| build_ct(&raw, shape)))
+}
+
+/// The remedy for a record of layout version `got`.
+fn version_remedy(got: u16) -> &'static str {
+    if got == 0 {
+        "the record was not filled by ct_fill() (which stamps the version), or the BPF \
+         program predates versioned records; call ct_fill() or ct_fill_skb() on every \
+         record and rebuild the program with this ct-bpf's ct_event.h and ct_fill.h"
+    } else {
+        "the BPF program was built with another ct-bpf's ct_event.h; rebuild it with the \
+         headers of the ct-bpf this program links (its build script's DEP_CT_BPF_INCLUDE), \
+         or depend on the ct-bpf whose headers it was built with"
+    }
+}
+
+/// Refuses a record of another layout than [`RawCtEvent`]'s.
+#[inline]
+fn check_version(raw: &RawCtEvent) -> Result<(), DecodeError> {
+    if raw.version != RECORD_VERSION {
+        return Err(DecodeError::Version { got: raw.version });
+    }
+    Ok(())
 }
 
 /// What [`check_ct`] found in a record with conntrack data: its state and which
@@ -376,6 +415,7 @@ impl Decoder {
 
     /// [`decode`](Self::decode) of a record already copied out of the ring.
     pub(crate) fn decode_raw(&self, raw: &RawCtEvent) -> Result<Event, DecodeError> {
+        check_version(raw)?;
         let probe = self
             .probes
             .get(raw.probe_id as usize)
@@ -552,6 +592,54 @@ mod tests {
         assert!(decode(raw.as_bytes()).is_err());
     }
 
+    /// A record of another layout version is refused, by both decoders, with the versions
+    /// and the remedy in the message; nothing of it is read.
+    #[test]
+    fn another_layout_version_is_refused() {
+        let dec = Decoder::new(vec![ProbeInfo {
+            kind: ct_core::ProbeKind::Tp,
+            name: "x:y".into(),
+        }]);
+        let good = tcp_event();
+        assert!(decode(good.as_bytes()).is_ok());
+        assert!(dec.decode(good.as_bytes()).is_ok());
+        for got in [0, RECORD_VERSION + 1, u16::MAX] {
+            let raw = RawCtEvent {
+                version: got,
+                ..tcp_event()
+            };
+            assert_eq!(decode_ct(raw.as_bytes()), Err(DecodeError::Version { got }));
+            assert_eq!(
+                dec.decode(raw.as_bytes()),
+                Err(DecodeError::Version { got })
+            );
+            let message = DecodeError::Version { got }.to_string();
+            assert!(
+                message.starts_with(&format!(
+                    "record layout version {got}, but this library reads version {RECORD_VERSION}: "
+                )),
+                "{message}"
+            );
+            assert!(message.contains("rebuild"), "{message}");
+        }
+        // A record without conntrack data is refused too: the version is the record's,
+        // not its ct section's.
+        let empty = RawCtEvent {
+            version: RECORD_VERSION + 1,
+            ..Default::default()
+        };
+        assert_eq!(
+            decode_ct(empty.as_bytes()),
+            Err(DecodeError::Version {
+                got: RECORD_VERSION + 1
+            })
+        );
+        // The version sits where ct_event.h puts it, in the byte order of the machine.
+        let mut bytes = good.as_bytes().to_vec();
+        bytes[86..88].copy_from_slice(&0u16.to_ne_bytes());
+        assert_eq!(decode_ct(&bytes), Err(DecodeError::Version { got: 0 }));
+    }
+
     #[test]
     fn sctp_vtags_follow_direction() {
         let mut raw = tcp_event();
@@ -701,6 +789,7 @@ mod tests {
             bytes[64..68].fill(0); // probe id 0
             bytes[80] = ctinfo;
             bytes[81] = flags;
+            bytes[86..88].copy_from_slice(&RECORD_VERSION.to_ne_bytes());
             let dec = Decoder::new(vec![ProbeInfo { kind: ct_core::ProbeKind::Tp, name: "x:y".into() }]);
             let _ = dec.decode(&bytes);
         }

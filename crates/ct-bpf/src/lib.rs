@@ -71,7 +71,7 @@ pub use probe::{
     default_probes, ProbeSpec, ProbeSpecError, ResolvedProbe, DEFAULT_KPROBES, DEFAULT_TRACEPOINTS,
     DROP_TRACEPOINT,
 };
-pub use raw::{RAW_EVENT_SIZE, RING_EVENT_SIZE, RING_HDR_SIZE};
+pub use raw::{RAW_EVENT_SIZE, RECORD_VERSION, RING_EVENT_SIZE, RING_HDR_SIZE};
 
 // For tests, fuzzing, fixture capture (ct-lab) and ct-nft's header parsing only.
 #[doc(hidden)]

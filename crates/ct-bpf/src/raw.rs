@@ -13,6 +13,10 @@ use std::mem::{offset_of, size_of};
 
 use crate::skel::types as c;
 
+/// The layout version this library reads (`CT_RECORD_VERSION` in `ct_event.h`, through
+/// the skeleton): records of any other version are refused.
+pub const RECORD_VERSION: u16 = c::ct_record::CT_RECORD_VERSION.0 as u16;
+
 /// Valid bytes of the packet header copy.
 pub const PKT_HDR_LEN: usize = 96;
 
@@ -114,7 +118,8 @@ pub struct RawCtEvent {
     pub drop_reason: u16,
     /// Its high 16 bits: the subsystem of a subsystem-specific reason.
     pub drop_subsys: u16,
-    pub _pad: [u8; 2],
+    /// The layout version the program was built with (`CT_RECORD_VERSION`).
+    pub version: u16,
     pub hdr: [u8; PKT_HDR_LEN],
     pub base: RawCtConn,
     pub parent: RawCtConn,
@@ -122,6 +127,8 @@ pub struct RawCtEvent {
     pub skb_first_ts: u64,
 }
 
+// An empty record as the program writes one: all zero but the version (ct_fill() stamps
+// it on every record), so that it decodes.
 impl Default for RawCtEvent {
     fn default() -> Self {
         RawCtEvent {
@@ -143,7 +150,7 @@ impl Default for RawCtEvent {
             ct_flags: 0,
             drop_reason: 0,
             drop_subsys: 0,
-            _pad: [0; 2],
+            version: RECORD_VERSION,
             hdr: [0; PKT_HDR_LEN],
             base: RawCtConn::default(),
             parent: RawCtConn::default(),
@@ -185,13 +192,15 @@ assert_same_layout!(RawCtConn, c::ct_raw_conn, 152 == [
 assert_same_layout!(RawCtEvent, c::ct_raw_event, 496 == [
     ts @ 0, skb_key @ 8, pid @ 16, tgid @ 20, comm @ 24, netns @ 40, ifindex @ 44,
     ifname @ 48, probe_id @ 64, skb_len @ 68, hz @ 72, l3_proto @ 76, pkt_flags @ 78,
-    hdr_len @ 79, ctinfo @ 80, ct_flags @ 81, drop_reason @ 82, drop_subsys @ 84, hdr @ 88, base @ 184, parent @ 336,
+    hdr_len @ 79, ctinfo @ 80, ct_flags @ 81, drop_reason @ 82, drop_subsys @ 84, version @ 86,
+    hdr @ 88, base @ 184, parent @ 336,
     skb_first_ts @ 488,
 ]);
 
 impl RawCtEvent {
     /// Copies a record out of ring buffer bytes. `None` if `bytes` is shorter than a record;
-    /// longer input (a newer program with fields appended) is accepted.
+    /// bytes past it (the rest of a tracer's own event around the record) are ignored.
+    /// The version is not checked here: decoding checks it.
     pub fn read(bytes: &[u8]) -> Option<RawCtEvent> {
         if bytes.len() < RAW_EVENT_SIZE {
             return None;

@@ -27,6 +27,7 @@ const volatile struct ct_probe_cfg ct_cfg = {};
 const volatile struct ct_raw_event ct_event_layout = {};
 
 struct ct_abi {
+	enum ct_record record;
 	enum ct_conn_present conn_present;
 	enum ct_ev_flag ev_flag;
 	enum ct_pkt_flag pkt_flag;

@@ -7,9 +7,24 @@
  *
  * Byte order: addresses, ports, ICMP ids and SCTP vtags are kept exactly as the kernel
  * stores them (network order); everything else is host order.
+ *
+ * Versioning: every record carries CT_RECORD_VERSION in `version`, written by ct_fill()
+ * (ct_fill.h). The decoder (ct_bpf::decode_ct, ct_bpf::Decoder) reads only records of
+ * the version it was built with and refuses any other with DecodeError::Version, so a
+ * program compiled against another copy of this header is never misread. Any change to
+ * this file that moves, resizes, adds or reinterprets a field bumps CT_RECORD_VERSION
+ * (and raw.rs, which asserts the same number).
  */
 #ifndef __CT_EVENT_H__
 #define __CT_EVENT_H__
+
+/*
+ * The layout version of struct ct_raw_event below (0 is never used: a record ct_fill()
+ * did not fill). An enum, as the flags below, so that user space reads it from BTF.
+ */
+enum ct_record {
+	CT_RECORD_VERSION = 1,
+};
 
 #define CT_NAME_LEN 16
 #define CT_PKT_HDR_LEN 96
@@ -100,7 +115,7 @@ struct ct_raw_event {
 	__u8 ct_flags;            /* CT_EV_* */
 	__u16 drop_reason;        /* enum skb_drop_reason, low 16 bits (CT_PKT_DROP_REASON) */
 	__u16 drop_subsys;        /* its high 16 bits: the subsystem of a subsystem reason */
-	__u8 _pad[2];
+	__u16 version;            /* CT_RECORD_VERSION, set by ct_fill() */
 	__u8 hdr[CT_PKT_HDR_LEN]; /* network header onwards, linear part only */
 	struct ct_raw_conn base;
 	struct ct_raw_conn parent;
@@ -136,6 +151,7 @@ CT_ASSERT_OFFSET(struct ct_raw_event, l3_proto, 76);
 CT_ASSERT_OFFSET(struct ct_raw_event, ctinfo, 80);
 CT_ASSERT_OFFSET(struct ct_raw_event, drop_reason, 82);
 CT_ASSERT_OFFSET(struct ct_raw_event, drop_subsys, 84);
+CT_ASSERT_OFFSET(struct ct_raw_event, version, 86);
 CT_ASSERT_OFFSET(struct ct_raw_event, hdr, 88);
 CT_ASSERT_OFFSET(struct ct_raw_event, base, 184);
 CT_ASSERT_OFFSET(struct ct_raw_event, parent, 336);

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /*
  * ct_fill(): the conntrack extraction, as one inlinable function another tracer can
- * #include in its own BPF program:
+ * #include in its own BPF program (examples/own-tracer in the ct-trace repository does):
  *
  *     #include "ct_vmlinux.h"   (or your vmlinux.h)
  *     #include <bpf/bpf_helpers.h>
@@ -11,7 +11,45 @@
  *     ...
  *     struct ct_scratch *scratch = ct_scratch_get();
  *     ...
- *     ct_fill_skb(ev, skb, scratch);   // ev: a struct ct_raw_event you reserved
+ *     __builtin_memset(ev, 0, sizeof(*ev));  // ev: a struct ct_raw_event you reserved
+ *     ev->hz = hz;                           // CONFIG_HZ, for timeouts (0: none)
+ *     ct_fill_skb(ev, skb, scratch);
+ *
+ * and in user space `ct_bpf::decode_ct(bytes_of(ev))`. The directory of these headers is
+ * exported by the ct-bpf crate's build (DEP_CT_BPF_INCLUDE in a dependent's build.rs),
+ * so the layout compiled into the program is the one the linked decoder reads.
+ *
+ * The contract, what the caller provides:
+ * - `ev`: a struct ct_raw_event, zeroed first (a ring buffer reservation is not zeroed;
+ *   ct_fill() only sets the fields and flag bits it finds). It may sit anywhere in the
+ *   caller's own event (any offset; decode_ct() takes the bytes from there on). ct_fill()
+ *   writes `version`, `ctinfo`, `ct_flags`, `base` and `parent`; the decoder of the ct
+ *   section also reads `hz` (CONFIG_HZ, ct_bpf::kernel_hz(); 0 leaves timeouts out).
+ *   The other fields are the caller's to fill or leave zero. Every record must go
+ *   through ct_fill() or ct_fill_skb(), even one without conntrack: they stamp the layout
+ *   version (CT_RECORD_VERSION), and the decoder refuses records without it.
+ * - `scratch`: ct_scratch_get(), a per-CPU array (the map ct_scratch_map, defined here:
+ *   one per object, sizeof(struct ct_scratch) = 1476 bytes per CPU). ct_fill() uses
+ *   scratch->conn only, for one struct nf_conn at a time. It must not be shared with a
+ *   program that can interrupt this one on the same CPU and use it too (tracing programs
+ *   of one object on the same CPU do not nest, except through NMI-context probes).
+ * - Program type: any tracing program that may call bpf_probe_read_kernel() (tracepoint,
+ *   BTF tracepoint, raw tracepoint, kprobe, fentry); Linux 5.5 or later (that helper,
+ *   bpf_jiffies64); loaded by libbpf with CO-RE against the kernel's BTF. A struct
+ *   nf_conn or sk_buff larger than CT_SCRATCH_LEN is never cut short: ct_fill() then
+ *   reports CT_EV_CONN_READ_ERR (check that the kernel's sizes fit before loading, as
+ *   ct-bpf's collector does: ct_bpf::Error::ScratchTooSmall).
+ * - Stack: about 40 bytes of the program's 512 (the nf_ct_ext offsets copy, 16 bytes,
+ *   and a helper pointer); no loops, no tail calls, no other maps.
+ *
+ * What it costs (measured with examples/own-tracer, Linux 6.18, 2026-11-30):
+ * - Verifier: ct_fill_skb() inlined adds about 400 instructions to the caller, all
+ *   straight-line but for the CO-RE existence checks, which the loader resolves; the
+ *   verifier walks each of its branches once.
+ * - Run time: one bpf_probe_read_kernel() of the whole nf_conn (its fixed cost dwarfs
+ *   the copy), one of the extension offsets and one per extension present (labels,
+ *   helper pointer and name); the same again for a RELATED connection's parent. A
+ *   packet without conntrack costs one read of skb->_nfct.
  *
  * Cost model: each bpf_probe_read_kernel() has a fixed cost that dwarfs the copy itself,
  * so the nf_conn is read in one go into a per-CPU scratch buffer and fields are then
@@ -20,6 +58,9 @@
  */
 #ifndef __CT_FILL_H__
 #define __CT_FILL_H__
+
+#include "ct_event.h" /* struct ct_raw_event, CT_RECORD_VERSION */
+#include "ct_pcap.h"  /* CT_PCAP_COPY_LEN, CT_PCAP_MEM_WORDS: struct ct_scratch's size */
 
 /*
  * Room for one struct sk_buff and one struct nf_conn in the scratch buffer. User space
@@ -221,6 +262,7 @@ static __always_inline int ct_fill(struct ct_raw_event *ev, unsigned long nfct,
 	const struct nf_conn *ct = (const void *)(nfct & ~CT_CTINFO_MASK);
 	const struct nf_conn *master;
 
+	ev->version = CT_RECORD_VERSION;
 	if (!nfct)
 		return 0;
 	ev->ct_flags |= CT_EV_HAS_CT;
@@ -250,6 +292,7 @@ static __always_inline int ct_fill_skb(struct ct_raw_event *ev, const struct sk_
 {
 	unsigned long nfct = 0;
 
+	ev->version = CT_RECORD_VERSION;
 	if (!bpf_core_field_exists(struct sk_buff, _nfct))
 		return 0;
 	if (bpf_probe_read_kernel(&nfct, sizeof(nfct), &skb->_nfct))
