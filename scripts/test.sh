@@ -4,6 +4,8 @@
 # check real events against conntrack -L).
 # Kernel tests need root; elsewhere they print why they skip. With
 # CT_REQUIRE_KERNEL_TESTS=1 (set by CI) a skipped kernel test fails instead.
+# Then the published crates are packaged and built from their packages alone
+# (scripts/package-check.sh).
 # The fully static release ct-cli is built first (scripts/static-build.sh) for the kernel
 # test that runs it alone in an empty root (crates/ct-cli/tests/static_binary.rs).
 set -euo pipefail
@@ -17,3 +19,4 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 CT_STATIC_BIN=$(scripts/static-build.sh)
 export CT_STATIC_BIN
 cargo test --workspace --locked
+scripts/package-check.sh

@@ -68,9 +68,11 @@ fn options() -> Result<Options, String> {
                 let spec = args.next().ok_or("--netns needs a namespace")?;
                 options.netns = ct_bpf::netns_inode(&spec).map_err(|e| e.to_string())?;
             }
-            _ => return Err(format!(
+            _ => {
+                return Err(format!(
                 "unknown argument {arg:?}; usage: own-tracer [--netns NAME|PATH|INODE] [--json]"
-            )),
+            ))
+            }
         }
     }
     Ok(options)
