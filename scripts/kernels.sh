@@ -269,6 +269,7 @@ VM_TESTS=(
     "ct-cli:static_binary"
     "ct-cli:default_probes"
     "ct-cli:nft"
+    "own-tracer:kernel"
 )
 
 build_tests() {
@@ -279,7 +280,7 @@ build_tests() {
     # The static binary the chroot test runs (built on the host like everything else).
     CT_STATIC_BIN=$(scripts/static-build.sh)
     export CT_STATIC_BIN
-    cargo test --locked --no-run --message-format=json -p ct-bpf -p ct-lab -p ct-cli 2>/dev/null |
+    cargo test --locked --no-run --message-format=json -p ct-bpf -p ct-lab -p ct-cli -p own-tracer 2>/dev/null |
         python3 -c '
 import json, os, sys
 wanted = set(sys.argv[1:])
@@ -287,7 +288,8 @@ for line in sys.stdin:
     m = json.loads(line)
     if m.get("reason") != "compiler-artifact" or not m.get("executable") or not m["profile"]["test"]:
         continue
-    # crates/<package>/Cargo.toml: every package here is named after its directory
+    # crates/<package>/Cargo.toml, examples/<package>/Cargo.toml: every package here is
+    # named after its directory
     name = os.path.basename(os.path.dirname(m["manifest_path"]))
     key = name + ":" + m["target"]["name"]
     if key in wanted:
