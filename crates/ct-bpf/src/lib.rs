@@ -16,7 +16,7 @@
 //! | change | files |
 //! |---|---|
 //! | what the program reads from the kernel | `src/bpf/ct_fill.h` (conntrack), `src/bpf/ct.bpf.c` (skb, probes), `src/bpf/ct_vmlinux.h` (the CO-RE types it names) |
-//! | the record layout | `src/bpf/ct_event.h` and its mirror `src/raw.rs` (both assert every offset) |
+//! | the record layout | `src/bpf/ct_event.h` and its mirror `src/raw.rs` (both assert every offset); bump `CT_RECORD_VERSION` there, and convert or recapture `fixtures/raw/` |
 //! | kernel filters | `src/bpf/ct_filter.h` and `src/filter.rs` |
 //! | loading, attaching, program and map names, the ring | `src/collector.rs` |
 //! | records to events | `src/decode.rs`, `src/packet.rs` (headers), `src/ids.rs` (tracking ids) |
