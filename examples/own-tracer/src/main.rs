@@ -171,3 +171,50 @@ fn to_event(bytes: &[u8], probe: &ProbeInfo) -> Result<Event, String> {
         ..Default::default()
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn probe() -> ProbeInfo {
+        ProbeInfo {
+            kind: ProbeKind::Tp,
+            name: "skb:kfree_skb".into(),
+        }
+    }
+
+    /// An event as the program writes it: our fields, the record at the compiler's offset.
+    fn event_bytes(record: &ct_bpf::RawCtEvent) -> Vec<u8> {
+        let mut bytes = vec![0u8; EVENT_SIZE];
+        bytes[offset_of!(own_event, ifindex)..][..4].copy_from_slice(&7u32.to_ne_bytes());
+        bytes[CT_AT..CT_AT + ct_bpf::RAW_EVENT_SIZE].copy_from_slice(record.as_bytes());
+        bytes
+    }
+
+    #[test]
+    fn a_record_of_this_version_decodes() {
+        let event = to_event(&event_bytes(&ct_bpf::RawCtEvent::default()), &probe()).unwrap();
+        assert_eq!(event.packet.unwrap().ifindex, Some(7));
+        assert_eq!(event.ct, None, "an empty record has no conntrack data");
+    }
+
+    /// A program built against other headers than the ct-bpf linked here: refused with
+    /// the decoder's error, never misread.
+    #[test]
+    fn a_record_of_another_version_is_refused() {
+        let record = ct_bpf::RawCtEvent {
+            version: ct_bpf::RECORD_VERSION + 1,
+            ..Default::default()
+        };
+        let err = to_event(&event_bytes(&record), &probe()).unwrap_err();
+        assert!(
+            err.starts_with(&format!(
+                "record layout version {}, but this library reads version {}",
+                ct_bpf::RECORD_VERSION + 1,
+                ct_bpf::RECORD_VERSION
+            )),
+            "{err}"
+        );
+        assert!(to_event(&[0; 8], &probe()).is_err());
+    }
+}
