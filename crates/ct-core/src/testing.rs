@@ -13,6 +13,21 @@ use crate::{
     ProbeInfo, ProbeKind, SctpState, Task, TcpState, Tracking, ZoneDir,
 };
 
+/// A writer whose every write fails as on a full disk (`StorageFull`).
+pub struct FullDisk;
+
+impl std::io::Write for FullDisk {
+    fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::StorageFull,
+            "disk full",
+        ))
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Any string, cut to a kernel name (control characters included).
 pub fn fixed_str() -> BoxedStrategy<FixedStr> {
     any::<String>().prop_map(|s| FixedStr::new(&s)).boxed()
