@@ -227,38 +227,34 @@ pub fn packet() -> BoxedStrategy<Packet> {
 
 /// Drop reasons: kernel names, and any string a file may hold.
 pub fn drop_info() -> BoxedStrategy<DropInfo> {
-    proptest::option::of(prop_oneof![
-        select(
-            &[
-                "NETFILTER_DROP",
-                "NO_SOCKET",
-                "NOT_SPECIFIED",
-                "TCP_INVALID_SEQUENCE",
-                "123"
-            ][..]
-        )
-        .prop_map(Arc::<str>::from),
-        any::<String>().prop_map(Arc::<str>::from),
-    ])
+    proptest::option::of(name_or_any(&[
+        "NETFILTER_DROP",
+        "NO_SOCKET",
+        "NOT_SPECIFIED",
+        "TCP_INVALID_SEQUENCE",
+        "123",
+    ]))
     .prop_map(|reason| DropInfo { reason })
     .boxed()
 }
 
 /// Names as nft prints them, and any string a file may hold.
 fn nft_name() -> BoxedStrategy<Arc<str>> {
+    name_or_any(&[
+        "filter",
+        "f",
+        "in",
+        "input",
+        "forward",
+        "other",
+        "tcp dport 81 drop",
+    ])
+}
+
+/// One of `names`, or any string a file may hold.
+fn name_or_any(names: &'static [&'static str]) -> BoxedStrategy<Arc<str>> {
     prop_oneof![
-        select(
-            &[
-                "filter",
-                "f",
-                "in",
-                "input",
-                "forward",
-                "other",
-                "tcp dport 81 drop"
-            ][..]
-        )
-        .prop_map(Arc::<str>::from),
+        select(names).prop_map(Arc::<str>::from),
         any::<String>().prop_map(Arc::<str>::from),
     ]
     .boxed()
@@ -412,11 +408,7 @@ pub mod build {
     pub fn packet(ifindex: u32, ifname: &str, src: &str, dst: &str, l4: PacketL4) -> Packet {
         let (src, dst) = (ip(src), ip(dst));
         let (version, proto) = (
-            if src.is_ipv6() {
-                IpVersion::V6
-            } else {
-                IpVersion::V4
-            },
+            IpVersion::of(src),
             match l4 {
                 PacketL4::Tcp { .. } => 6,
                 PacketL4::Udp { .. } => 17,
