@@ -128,6 +128,14 @@ fn nft_lab() -> Option<Lab> {
     kernel_tests_can_run().then(|| Lab::new().unwrap())
 }
 
+/// Asserts that the router has no trace table of ct-cli's left after a stop by `signal`.
+fn assert_trace_table_removed(lab: &Lab, signal: &str) {
+    assert!(
+        trace_tables(lab, Node::Router).is_empty(),
+        "{signal} left the trace table"
+    );
+}
+
 fn trace_tables(lab: &Lab, node: Node) -> Vec<String> {
     let out = lab
         .exec(node, &["nft", "list", "tables"])
@@ -194,19 +202,30 @@ struct Case<'a> {
 }
 
 impl Case<'static> {
-    /// `packets` echo requests dropped by the rule of [`NFT_DROP_ECHO`] in the router.
-    fn echo_drop(packets: u64) -> Self {
+    /// `packets` dropped by the rule containing `needle` in the router's `lab forward`
+    /// chain (the rulesets ct-lab loads there).
+    fn router_drop(
+        family: NftFamily,
+        needle: &'static str,
+        packets: u64,
+        tracked: Option<bool>,
+    ) -> Self {
         Case {
             node: Node::Router,
-            family: NftFamily::Ip,
+            family,
             table: "lab",
             chain: "forward",
-            needle: "icmp type echo-request",
+            needle,
             verdict: NftVerdict::Drop,
             reason: "NETFILTER_DROP",
             packets,
-            tracked: None,
+            tracked,
         }
+    }
+
+    /// `packets` echo requests dropped by the rule of [`NFT_DROP_ECHO`].
+    fn echo_drop(packets: u64) -> Self {
+        Case::router_drop(NftFamily::Ip, "icmp type echo-request", packets, None)
     }
 }
 
@@ -325,10 +344,7 @@ fn nft_rule_drop_names_the_rule() {
         stderr.contains("installed nftables table inet ct_trace_"),
         "{stderr}"
     );
-    assert!(
-        trace_tables(&lab, Node::Router).is_empty(),
-        "SIGINT left the trace table"
-    );
+    assert_trace_table_removed(&lab, "SIGINT");
 }
 
 #[test]
@@ -336,30 +352,9 @@ fn ct_state_invalid_drop_names_the_rule() {
     let Some(lab) = nft_lab() else {
         return;
     };
-    lab.sysctl(Node::Router, &["net.netfilter.nf_conntrack_tcp_loose=0"])
-        .unwrap();
-    lab.router_nft(
-        r#"
-table inet lab {
-    chain forward {
-        type filter hook forward priority filter; policy accept;
-        ct state invalid counter drop
-    }
-}
-"#,
-    )
-    .unwrap();
-    let case = Case {
-        node: Node::Router,
-        family: NftFamily::Inet,
-        table: "lab",
-        chain: "forward",
-        needle: "ct state invalid",
-        verdict: NftVerdict::Drop,
-        reason: "NETFILTER_DROP",
-        packets: 3,
-        tracked: Some(false),
-    };
+    lab.router_drops_invalid().unwrap();
+    // The rule of ct-lab's NFT_DROP_INVALID; the dropped ACKs have no conntrack entry.
+    let case = Case::router_drop(NftFamily::Inet, "ct state invalid", 3, Some(false));
     let collect = NftCollect::start(
         &lab,
         Node::Router,
@@ -369,10 +364,7 @@ table inet lab {
     trace_case(&lab, &case, collect, libc::SIGTERM, || {
         lab.bare_acks(Node::Client, SERVER4.into(), 80, 3).unwrap();
     });
-    assert!(
-        trace_tables(&lab, Node::Router).is_empty(),
-        "SIGTERM left the trace table"
-    );
+    assert_trace_table_removed(&lab, "SIGTERM");
 }
 
 /// No rule drops here: the server's input chain accepts the datagrams, and the kernel

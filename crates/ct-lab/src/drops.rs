@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use crate::{Lab, LabError, Node};
+
 /// Echo requests to the server dropped (and counted) in the router's forward chain.
 pub const NFT_DROP_ECHO: &str = r#"
 table ip lab {
@@ -11,6 +13,26 @@ table ip lab {
     }
 }
 "#;
+
+/// What the router's `inet lab forward` chain drops (and counts) in
+/// [`Lab::router_drops_invalid`].
+pub const NFT_DROP_INVALID: &str = r#"
+table inet lab {
+    chain forward {
+        type filter hook forward priority filter; policy accept;
+        ct state invalid counter drop
+    }
+}
+"#;
+
+impl Lab {
+    /// Makes the router drop what conntrack finds invalid ([`NFT_DROP_INVALID`]), with TCP
+    /// tracking strict (`nf_conntrack_tcp_loose=0`): an ACK of no connection is invalid.
+    pub fn router_drops_invalid(&self) -> Result<(), LabError> {
+        self.sysctl(Node::Router, &["net.netfilter.nf_conntrack_tcp_loose=0"])?;
+        self.router_nft(NFT_DROP_INVALID)
+    }
+}
 
 /// What the kernel under test should say about a drop for reason `name`: its BTF's
 /// `enum skb_drop_reason` decides, since kernels differ in which reasons they have.

@@ -61,7 +61,7 @@ mod traffic;
 
 pub use capture::{Capture, Captured, LAB_PROBES};
 pub use conntrack::{parse_conntrack, CtEntry, CtEntryTuple};
-pub use drops::{ExpectedReason, NFT_DROP_ECHO};
+pub use drops::{ExpectedReason, NFT_DROP_ECHO, NFT_DROP_INVALID};
 pub use exec::{Bg, LabError, Output};
 pub use process::{BpfIds, Collect};
 pub use scratch::Scratch;

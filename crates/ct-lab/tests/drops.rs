@@ -19,12 +19,10 @@ use ct_lab::{Capture, Captured, ExpectedReason, Lab, Node, CLIENT4, NFT_DROP_ECH
 
 const KFREE: &str = "skb:kfree_skb";
 
-macro_rules! lab_test {
-    () => {
-        if !ct_lab::kernel_available() {
-            return;
-        }
-    };
+/// A fresh lab and what its kernel says about drops for `reason`; `None` when the kernel
+/// lab cannot run here ([`ct_lab::kernel_available`] says why).
+fn drop_lab(reason: &str) -> Option<(Lab, ExpectedReason)> {
+    ct_lab::kernel_available().then(|| (Lab::new().unwrap(), ExpectedReason::of(reason)))
 }
 
 /// Asserts that `e`, an event at kfree_skb, has the drop reason this kernel gives.
@@ -107,9 +105,9 @@ fn nft_counter(lab: &Lab) -> u64 {
 /// rule counted.
 #[test]
 fn nft_rule_drop_is_netfilter_drop() {
-    lab_test!();
-    let expected = ExpectedReason::of("NETFILTER_DROP");
-    let lab = Lab::new().unwrap();
+    let Some((lab, expected)) = drop_lab("NETFILTER_DROP") else {
+        return;
+    };
     lab.router_nft(NFT_DROP_ECHO).unwrap();
     let capture = Capture::start(lab.netns_inode(Node::Router)).unwrap();
     let out = lab.ping(Node::Client, SERVER4.into(), 3).unwrap();
@@ -161,9 +159,9 @@ fn nft_rule_drop_is_netfilter_drop() {
 /// the rule's.
 #[test]
 fn kernel_drop_filter_reports_only_those_drops() {
-    lab_test!();
-    let expected = ExpectedReason::of("NETFILTER_DROP");
-    let lab = Lab::new().unwrap();
+    let Some((lab, expected)) = drop_lab("NETFILTER_DROP") else {
+        return;
+    };
     lab.router_nft(NFT_DROP_ECHO).unwrap();
     let drop = DropFilter {
         only_drops: true,
@@ -217,22 +215,10 @@ fn conntrack_invalid(lab: &Lab) -> u64 {
 /// `ct state invalid drop` drops them: the reason is the kernel's for an nft drop.
 #[test]
 fn ct_state_invalid_drop() {
-    lab_test!();
-    let expected = ExpectedReason::of("NETFILTER_DROP");
-    let lab = Lab::new().unwrap();
-    lab.sysctl(Node::Router, &["net.netfilter.nf_conntrack_tcp_loose=0"])
-        .unwrap();
-    lab.router_nft(
-        r#"
-table ip lab {
-    chain forward {
-        type filter hook forward priority filter; policy accept;
-        ct state invalid counter drop
-    }
-}
-"#,
-    )
-    .unwrap();
+    let Some((lab, expected)) = drop_lab("NETFILTER_DROP") else {
+        return;
+    };
+    lab.router_drops_invalid().unwrap();
     let invalid_before = conntrack_invalid(&lab);
     let capture = Capture::start(lab.netns_inode(Node::Router)).unwrap();
     let out = lab.bare_acks(Node::Client, SERVER4.into(), 80, 3).unwrap();
@@ -292,9 +278,9 @@ fn udp_no_ports(lab: &Lab, node: Node) -> u64 {
 /// UDP to a port nobody listens on in the server: dropped for lack of a socket.
 #[test]
 fn udp_to_a_closed_port_is_no_socket() {
-    lab_test!();
-    let expected = ExpectedReason::of("NO_SOCKET");
-    let lab = Lab::new().unwrap();
+    let Some((lab, expected)) = drop_lab("NO_SOCKET") else {
+        return;
+    };
     let before = udp_no_ports(&lab, Node::Server);
     let capture = Capture::start(lab.netns_inode(Node::Server)).unwrap();
     let client = lab
