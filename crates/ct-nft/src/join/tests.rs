@@ -128,6 +128,24 @@ fn bpf_event(skb: u64, id: u32, ct: bool) -> Event {
     }
 }
 
+/// A joiner that has seen the BPF event of packet `skb`, the client's SYN with IP id
+/// `ip_id` (no conntrack entry).
+fn joiner_seeing(skb: u64, ip_id: u32, now: Instant) -> Joiner {
+    let mut j = Joiner::new();
+    j.observe(&bpf_event(skb, ip_id, false), now);
+    j
+}
+
+/// A joiner holding steps 1 and 2, the client's SYNs with IP ids `ip_ids`, whose packets
+/// no probe has seen yet (so nothing is ready).
+fn joiner_waiting(ip_ids: [u16; 2], now: Instant) -> Joiner {
+    let mut j = Joiner::new();
+    for (trace_id, ip_id) in (1..).zip(ip_ids) {
+        assert!(j.push(syn_step(trace_id, ip_id), now).is_empty());
+    }
+    j
+}
+
 fn tracking(events: &[Event]) -> Vec<Option<u64>> {
     events.iter().map(|e| e.tracking.map(|t| t.skb)).collect()
 }
@@ -135,8 +153,7 @@ fn tracking(events: &[Event]) -> Vec<Option<u64>> {
 #[test]
 fn a_step_takes_the_ids_of_the_packet_with_its_headers() {
     let now = Instant::now();
-    let mut j = Joiner::new();
-    j.observe(&bpf_event(5, 1234, false), now);
+    let mut j = joiner_seeing(5, 1234, now);
     let out = j.push(syn_step(1, 1234), now);
     assert_eq!(tracking(&out), [Some(5)]);
     assert_eq!(out[0].netns, Some(4026531840));
@@ -152,8 +169,7 @@ fn a_step_takes_the_ids_of_the_packet_with_its_headers() {
 #[test]
 fn other_ip_ids_and_flags_are_other_packets() {
     let now = Instant::now();
-    let mut j = Joiner::new();
-    j.observe(&bpf_event(5, 1234, false), now);
+    let mut j = joiner_seeing(5, 1234, now);
     assert!(j.push(syn_step(1, 1235), now).is_empty());
     assert!(j
         .push(
@@ -183,9 +199,7 @@ fn translated_headers_find_the_packet_through_its_conntrack_tuples() {
 #[test]
 fn a_step_waits_for_its_packet_then_goes_without_ids() {
     let now = Instant::now();
-    let mut j = Joiner::new();
-    assert!(j.push(syn_step(1, 1), now).is_empty());
-    assert!(j.push(syn_step(2, 2), now).is_empty());
+    let mut j = joiner_waiting([1, 2], now);
     // The first one's packet arrives in time.
     j.observe(&bpf_event(5, 1, false), now);
     assert_eq!(tracking(&j.ready(now)), [Some(5)]);
@@ -198,8 +212,7 @@ fn a_step_waits_for_its_packet_then_goes_without_ids() {
 #[test]
 fn later_steps_follow_their_trace_id() {
     let now = Instant::now();
-    let mut j = Joiner::new();
-    j.observe(&bpf_event(5, 1, false), now);
+    let mut j = joiner_seeing(5, 1, now);
     assert_eq!(tracking(&j.push(syn_step(42, 1), now)), [Some(5)]);
     // Rewritten in a way no probe saw (no conntrack entry to tell): the trace id still says.
     let rewritten = step(42, headers(CLIENT, [10, 0, 3, 3], 1, 40000, 80, 2));
@@ -209,8 +222,7 @@ fn later_steps_follow_their_trace_id() {
 #[test]
 fn a_trace_id_seen_again_later_is_another_packet() {
     let now = Instant::now();
-    let mut j = Joiner::new();
-    j.observe(&bpf_event(5, 1, false), now);
+    let mut j = joiner_seeing(5, 1, now);
     j.push(syn_step(42, 1), now);
     // The kernel reused the buffer: same trace id, another packet no probe saw.
     let later = now + TRACE_ID_LIFETIME;
@@ -222,9 +234,7 @@ fn a_trace_id_seen_again_later_is_another_packet() {
 #[test]
 fn finish_writes_every_waiting_step() {
     let now = Instant::now();
-    let mut j = Joiner::new();
-    assert!(j.push(syn_step(1, 1), now).is_empty());
-    assert!(j.push(syn_step(2, 3), now).is_empty());
+    let mut j = joiner_waiting([1, 3], now);
     // The first one's packet arrives, then the run ends before anything else is read.
     j.observe(&bpf_event(5, 1, false), now);
     assert_eq!(tracking(&j.finish()), [Some(5), None]);
@@ -234,8 +244,7 @@ fn finish_writes_every_waiting_step() {
 #[test]
 fn old_packets_are_forgotten() {
     let now = Instant::now();
-    let mut j = Joiner::new();
-    j.observe(&bpf_event(5, 1, false), now);
+    let mut j = joiner_seeing(5, 1, now);
     let much_later = now + REMEMBER_PACKETS_FOR + WAIT_FOR_PACKET;
     j.push(syn_step(1, 1), much_later);
     assert_eq!(tracking(&j.ready(much_later + WAIT_FOR_PACKET)), [None]);
