@@ -116,32 +116,26 @@ fn ct_cli(args: &[&str]) -> String {
 
 #[test]
 fn no_output_format_holds_a_kernel_address() {
-    if !kernel_tests_can_run() {
+    let Some(nat) = NatLab::start("security") else {
         return;
-    }
-    let _lock = kernel_lock();
-    let lab = ct_lab::Lab::new().expect("building the lab");
-    lab.router_nft(ROUTER_NAT).expect("loading the ruleset");
-    let scratch = Scratch::new("security");
-    let file = scratch.path("events.json");
-    let netns = format!("/var/run/netns/{}", lab.name(Node::Router));
-    let mut collect = start_collect(&[
-        "-o",
-        file.to_str().unwrap(),
-        "--print",
-        "--format",
-        "multiline",
-        "--netns",
-        &netns,
-    ]);
+    };
+    let file = nat.scratch.path("events.json");
+    let mut collect = collect_to(
+        &file,
+        &nat.router_netns(),
+        &["--print", "--format", "multiline"],
+    );
     collect.wait_ready();
 
-    lab.tcp_exchange(SERVER4.into(), 80, ROUTER_C4.into(), 8080)
+    nat.lab
+        .tcp_exchange(SERVER4.into(), 80, ROUTER_C4.into(), 8080)
         .expect("tcp through DNAT");
-    let _udp = lab
+    let _udp = nat
+        .lab
         .udp_server(Node::Server, SERVER4.into(), 53, 3)
         .expect("udp server");
-    let udp = lab
+    let udp = nat
+        .lab
         .udp_client(
             Node::Client,
             ROUTER_C4.into(),
@@ -151,7 +145,7 @@ fn no_output_format_holds_a_kernel_address() {
         )
         .expect("udp client");
     assert_eq!(udp.outcomes, ["reply", "reply", "reply"]);
-    let ping = lab.ping(Node::Client, SERVER4.into(), 3).expect("ping");
+    let ping = nat.lab.ping(Node::Client, SERVER4.into(), 3).expect("ping");
     assert!(ping.success());
     std::thread::sleep(Duration::from_millis(300));
     collect.signal(libc::SIGINT);

@@ -209,11 +209,7 @@ pub struct CtIp {
 impl CtIp {
     /// Builds the layer-3 part, deriving `version` from the addresses.
     pub fn new(src: IpAddr, dst: IpAddr) -> Self {
-        let version = if src.is_ipv6() {
-            IpVersion::V6
-        } else {
-            IpVersion::V4
-        };
+        let version = IpVersion::of(src);
         CtIp { src, dst, version }
     }
 }
@@ -229,6 +225,16 @@ pub enum IpVersion {
     V4,
     /// IPv6.
     V6,
+}
+
+impl IpVersion {
+    /// The version of `addr`.
+    pub fn of(addr: IpAddr) -> Self {
+        match addr {
+            IpAddr::V4(_) => IpVersion::V4,
+            IpAddr::V6(_) => IpVersion::V6,
+        }
+    }
 }
 
 /// The layer-4 part of a tuple. Every protocol is represented: those conntrack knows
@@ -305,6 +311,23 @@ impl CtProto {
             CtProto::Tcp { sport, dport }
             | CtProto::Udp { sport, dport }
             | CtProto::Sctp { sport, dport, .. } => Some((sport, dport)),
+            _ => None,
+        }
+    }
+
+    /// Type, code and echo id, for ICMP and ICMPv6.
+    pub fn icmp(&self) -> Option<(u8, u8, u16)> {
+        match *self {
+            CtProto::Icmp {
+                icmp_type,
+                code,
+                id,
+            }
+            | CtProto::Icmpv6 {
+                icmp_type,
+                code,
+                id,
+            } => Some((icmp_type, code, id)),
             _ => None,
         }
     }

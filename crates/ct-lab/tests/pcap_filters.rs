@@ -280,40 +280,14 @@ fn traffic(lab: &Lab) {
         lab.exec(node, &["ip", "neigh", "flush", "all"]).unwrap();
     }
     lab.ping(Node::Client, SERVER4.into(), 2).unwrap();
-    lab.exec(
-        Node::Client,
-        &[
-            "ping",
-            "-4",
-            "-n",
-            "-q",
-            "-c",
-            "1",
-            "-s",
-            "1200",
-            "-W",
-            "1",
-            &SERVER4.to_string(),
-        ],
-    )
-    .unwrap();
-    lab.exec(
-        Node::Client,
-        &[
-            "ping",
-            "-4",
-            "-n",
-            "-q",
-            "-c",
-            "1",
-            "-s",
-            "3000",
-            "-W",
-            "1",
-            &SERVER4.to_string(),
-        ],
-    )
-    .unwrap();
+    // A large echo request that still fits the MTU, and one that is fragmented.
+    for size in ["1200", "3000"] {
+        let server = SERVER4.to_string();
+        let ping = [
+            "ping", "-4", "-n", "-q", "-c", "1", "-s", size, "-W", "1", &server,
+        ];
+        lab.exec(Node::Client, &ping).unwrap();
+    }
     let server = lab
         .tcp_server(Node::Server, SERVER4.into(), TCP_PORT)
         .unwrap();
