@@ -1,22 +1,13 @@
 //! Bad arguments give one clear message and exit code 2; the output file is never written
 //! through a link or over an existing file. None of these needs the kernel.
 
+#[path = "support/cli.rs"]
+mod cli;
 use std::os::unix::fs::{symlink, MetadataExt};
 use std::path::Path;
-use std::process::{Command, Output};
 
+use cli::*;
 use ct_lab::Scratch;
-
-fn ct_cli(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ct-cli"))
-        .args(args)
-        .output()
-        .expect("ct-cli runs")
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
 
 /// Runs ct-cli and asserts a usage error whose message holds `needle`.
 fn usage_error(args: &[&str], needle: &str) {

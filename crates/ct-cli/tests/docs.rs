@@ -1,27 +1,14 @@
 //! `ct-cli completions` and `ct-cli man`: the scripts load in their shells and complete
 //! commands and options; every man page renders with man(1) without a warning.
 
-use std::process::{Command, Output, Stdio};
+#[path = "support/cli.rs"]
+mod cli;
+
+use std::process::{Command, Stdio};
 
 use std::io::Write;
 
-const CT_CLI: &str = env!("CARGO_BIN_EXE_ct-cli");
-
-fn ct_cli(args: &[&str]) -> Output {
-    Command::new(CT_CLI)
-        .args(args)
-        .output()
-        .expect("ct-cli runs")
-}
-
-fn stdout(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout.clone()).expect("UTF-8")
-}
+use cli::*;
 
 /// Runs `script` in bash (non-interactive, no rc files) and returns its stdout.
 fn bash(script: &str) -> String {

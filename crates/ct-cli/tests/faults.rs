@@ -196,11 +196,8 @@ fn output_to_dev_full_is_a_clear_error() {
     };
     let netns = nat.router_netns();
 
-    let out = Command::new(CT_CLI)
-        .args(["collect", "-o", "/dev/full", "--force", "--netns", &netns])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let out = ct_cli(&["collect", "-o", "/dev/full", "--force", "--netns", &netns]);
+    let stderr = support::stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert_eq!(
         stderr.trim_end(),

@@ -4,22 +4,17 @@
 //! packet section, with the event's text as its comment. No kernel needed; tshark from apt
 //! (without it the test skips, or fails under CT_REQUIRE_KERNEL_TESTS=1).
 
+#[path = "support/cli.rs"]
+mod cli;
 #[path = "support/tshark.rs"]
 mod tshark;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 use std::sync::Arc;
 
+use cli::*;
 use ct_core::{write_event_json, CtState, Event, ProbeInfo, ProbeKind};
-
-fn ct_cli(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ct-cli"))
-        .args(args)
-        .output()
-        .expect("ct-cli runs")
-}
 
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("ct-cli-pcapng-{}-{name}", std::process::id()));
@@ -59,10 +54,6 @@ fn write_events(path: &Path, events: &[Event]) {
         write_event_json(e, &mut out).unwrap();
     }
     std::fs::write(path, out).unwrap();
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 #[test]

@@ -6,7 +6,6 @@
 
 mod support;
 
-use std::process::Command;
 use std::time::Duration;
 
 use ct_lab::{Node, ROUTER_C4, SERVER4};
@@ -101,19 +100,6 @@ fn the_scanner_finds_planted_pointers() {
     }
 }
 
-fn ct_cli(args: &[&str]) -> String {
-    let out = Command::new(CT_CLI)
-        .args(args)
-        .output()
-        .expect("ct-cli runs");
-    assert!(
-        out.status.success(),
-        "ct-cli {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("UTF-8 output") + &String::from_utf8_lossy(&out.stderr)
-}
-
 #[test]
 fn no_output_format_holds_a_kernel_address() {
     let Some(nat) = NatLab::start("security") else {
@@ -147,10 +133,7 @@ fn no_output_format_holds_a_kernel_address() {
     assert_eq!(udp.outcomes, ["reply", "reply", "reply"]);
     let ping = nat.lab.ping(Node::Client, SERVER4.into(), 3).expect("ping");
     assert!(ping.success());
-    std::thread::sleep(Duration::from_millis(300));
-    collect.signal(libc::SIGINT);
-    let (status, live, stderr) = collect.finish(Duration::from_secs(20));
-    assert_eq!(status.code(), Some(0), "{}", stderr.join("\n"));
+    let (live, stderr) = collect.stop_cleanly();
 
     let events = read_file(&file);
     let with_ids = events
@@ -176,7 +159,7 @@ fn no_output_format_holds_a_kernel_address() {
         for format in ["multiline", "singleline", "json"] {
             outputs.push((
                 format!("{command} --format {format}"),
-                ct_cli(&[command, "--format", format, path]),
+                ct_cli_ok(&[command, "--format", format, path]),
             ));
         }
     }

@@ -15,7 +15,8 @@ use ct_lab::{Lab, Node};
 #[allow(unused_imports)]
 pub use ct_lab::{BpfIds, Collect, Scratch};
 
-pub const CT_CLI: &str = env!("CARGO_BIN_EXE_ct-cli");
+mod cli;
+pub use cli::*;
 
 /// `ct-cli collect <args>`, stdout piped.
 pub fn start_collect(args: &[&str]) -> Collect {
