@@ -27,8 +27,8 @@ fn bash(script: &str) -> String {
 
 #[test]
 fn bash_completion_registers_and_completes() {
-    let dir = std::env::temp_dir().join(format!("ct-cli-docs-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let scratch = ct_lab::Scratch::new("bash-completion");
+    let dir = scratch.dir();
     let script = dir.join("ct-cli.bash");
     std::fs::write(&script, stdout(&ct_cli(&["completions", "bash"]))).unwrap();
     let source = format!("source {}", script.display());
@@ -83,7 +83,6 @@ fn bash_completion_registers_and_completes() {
     assert_eq!(shells, ["bash", "zsh", "fish"]);
     let pages = complete(&["man", "co"]);
     assert_eq!(pages, ["collect", "conns", "completions"]);
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 /// Whether `shell` runs here; otherwise the test gate decides (skip, or fail under
@@ -105,8 +104,8 @@ fn zsh_completion_registers() {
     if !shell_available("zsh") {
         return;
     }
-    let dir = std::env::temp_dir().join(format!("ct-cli-zsh-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let scratch = ct_lab::Scratch::new("zsh-completion");
+    let dir = scratch.dir();
     let script = stdout(&ct_cli(&["completions", "zsh"]));
     assert!(script.starts_with("#compdef ct-cli"), "{}", &script[..80]);
     std::fs::write(dir.join("_ct-cli"), &script).unwrap();
@@ -125,7 +124,6 @@ fn zsh_completion_registers() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "_ct-cli");
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]
@@ -133,8 +131,8 @@ fn fish_completion_completes() {
     if !shell_available("fish") {
         return;
     }
-    let dir = std::env::temp_dir().join(format!("ct-cli-fish-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let scratch = ct_lab::Scratch::new("fish-completion");
+    let dir = scratch.dir();
     let script = dir.join("ct-cli.fish");
     std::fs::write(&script, stdout(&ct_cli(&["completions", "fish"]))).unwrap();
     // What fish offers for a command line (complete -C), one candidate a line.
@@ -157,7 +155,6 @@ fn fish_completion_completes() {
     assert_eq!(complete("ct-cli co"), ["collect", "completions", "conns"]);
     assert_eq!(complete("ct-cli collect --raw-h"), ["--raw-headers"]);
     assert_eq!(complete("ct-cli collect --rotate-c"), ["--rotate-count"]);
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]

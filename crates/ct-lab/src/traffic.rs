@@ -140,6 +140,29 @@ impl Lab {
         Ok(client.sport)
     }
 
+    /// `count` UDP datagrams from the client to `dst:dport`, each answered by an echo
+    /// server started on the server at `listen:lport` (as [`tcp_exchange`](Self::tcp_exchange)
+    /// for NAT). Returns the client's source port; an error unless every answer came back.
+    pub fn udp_exchange(
+        &self,
+        listen: IpAddr,
+        lport: u16,
+        dst: IpAddr,
+        dport: u16,
+        count: u32,
+    ) -> Result<u16, LabError> {
+        let _server = self.udp_server(Node::Server, listen, lport, count)?;
+        let wait = Duration::from_secs(2);
+        let client = self.udp_client(Node::Client, dst, dport, count, wait)?;
+        if client.outcomes.len() != count as usize || client.outcomes.iter().any(|o| o != "reply") {
+            return Err(LabError::new(format!(
+                "udp client to {dst}:{dport} (server at {listen}:{lport}): {:?}",
+                client.outcomes
+            )));
+        }
+        Ok(client.sport)
+    }
+
     /// Starts a UDP echo server in `node` answering `count` datagrams.
     pub fn udp_server(
         &self,

@@ -117,19 +117,8 @@ pub fn udp_ports(e: &Captured) -> Option<(u16, u16)> {
 /// `count` datagrams from the client to a UDP server on the server's `port`, each
 /// answered; the client's source port.
 pub fn udp_exchange(lab: &Lab, port: u16, count: u32) -> u16 {
-    let _server = lab
-        .udp_server(Node::Server, SERVER4.into(), port, count)
-        .expect("udp server");
-    let wait = Duration::from_secs(2);
-    let client = lab
-        .udp_client(Node::Client, SERVER4.into(), port, count, wait)
-        .expect("udp client");
-    assert!(
-        client.outcomes.len() == count as usize && client.outcomes.iter().all(|o| o == "reply"),
-        "port {port}: {:?}",
-        client.outcomes
-    );
-    client.sport
+    lab.udp_exchange(SERVER4.into(), port, SERVER4.into(), port, count)
+        .expect("udp exchange")
 }
 
 pub fn state(e: &Captured) -> CtState {
