@@ -85,26 +85,26 @@ fn bash_completion_registers_and_completes() {
     assert_eq!(pages, ["collect", "conns", "completions"]);
 }
 
-/// Whether `shell` runs here; otherwise the test gate decides (skip, or fail under
-/// CT_REQUIRE_KERNEL_TESTS=1 as CI sets it).
-fn shell_available(shell: &str) -> bool {
+/// A folder for `shell`'s completion script when `shell` runs here; otherwise `None`, and
+/// the test gate has decided (skip, or fail under CT_REQUIRE_KERNEL_TESTS=1 as CI sets it).
+fn completion_scratch(shell: &str) -> Option<ct_lab::Scratch> {
     let ok = Command::new(shell)
         .args(["-c", "exit 0"])
         .status()
         .is_ok_and(|s| s.success());
-    ct_lab::run_or_skip(if ok {
+    let available = ct_lab::run_or_skip(if ok {
         Ok(())
     } else {
         Err(format!("no {shell} (scripts/install-deps.sh installs it)"))
-    })
+    });
+    available.then(|| ct_lab::Scratch::new(&format!("{shell}-completion")))
 }
 
 #[test]
 fn zsh_completion_registers() {
-    if !shell_available("zsh") {
+    let Some(scratch) = completion_scratch("zsh") else {
         return;
-    }
-    let scratch = ct_lab::Scratch::new("zsh-completion");
+    };
     let dir = scratch.dir();
     let script = stdout(&ct_cli(&["completions", "zsh"]));
     assert!(script.starts_with("#compdef ct-cli"), "{}", &script[..80]);
@@ -128,10 +128,9 @@ fn zsh_completion_registers() {
 
 #[test]
 fn fish_completion_completes() {
-    if !shell_available("fish") {
+    let Some(scratch) = completion_scratch("fish") else {
         return;
-    }
-    let scratch = ct_lab::Scratch::new("fish-completion");
+    };
     let dir = scratch.dir();
     let script = dir.join("ct-cli.fish");
     std::fs::write(&script, stdout(&ct_cli(&["completions", "fish"]))).unwrap();

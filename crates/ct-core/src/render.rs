@@ -199,35 +199,18 @@ pub fn write_tuple<W: Write + ?Sized>(w: &mut W, tuple: &CtTuple) -> fmt::Result
 
 fn tuple_text<W: Write + ?Sized>(w: &mut Text<'_, W>, tuple: &CtTuple) -> fmt::Result {
     let (src, dst) = (tuple.ip.src, tuple.ip.dst);
+    if let Some((icmp_type, code, id)) = tuple.proto.icmp() {
+        return put!(w, src, " > ", dst, " type ", icmp_type, " code ", code, " id ", id);
+    }
     match tuple.proto {
         CtProto::Tcp { sport, dport } | CtProto::Udp { sport, dport } => {
             put!(w, src, '.', sport, " > ", dst, '.', dport)
         }
         CtProto::Sctp { sport, dport, vtag } => {
-            put!(
-                w,
-                src,
-                '.',
-                sport,
-                " > ",
-                dst,
-                '.',
-                dport,
-                " vtag ",
-                Hex(vtag)
-            )
+            put!(w, src, '.', sport, " > ", dst, '.', dport)?;
+            put!(w, " vtag ", Hex(vtag))
         }
-        CtProto::Icmp {
-            icmp_type,
-            code,
-            id,
-        }
-        | CtProto::Icmpv6 {
-            icmp_type,
-            code,
-            id,
-        } => put!(w, src, " > ", dst, " type ", icmp_type, " code ", code, " id ", id),
-        CtProto::Generic { .. } => put!(w, src, " > ", dst),
+        _ => put!(w, src, " > ", dst),
     }
 }
 
