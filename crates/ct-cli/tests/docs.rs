@@ -11,18 +11,26 @@ use std::io::Write;
 use cli::*;
 
 /// Runs `script` in bash (non-interactive, no rc files) and returns its stdout.
-fn bash(script: &str) -> String {
-    let out = Command::new("bash")
-        .args(["--norc", "--noprofile", "-c", script])
+/// Runs `script` with `shell` (its name, then options) and returns what it printed; the
+/// script must succeed.
+fn run_shell(shell: &[&str], script: &str) -> String {
+    let out = Command::new(shell[0])
+        .args(&shell[1..])
+        .args(["-c", script])
         .output()
-        .expect("bash runs");
+        .unwrap_or_else(|e| panic!("{} does not run: {e}", shell[0]));
     assert!(
         out.status.success(),
-        "bash: {}\n{}",
+        "{}: {}\n{}",
+        shell[0],
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).unwrap()
+}
+
+fn bash(script: &str) -> String {
+    run_shell(&["bash", "--norc", "--noprofile"], script)
 }
 
 #[test]
@@ -110,20 +118,14 @@ fn zsh_completion_registers() {
     assert!(script.starts_with("#compdef ct-cli"), "{}", &script[..80]);
     std::fs::write(dir.join("_ct-cli"), &script).unwrap();
     // As a user installs it: in a directory of $fpath, found by compinit.
-    let out = Command::new("zsh")
-        .args(["-f", "-c"])
-        .arg(format!(
+    let registered = run_shell(
+        &["zsh", "-f"],
+        &format!(
             "fpath=({} $fpath); autoload -Uz compinit; compinit -u -D; print -r -- $_comps[ct-cli]",
             dir.display()
-        ))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        ),
     );
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "_ct-cli");
+    assert_eq!(registered.trim(), "_ct-cli");
 }
 
 #[test]
@@ -136,20 +138,13 @@ fn fish_completion_completes() {
     std::fs::write(&script, stdout(&ct_cli(&["completions", "fish"]))).unwrap();
     // What fish offers for a command line (complete -C), one candidate a line.
     let complete = |line: &str| -> Vec<String> {
-        let out = Command::new("fish")
-            .args(["--no-config", "-c"])
-            .arg(format!("source {}; complete -C '{line}'", script.display()))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(|l| l.split('\t').next().unwrap().to_owned())
-            .collect()
+        run_shell(
+            &["fish", "--no-config"],
+            &format!("source {}; complete -C '{line}'", script.display()),
+        )
+        .lines()
+        .map(|l| l.split('\t').next().unwrap().to_owned())
+        .collect()
     };
     assert_eq!(complete("ct-cli co"), ["collect", "completions", "conns"]);
     assert_eq!(complete("ct-cli collect --raw-h"), ["--raw-headers"]);

@@ -317,6 +317,25 @@ pub enum PacketL4 {
     },
 }
 
+impl PacketL4 {
+    /// The header's flow fields in one shape for every protocol, as packet matchers
+    /// compare them: (source port, destination port, TCP flags), with an ICMP message's
+    /// type and code in place of the ports, and 0 where a protocol has no such field.
+    pub fn flow_fields(&self) -> (u16, u16, u8) {
+        match *self {
+            PacketL4::Tcp {
+                sport,
+                dport,
+                flags,
+            } => (sport, dport, flags),
+            PacketL4::Udp { sport, dport } | PacketL4::Sctp { sport, dport } => (sport, dport, 0),
+            PacketL4::Icmp { icmp_type, code } | PacketL4::Icmpv6 { icmp_type, code } => {
+                (icmp_type.into(), code.into(), 0)
+            }
+        }
+    }
+}
+
 /// Name of an IP protocol number, as printed in `proto TCP (6)`.
 pub fn ip_proto_name(proto: u8) -> Option<&'static str> {
     Some(match proto {

@@ -17,7 +17,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ct_bpf::PcapFilter;
-use ct_core::{Event, PacketL4};
+use ct_core::Event;
 use ct_lab::{Capture, Lab, Node, Scratch, ROUTER_CLIENT_IF, SERVER4, SERVER6};
 
 /// What both sides are asked to select, as tcpdump users write it.
@@ -242,18 +242,7 @@ fn event_key(e: &Event) -> Key {
     let Some(ip) = packet.ip else {
         return Key::Other;
     };
-    let (sport, dport, flags) = match packet.l4 {
-        Some(PacketL4::Tcp {
-            sport,
-            dport,
-            flags,
-        }) => (sport, dport, flags),
-        Some(PacketL4::Udp { sport, dport } | PacketL4::Sctp { sport, dport }) => (sport, dport, 0),
-        Some(PacketL4::Icmp { icmp_type, code } | PacketL4::Icmpv6 { icmp_type, code }) => {
-            (u16::from(icmp_type), u16::from(code), 0)
-        }
-        None => (0, 0, 0),
-    };
+    let (sport, dport, flags) = packet.l4.map_or((0, 0, 0), |l4| l4.flow_fields());
     Key::Ip {
         src: ip.src,
         dst: ip.dst,

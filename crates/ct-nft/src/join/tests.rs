@@ -1,7 +1,8 @@
 use std::net::Ipv4Addr;
 
 use ct_core::{
-    CtConnEvent, CtEvent, CtIp, CtState, CtStatus, IpVersion, NftVerdict, PacketIp, ZoneDir,
+    CtConnEvent, CtEvent, CtIp, CtState, CtStatus, IpVersion, NftVerdict, PacketIp, PacketL4,
+    ZoneDir,
 };
 
 use super::*;
