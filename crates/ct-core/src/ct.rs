@@ -19,10 +19,8 @@ pub struct CtEvent {
     /// The packet's ctinfo.
     pub state: CtState,
     /// `None` only for UNTRACKED packets: the kernel attaches no connection to them.
-    #[serde(default)]
     pub base: Option<CtConnEvent>,
     /// The master connection of a RELATED flow (e.g. the FTP control connection).
-    #[serde(default)]
     pub parent: Option<CtConnEvent>,
 }
 
@@ -100,10 +98,8 @@ pub struct CtConnEvent {
     /// The tuple replies are expected with (NAT shows as its difference from `orig`).
     pub reply: CtTuple,
     /// TCP conntrack state; `None` for other protocols.
-    #[serde(default)]
     pub tcp_state: Option<TcpState>,
     /// Conntrack mark; `None` when the kernel has no `CONFIG_NF_CONNTRACK_MARK`.
-    #[serde(default)]
     pub mark: Option<u32>,
     /// 128-bit conntrack labels; `None` when the connection carries no labels extension.
     #[serde(default, with = "labels_hex")]

@@ -222,10 +222,8 @@ pub struct Tracking {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Packet {
     /// `skb->dev->ifindex`; `None` when the skb had no device.
-    #[serde(default)]
     pub ifindex: Option<u32>,
     /// `skb->dev->name`; `None` when the skb had no device.
-    #[serde(default)]
     pub ifname: Option<FixedStr>,
     /// `skb->len`.
     #[serde(default)]
