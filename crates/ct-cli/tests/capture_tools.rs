@@ -44,7 +44,7 @@ fn mode(path: &Path) -> u32 {
 
 #[test]
 fn collect_w_writes_what_tshark_decodes_as_the_json_says() {
-    let Some(nat) = NatLab::start("pcapng") else {
+    let Some(nat) = KernelLab::with_nat("pcapng") else {
         return;
     };
     if !tshark::available() {
@@ -147,7 +147,7 @@ fn collect_w_writes_what_tshark_decodes_as_the_json_says() {
 /// without --raw-headers.
 #[test]
 fn collect_w_alone_and_json_without_raw_headers() {
-    let Some(nat) = NatLab::start("pcapng-alone") else {
+    let Some(nat) = KernelLab::with_nat("pcapng-alone") else {
         return;
     };
     if !tshark::available() {
@@ -286,18 +286,16 @@ fn rotating_run(
 
 #[test]
 fn rotation_keeps_every_event_exactly_once() {
-    if !kernel_tests_can_run() {
+    let Some(test) = KernelLab::start("rotate") else {
         return;
-    }
-    let _lock = kernel_lock();
-    let lab = Lab::new().expect("building the lab");
-    let scratch = Scratch::new("rotate");
+    };
+    let (lab, scratch) = (&test.lab, &test.scratch);
     let netns = format!("/var/run/netns/{}", lab.name(Node::Client));
     const SIZE: u64 = 8192;
 
     // Enough old files for all: the files together are the stream --print showed.
     let file = scratch.path("events.json");
-    let (stdout, stderr, summary, n) = rotating_run(&lab, &file, &netns, 1000);
+    let (stdout, stderr, summary, n) = rotating_run(lab, &file, &netns, 1000);
     assert!(n >= 5, "{summary}");
     assert!(!Path::new(&format!("{}.{}", file.display(), n + 1)).exists());
     let (names, lines) = rotated_lines(&file, n, SIZE);
@@ -329,7 +327,7 @@ fn rotation_keeps_every_event_exactly_once() {
 
     // A count: only the newest old files are kept, and they end the stream.
     let file = scratch.path("kept.json");
-    let (stdout, _, summary, n) = rotating_run(&lab, &file, &netns, 2);
+    let (stdout, _, summary, n) = rotating_run(lab, &file, &netns, 2);
     assert!(n > 2, "{summary}");
     assert!(
         summary.contains(&format!("({} older files replaced)", n - 2)),
@@ -373,12 +371,10 @@ fn command_pid(stderr: &[String]) -> u32 {
 
 #[test]
 fn cmd_traces_one_command_end_to_end() {
-    if !kernel_tests_can_run() {
+    let Some(test) = KernelLab::start("cmd") else {
         return;
-    }
-    let _lock = kernel_lock();
-    let lab = Lab::new().expect("building the lab");
-    let scratch = Scratch::new("cmd");
+    };
+    let (lab, scratch) = (&test.lab, &test.scratch);
     let client = lab.name(Node::Client).to_owned();
     let netns = format!("/var/run/netns/{client}");
 
@@ -478,12 +474,13 @@ fn cmd_traces_one_command_end_to_end() {
 /// blocks that tshark reads without a complaint.
 #[test]
 fn disk_full_keeps_a_readable_capture() {
-    if !kernel_tests_can_run() || !tshark::available() {
+    let Some(test) = KernelLab::start("pcapng-full") else {
+        return;
+    };
+    if !tshark::available() {
         return;
     }
-    let _lock = kernel_lock();
-    let lab = Lab::new().expect("building the lab");
-    let scratch = Scratch::new("pcapng-full");
+    let (lab, scratch) = (&test.lab, &test.scratch);
     let mount = scratch.path("tiny");
     std::fs::create_dir(&mount).unwrap();
     let mounted = Command::new("mount")
@@ -534,18 +531,19 @@ fn disk_full_keeps_a_readable_capture() {
 /// on the interface of the BPF events of the same device.
 #[test]
 fn nft_verdicts_are_packets_with_their_rule() {
-    if !kernel_tests_can_run() || !tshark::available() {
+    let Some(test) = KernelLab::start("pcapng-nft") else {
+        return;
+    };
+    if !tshark::available() {
         return;
     }
-    let _lock = kernel_lock();
-    let lab = Lab::new().expect("building the lab");
+    let (lab, scratch) = (&test.lab, &test.scratch);
     lab.nft(
         Node::Server,
         "table inet f {\n  chain in {\n    type filter hook input priority filter; policy accept;\n    \
          tcp dport 81 counter drop\n  }\n}\n",
     )
     .expect("drop rule in the server");
-    let scratch = Scratch::new("pcapng-nft");
     let json = scratch.path("why.json");
     let capture = scratch.path("why.pcapng");
     let server = lab.name(Node::Server).to_owned();

@@ -38,7 +38,7 @@ fn ping_flood(lab: &Lab, count: u32, deadline_s: u32) -> ct_lab::Bg {
 /// and map the process held is gone from the kernel afterwards.
 #[test]
 fn signals_at_random_moments_stop_cleanly() {
-    let Some(nat) = NatLab::start("signals") else {
+    let Some(nat) = KernelLab::with_nat("signals") else {
         return;
     };
     let netns = nat.router_netns();
@@ -132,7 +132,7 @@ fn signals_at_random_moments_stop_cleanly() {
 /// and stops as usual.
 #[test]
 fn sigkill_leaves_nothing_attached_and_a_new_collect_starts() {
-    let Some(nat) = NatLab::start("sigkill") else {
+    let Some(nat) = KernelLab::with_nat("sigkill") else {
         return;
     };
     let netns = nat.router_netns();
@@ -191,7 +191,7 @@ fn sigkill_leaves_nothing_attached_and_a_new_collect_starts() {
 /// error and exit 1, and the probes are detached.
 #[test]
 fn output_to_dev_full_is_a_clear_error() {
-    let Some(nat) = NatLab::start("dev-full") else {
+    let Some(nat) = KernelLab::with_nat("dev-full") else {
         return;
     };
     let netns = nat.router_netns();
@@ -463,7 +463,7 @@ fn without_privileges_one_sentence_and_exit_3() {
 /// every namespace): both go on, stop with exit 0 on SIGINT, and every line is an event.
 #[test]
 fn namespace_deleted_interfaces_down_and_table_flushed_mid_run() {
-    let Some(nat) = NatLab::start("netns") else {
+    let Some(nat) = KernelLab::with_nat("netns") else {
         return;
     };
     let client = netns_arg(&nat.lab, Node::Client);

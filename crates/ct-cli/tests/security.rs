@@ -100,7 +100,7 @@ fn the_scanner_finds_planted_pointers() {
 
 #[test]
 fn no_output_format_holds_a_kernel_address() {
-    let Some(nat) = NatLab::start("security") else {
+    let Some(nat) = KernelLab::with_nat("security") else {
         return;
     };
     let file = nat.scratch.path("events.json");

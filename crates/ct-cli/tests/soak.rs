@@ -99,7 +99,7 @@ struct Sample {
 
 #[test]
 fn connection_churn_through_nat_keeps_memory_and_fds_flat() {
-    let Some(nat) = NatLab::start("soak") else {
+    let Some(nat) = KernelLab::with_nat("soak") else {
         return;
     };
     let seconds: u64 = std::env::var("CT_SOAK_SECONDS")

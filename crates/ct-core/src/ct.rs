@@ -85,6 +85,7 @@ impl CtState {
 }
 
 /// One conntrack entry (`struct nf_conn`) as seen when the packet passed the probe.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CtConnEvent {
     /// Conntrack zone id.
@@ -98,23 +99,23 @@ pub struct CtConnEvent {
     /// The tuple replies are expected with (NAT shows as its difference from `orig`).
     pub reply: CtTuple,
     /// TCP conntrack state; `None` for other protocols.
+    #[serialize_always]
     pub tcp_state: Option<TcpState>,
     /// Conntrack mark; `None` when the kernel has no `CONFIG_NF_CONNTRACK_MARK`.
+    #[serialize_always]
     pub mark: Option<u32>,
     /// 128-bit conntrack labels; `None` when the connection carries no labels extension.
     #[serde(default, with = "labels_hex")]
+    #[serialize_always]
     pub labels: Option<u128>,
     /// Status bits (`enum ip_conntrack_status`).
     #[serde(default)]
     pub ct_status: CtStatus,
     /// SCTP conntrack state; written only for SCTP connections.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sctp_state: Option<SctpState>,
     /// Name of the conntrack helper attached to the connection (e.g. `ftp`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub helper: Option<FixedStr>,
     /// Seconds until the entry times out, when known.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<u32>,
 }
 

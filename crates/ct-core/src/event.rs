@@ -219,24 +219,24 @@ pub struct Tracking {
 }
 
 /// What the probe saw of the packet itself.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Packet {
     /// `skb->dev->ifindex`; `None` when the skb had no device.
+    #[serialize_always]
     pub ifindex: Option<u32>,
     /// `skb->dev->name`; `None` when the skb had no device.
+    #[serialize_always]
     pub ifname: Option<FixedStr>,
     /// `skb->len`.
     #[serde(default)]
     pub len: u32,
     /// The network header, when the bytes there are one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ip: Option<PacketIp>,
     /// The transport header, when its fields are printed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub l4: Option<PacketL4>,
     /// The bytes copied from the network header on, when they were kept
     /// (`collect --raw-headers`, or in memory for `collect -w`); hex in JSON.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub headers: Option<HeaderBytes>,
 }
 

@@ -75,25 +75,33 @@ pub fn kernel_test_lock() -> Option<KernelLock> {
     kernel_tests_can_run().then(kernel_lock)
 }
 
-/// A kernel test through NAT under way: the lock (one such test at a time), a lab whose
-/// router loads [`ROUTER_NAT`], and the test's scratch folder.
-pub struct NatLab {
+/// A kernel test with a lab under way: the lock (one such test at a time), the lab and the
+/// test's scratch folder.
+pub struct KernelLab {
     pub lab: Lab,
     pub scratch: Scratch,
     _lock: KernelLock,
 }
 
-impl NatLab {
+impl KernelLab {
     /// `None` when kernel tests cannot run here ([`kernel_tests_can_run`] said why).
     pub fn start(scratch_name: &str) -> Option<Self> {
         let _lock = kernel_test_lock()?;
-        let lab = Lab::new().expect("building the lab");
-        lab.router_nft(ROUTER_NAT).expect("loading the ruleset");
-        Some(NatLab {
-            lab,
+        Some(KernelLab {
+            lab: Lab::new().expect("building the lab"),
             scratch: Scratch::new(scratch_name),
             _lock,
         })
+    }
+
+    /// [`start`](Self::start), the router loading [`ROUTER_NAT`].
+    pub fn with_nat(scratch_name: &str) -> Option<Self> {
+        let started = Self::start(scratch_name)?;
+        started
+            .lab
+            .router_nft(ROUTER_NAT)
+            .expect("loading the ruleset");
+        Some(started)
     }
 
     /// The `--netns` argument for the router, where the NAT happens.

@@ -209,18 +209,16 @@ pub fn differences(decoded: &Decoded, event: &Event, clock_offset_ns: i64) -> Ve
     );
     same("original length", num("frame.len"), s(ip.len.into()));
     let addr = |field: &str| decoded.get(field).and_then(|a| a.parse::<IpAddr>().ok());
+    let layer = match ip.version {
+        IpVersion::V4 => "ip",
+        IpVersion::V6 => "ipv6",
+    };
+    for (name, ours) in [("src", ip.src), ("dst", ip.dst)] {
+        let theirs = addr(&format!("{layer}.{name}"));
+        same(name, theirs.map(|a| a.to_string()), Some(ours.to_string()));
+    }
     match ip.version {
         IpVersion::V4 => {
-            same(
-                "src",
-                addr("ip.src").map(|a| a.to_string()),
-                Some(ip.src.to_string()),
-            );
-            same(
-                "dst",
-                addr("ip.dst").map(|a| a.to_string()),
-                Some(ip.dst.to_string()),
-            );
             same("ttl", num("ip.ttl"), s(ip.ttl.into()));
             same("tos", num("ip.dsfield"), s(ip.tos.into()));
             same("id", num("ip.id"), s(ip.id.into()));
@@ -231,16 +229,6 @@ pub fn differences(decoded: &Decoded, event: &Event, clock_offset_ns: i64) -> Ve
             same("frag_off", num("ip.frag_offset"), s(ip.frag_off.into()));
         }
         IpVersion::V6 => {
-            same(
-                "src",
-                addr("ipv6.src").map(|a| a.to_string()),
-                Some(ip.src.to_string()),
-            );
-            same(
-                "dst",
-                addr("ipv6.dst").map(|a| a.to_string()),
-                Some(ip.dst.to_string()),
-            );
             same("hop limit", num("ipv6.hlim"), s(ip.ttl.into()));
             same("traffic class", num("ipv6.tclass"), s(ip.tos.into()));
             same("flow label", num("ipv6.flow"), s(ip.id.into()));
