@@ -38,18 +38,26 @@ fn with_ip_and_bytes(events: &[Event]) -> impl Iterator<Item = &Event> {
     })
 }
 
+/// A kernel lab (its router doing NAT if `nat`) for a test that reads what it captured
+/// with tshark; `None` when either cannot be had here (the gate said why).
+fn capture_lab(name: &str, nat: bool) -> Option<KernelLab> {
+    let test = if nat {
+        KernelLab::with_nat(name)
+    } else {
+        KernelLab::start(name)
+    }?;
+    tshark::available().then_some(test)
+}
+
 fn mode(path: &Path) -> u32 {
     std::fs::metadata(path).unwrap().mode() & 0o777
 }
 
 #[test]
 fn collect_w_writes_what_tshark_decodes_as_the_json_says() {
-    let Some(nat) = KernelLab::with_nat("pcapng") else {
+    let Some(nat) = capture_lab("pcapng", true) else {
         return;
     };
-    if !tshark::available() {
-        return;
-    }
     let (lab, scratch) = (&nat.lab, &nat.scratch);
     let json = scratch.path("events.json");
     let capture = scratch.path("events.pcapng");
@@ -147,12 +155,9 @@ fn collect_w_writes_what_tshark_decodes_as_the_json_says() {
 /// without --raw-headers.
 #[test]
 fn collect_w_alone_and_json_without_raw_headers() {
-    let Some(nat) = KernelLab::with_nat("pcapng-alone") else {
+    let Some(nat) = capture_lab("pcapng-alone", true) else {
         return;
     };
-    if !tshark::available() {
-        return;
-    }
     let (lab, scratch, netns) = (&nat.lab, &nat.scratch, nat.router_netns());
     let json = scratch.path("events.json");
     let capture = scratch.path("events.pcapng");
@@ -474,12 +479,9 @@ fn cmd_traces_one_command_end_to_end() {
 /// blocks that tshark reads without a complaint.
 #[test]
 fn disk_full_keeps_a_readable_capture() {
-    let Some(test) = KernelLab::start("pcapng-full") else {
+    let Some(test) = capture_lab("pcapng-full", false) else {
         return;
     };
-    if !tshark::available() {
-        return;
-    }
     let (lab, scratch) = (&test.lab, &test.scratch);
     let mount = scratch.path("tiny");
     std::fs::create_dir(&mount).unwrap();
@@ -531,12 +533,9 @@ fn disk_full_keeps_a_readable_capture() {
 /// on the interface of the BPF events of the same device.
 #[test]
 fn nft_verdicts_are_packets_with_their_rule() {
-    let Some(test) = KernelLab::start("pcapng-nft") else {
+    let Some(test) = capture_lab("pcapng-nft", false) else {
         return;
     };
-    if !tshark::available() {
-        return;
-    }
     let (lab, scratch) = (&test.lab, &test.scratch);
     lab.nft(
         Node::Server,
