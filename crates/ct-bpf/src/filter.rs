@@ -48,6 +48,7 @@ pub struct KernelFilters {
 }
 
 impl KernelFilters {
+    /// Whether no filter was given: the program then reports every packet.
     pub fn is_empty(&self) -> bool {
         self.packet.is_none() && self.ct.is_empty() && self.meta.is_empty() && self.drop.is_empty()
     }
