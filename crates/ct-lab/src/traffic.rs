@@ -8,10 +8,17 @@ use std::time::Duration;
 use crate::exec::{Bg, LabError, Output};
 use crate::{Lab, Node};
 
-const TCP_PY: &str = include_str!("scripts/tcp.py");
+// The TCP servers' scripts begin with accept.py, which holds their listening code.
+const TCP_PY: &str = concat!(
+    include_str!("scripts/accept.py"),
+    include_str!("scripts/tcp.py")
+);
 const UDP_PY: &str = include_str!("scripts/udp.py");
 const RAW_PY: &str = include_str!("scripts/raw.py");
-const FTP_PY: &str = include_str!("scripts/ftp.py");
+const FTP_PY: &str = concat!(
+    include_str!("scripts/accept.py"),
+    include_str!("scripts/ftp.py")
+);
 const ACKS_PY: &str = include_str!("scripts/acks.py");
 
 /// How long a server may take to say `ready`. Generous: in the kernel matrix's emulated
