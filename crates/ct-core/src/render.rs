@@ -570,23 +570,26 @@ fn nft_text<W: Write + ?Sized>(w: &mut Text<'_, W>, nft: &NftTrace) -> fmt::Resu
         w.write_char(' ')?;
         write_name(w, target)?;
     }
-    if let Some(rule) = &nft.rule {
-        w.write_str(" (")?;
-        write_name(w, rule)?;
-        w.write_char(')')?;
+    match &nft.rule {
+        Some(rule) => write_in_parens(w, rule),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// `drop`, then ` ({reason})` when the kernel gave one.
 fn write_drop<W: Write + ?Sized>(w: &mut Text<'_, W>, drop: &DropInfo) -> fmt::Result {
     w.write_str("drop")?;
-    if let Some(reason) = &drop.reason {
-        w.write_str(" (")?;
-        write_name(w, reason)?;
-        w.write_char(')')?;
+    match &drop.reason {
+        Some(reason) => write_in_parens(w, reason),
+        None => Ok(()),
     }
-    Ok(())
+}
+
+/// ` ({name})`: a rule's text or a drop reason after what it explains.
+fn write_in_parens<W: Write + ?Sized>(w: &mut Text<'_, W>, name: &str) -> fmt::Result {
+    w.write_str(" (")?;
+    write_name(w, name)?;
+    w.write_char(')')
 }
 
 /// The header line without indent; writes nothing when the event has no header field.
