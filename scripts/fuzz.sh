@@ -15,16 +15,12 @@
 # fixtures/fuzz/<target>/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 root=$PWD
 
 seconds=${1:-30}
 shift || true
-case $seconds in
-'' | *[!0-9]*)
-    echo "fuzz.sh: SECONDS must be a whole number, not '$seconds'" >&2
-    exit 2
-    ;;
-esac
+whole_seconds fuzz.sh "$seconds"
 
 scripts/install-deps.sh
 export PATH="$HOME/.cargo/bin:$PATH"

@@ -10,13 +10,9 @@
 #   scripts/soak.sh 3600     # an hour
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 seconds=${1:-600}
-case $seconds in
-'' | *[!0-9]*)
-    echo "soak.sh: SECONDS must be a whole number, not '$seconds'" >&2
-    exit 2
-    ;;
-esac
+whole_seconds soak.sh "$seconds"
 scripts/install-deps.sh
 export PATH="$HOME/.cargo/bin:$PATH"
 export CT_SOAK_SECONDS=$seconds CT_REQUIRE_KERNEL_TESTS=1

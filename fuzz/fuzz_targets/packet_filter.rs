@@ -123,11 +123,7 @@ fuzz_target!(|data: &[u8]| {
             for (j, &sport) in ports.iter().enumerate() {
                 let dport = ports[(j + i) % ports.len()];
                 views.push(PacketView {
-                    version: Some(if src.is_ipv4() {
-                        IpVersion::V4
-                    } else {
-                        IpVersion::V6
-                    }),
+                    version: Some(IpVersion::of(src)),
                     proto,
                     src: Some(src),
                     dst: Some(dst),

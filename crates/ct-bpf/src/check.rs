@@ -675,16 +675,20 @@ mod tests {
         FEATURES.iter().find(|f| f.name == name).unwrap()
     }
 
-    const ALL: &[&str] = &["nf_conn", "nf_conn_help", "nf_conntrack_helper"];
+    /// A kernel with every struct and member the checks ask for.
+    const ALL: Fake = Fake {
+        structs: &["nf_conn", "nf_conn_help", "nf_conntrack_helper"],
+        lacks: &[],
+    };
     /// Debian 5.10: nf_conn and enum nf_ct_ext_id in vmlinux, no module BTF.
-    const VMLINUX_ONLY: &[&str] = &["nf_conn"];
+    const VMLINUX_ONLY: Fake = Fake {
+        structs: &["nf_conn"],
+        lacks: &[],
+    };
 
     #[test]
     fn everything_present_is_reported() {
-        let btf = Fake {
-            structs: ALL,
-            lacks: &[],
-        };
+        let btf = ALL;
         let c = ctx((6, 1), ModuleBtf::Loaded, Conntrack::Module);
         for f in FEATURES {
             let item = f.assess(&btf, &c);
@@ -717,10 +721,7 @@ mod tests {
 
     #[test]
     fn helper_names_need_module_btf_on_5_10() {
-        let btf = Fake {
-            structs: VMLINUX_ONLY,
-            lacks: &[],
-        };
+        let btf = VMLINUX_ONLY;
         let c = ctx((5, 10), ModuleBtf::Absent, Conntrack::Module);
         let item = feature("helper").assess(&btf, &c);
         assert_eq!(item.verdict, Verdict::Degraded);
@@ -754,10 +755,7 @@ mod tests {
             &["nf_conn_help.helper"],
             &["nf_conntrack_helper.name"],
         ] {
-            let btf = Fake {
-                structs: ALL,
-                lacks,
-            };
+            let btf = Fake { lacks, ..ALL };
             let item =
                 feature("helper").assess(&btf, &ctx((6, 12), ModuleBtf::Loaded, Conntrack::Module));
             assert_eq!(item.verdict, Verdict::Degraded, "{lacks:?}");
@@ -767,10 +765,7 @@ mod tests {
 
     #[test]
     fn module_btf_reasons_follow_the_kernel() {
-        let btf = Fake {
-            structs: VMLINUX_ONLY,
-            lacks: &[],
-        };
+        let btf = VMLINUX_ONLY;
         let item =
             feature("helper").assess(&btf, &ctx((6, 1), ModuleBtf::Absent, Conntrack::NotLoaded));
         assert!(item.remedy.unwrap().starts_with("modprobe nf_conntrack"));
@@ -789,13 +784,13 @@ mod tests {
     #[test]
     fn config_dependent_features_name_their_option() {
         let btf = Fake {
-            structs: ALL,
             lacks: &[
                 "nf_conn.mark",
                 "nf_conn.zone",
                 "NF_CT_EXT_LABELS",
                 "nf_conn.proto.sctp",
             ],
+            ..ALL
         };
         let c = ctx((6, 12), ModuleBtf::Loaded, Conntrack::Module);
         for (name, option) in [

@@ -40,9 +40,6 @@ mod check;
 mod collector;
 mod decode;
 mod error;
-// Some items of filter.rs and filter/ (KernelFilters::is_empty, CmpOp's variants, ...)
-// have no doc line yet; branch house-core owns those files.
-#[allow(missing_docs)]
 mod filter;
 mod ids;
 mod kernel;

@@ -454,26 +454,21 @@ mod tests {
 
     #[test]
     fn refuses_malformed_specs() {
+        let error = |spec: &str| spec.parse::<ProbeSpec>().unwrap_err();
         assert!(matches!(
-            "net_dev_start_xmit".parse::<ProbeSpec>(),
-            Err(ProbeSpecError::Shape(_))
+            error("net_dev_start_xmit"),
+            ProbeSpecError::Shape(_)
         ));
         assert!(matches!(
-            "tp:net_dev_start_xmit".parse::<ProbeSpec>(),
-            Err(ProbeSpecError::Shape(_))
+            error("tp:net_dev_start_xmit"),
+            ProbeSpecError::Shape(_)
         ));
         assert!(matches!(
-            "fentry:ip_rcv".parse::<ProbeSpec>(),
-            Err(ProbeSpecError::Kind { .. })
+            error("fentry:ip_rcv"),
+            ProbeSpecError::Kind { .. }
         ));
-        assert!(matches!(
-            "tp:net:a b".parse::<ProbeSpec>(),
-            Err(ProbeSpecError::Name(_))
-        ));
-        assert!(matches!(
-            "kp:".parse::<ProbeSpec>(),
-            Err(ProbeSpecError::Name(_))
-        ));
+        assert!(matches!(error("tp:net:a b"), ProbeSpecError::Name(_)));
+        assert!(matches!(error("kp:"), ProbeSpecError::Name(_)));
     }
 
     #[test]

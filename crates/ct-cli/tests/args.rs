@@ -1,25 +1,22 @@
 //! Bad arguments give one clear message and exit code 2; the output file is never written
 //! through a link or over an existing file. None of these needs the kernel.
 
+#[path = "support/cli.rs"]
+mod cli;
 use std::os::unix::fs::{symlink, MetadataExt};
 use std::path::Path;
-use std::process::{Command, Output};
 
+use cli::*;
 use ct_lab::Scratch;
 
-fn ct_cli(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ct-cli"))
-        .args(args)
-        .output()
-        .expect("ct-cli runs")
+/// Runs `ct-cli <command line>` (words split at spaces) and asserts a usage error whose
+/// message holds `needle`.
+fn usage_error(command_line: &str, needle: &str) {
+    usage_error_args(&command_line.split_whitespace().collect::<Vec<_>>(), needle);
 }
 
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// Runs ct-cli and asserts a usage error whose message holds `needle`.
-fn usage_error(args: &[&str], needle: &str) {
+/// [`usage_error`] with the arguments given one by one (for an argument with a space).
+fn usage_error_args(args: &[&str], needle: &str) {
     let out = ct_cli(args);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
@@ -37,58 +34,55 @@ fn s(p: &Path) -> &str {
 #[test]
 fn unknown_format() {
     usage_error(
-        &["print", "--format", "yaml", "x.json"],
+        "print --format yaml x.json",
         "possible values: multiline, singleline, json",
     );
-    usage_error(&["collect", "--format", "xml"], "invalid value 'xml'");
+    usage_error("collect --format xml", "invalid value 'xml'");
 }
 
 #[test]
 fn bad_probe_specs() {
     usage_error(
-        &["collect", "-p", "net_dev_start_xmit"],
+        "collect -p net_dev_start_xmit",
         "probe \"net_dev_start_xmit\": expected tp:<category>:<name>, kp:<function> or \
          kr:<function>",
     );
     usage_error(
-        &["collect", "--probe", "fentry:ip_rcv"],
+        "collect --probe fentry:ip_rcv",
         "unknown probe type \"fentry\"",
     );
-    usage_error(&["collect", "-p", "tp:net:a b"], "names may hold only");
+    usage_error_args(&["collect", "-p", "tp:net:a b"], "names may hold only");
 }
 
 #[test]
 fn bad_limits() {
-    usage_error(
-        &["collect", "--duration", "10x"],
-        "use e.g. 10s, 500ms or 2m",
-    );
-    usage_error(&["collect", "--duration", "0s"], "more than 0");
-    usage_error(&["collect", "-n", "0"], "invalid value '0'");
-    usage_error(&["collect", "-n", "many"], "invalid value 'many'");
-    usage_error(&["collect", "--ring-size", "big"], "not a size in bytes");
+    usage_error("collect --duration 10x", "use e.g. 10s, 500ms or 2m");
+    usage_error("collect --duration 0s", "more than 0");
+    usage_error("collect -n 0", "invalid value '0'");
+    usage_error("collect -n many", "invalid value 'many'");
+    usage_error("collect --ring-size big", "not a size in bytes");
 }
 
 #[test]
 fn bad_netns() {
     usage_error(
-        &["collect", "--netns", "/nonexistent/netns"],
+        "collect --netns /nonexistent/netns",
         "network namespace /nonexistent/netns",
     );
     usage_error(
-        &["collect", "--netns", "/proc/self/status"],
+        "collect --netns /proc/self/status",
         "is not a namespace file",
     );
     usage_error(
-        &["collect", "--netns", "/proc/self/ns/uts"],
+        "collect --netns /proc/self/ns/uts",
         "not a network namespace",
     );
 }
 
 #[test]
 fn options_that_need_an_output_file() {
-    usage_error(&["collect", "--print"], "--out <FILE>");
-    usage_error(&["collect", "--force"], "--out <FILE>");
+    usage_error("collect --print", "--out <FILE>");
+    usage_error("collect --force", "--out <FILE>");
 }
 
 #[test]
@@ -96,7 +90,7 @@ fn no_command_shows_usage() {
     let out = ct_cli(&[]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("Usage: ct-cli <COMMAND>"));
-    usage_error(&["frobnicate"], "unrecognized subcommand");
+    usage_error("frobnicate", "unrecognized subcommand");
 }
 
 #[test]
@@ -215,65 +209,30 @@ fn output_file_is_0600_or_removed() {
 
 #[test]
 fn capture_tool_arguments() {
-    usage_error(&["collect", "--rotate-size", "8k"], "--rotate-count");
+    usage_error("collect --rotate-size 8k", "--rotate-count");
+    usage_error("collect -o x.json --rotate-size 8k", "--rotate-count");
+    usage_error("collect --rotate-count 3", "--rotate-size");
     usage_error(
-        &["collect", "-o", "x.json", "--rotate-size", "8k"],
-        "--rotate-count",
-    );
-    usage_error(&["collect", "--rotate-count", "3"], "--rotate-size");
-    usage_error(
-        &[
-            "collect",
-            "-w",
-            "x.pcapng",
-            "--rotate-size",
-            "8k",
-            "--rotate-count",
-            "2",
-        ],
+        "collect -w x.pcapng --rotate-size 8k --rotate-count 2",
         "--out",
     );
     usage_error(
-        &[
-            "collect",
-            "-o",
-            "x.json",
-            "--rotate-size",
-            "0",
-            "--rotate-count",
-            "2",
-        ],
+        "collect -o x.json --rotate-size 0 --rotate-count 2",
         "at least 1 byte",
     );
     usage_error(
-        &[
-            "collect",
-            "-o",
-            "x.json",
-            "--rotate-size",
-            "8q",
-            "--rotate-count",
-            "2",
-        ],
+        "collect -o x.json --rotate-size 8q --rotate-count 2",
         "is not a size",
     );
     usage_error(
-        &[
-            "collect",
-            "-o",
-            "x.json",
-            "--rotate-size",
-            "8k",
-            "--rotate-count",
-            "0",
-        ],
+        "collect -o x.json --rotate-size 8k --rotate-count 0",
         "--rotate-count",
     );
-    usage_error(&["collect", "--force"], "--out");
-    usage_error(&["pcap", "x.json"], "--out");
-    usage_error(&["pcap", "-o", "x.pcapng"], "FILE");
-    usage_error(&["print"], "FILE");
-    usage_error(&["completions", "tcsh"], "possible values: bash, zsh, fish");
+    usage_error("collect --force", "--out");
+    usage_error("pcap x.json", "--out");
+    usage_error("pcap -o x.pcapng", "FILE");
+    usage_error("print", "FILE");
+    usage_error("completions tcsh", "possible values: bash, zsh, fish");
 
     let scratch = Scratch::new("capture-args");
     let same = scratch.path("same");

@@ -24,19 +24,8 @@ use support::*;
 fn traffic(lab: &Lab) {
     lab.tcp_exchange(SERVER4.into(), 80, ROUTER_C4.into(), 8080)
         .expect("tcp through DNAT");
-    let _udp = lab
-        .udp_server(Node::Server, SERVER4.into(), 53, 3)
-        .expect("udp server");
-    let udp = lab
-        .udp_client(
-            Node::Client,
-            ROUTER_C4.into(),
-            5353,
-            3,
-            Duration::from_secs(1),
-        )
-        .expect("udp client");
-    assert_eq!(udp.outcomes, ["reply", "reply", "reply"]);
+    lab.udp_exchange(SERVER4.into(), 53, ROUTER_C4.into(), 5353, 3)
+        .expect("udp through DNAT");
     let ping = lab.ping(Node::Client, SERVER4.into(), 3).expect("ping");
     assert!(ping.success());
 }
@@ -49,37 +38,34 @@ fn with_ip_and_bytes(events: &[Event]) -> impl Iterator<Item = &Event> {
     })
 }
 
+/// A kernel lab (its router doing NAT if `nat`) for a test that reads what it captured
+/// with tshark; `None` when either cannot be had here (the gate said why).
+fn capture_lab(name: &str, nat: bool) -> Option<KernelLab> {
+    let test = if nat {
+        KernelLab::with_nat(name)
+    } else {
+        KernelLab::start(name)
+    }?;
+    tshark::available().then_some(test)
+}
+
 fn mode(path: &Path) -> u32 {
     std::fs::metadata(path).unwrap().mode() & 0o777
 }
 
 #[test]
 fn collect_w_writes_what_tshark_decodes_as_the_json_says() {
-    if !kernel_tests_can_run() || !tshark::available() {
+    let Some(nat) = capture_lab("pcapng", true) else {
         return;
-    }
-    let _lock = kernel_lock();
-    let lab = Lab::new().expect("building the lab");
-    lab.router_nft(ROUTER_NAT).expect("loading the ruleset");
-    let scratch = Scratch::new("pcapng");
+    };
+    let (lab, scratch) = (&nat.lab, &nat.scratch);
     let json = scratch.path("events.json");
     let capture = scratch.path("events.pcapng");
-    let netns = format!("/var/run/netns/{}", lab.name(Node::Router));
-    let mut collect = start_collect(&[
-        "-o",
-        json.to_str().unwrap(),
-        "--raw-headers",
-        "-w",
-        capture.to_str().unwrap(),
-        "--netns",
-        &netns,
-    ]);
+    let with_capture = ["--raw-headers", "-w", capture.to_str().unwrap()];
+    let mut collect = collect_to(&json, &nat.router_netns(), &with_capture);
     collect.wait_ready();
-    traffic(&lab);
-    std::thread::sleep(Duration::from_millis(300));
-    collect.signal(libc::SIGINT);
-    let (status, stdout, stderr) = collect.finish(Duration::from_secs(20));
-    assert_eq!(status.code(), Some(0), "{}", stderr.join("\n"));
+    traffic(lab);
+    let (stdout, stderr) = collect.stop_cleanly();
     assert!(stdout.is_empty(), "-o and -w print nothing on stdout");
     assert_eq!((mode(&json), mode(&capture)), (0o600, 0o600));
 
@@ -149,20 +135,12 @@ fn collect_w_writes_what_tshark_decodes_as_the_json_says() {
 
     // The same events, later, from the --raw-headers file.
     let later = scratch.path("later.pcapng");
-    let out = Command::new(CT_CLI)
-        .args([
-            "pcap",
-            json.to_str().unwrap(),
-            "-o",
-            later.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ct_cli_ok(&[
+        "pcap",
+        json.to_str().unwrap(),
+        "-o",
+        later.to_str().unwrap(),
+    ]);
     tshark::assert_matches(&later, &events, 0);
     eprintln!(
         "measured: {} events, {packets} packets in the capture ({} bytes, JSON with headers {} \
@@ -177,33 +155,21 @@ fn collect_w_writes_what_tshark_decodes_as_the_json_says() {
 /// without --raw-headers.
 #[test]
 fn collect_w_alone_and_json_without_raw_headers() {
-    if !kernel_tests_can_run() || !tshark::available() {
+    let Some(nat) = capture_lab("pcapng-alone", true) else {
         return;
-    }
-    let _lock = kernel_lock();
-    let lab = Lab::new().expect("building the lab");
-    lab.router_nft(ROUTER_NAT).expect("loading the ruleset");
-    let scratch = Scratch::new("pcapng-alone");
+    };
+    let (lab, scratch, netns) = (&nat.lab, &nat.scratch, nat.router_netns());
     let json = scratch.path("events.json");
     let capture = scratch.path("events.pcapng");
-    let netns = format!("/var/run/netns/{}", lab.name(Node::Router));
-    let mut collect = start_collect(&[
-        "-o",
-        json.to_str().unwrap(),
-        "-w",
-        capture.to_str().unwrap(),
-        "--netns",
+    let mut collect = collect_to(
+        &json,
         &netns,
-        "-f",
-        "icmp",
-    ]);
+        &["-w", capture.to_str().unwrap(), "-f", "icmp"],
+    );
     collect.wait_ready();
     let ping = lab.ping(Node::Client, SERVER4.into(), 2).expect("ping");
     assert!(ping.success());
-    std::thread::sleep(Duration::from_millis(300));
-    collect.signal(libc::SIGINT);
-    let (status, stdout, stderr) = collect.finish(Duration::from_secs(20));
-    assert_eq!(status.code(), Some(0), "{}", stderr.join("\n"));
+    let (stdout, _) = collect.stop_cleanly();
     assert!(stdout.is_empty());
     let events = read_file(&json);
     assert!(events.len() >= 8, "{} events", events.len());
@@ -230,10 +196,7 @@ fn collect_w_alone_and_json_without_raw_headers() {
     collect.wait_ready();
     let ping = lab.ping(Node::Client, SERVER4.into(), 1).expect("ping");
     assert!(ping.success());
-    std::thread::sleep(Duration::from_millis(300));
-    collect.signal(libc::SIGINT);
-    let (status, stdout, stderr) = collect.finish(Duration::from_secs(20));
-    assert_eq!(status.code(), Some(0), "{}", stderr.join("\n"));
+    let (stdout, stderr) = collect.stop_cleanly();
     assert!(
         stdout.is_empty(),
         "-w alone prints nothing on stdout: {stdout}"
@@ -305,42 +268,39 @@ fn rotations(summary: &str) -> u32 {
         .unwrap()
 }
 
+/// A collection of 200 ICMP echoes and their replies to `file`, rotated every 8 KiB and
+/// keeping `keep` old files, printing the JSON stream too: stdout, stderr, the summary
+/// line and the number of rotations it reports.
+fn rotating_run(
+    lab: &Lab,
+    file: &Path,
+    netns: &str,
+    keep: u32,
+) -> (String, Vec<String>, String, u32) {
+    let keep = keep.to_string();
+    let rotation = ["--rotate-size", "8k", "--rotate-count", &keep];
+    let printing = ["--print", "--format", "json", "-f", "icmp"];
+    let mut collect = collect_to(file, netns, &[&rotation[..], &printing[..]].concat());
+    collect.wait_ready();
+    ping_burst(lab, 200, "0.005");
+    let (stdout, stderr) = collect.stop_cleanly();
+    let summary = summary_line(&stderr).to_owned();
+    let n = rotations(&summary);
+    (stdout, stderr, summary, n)
+}
+
 #[test]
 fn rotation_keeps_every_event_exactly_once() {
-    if !kernel_tests_can_run() {
+    let Some(test) = KernelLab::start("rotate") else {
         return;
-    }
-    let _lock = kernel_lock();
-    let lab = Lab::new().expect("building the lab");
-    let scratch = Scratch::new("rotate");
+    };
+    let (lab, scratch) = (&test.lab, &test.scratch);
     let netns = format!("/var/run/netns/{}", lab.name(Node::Client));
     const SIZE: u64 = 8192;
 
     // Enough old files for all: the files together are the stream --print showed.
     let file = scratch.path("events.json");
-    let mut collect = start_collect(&[
-        "-o",
-        file.to_str().unwrap(),
-        "--rotate-size",
-        "8k",
-        "--rotate-count",
-        "1000",
-        "--print",
-        "--format",
-        "json",
-        "--netns",
-        &netns,
-        "-f",
-        "icmp",
-    ]);
-    collect.wait_ready();
-    ping_burst(&lab, 200, "0.005");
-    std::thread::sleep(Duration::from_millis(300));
-    collect.signal(libc::SIGINT);
-    let (status, stdout, stderr) = collect.finish(Duration::from_secs(20));
-    assert_eq!(status.code(), Some(0), "{}", stderr.join("\n"));
-    let summary = summary_line(&stderr).to_owned();
-    let n = rotations(&summary);
+    let (stdout, stderr, summary, n) = rotating_run(lab, &file, &netns, 1000);
     assert!(n >= 5, "{summary}");
     assert!(!Path::new(&format!("{}.{}", file.display(), n + 1)).exists());
     let (names, lines) = rotated_lines(&file, n, SIZE);
@@ -362,19 +322,7 @@ fn rotation_keeps_every_event_exactly_once() {
     let whole = scratch.path("whole.json");
     std::fs::write(&whole, &stdout).unwrap();
     for command in ["print", "sort", "conns"] {
-        let run = |files: &[&str]| {
-            let out = Command::new(CT_CLI)
-                .arg(command)
-                .args(files)
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "{command}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            out.stdout
-        };
+        let run = |files: &[&str]| ct_cli_ok(&[&[command], files].concat());
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
         assert!(
             run(&names) == run(&[whole.to_str().unwrap()]),
@@ -384,29 +332,7 @@ fn rotation_keeps_every_event_exactly_once() {
 
     // A count: only the newest old files are kept, and they end the stream.
     let file = scratch.path("kept.json");
-    let mut collect = start_collect(&[
-        "-o",
-        file.to_str().unwrap(),
-        "--rotate-size",
-        "8k",
-        "--rotate-count",
-        "2",
-        "--print",
-        "--format",
-        "json",
-        "--netns",
-        &netns,
-        "-f",
-        "icmp",
-    ]);
-    collect.wait_ready();
-    ping_burst(&lab, 200, "0.005");
-    std::thread::sleep(Duration::from_millis(300));
-    collect.signal(libc::SIGINT);
-    let (status, stdout, stderr) = collect.finish(Duration::from_secs(20));
-    assert_eq!(status.code(), Some(0), "{}", stderr.join("\n"));
-    let summary = summary_line(&stderr).to_owned();
-    let n = rotations(&summary);
+    let (stdout, _, summary, n) = rotating_run(lab, &file, &netns, 2);
     assert!(n > 2, "{summary}");
     assert!(
         summary.contains(&format!("({} older files replaced)", n - 2)),
@@ -426,19 +352,11 @@ fn rotation_keeps_every_event_exactly_once() {
     );
 
     // Old files of that run are refused by the next, and removed with --force.
-    let out = Command::new(CT_CLI)
-        .args([
-            "collect",
-            "-o",
-            file.to_str().unwrap(),
-            "--rotate-size",
-            "8k",
-        ])
-        .args(["--rotate-count", "2", "--netns", &netns])
-        .output()
-        .unwrap();
+    let file = file.to_str().unwrap();
+    let rotation = ["--rotate-size", "8k", "--rotate-count", "2"];
+    let out = ct_cli(&[&["collect", "-o", file, "--netns", &netns][..], &rotation].concat());
     assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = support::stderr(&out);
     assert!(err.contains("already exists"), "{err}");
 }
 
@@ -458,12 +376,10 @@ fn command_pid(stderr: &[String]) -> u32 {
 
 #[test]
 fn cmd_traces_one_command_end_to_end() {
-    if !kernel_tests_can_run() {
+    let Some(test) = KernelLab::start("cmd") else {
         return;
-    }
-    let _lock = kernel_lock();
-    let lab = Lab::new().expect("building the lab");
-    let scratch = Scratch::new("cmd");
+    };
+    let (lab, scratch) = (&test.lab, &test.scratch);
     let client = lab.name(Node::Client).to_owned();
     let netns = format!("/var/run/netns/{client}");
 
@@ -554,24 +470,19 @@ fn cmd_traces_one_command_end_to_end() {
     );
 
     // An empty command is a usage error.
-    let out = Command::new(CT_CLI)
-        .args(["collect", "--cmd", " "])
-        .output()
-        .unwrap();
+    let out = ct_cli(&["collect", "--cmd", " "]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("the command is empty"));
+    assert!(support::stderr(&out).contains("the command is empty"));
 }
 
 /// A full disk under `-w`: collection stops with the reason, and the capture keeps whole
 /// blocks that tshark reads without a complaint.
 #[test]
 fn disk_full_keeps_a_readable_capture() {
-    if !kernel_tests_can_run() || !tshark::available() {
+    let Some(test) = capture_lab("pcapng-full", false) else {
         return;
-    }
-    let _lock = kernel_lock();
-    let lab = Lab::new().expect("building the lab");
-    let scratch = Scratch::new("pcapng-full");
+    };
+    let (lab, scratch) = (&test.lab, &test.scratch);
     let mount = scratch.path("tiny");
     std::fs::create_dir(&mount).unwrap();
     let mounted = Command::new("mount")
@@ -622,18 +533,16 @@ fn disk_full_keeps_a_readable_capture() {
 /// on the interface of the BPF events of the same device.
 #[test]
 fn nft_verdicts_are_packets_with_their_rule() {
-    if !kernel_tests_can_run() || !tshark::available() {
+    let Some(test) = capture_lab("pcapng-nft", false) else {
         return;
-    }
-    let _lock = kernel_lock();
-    let lab = Lab::new().expect("building the lab");
+    };
+    let (lab, scratch) = (&test.lab, &test.scratch);
     lab.nft(
         Node::Server,
         "table inet f {\n  chain in {\n    type filter hook input priority filter; policy accept;\n    \
          tcp dport 81 counter drop\n  }\n}\n",
     )
     .expect("drop rule in the server");
-    let scratch = Scratch::new("pcapng-nft");
     let json = scratch.path("why.json");
     let capture = scratch.path("why.pcapng");
     let server = lab.name(Node::Server).to_owned();

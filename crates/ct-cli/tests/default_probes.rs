@@ -30,17 +30,15 @@ fn probe_name(e: &Event) -> String {
 
 #[test]
 fn collect_without_probes_attaches_the_default_set_and_reports_true_ct() {
-    if !kernel_tests_can_run() {
+    let Some(_lock) = kernel_test_lock() else {
         return;
-    }
-    let _lock = kernel_lock();
+    };
     let lab = Lab::new().expect("building the lab");
     lab.router_nft(MASQUERADE).expect("loading the ruleset");
     let scratch = Scratch::new("default-probes");
     let file = scratch.path("events.json");
     let netns = lab.netns_inode(Node::Router).to_string();
-    let mut collect =
-        start_collect(&["-o", file.to_str().unwrap(), "--netns", &netns, "--ct-only"]);
+    let mut collect = collect_to(&file, &netns, &["--ct-only"]);
     let ready = collect.wait_ready();
 
     // The default set is what the kernel under test offers.

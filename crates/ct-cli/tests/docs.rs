@@ -1,47 +1,42 @@
 //! `ct-cli completions` and `ct-cli man`: the scripts load in their shells and complete
 //! commands and options; every man page renders with man(1) without a warning.
 
-use std::process::{Command, Output, Stdio};
+#[path = "support/cli.rs"]
+mod cli;
+
+use std::process::{Command, Stdio};
 
 use std::io::Write;
 
-const CT_CLI: &str = env!("CARGO_BIN_EXE_ct-cli");
-
-fn ct_cli(args: &[&str]) -> Output {
-    Command::new(CT_CLI)
-        .args(args)
-        .output()
-        .expect("ct-cli runs")
-}
-
-fn stdout(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout.clone()).expect("UTF-8")
-}
+use cli::*;
 
 /// Runs `script` in bash (non-interactive, no rc files) and returns its stdout.
-fn bash(script: &str) -> String {
-    let out = Command::new("bash")
-        .args(["--norc", "--noprofile", "-c", script])
+/// Runs `script` with `shell` (its name, then options) and returns what it printed; the
+/// script must succeed.
+fn run_shell(shell: &[&str], script: &str) -> String {
+    let out = Command::new(shell[0])
+        .args(&shell[1..])
+        .args(["-c", script])
         .output()
-        .expect("bash runs");
+        .unwrap_or_else(|e| panic!("{} does not run: {e}", shell[0]));
     assert!(
         out.status.success(),
-        "bash: {}\n{}",
+        "{}: {}\n{}",
+        shell[0],
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).unwrap()
 }
 
+fn bash(script: &str) -> String {
+    run_shell(&["bash", "--norc", "--noprofile"], script)
+}
+
 #[test]
 fn bash_completion_registers_and_completes() {
-    let dir = std::env::temp_dir().join(format!("ct-cli-docs-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let scratch = ct_lab::Scratch::new("bash-completion");
+    let dir = scratch.dir();
     let script = dir.join("ct-cli.bash");
     std::fs::write(&script, stdout(&ct_cli(&["completions", "bash"]))).unwrap();
     let source = format!("source {}", script.display());
@@ -96,81 +91,64 @@ fn bash_completion_registers_and_completes() {
     assert_eq!(shells, ["bash", "zsh", "fish"]);
     let pages = complete(&["man", "co"]);
     assert_eq!(pages, ["collect", "conns", "completions"]);
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
-/// Whether `shell` runs here; otherwise the test gate decides (skip, or fail under
-/// CT_REQUIRE_KERNEL_TESTS=1 as CI sets it).
-fn shell_available(shell: &str) -> bool {
+/// A folder for `shell`'s completion script when `shell` runs here; otherwise `None`, and
+/// the test gate has decided (skip, or fail under CT_REQUIRE_KERNEL_TESTS=1 as CI sets it).
+fn completion_scratch(shell: &str) -> Option<ct_lab::Scratch> {
     let ok = Command::new(shell)
         .args(["-c", "exit 0"])
         .status()
         .is_ok_and(|s| s.success());
-    ct_lab::run_or_skip(if ok {
+    let available = ct_lab::run_or_skip(if ok {
         Ok(())
     } else {
         Err(format!("no {shell} (scripts/install-deps.sh installs it)"))
-    })
+    });
+    available.then(|| ct_lab::Scratch::new(&format!("{shell}-completion")))
 }
 
 #[test]
 fn zsh_completion_registers() {
-    if !shell_available("zsh") {
+    let Some(scratch) = completion_scratch("zsh") else {
         return;
-    }
-    let dir = std::env::temp_dir().join(format!("ct-cli-zsh-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    };
+    let dir = scratch.dir();
     let script = stdout(&ct_cli(&["completions", "zsh"]));
     assert!(script.starts_with("#compdef ct-cli"), "{}", &script[..80]);
     std::fs::write(dir.join("_ct-cli"), &script).unwrap();
     // As a user installs it: in a directory of $fpath, found by compinit.
-    let out = Command::new("zsh")
-        .args(["-f", "-c"])
-        .arg(format!(
+    let registered = run_shell(
+        &["zsh", "-f"],
+        &format!(
             "fpath=({} $fpath); autoload -Uz compinit; compinit -u -D; print -r -- $_comps[ct-cli]",
             dir.display()
-        ))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        ),
     );
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "_ct-cli");
-    std::fs::remove_dir_all(dir).unwrap();
+    assert_eq!(registered.trim(), "_ct-cli");
 }
 
 #[test]
 fn fish_completion_completes() {
-    if !shell_available("fish") {
+    let Some(scratch) = completion_scratch("fish") else {
         return;
-    }
-    let dir = std::env::temp_dir().join(format!("ct-cli-fish-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    };
+    let dir = scratch.dir();
     let script = dir.join("ct-cli.fish");
     std::fs::write(&script, stdout(&ct_cli(&["completions", "fish"]))).unwrap();
     // What fish offers for a command line (complete -C), one candidate a line.
     let complete = |line: &str| -> Vec<String> {
-        let out = Command::new("fish")
-            .args(["--no-config", "-c"])
-            .arg(format!("source {}; complete -C '{line}'", script.display()))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(|l| l.split('\t').next().unwrap().to_owned())
-            .collect()
+        run_shell(
+            &["fish", "--no-config"],
+            &format!("source {}; complete -C '{line}'", script.display()),
+        )
+        .lines()
+        .map(|l| l.split('\t').next().unwrap().to_owned())
+        .collect()
     };
     assert_eq!(complete("ct-cli co"), ["collect", "completions", "conns"]);
     assert_eq!(complete("ct-cli collect --raw-h"), ["--raw-headers"]);
     assert_eq!(complete("ct-cli collect --rotate-c"), ["--rotate-count"]);
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]

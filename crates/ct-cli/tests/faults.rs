@@ -18,17 +18,6 @@ use ct_core::PacketL4;
 use ct_lab::{Lab, Node, CLIENT4, ROUTER_C4, SERVER4};
 use support::*;
 
-fn netns_path(lab: &Lab, node: Node) -> String {
-    format!("/var/run/netns/{}", lab.name(node))
-}
-
-/// A lab whose router tracks and masquerades everything the client sends on.
-fn nat_lab() -> Lab {
-    let lab = Lab::new().expect("building the lab");
-    lab.router_nft(ROUTER_NAT).expect("loading the ruleset");
-    lab
-}
-
 /// Flood pings from the client through the router to the server: heavy, and bounded
 /// (count and deadline).
 fn ping_flood(lab: &Lab, count: u32, deadline_s: u32) -> ct_lab::Bg {
@@ -49,13 +38,10 @@ fn ping_flood(lab: &Lab, count: u32, deadline_s: u32) -> ct_lab::Bg {
 /// and map the process held is gone from the kernel afterwards.
 #[test]
 fn signals_at_random_moments_stop_cleanly() {
-    if !kernel_tests_can_run() {
+    let Some(nat) = KernelLab::with_nat("signals") else {
         return;
-    }
-    let _lock = kernel_lock();
-    let lab = nat_lab();
-    let scratch = Scratch::new("signals");
-    let netns = netns_path(&lab, Node::Router);
+    };
+    let netns = nat.router_netns();
     let names_before = BpfIds::ours_by_name();
     let mut report = Vec::new();
     for seed in [1u64, 2, 3] {
@@ -70,20 +56,20 @@ fn signals_at_random_moments_stop_cleanly() {
             } else {
                 400 + rng.below(2100)
             });
-            let file = scratch.path(&format!("{seed}-{name}.json"));
-            let _flood = ping_flood(&lab, 200_000, 15);
-            let mut collect = start_collect(&[
-                "-o",
-                file.to_str().unwrap(),
-                "--netns",
+            let file = nat.scratch.path(&format!("{seed}-{name}.json"));
+            let _flood = ping_flood(&nat.lab, 200_000, 15);
+            let mut collect = collect_to(
+                &file,
                 &netns,
-                "-p",
-                "tp:net:net_dev_start_xmit",
-                "-p",
-                "tp:net:netif_receive_skb",
-                "-p",
-                "tp:skb:consume_skb",
-            ]);
+                &[
+                    "-p",
+                    "tp:net:net_dev_start_xmit",
+                    "-p",
+                    "tp:net:netif_receive_skb",
+                    "-p",
+                    "tp:skb:consume_skb",
+                ],
+            );
             collect.wait_for_signal_handlers();
             let until = Instant::now() + delay;
             while Instant::now() < until {
@@ -146,16 +132,13 @@ fn signals_at_random_moments_stop_cleanly() {
 /// and stops as usual.
 #[test]
 fn sigkill_leaves_nothing_attached_and_a_new_collect_starts() {
-    if !kernel_tests_can_run() {
+    let Some(nat) = KernelLab::with_nat("sigkill") else {
         return;
-    }
-    let _lock = kernel_lock();
-    let lab = nat_lab();
-    let scratch = Scratch::new("sigkill");
-    let netns = netns_path(&lab, Node::Router);
-    let file = scratch.path("killed.json");
-    let _flood = ping_flood(&lab, 100_000, 10);
-    let mut collect = start_collect(&["-o", file.to_str().unwrap(), "--netns", &netns]);
+    };
+    let netns = nat.router_netns();
+    let file = nat.scratch.path("killed.json");
+    let _flood = ping_flood(&nat.lab, 100_000, 10);
+    let mut collect = collect_to(&file, &netns, &[]);
     collect.wait_ready();
     std::thread::sleep(Duration::from_millis(700));
     collect.sample();
@@ -184,25 +167,17 @@ fn sigkill_leaves_nothing_attached_and_a_new_collect_starts() {
         held.maps.len()
     );
 
-    let again = scratch.path("again.json");
-    let mut collect = start_collect(&["-o", again.to_str().unwrap(), "--netns", &netns]);
+    let again = nat.scratch.path("again.json");
+    let mut collect = collect_to(&again, &netns, &[]);
     collect.wait_ready();
-    let ping = lab.ping(Node::Client, SERVER4.into(), 3).expect("ping");
+    let ping = nat.lab.ping(Node::Client, SERVER4.into(), 3).expect("ping");
     assert!(ping.success(), "{}", ping.stderr);
     std::thread::sleep(Duration::from_millis(300));
     collect.signal(libc::SIGINT);
     let (status, _, stderr, held) = collect.finish_held(Duration::from_secs(20));
     assert_eq!(status.code(), Some(0), "{}", stderr.join("\n"));
     let events = read_file(&again);
-    let echoes = events
-        .iter()
-        .filter(|e| {
-            matches!(
-                e.packet.as_ref().and_then(|p| p.l4),
-                Some(PacketL4::Icmp { icmp_type: 8, .. })
-            )
-        })
-        .count();
+    let echoes = echo_requests(&events);
     assert!(
         echoes >= 3,
         "the new run sees the pings: {echoes} echo requests"
@@ -216,25 +191,20 @@ fn sigkill_leaves_nothing_attached_and_a_new_collect_starts() {
 /// error and exit 1, and the probes are detached.
 #[test]
 fn output_to_dev_full_is_a_clear_error() {
-    if !kernel_tests_can_run() {
+    let Some(nat) = KernelLab::with_nat("dev-full") else {
         return;
-    }
-    let _lock = kernel_lock();
-    let lab = nat_lab();
-    let netns = netns_path(&lab, Node::Router);
+    };
+    let netns = nat.router_netns();
 
-    let out = Command::new(CT_CLI)
-        .args(["collect", "-o", "/dev/full", "--force", "--netns", &netns])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let out = ct_cli(&["collect", "-o", "/dev/full", "--force", "--netns", &netns]);
+    let stderr = support::stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert_eq!(
         stderr.trim_end(),
         "ct-cli: the output file /dev/full is not a regular file; give the path of a new file"
     );
 
-    let _flood = ping_flood(&lab, 50_000, 10);
+    let _flood = ping_flood(&nat.lab, 50_000, 10);
     let full = std::fs::File::options()
         .write(true)
         .open("/dev/full")
@@ -255,6 +225,29 @@ fn output_to_dev_full_is_a_clear_error() {
     );
     let (n, _, _) = summary(&stderr);
     eprintln!("measured: stdout on /dev/full: exit 1 after {n} events, stderr:\n{text}");
+}
+
+/// How many of `events` are ICMP echo requests.
+fn echo_requests(events: &[ct_core::Event]) -> usize {
+    events
+        .iter()
+        .filter(|e| {
+            matches!(
+                e.packet.as_ref().and_then(|p| p.l4),
+                Some(PacketL4::Icmp { icmp_type: 8, .. })
+            )
+        })
+        .count()
+}
+
+/// `ip link set <dev> <state>` on both sides of the router: the client's `c0` and the
+/// router's `rs`.
+fn set_links(lab: &Lab, state: &str) {
+    for (node, dev) in [(Node::Router, "rs"), (Node::Client, "c0")] {
+        lab.exec(node, &["ip", "link", "set", dev, state])
+            .and_then(|o| o.ok())
+            .unwrap_or_else(|e| panic!("link {state}: {e:?}"));
+    }
 }
 
 /// `ip -s -j link` in `node`: (tx packets + tx dropped) summed over its interfaces.
@@ -282,10 +275,9 @@ fn tx_packets(lab: &Lab, node: Node) -> u64 {
 /// the file.
 #[test]
 fn ring_overflow_is_counted_exactly_and_collection_goes_on() {
-    if !kernel_tests_can_run() {
+    let Some(_lock) = kernel_test_lock() else {
         return;
-    }
-    let _lock = kernel_lock();
+    };
     const BURST: u64 = 20_000;
     const PINGS: u64 = 5;
     let lab = Lab::new().expect("building the lab");
@@ -304,17 +296,12 @@ fn ring_overflow_is_counted_exactly_and_collection_goes_on() {
     std::thread::sleep(Duration::from_millis(300));
     let scratch = Scratch::new("ring");
     let file = scratch.path("events.json");
-    let netns = netns_path(&lab, Node::Client);
-    let mut collect = start_collect(&[
-        "-o",
-        file.to_str().unwrap(),
-        "--netns",
+    let netns = netns_arg(&lab, Node::Client);
+    let mut collect = collect_to(
+        &file,
         &netns,
-        "-p",
-        "tp:net:net_dev_start_xmit",
-        "--ring-size",
-        "4096",
-    ]);
+        &["-p", "tp:net:net_dev_start_xmit", "--ring-size", "4096"],
+    );
     collect.wait_ready();
     let tx_before = tx_packets(&lab, Node::Client);
 
@@ -393,15 +380,7 @@ fn ring_overflow_is_counted_exactly_and_collection_goes_on() {
         "a warning while collecting said events were lost:\n{text}"
     );
     assert!(text.contains("raise --ring-size"), "{text}");
-    let echoes = events
-        .iter()
-        .filter(|e| {
-            matches!(
-                e.packet.as_ref().and_then(|p| p.l4),
-                Some(PacketL4::Icmp { icmp_type: 8, .. })
-            )
-        })
-        .count() as u64;
+    let echoes = echo_requests(&events) as u64;
     assert_eq!(echoes, PINGS, "collection went on after the overflow");
     let from_client = events
         .iter()
@@ -430,10 +409,9 @@ fn ring_overflow_is_counted_exactly_and_collection_goes_on() {
 /// one clear sentence on stderr, exit code 3, nothing attached.
 #[test]
 fn without_privileges_one_sentence_and_exit_3() {
-    if !kernel_tests_can_run() {
+    let Some(_lock) = kernel_test_lock() else {
         return;
-    }
-    let _lock = kernel_lock();
+    };
     // A copy every user can run, wherever the build directory is.
     let scratch = Scratch::new("unpriv");
     std::fs::set_permissions(scratch.dir(), std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -485,16 +463,13 @@ fn without_privileges_one_sentence_and_exit_3() {
 /// every namespace): both go on, stop with exit 0 on SIGINT, and every line is an event.
 #[test]
 fn namespace_deleted_interfaces_down_and_table_flushed_mid_run() {
-    if !kernel_tests_can_run() {
+    let Some(nat) = KernelLab::with_nat("netns") else {
         return;
-    }
-    let _lock = kernel_lock();
-    let lab = nat_lab();
-    let scratch = Scratch::new("netns");
-    let client = netns_path(&lab, Node::Client);
-    let in_client = scratch.path("client.json");
-    let everywhere = scratch.path("all.json");
-    let mut on_client = start_collect(&["-o", in_client.to_str().unwrap(), "--netns", &client]);
+    };
+    let client = netns_arg(&nat.lab, Node::Client);
+    let in_client = nat.scratch.path("client.json");
+    let everywhere = nat.scratch.path("all.json");
+    let mut on_client = collect_to(&in_client, &client, &[]);
     let mut on_all = start_collect(&[
         "-o",
         everywhere.to_str().unwrap(),
@@ -505,45 +480,38 @@ fn namespace_deleted_interfaces_down_and_table_flushed_mid_run() {
     ]);
     on_client.wait_ready();
     on_all.wait_ready();
-    let flood = ping_flood(&lab, 1_000_000, 20);
+    let flood = ping_flood(&nat.lab, 1_000_000, 20);
     std::thread::sleep(Duration::from_millis(500));
 
     // The router's table flushed under the flood.
-    let flushed = lab
+    let flushed = nat
+        .lab
         .exec(Node::Router, &["conntrack", "-F"])
         .expect("conntrack -F");
     assert!(flushed.success(), "{}", flushed.stderr);
     std::thread::sleep(Duration::from_millis(300));
     // Interfaces down on both sides of the router.
-    for (node, dev) in [(Node::Router, "rs"), (Node::Client, "c0")] {
-        lab.exec(node, &["ip", "link", "set", dev, "down"])
-            .and_then(|o| o.ok())
-            .expect("link down");
-    }
+    set_links(&nat.lab, "down");
     std::thread::sleep(Duration::from_millis(300));
-    for (node, dev) in [(Node::Router, "rs"), (Node::Client, "c0")] {
-        lab.exec(node, &["ip", "link", "set", dev, "up"])
-            .and_then(|o| o.ok())
-            .expect("link up");
-    }
+    set_links(&nat.lab, "up");
     std::thread::sleep(Duration::from_millis(300));
     // The client namespace goes, with its processes and the veth pair to the router.
     drop(flood);
     let pids = Command::new("ip")
-        .args(["netns", "pids", lab.name(Node::Client)])
+        .args(["netns", "pids", nat.lab.name(Node::Client)])
         .output()
         .unwrap();
     for pid in String::from_utf8_lossy(&pids.stdout).split_whitespace() {
         let _ = Command::new("kill").args(["-KILL", pid]).status();
     }
     let deleted = Command::new("ip")
-        .args(["netns", "del", lab.name(Node::Client)])
+        .args(["netns", "del", nat.lab.name(Node::Client)])
         .status()
         .unwrap();
     assert!(deleted.success());
     std::thread::sleep(Duration::from_millis(500));
     // Traffic elsewhere is still seen by the collection on every namespace.
-    let ping = lab.ping(Node::Router, SERVER4.into(), 3).expect("ping");
+    let ping = nat.lab.ping(Node::Router, SERVER4.into(), 3).expect("ping");
     assert!(ping.success(), "{}", ping.stderr);
     std::thread::sleep(Duration::from_millis(300));
     assert!(

@@ -28,8 +28,12 @@ const TRACK_CLIENT: &str = "table ip t {
 ";
 
 /// The lab, with IPv6 off in the client (no neighbour discovery among the events
-/// counted) and, with `track`, [`TRACK_CLIENT`] loaded there.
-fn lab(track: bool) -> Lab {
+/// counted) and, with `track`, [`TRACK_CLIENT`] loaded there, and the test's scratch
+/// folder; `None` when kernel tests cannot run here (the gate said why).
+fn client_lab(track: bool, scratch_name: &str) -> Option<(Lab, Scratch)> {
+    if !ct_lab::kernel_available() {
+        return None;
+    }
     let lab = Lab::new().expect("building the lab");
     lab.sysctl(
         Node::Client,
@@ -43,7 +47,7 @@ fn lab(track: bool) -> Lab {
         lab.nft(Node::Client, TRACK_CLIENT)
             .expect("conntrack in the client");
     }
-    lab
+    Some((lab, Scratch::new(scratch_name)))
 }
 
 /// `count` echo requests from the client to the server, `interval` seconds apart, in the
@@ -60,6 +64,14 @@ fn ping_in_background(lab: &Lab, count: u32, interval: &str) -> Bg {
     .expect("ping starts")
 }
 
+/// `collect -o <file> --netns <netns> -p tp:net:net_dev_start_xmit <more>`: one probe,
+/// which sees each of the client's packets once.
+fn collect_xmit(file: &Path, netns: &str, more: &[&str]) -> Collect {
+    let mut args = vec!["-p", "tp:net:net_dev_start_xmit"];
+    args.extend_from_slice(more);
+    collect_to(file, netns, &args)
+}
+
 /// Whether `event` carries an ICMP conntrack entry for an echo from `a` to `b`.
 fn is_icmp_ct(event: &Event, a: IpAddr, b: IpAddr) -> bool {
     let Some(base) = event.ct.as_ref().and_then(|ct| ct.base.as_ref()) else {
@@ -73,6 +85,36 @@ fn is_icmp_ct(event: &Event, a: IpAddr, b: IpAddr) -> bool {
         && base.reply.ip.dst == a
 }
 
+/// An 8 KiB tmpfs mounted in the scratch folder: a disk that fills at once. Unmounted
+/// when dropped.
+struct TinyDisk(PathBuf);
+
+impl TinyDisk {
+    fn mount(scratch: &Scratch) -> Self {
+        let mount = scratch.path("tiny");
+        std::fs::create_dir(&mount).unwrap();
+        let mounted = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                "size=8k,mode=0700",
+                "ctcli-test",
+                mount.to_str().unwrap(),
+            ])
+            .status()
+            .expect("mount runs");
+        assert!(mounted.success(), "mounting a tiny tmpfs failed");
+        TinyDisk(mount)
+    }
+}
+
+impl Drop for TinyDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Tests
 
@@ -80,21 +122,11 @@ fn is_icmp_ct(event: &Event, a: IpAddr, b: IpAddr) -> bool {
 /// summary agrees with it.
 #[test]
 fn sigint_leaves_a_complete_file_and_a_true_summary() {
-    if !ct_lab::kernel_available() {
+    let Some((lab, scratch)) = client_lab(true, "sigint") else {
         return;
-    }
-    let lab = lab(true);
-    let scratch = Scratch::new("sigint");
+    };
     let file = scratch.path("events.json");
-    let netns = lab.netns_path(Node::Client).display().to_string();
-    let mut collect = start_collect(&[
-        "-o",
-        file.to_str().unwrap(),
-        "--netns",
-        &netns,
-        "-p",
-        "tp:net:net_dev_start_xmit",
-    ]);
+    let mut collect = collect_xmit(&file, &netns_arg(&lab, Node::Client), &[]);
     let ready = collect.wait_ready();
     assert_eq!(
         ready,
@@ -158,27 +190,16 @@ fn sigint_leaves_a_complete_file_and_a_true_summary() {
 /// `--ct-only` keeps packets without conntrack out; SIGTERM is not needed.
 #[test]
 fn count_stops_after_n_events_and_prints_them() {
-    if !ct_lab::kernel_available() {
+    let Some((lab, scratch)) = client_lab(true, "count") else {
         return;
-    }
-    let lab = lab(true);
-    let scratch = Scratch::new("count");
+    };
     let file = scratch.path("events.json");
     let netns = lab.netns_inode(Node::Client).to_string();
-    let mut collect = start_collect(&[
-        "-o",
-        file.to_str().unwrap(),
-        "--print",
-        "--format",
-        "singleline",
-        "--netns",
+    let mut collect = collect_xmit(
+        &file,
         &netns,
-        "--ct-only",
-        "-n",
-        "3",
-        "-p",
-        "tp:net:net_dev_start_xmit",
-    ]);
+        &["--print", "--format", "singleline", "--ct-only", "-n", "3"],
+    );
     collect.wait_ready();
     let ping = ping_in_background(&lab, 20, "0.1");
     let (status, stdout, stderr) = collect.finish(Duration::from_secs(30));
@@ -202,22 +223,11 @@ fn count_stops_after_n_events_and_prints_them() {
 /// SIGTERM stops as cleanly as Ctrl-C, also when no event came at all.
 #[test]
 fn sigterm_with_no_events_exits_zero() {
-    if !ct_lab::kernel_available() {
+    let Some((lab, scratch)) = client_lab(false, "sigterm") else {
         return;
-    }
-    let lab = lab(false);
-    let scratch = Scratch::new("sigterm");
+    };
     let file = scratch.path("events.json");
-    let netns = lab.netns_path(Node::Client).display().to_string();
-    let mut collect = start_collect(&[
-        "-o",
-        file.to_str().unwrap(),
-        "--netns",
-        &netns,
-        "--ct-only",
-        "-p",
-        "tp:net:net_dev_start_xmit",
-    ]);
+    let mut collect = collect_xmit(&file, &netns_arg(&lab, Node::Client), &["--ct-only"]);
     collect.wait_ready();
     collect.signal(libc::SIGTERM);
     let (status, _, stderr) = collect.finish(Duration::from_secs(20));
@@ -230,43 +240,12 @@ fn sigterm_with_no_events_exits_zero() {
 /// events that fit, each complete.
 #[test]
 fn disk_full_keeps_complete_events() {
-    if !ct_lab::kernel_available() {
+    let Some((lab, scratch)) = client_lab(true, "full") else {
         return;
-    }
-    let lab = lab(true);
-    let scratch = Scratch::new("full");
-    let mount = scratch.path("tiny");
-    std::fs::create_dir(&mount).unwrap();
-    let mounted = Command::new("mount")
-        .args([
-            "-t",
-            "tmpfs",
-            "-o",
-            "size=8k,mode=0700",
-            "ctcli-test",
-            mount.to_str().unwrap(),
-        ])
-        .status()
-        .expect("mount runs");
-    assert!(mounted.success(), "mounting a tiny tmpfs failed");
-    struct Unmount(PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = Command::new("umount").arg(&self.0).status();
-        }
-    }
-    let _unmount = Unmount(mount.clone());
-
-    let file = mount.join("events.json");
-    let netns = lab.netns_path(Node::Client).display().to_string();
-    let mut collect = start_collect(&[
-        "-o",
-        file.to_str().unwrap(),
-        "--netns",
-        &netns,
-        "-p",
-        "tp:net:net_dev_start_xmit",
-    ]);
+    };
+    let disk = TinyDisk::mount(&scratch);
+    let file = disk.0.join("events.json");
+    let mut collect = collect_xmit(&file, &netns_arg(&lab, Node::Client), &[]);
     collect.wait_ready();
     let ping = ping_in_background(&lab, 200, "0.01");
     let (status, _, stderr) = collect.finish(Duration::from_secs(30));

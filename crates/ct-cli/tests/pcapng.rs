@@ -4,29 +4,19 @@
 //! packet section, with the event's text as its comment. No kernel needed; tshark from apt
 //! (without it the test skips, or fails under CT_REQUIRE_KERNEL_TESTS=1).
 
+#[path = "support/cli.rs"]
+mod cli;
 #[path = "support/tshark.rs"]
 mod tshark;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::Arc;
 
+use cli::*;
 use ct_core::{write_event_json, CtState, Event, ProbeInfo, ProbeKind};
-
-fn ct_cli(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ct-cli"))
-        .args(args)
-        .output()
-        .expect("ct-cli runs")
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("ct-cli-pcapng-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+use ct_lab::Scratch;
 
 /// Every captured record decoded with its header bytes, in file-name order.
 fn captured_events() -> Vec<Event> {
@@ -53,6 +43,15 @@ fn captured_events() -> Vec<Event> {
         .collect()
 }
 
+/// `ct-cli pcap FILES -o CAPTURE MORE`.
+fn pcap(files: &[&Path], capture: &Path, more: &[&str]) -> Output {
+    let mut args = vec!["pcap"];
+    args.extend(files.iter().map(|f| f.to_str().unwrap()));
+    args.extend(["-o", capture.to_str().unwrap()]);
+    args.extend_from_slice(more);
+    ct_cli(&args)
+}
+
 fn write_events(path: &Path, events: &[Event]) {
     let mut out = Vec::new();
     for e in events {
@@ -61,26 +60,17 @@ fn write_events(path: &Path, events: &[Event]) {
     std::fs::write(path, out).unwrap();
 }
 
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
 #[test]
 fn tshark_decodes_every_packet_as_its_json_says() {
     if !tshark::available() {
         return;
     }
-    let dir = scratch("fixtures");
+    let scratch = Scratch::new("pcapng-fixtures");
     let events = captured_events();
-    let file = dir.join("events.json");
+    let file = scratch.path("events.json");
     write_events(&file, &events);
-    let capture = dir.join("events.pcapng");
-    let out = ct_cli(&[
-        "pcap",
-        file.to_str().unwrap(),
-        "-o",
-        capture.to_str().unwrap(),
-    ]);
+    let capture = scratch.path("events.pcapng");
+    let out = pcap(&[&file], &capture, &[]);
     assert!(out.status.success(), "{}", stderr(&out));
     let written = events
         .iter()
@@ -132,27 +122,21 @@ fn tshark_decodes_every_packet_as_its_json_says() {
         assert!(expected > 0, "the fixtures have {name} packets");
         assert_eq!(selected.len(), expected, "ct_state {name}");
     }
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]
 fn files_without_header_bytes_are_refused_and_bad_input_reported() {
-    let dir = scratch("refuse");
+    let scratch = Scratch::new("pcapng-refuse");
     let mut events = captured_events();
     for e in &mut events {
         if let Some(p) = &mut e.packet {
             p.headers = None;
         }
     }
-    let file = dir.join("plain.json");
+    let file = scratch.path("plain.json");
     write_events(&file, &events);
-    let capture = dir.join("plain.pcapng");
-    let out = ct_cli(&[
-        "pcap",
-        file.to_str().unwrap(),
-        "-o",
-        capture.to_str().unwrap(),
-    ]);
+    let capture = scratch.path("plain.pcapng");
+    let out = pcap(&[&file], &capture, &[]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
         stderr(&out).contains("collect with --raw-headers"),
@@ -163,32 +147,20 @@ fn files_without_header_bytes_are_refused_and_bad_input_reported() {
 
     // An existing output is refused without --force, and kept.
     std::fs::write(&capture, "keep").unwrap();
-    let out = ct_cli(&[
-        "pcap",
-        file.to_str().unwrap(),
-        "-o",
-        capture.to_str().unwrap(),
-    ]);
+    let out = pcap(&[&file], &capture, &[]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("already exists"), "{}", stderr(&out));
     assert_eq!(std::fs::read(&capture).unwrap(), b"keep");
 
     // Bad lines and bad hex are reported by file and line; the good events are written.
-    let good = dir.join("good.json");
+    let good = scratch.path("good.json");
     write_events(&good, &captured_events()[..3]);
-    let bad = dir.join("bad.json");
+    let bad = scratch.path("bad.json");
     let mut f = std::fs::File::create(&bad).unwrap();
     writeln!(f, "{{\"packet\": {{\"len\": 1, \"headers\": \"4\"}}}}").unwrap();
     writeln!(f, "not json").unwrap();
     drop(f);
-    let out = ct_cli(&[
-        "pcap",
-        good.to_str().unwrap(),
-        bad.to_str().unwrap(),
-        "-o",
-        capture.to_str().unwrap(),
-        "--force",
-    ]);
+    let out = pcap(&[&good, &bad], &capture, &["--force"]);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(
@@ -207,18 +179,11 @@ fn files_without_header_bytes_are_refused_and_bad_input_reported() {
     assert!(err.contains("3 packets written"), "{err}");
 
     // Missing input: refused before the output is touched.
-    let out = ct_cli(&[
-        "pcap",
-        "/nonexistent/x.json",
-        "-o",
-        capture.to_str().unwrap(),
-        "--force",
-    ]);
+    let out = pcap(&[Path::new("/nonexistent/x.json")], &capture, &["--force"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
         stderr(&out).contains("cannot open /nonexistent/x.json"),
         "{}",
         stderr(&out)
     );
-    std::fs::remove_dir_all(dir).unwrap();
 }

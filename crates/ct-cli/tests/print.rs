@@ -1,22 +1,18 @@
 //! `ct-cli print` against the fixture events files: every format, bad lines, stdin.
 
+#[path = "support/cli.rs"]
+mod cli;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
+use cli::*;
 use ct_core::{read_events, Event};
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../../fixtures/events")
         .join(name)
-}
-
-fn ct_cli(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ct-cli"))
-        .args(args)
-        .output()
-        .expect("ct-cli runs")
 }
 
 /// `ct-cli print` run in the fixtures directory, so messages name the file the same way

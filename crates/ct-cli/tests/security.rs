@@ -6,9 +6,6 @@
 
 mod support;
 
-use std::process::Command;
-use std::time::Duration;
-
 use ct_lab::{Node, ROUTER_C4, SERVER4};
 use support::*;
 
@@ -101,62 +98,28 @@ fn the_scanner_finds_planted_pointers() {
     }
 }
 
-fn ct_cli(args: &[&str]) -> String {
-    let out = Command::new(CT_CLI)
-        .args(args)
-        .output()
-        .expect("ct-cli runs");
-    assert!(
-        out.status.success(),
-        "ct-cli {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("UTF-8 output") + &String::from_utf8_lossy(&out.stderr)
-}
-
 #[test]
 fn no_output_format_holds_a_kernel_address() {
-    if !kernel_tests_can_run() {
+    let Some(nat) = KernelLab::with_nat("security") else {
         return;
-    }
-    let _lock = kernel_lock();
-    let lab = ct_lab::Lab::new().expect("building the lab");
-    lab.router_nft(ROUTER_NAT).expect("loading the ruleset");
-    let scratch = Scratch::new("security");
-    let file = scratch.path("events.json");
-    let netns = format!("/var/run/netns/{}", lab.name(Node::Router));
-    let mut collect = start_collect(&[
-        "-o",
-        file.to_str().unwrap(),
-        "--print",
-        "--format",
-        "multiline",
-        "--netns",
-        &netns,
-    ]);
+    };
+    let file = nat.scratch.path("events.json");
+    let mut collect = collect_to(
+        &file,
+        &nat.router_netns(),
+        &["--print", "--format", "multiline"],
+    );
     collect.wait_ready();
 
-    lab.tcp_exchange(SERVER4.into(), 80, ROUTER_C4.into(), 8080)
+    nat.lab
+        .tcp_exchange(SERVER4.into(), 80, ROUTER_C4.into(), 8080)
         .expect("tcp through DNAT");
-    let _udp = lab
-        .udp_server(Node::Server, SERVER4.into(), 53, 3)
-        .expect("udp server");
-    let udp = lab
-        .udp_client(
-            Node::Client,
-            ROUTER_C4.into(),
-            5353,
-            3,
-            Duration::from_secs(1),
-        )
-        .expect("udp client");
-    assert_eq!(udp.outcomes, ["reply", "reply", "reply"]);
-    let ping = lab.ping(Node::Client, SERVER4.into(), 3).expect("ping");
+    nat.lab
+        .udp_exchange(SERVER4.into(), 53, ROUTER_C4.into(), 5353, 3)
+        .expect("udp through DNAT");
+    let ping = nat.lab.ping(Node::Client, SERVER4.into(), 3).expect("ping");
     assert!(ping.success());
-    std::thread::sleep(Duration::from_millis(300));
-    collect.signal(libc::SIGINT);
-    let (status, live, stderr) = collect.finish(Duration::from_secs(20));
-    assert_eq!(status.code(), Some(0), "{}", stderr.join("\n"));
+    let (live, stderr) = collect.stop_cleanly();
 
     let events = read_file(&file);
     let with_ids = events
@@ -182,7 +145,7 @@ fn no_output_format_holds_a_kernel_address() {
         for format in ["multiline", "singleline", "json"] {
             outputs.push((
                 format!("{command} --format {format}"),
-                ct_cli(&[command, "--format", format, path]),
+                ct_cli_ok(&[command, "--format", format, path]),
             ));
         }
     }

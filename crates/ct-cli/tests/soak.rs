@@ -99,29 +99,26 @@ struct Sample {
 
 #[test]
 fn connection_churn_through_nat_keeps_memory_and_fds_flat() {
-    if !kernel_tests_can_run() {
+    let Some(nat) = KernelLab::with_nat("soak") else {
         return;
-    }
-    let _lock = kernel_lock();
+    };
     let seconds: u64 = std::env::var("CT_SOAK_SECONDS")
         .ok()
         .map(|s| s.parse().expect("CT_SOAK_SECONDS is a number of seconds"))
         .unwrap_or(30);
     assert!(seconds >= 10, "a soak shorter than 10 s measures nothing");
 
-    let lab = ct_lab::Lab::new().expect("building the lab");
-    lab.router_nft(ROUTER_NAT).expect("loading the ruleset");
     // TIME_WAIT entries of a long run stay well inside the table.
-    let scratch = Scratch::new("soak");
-    let file = scratch.path("events.json");
-    let netns = format!("/var/run/netns/{}", lab.name(Node::Router));
-    let mut collect = start_collect(&["-o", file.to_str().unwrap(), "--netns", &netns]);
+    let file = nat.scratch.path("events.json");
+    let netns = nat.router_netns();
+    let mut collect = collect_to(&file, &netns, &[]);
     collect.wait_ready();
     let pid = collect.pid();
     let at_ready = rss_and_fds(pid);
 
     let server4 = SERVER4.to_string();
-    let mut server = lab
+    let mut server = nat
+        .lab
         .spawn(Node::Server, &["python3", "-c", SERVER_PY, &server4])
         .expect("servers");
     server
@@ -132,7 +129,8 @@ fn connection_churn_through_nat_keeps_memory_and_fds_flat() {
         seconds.to_string(),
         FLOWS_PER_SECOND.to_string(),
     );
-    let mut client = lab
+    let mut client = nat
+        .lab
         .spawn(
             Node::Client,
             &["python3", "-c", CLIENT_PY, &router_c4, &secs, &rate],

@@ -19,10 +19,8 @@ pub struct CtEvent {
     /// The packet's ctinfo.
     pub state: CtState,
     /// `None` only for UNTRACKED packets: the kernel attaches no connection to them.
-    #[serde(default)]
     pub base: Option<CtConnEvent>,
     /// The master connection of a RELATED flow (e.g. the FTP control connection).
-    #[serde(default)]
     pub parent: Option<CtConnEvent>,
 }
 
@@ -38,23 +36,9 @@ impl CtEvent {
 }
 
 /// The packet's relation to its connection (`enum ip_conntrack_info`).
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-    Serialize,
-    Deserialize,
-    strum::Display,
-    strum::EnumString,
-    strum::EnumIter,
-    strum::IntoStaticStr,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[derive(strum::Display, strum::EnumString, strum::EnumIter, strum::IntoStaticStr)]
 #[strum(serialize_all = "SCREAMING_SNAKE_CASE", ascii_case_insensitive)]
 pub enum CtState {
     /// `IP_CT_ESTABLISHED`: a packet of an established connection, original direction.
@@ -101,6 +85,7 @@ impl CtState {
 }
 
 /// One conntrack entry (`struct nf_conn`) as seen when the packet passed the probe.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CtConnEvent {
     /// Conntrack zone id.
@@ -114,25 +99,23 @@ pub struct CtConnEvent {
     /// The tuple replies are expected with (NAT shows as its difference from `orig`).
     pub reply: CtTuple,
     /// TCP conntrack state; `None` for other protocols.
-    #[serde(default)]
+    #[serialize_always]
     pub tcp_state: Option<TcpState>,
     /// Conntrack mark; `None` when the kernel has no `CONFIG_NF_CONNTRACK_MARK`.
-    #[serde(default)]
+    #[serialize_always]
     pub mark: Option<u32>,
     /// 128-bit conntrack labels; `None` when the connection carries no labels extension.
     #[serde(default, with = "labels_hex")]
+    #[serialize_always]
     pub labels: Option<u128>,
     /// Status bits (`enum ip_conntrack_status`).
     #[serde(default)]
     pub ct_status: CtStatus,
     /// SCTP conntrack state; written only for SCTP connections.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sctp_state: Option<SctpState>,
     /// Name of the conntrack helper attached to the connection (e.g. `ftp`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub helper: Option<FixedStr>,
     /// Seconds until the entry times out, when known.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<u32>,
 }
 
@@ -146,21 +129,9 @@ impl CtConnEvent {
 }
 
 /// Which direction(s) a conntrack zone applies to (`struct nf_conntrack_zone.dir`).
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    Default,
-    PartialEq,
-    Eq,
-    Hash,
-    Serialize,
-    Deserialize,
-    strum::Display,
-    strum::EnumString,
-    strum::EnumIter,
-)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[derive(strum::Display, strum::EnumString, strum::EnumIter)]
 #[strum(serialize_all = "lowercase")]
 pub enum ZoneDir {
     /// No zone information (kernel without zones, or no direction bit set).
@@ -209,11 +180,7 @@ pub struct CtIp {
 impl CtIp {
     /// Builds the layer-3 part, deriving `version` from the addresses.
     pub fn new(src: IpAddr, dst: IpAddr) -> Self {
-        let version = if src.is_ipv6() {
-            IpVersion::V6
-        } else {
-            IpVersion::V4
-        };
+        let version = IpVersion::of(src);
         CtIp { src, dst, version }
     }
 }
@@ -229,6 +196,16 @@ pub enum IpVersion {
     V4,
     /// IPv6.
     V6,
+}
+
+impl IpVersion {
+    /// The version of `addr`.
+    pub fn of(addr: IpAddr) -> Self {
+        match addr {
+            IpAddr::V4(_) => IpVersion::V4,
+            IpAddr::V6(_) => IpVersion::V6,
+        }
+    }
 }
 
 /// The layer-4 part of a tuple. Every protocol is represented: those conntrack knows
@@ -305,6 +282,23 @@ impl CtProto {
             CtProto::Tcp { sport, dport }
             | CtProto::Udp { sport, dport }
             | CtProto::Sctp { sport, dport, .. } => Some((sport, dport)),
+            _ => None,
+        }
+    }
+
+    /// Type, code and echo id, for ICMP and ICMPv6.
+    pub fn icmp(&self) -> Option<(u8, u8, u16)> {
+        match *self {
+            CtProto::Icmp {
+                icmp_type,
+                code,
+                id,
+            }
+            | CtProto::Icmpv6 {
+                icmp_type,
+                code,
+                id,
+            } => Some((icmp_type, code, id)),
             _ => None,
         }
     }

@@ -11,37 +11,30 @@ use serde::{Deserialize, Serialize};
 use crate::{CtEvent, FixedStr, HeaderBytes, IpVersion};
 
 /// One packet at one probe.
+// A section that is `None` is left out of the JSON, and a missing one reads back as `None`.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {
     /// CPU timestamp in nanoseconds (`bpf_ktime_get_ns`, i.e. CLOCK_MONOTONIC).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timestamp: Option<u64>,
     /// The task that was running when the probe fired.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task: Option<Task>,
     /// The probe that saw the packet; absent for nftables trace steps.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub probe: Option<ProbeInfo>,
     /// Inode number of the network namespace of `skb->dev` (as in `/proc/PID/ns/net`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub netns: Option<u32>,
     /// Packet and connection ids.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tracking: Option<Tracking>,
     /// The packet's device, length and headers.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub packet: Option<Packet>,
     /// Present when the probe saw the packet dropped (`skb:kfree_skb`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drop: Option<DropInfo>,
     /// Conntrack section; absent when the packet had no conntrack entry at the probe.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ct: Option<CtEvent>,
     /// An nftables rule or chain policy that decided something for the packet, from
     /// nftables' own tracing (`collect --nft`). Such an event has no `probe`: it was not
     /// seen by a BPF program, and its `tracking` comes from the BPF events of the same
     /// packet it was joined to.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nft: Option<NftTrace>,
 }
 
@@ -84,20 +77,9 @@ pub struct ProbeInfo {
 }
 
 /// What kind of probe.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    Serialize,
-    Deserialize,
-    strum::Display,
-    strum::EnumString,
-    strum::IntoStaticStr,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[derive(strum::Display, strum::EnumString, strum::IntoStaticStr)]
 #[strum(serialize_all = "lowercase")]
 pub enum ProbeKind {
     /// Tracepoint (attached as a raw tracepoint).
@@ -109,6 +91,7 @@ pub enum ProbeKind {
 }
 
 /// A packet dropped: why, when the kernel says.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct DropInfo {
     /// The kernel's `enum skb_drop_reason` name without its `SKB_DROP_REASON_` prefix
@@ -116,7 +99,6 @@ pub struct DropInfo {
     /// numbers differ between kernels. A number the kernel's enum does not name is kept
     /// as its decimal digits (`"123"`). Absent on kernels without drop reasons (before
     /// Linux 5.17).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<Arc<str>>,
 }
 
@@ -131,6 +113,7 @@ impl DropInfo {
 
 /// One step of nftables' trace of a packet (an `NFT_MSG_TRACE` message): the rule, or the
 /// chain's policy, and what it decided.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct NftTrace {
     /// The table's address family.
@@ -144,15 +127,12 @@ pub struct NftTrace {
     #[serde(rename = "type")]
     pub kind: NftTraceKind,
     /// The rule's handle (as `nft -a list` shows it); absent for policies and returns.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub handle: Option<u64>,
     /// The rule's text as `nft list` prints it, when it could be read.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rule: Option<Arc<str>>,
     /// What the rule or policy decided.
     pub verdict: NftVerdict,
     /// The chain a `jump` or `goto` verdict continues in.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<Arc<str>>,
 }
 
@@ -164,21 +144,9 @@ impl NftTrace {
 }
 
 /// An nftables table family (`NFPROTO_*`).
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    Serialize,
-    Deserialize,
-    strum::Display,
-    strum::EnumString,
-    strum::IntoStaticStr,
-    strum::EnumIter,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[derive(strum::Display, strum::EnumString, strum::IntoStaticStr, strum::EnumIter)]
 #[strum(serialize_all = "lowercase")]
 pub enum NftFamily {
     /// `inet`: IPv4 and IPv6.
@@ -196,21 +164,9 @@ pub enum NftFamily {
 }
 
 /// What an nftables trace step reports (`NFT_TRACETYPE_*`).
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    Serialize,
-    Deserialize,
-    strum::Display,
-    strum::EnumString,
-    strum::IntoStaticStr,
-    strum::EnumIter,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[derive(strum::Display, strum::EnumString, strum::IntoStaticStr, strum::EnumIter)]
 #[strum(serialize_all = "lowercase")]
 pub enum NftTraceKind {
     /// A rule gave a verdict.
@@ -222,21 +178,9 @@ pub enum NftTraceKind {
 }
 
 /// An nftables verdict (`NF_*` and `NFT_*` verdict codes).
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    Serialize,
-    Deserialize,
-    strum::Display,
-    strum::EnumString,
-    strum::IntoStaticStr,
-    strum::EnumIter,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[derive(strum::Display, strum::EnumString, strum::IntoStaticStr, strum::EnumIter)]
 #[strum(serialize_all = "lowercase")]
 pub enum NftVerdict {
     /// Accepted: on to the next hook.
@@ -263,39 +207,36 @@ pub enum NftVerdict {
 
 /// Ids that group events: by packet across probes, by connection over its life.
 /// They are keyed hashes, never kernel addresses.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Tracking {
     /// Same for every event of one packet (across clones and NAT rewrites).
     pub skb: u64,
     /// Same for every event of one conntrack entry.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conn: Option<u64>,
     /// The connection id of the parent (master) connection of a RELATED flow.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent_conn: Option<u64>,
 }
 
 /// What the probe saw of the packet itself.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Packet {
     /// `skb->dev->ifindex`; `None` when the skb had no device.
-    #[serde(default)]
+    #[serialize_always]
     pub ifindex: Option<u32>,
     /// `skb->dev->name`; `None` when the skb had no device.
-    #[serde(default)]
+    #[serialize_always]
     pub ifname: Option<FixedStr>,
     /// `skb->len`.
     #[serde(default)]
     pub len: u32,
     /// The network header, when the bytes there are one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ip: Option<PacketIp>,
     /// The transport header, when its fields are printed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub l4: Option<PacketL4>,
     /// The bytes copied from the network header on, when they were kept
     /// (`collect --raw-headers`, or in memory for `collect -w`); hex in JSON.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub headers: Option<HeaderBytes>,
 }
 
@@ -372,6 +313,25 @@ pub enum PacketL4 {
         /// Destination port.
         dport: u16,
     },
+}
+
+impl PacketL4 {
+    /// The header's flow fields in one shape for every protocol, as packet matchers
+    /// compare them: (source port, destination port, TCP flags), with an ICMP message's
+    /// type and code in place of the ports, and 0 where a protocol has no such field.
+    pub fn flow_fields(&self) -> (u16, u16, u8) {
+        match *self {
+            PacketL4::Tcp {
+                sport,
+                dport,
+                flags,
+            } => (sport, dport, flags),
+            PacketL4::Udp { sport, dport } | PacketL4::Sctp { sport, dport } => (sport, dport, 0),
+            PacketL4::Icmp { icmp_type, code } | PacketL4::Icmpv6 { icmp_type, code } => {
+                (icmp_type.into(), code.into(), 0)
+            }
+        }
+    }
 }
 
 /// Name of an IP protocol number, as printed in `proto TCP (6)`.

@@ -260,6 +260,7 @@ impl<W: io::Write> Sink for IoSink<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::FullDisk;
     use crate::CtEvent;
 
     fn untracked() -> Event {
@@ -286,31 +287,31 @@ mod tests {
     }
 
     #[test]
-    fn multiline_events_are_separated_by_one_blank_line() {
-        let events = [with_header(), with_header(), untracked()];
-        assert_eq!(
-            output(Format::Text(Layout::MultiLine), &events),
-            "7\n  ct_state UNTRACKED\n\n7\n  ct_state UNTRACKED\n\nct_state UNTRACKED\n"
-        );
-    }
-
-    #[test]
-    fn singleline_is_one_line_per_event() {
-        let events = [with_header(), untracked()];
-        assert_eq!(
-            output(Format::Text(Layout::SingleLine), &events),
-            "7 ct_state UNTRACKED\nct_state UNTRACKED\n"
-        );
-    }
-
-    #[test]
-    fn json_is_one_object_per_line() {
-        let events = [untracked(), with_header()];
-        assert_eq!(
-            output(Format::Json, &events),
-            "{\"ct\":{\"state\":\"untracked\",\"base\":null,\"parent\":null}}\n\
-             {\"timestamp\":7,\"ct\":{\"state\":\"untracked\",\"base\":null,\"parent\":null}}\n"
-        );
+    fn each_format_separates_events_its_own_way() {
+        let cases = [
+            // Multiline: events separated by one blank line.
+            (
+                Format::Text(Layout::MultiLine),
+                vec![with_header(), with_header(), untracked()],
+                "7\n  ct_state UNTRACKED\n\n7\n  ct_state UNTRACKED\n\nct_state UNTRACKED\n",
+            ),
+            // Singleline: one line per event.
+            (
+                Format::Text(Layout::SingleLine),
+                vec![with_header(), untracked()],
+                "7 ct_state UNTRACKED\nct_state UNTRACKED\n",
+            ),
+            // JSON: one object per line.
+            (
+                Format::Json,
+                vec![untracked(), with_header()],
+                "{\"ct\":{\"state\":\"untracked\",\"base\":null,\"parent\":null}}\n\
+                 {\"timestamp\":7,\"ct\":{\"state\":\"untracked\",\"base\":null,\"parent\":null}}\n",
+            ),
+        ];
+        for (format, events, expected) in cases {
+            assert_eq!(output(format, &events), expected, "{format}");
+        }
     }
 
     #[test]
@@ -348,21 +349,12 @@ mod tests {
 
     #[test]
     fn io_errors_are_reported() {
-        struct Full;
-        impl io::Write for Full {
-            fn write(&mut self, _: &[u8]) -> io::Result<usize> {
-                Err(io::Error::new(io::ErrorKind::StorageFull, "disk full"))
-            }
-            fn flush(&mut self) -> io::Result<()> {
-                Ok(())
-            }
-        }
         for format in [
             Format::Text(Layout::MultiLine),
             Format::Text(Layout::SingleLine),
             Format::Json,
         ] {
-            let err = EventWriter::new(Full, format)
+            let err = EventWriter::new(FullDisk, format)
                 .write(&untracked())
                 .unwrap_err();
             assert_eq!(err.kind(), io::ErrorKind::StorageFull, "{format}");

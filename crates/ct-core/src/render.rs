@@ -199,35 +199,18 @@ pub fn write_tuple<W: Write + ?Sized>(w: &mut W, tuple: &CtTuple) -> fmt::Result
 
 fn tuple_text<W: Write + ?Sized>(w: &mut Text<'_, W>, tuple: &CtTuple) -> fmt::Result {
     let (src, dst) = (tuple.ip.src, tuple.ip.dst);
+    if let Some((icmp_type, code, id)) = tuple.proto.icmp() {
+        return put!(w, src, " > ", dst, " type ", icmp_type, " code ", code, " id ", id);
+    }
     match tuple.proto {
         CtProto::Tcp { sport, dport } | CtProto::Udp { sport, dport } => {
             put!(w, src, '.', sport, " > ", dst, '.', dport)
         }
         CtProto::Sctp { sport, dport, vtag } => {
-            put!(
-                w,
-                src,
-                '.',
-                sport,
-                " > ",
-                dst,
-                '.',
-                dport,
-                " vtag ",
-                Hex(vtag)
-            )
+            put!(w, src, '.', sport, " > ", dst, '.', dport)?;
+            put!(w, " vtag ", Hex(vtag))
         }
-        CtProto::Icmp {
-            icmp_type,
-            code,
-            id,
-        }
-        | CtProto::Icmpv6 {
-            icmp_type,
-            code,
-            id,
-        } => put!(w, src, " > ", dst, " type ", icmp_type, " code ", code, " id ", id),
-        CtProto::Generic { .. } => put!(w, src, " > ", dst),
+        _ => put!(w, src, " > ", dst),
     }
 }
 
@@ -587,23 +570,26 @@ fn nft_text<W: Write + ?Sized>(w: &mut Text<'_, W>, nft: &NftTrace) -> fmt::Resu
         w.write_char(' ')?;
         write_name(w, target)?;
     }
-    if let Some(rule) = &nft.rule {
-        w.write_str(" (")?;
-        write_name(w, rule)?;
-        w.write_char(')')?;
+    match &nft.rule {
+        Some(rule) => write_in_parens(w, rule),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// `drop`, then ` ({reason})` when the kernel gave one.
 fn write_drop<W: Write + ?Sized>(w: &mut Text<'_, W>, drop: &DropInfo) -> fmt::Result {
     w.write_str("drop")?;
-    if let Some(reason) = &drop.reason {
-        w.write_str(" (")?;
-        write_name(w, reason)?;
-        w.write_char(')')?;
+    match &drop.reason {
+        Some(reason) => write_in_parens(w, reason),
+        None => Ok(()),
     }
-    Ok(())
+}
+
+/// ` ({name})`: a rule's text or a drop reason after what it explains.
+fn write_in_parens<W: Write + ?Sized>(w: &mut Text<'_, W>, name: &str) -> fmt::Result {
+    w.write_str(" (")?;
+    write_name(w, name)?;
+    w.write_char(')')
 }
 
 /// The header line without indent; writes nothing when the event has no header field.

@@ -13,6 +13,21 @@ use crate::{
     PacketL4, ProbeInfo, ProbeKind, SctpState, Task, TcpState, Tracking, ZoneDir,
 };
 
+/// A writer whose every write fails as on a full disk (`StorageFull`).
+pub struct FullDisk;
+
+impl std::io::Write for FullDisk {
+    fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::StorageFull,
+            "disk full",
+        ))
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Any string, cut to a kernel name (control characters included).
 pub fn fixed_str() -> BoxedStrategy<FixedStr> {
     any::<String>().prop_map(|s| FixedStr::new(&s)).boxed()
@@ -214,38 +229,34 @@ pub fn packet() -> BoxedStrategy<Packet> {
 
 /// Drop reasons: kernel names, and any string a file may hold.
 pub fn drop_info() -> BoxedStrategy<DropInfo> {
-    proptest::option::of(prop_oneof![
-        select(
-            &[
-                "NETFILTER_DROP",
-                "NO_SOCKET",
-                "NOT_SPECIFIED",
-                "TCP_INVALID_SEQUENCE",
-                "123"
-            ][..]
-        )
-        .prop_map(Arc::<str>::from),
-        any::<String>().prop_map(Arc::<str>::from),
-    ])
+    proptest::option::of(name_or_any(&[
+        "NETFILTER_DROP",
+        "NO_SOCKET",
+        "NOT_SPECIFIED",
+        "TCP_INVALID_SEQUENCE",
+        "123",
+    ]))
     .prop_map(|reason| DropInfo { reason })
     .boxed()
 }
 
 /// Names as nft prints them, and any string a file may hold.
 fn nft_name() -> BoxedStrategy<Arc<str>> {
+    name_or_any(&[
+        "filter",
+        "f",
+        "in",
+        "input",
+        "forward",
+        "other",
+        "tcp dport 81 drop",
+    ])
+}
+
+/// One of `names`, or any string a file may hold.
+fn name_or_any(names: &'static [&'static str]) -> BoxedStrategy<Arc<str>> {
     prop_oneof![
-        select(
-            &[
-                "filter",
-                "f",
-                "in",
-                "input",
-                "forward",
-                "other",
-                "tcp dport 81 drop"
-            ][..]
-        )
-        .prop_map(Arc::<str>::from),
+        select(names).prop_map(Arc::<str>::from),
         any::<String>().prop_map(Arc::<str>::from),
     ]
     .boxed()
@@ -399,11 +410,7 @@ pub mod build {
     pub fn packet(ifindex: u32, ifname: &str, src: &str, dst: &str, l4: PacketL4) -> Packet {
         let (src, dst) = (ip(src), ip(dst));
         let (version, proto) = (
-            if src.is_ipv6() {
-                IpVersion::V6
-            } else {
-                IpVersion::V4
-            },
+            IpVersion::of(src),
             match l4 {
                 PacketL4::Tcp { .. } => 6,
                 PacketL4::Udp { .. } => 17,

@@ -14,7 +14,7 @@
 
 use std::net::IpAddr;
 
-use ct_core::{CtConnEvent, CtProto, CtTuple, IpVersion};
+use ct_core::{CtConnEvent, CtTuple, IpVersion};
 
 /// One direction of a conntrack entry as conntrack-tools prints it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,27 +102,17 @@ impl CtEntryTuple {
         if t.ip.src != self.src || t.ip.dst != self.dst {
             return false;
         }
-        match t.proto {
-            CtProto::Tcp { sport, dport }
-            | CtProto::Udp { sport, dport }
-            | CtProto::Sctp { sport, dport, .. } => {
-                self.sport == Some(sport) && self.dport == Some(dport)
-            }
-            CtProto::Icmp {
-                icmp_type,
-                code,
-                id,
-            }
-            | CtProto::Icmpv6 {
-                icmp_type,
-                code,
-                id,
-            } => {
+        if let Some((sport, dport)) = t.proto.ports() {
+            return self.sport == Some(sport) && self.dport == Some(dport);
+        }
+        match t.proto.icmp() {
+            Some((icmp_type, code, id)) => {
                 self.icmp_type == Some(icmp_type)
                     && self.icmp_code == Some(code)
                     && self.icmp_id == Some(id)
             }
-            CtProto::Generic { .. } => self.sport.is_none() && self.icmp_type.is_none(),
+            // Any other protocol: conntrack prints neither ports nor ICMP fields.
+            None => self.sport.is_none() && self.icmp_type.is_none(),
         }
     }
 }
@@ -285,7 +275,7 @@ fn parse_line(line: &str) -> Option<CtEntry> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ct_core::CtIp;
+    use ct_core::{CtIp, CtProto};
 
     #[test]
     fn parses_tcp_with_flags_zone_mark_labels_helper() {

@@ -53,6 +53,7 @@ use std::time::Duration;
 
 mod capture;
 mod conntrack;
+mod drops;
 mod exec;
 mod process;
 mod scratch;
@@ -60,6 +61,7 @@ mod traffic;
 
 pub use capture::{Capture, Captured, LAB_PROBES};
 pub use conntrack::{parse_conntrack, CtEntry, CtEntryTuple};
+pub use drops::{ExpectedReason, NFT_DROP_ECHO, NFT_DROP_INVALID};
 pub use exec::{Bg, LabError, Output};
 pub use process::{BpfIds, Collect};
 pub use scratch::Scratch;

@@ -133,6 +133,17 @@ impl Collect {
         (status, stdout, stderr)
     }
 
+    /// The usual end of a collection: a pause for the last packets' events to come through
+    /// the ring buffer, Ctrl-C, then exit status 0 (asserted). Returns stdout and the stderr
+    /// lines.
+    pub fn stop_cleanly(self) -> (String, Vec<String>) {
+        std::thread::sleep(Duration::from_millis(300));
+        self.signal(libc::SIGINT);
+        let (status, stdout, stderr) = self.finish(Duration::from_secs(20));
+        assert_eq!(status.code(), Some(0), "{}", stderr.join("\n"));
+        (stdout, stderr)
+    }
+
     /// [`finish`](Self::finish), also returning every BPF object seen held by the process
     /// from its start to its exit.
     pub fn finish_held(mut self, limit: Duration) -> (ExitStatus, String, Vec<String>, BpfIds) {

@@ -1,16 +1,24 @@
 //! Traffic between the lab's nodes: every helper sends a bounded number of packets and
 //! gives up after a bounded time. Servers are started first and report `ready`.
 
+use std::fmt::Display;
 use std::net::IpAddr;
 use std::time::Duration;
 
 use crate::exec::{Bg, LabError, Output};
 use crate::{Lab, Node};
 
-const TCP_PY: &str = include_str!("scripts/tcp.py");
+// The TCP servers' scripts begin with accept.py, which holds their listening code.
+const TCP_PY: &str = concat!(
+    include_str!("scripts/accept.py"),
+    include_str!("scripts/tcp.py")
+);
 const UDP_PY: &str = include_str!("scripts/udp.py");
 const RAW_PY: &str = include_str!("scripts/raw.py");
-const FTP_PY: &str = include_str!("scripts/ftp.py");
+const FTP_PY: &str = concat!(
+    include_str!("scripts/accept.py"),
+    include_str!("scripts/ftp.py")
+);
 const ACKS_PY: &str = include_str!("scripts/acks.py");
 
 /// How long a server may take to say `ready`. Generous: in the kernel matrix's emulated
@@ -46,22 +54,35 @@ pub struct SctpHandshake {
     pub server_tag: u32,
 }
 
-fn port_of(line: Option<&str>, what: &str, out: &Output) -> Result<u16, LabError> {
-    line.and_then(|l| l.split_whitespace().nth(1))
+/// The source port a client script printed (its line `sport N`).
+fn sport_of(out: &Output, what: &str) -> Result<u16, LabError> {
+    out.stdout
+        .lines()
+        .find(|l| l.starts_with("sport "))
+        .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|p| p.parse().ok())
         .ok_or_else(|| LabError(format!("{what}: no source port in output:\n{}", out.stdout)))
 }
 
 impl Lab {
-    fn python(&self, node: Node, script: &str, args: &[&str]) -> Result<Output, LabError> {
+    /// Runs `script` with `args` in `node` and requires it to succeed.
+    fn python(&self, node: Node, script: &str, args: &[&dyn Display]) -> Result<Output, LabError> {
+        let args: Vec<String> = args.iter().map(ToString::to_string).collect();
         let mut all = vec!["python3", "-c", script];
-        all.extend_from_slice(args);
+        all.extend(args.iter().map(String::as_str));
         self.exec_timeout(node, &all, CLIENT_TIMEOUT)
     }
 
-    fn python_server(&self, node: Node, script: &str, args: &[&str]) -> Result<Bg, LabError> {
+    /// Starts `script` with `args` in `node` and waits until it is `ready`.
+    fn python_server(
+        &self,
+        node: Node,
+        script: &str,
+        args: &[&dyn Display],
+    ) -> Result<Bg, LabError> {
+        let args: Vec<String> = args.iter().map(ToString::to_string).collect();
         let mut all = vec!["python3", "-c", script];
-        all.extend_from_slice(args);
+        all.extend(args.iter().map(String::as_str));
         let mut bg = self.spawn(node, &all)?;
         bg.wait_for_line("ready", READY_TIMEOUT)?;
         Ok(bg)
@@ -84,11 +105,7 @@ impl Lab {
 
     /// Starts a one-connection TCP echo server in `node`, bound to `bind:port`.
     pub fn tcp_server(&self, node: Node, bind: IpAddr, port: u16) -> Result<Bg, LabError> {
-        self.python_server(
-            node,
-            TCP_PY,
-            &["server", &bind.to_string(), &port.to_string()],
-        )
+        self.python_server(node, TCP_PY, &[&"server", &bind, &port])
     }
 
     /// Connects from `node` to `dst:port`, sends a few bytes, reads the echo and closes
@@ -99,18 +116,8 @@ impl Lab {
         dst: IpAddr,
         port: u16,
     ) -> Result<TcpClientResult, LabError> {
-        let out = self
-            .python(
-                node,
-                TCP_PY,
-                &["client", &dst.to_string(), &port.to_string()],
-            )?
-            .ok()?;
-        let sport = port_of(
-            out.stdout.lines().find(|l| l.starts_with("sport ")),
-            "tcp client",
-            &out,
-        )?;
+        let out = self.python(node, TCP_PY, &[&"client", &dst, &port])?;
+        let sport = sport_of(&out, "tcp client")?;
         Ok(TcpClientResult {
             sport,
             echoed: out.stdout.lines().any(|l| l == "echo ok"),
@@ -140,6 +147,29 @@ impl Lab {
         Ok(client.sport)
     }
 
+    /// `count` UDP datagrams from the client to `dst:dport`, each answered by an echo
+    /// server started on the server at `listen:lport` (as [`tcp_exchange`](Self::tcp_exchange)
+    /// for NAT). Returns the client's source port; an error unless every answer came back.
+    pub fn udp_exchange(
+        &self,
+        listen: IpAddr,
+        lport: u16,
+        dst: IpAddr,
+        dport: u16,
+        count: u32,
+    ) -> Result<u16, LabError> {
+        let _server = self.udp_server(Node::Server, listen, lport, count)?;
+        let wait = Duration::from_secs(2);
+        let client = self.udp_client(Node::Client, dst, dport, count, wait)?;
+        if client.outcomes.len() != count as usize || client.outcomes.iter().any(|o| o != "reply") {
+            return Err(LabError::new(format!(
+                "udp client to {dst}:{dport} (server at {listen}:{lport}): {:?}",
+                client.outcomes
+            )));
+        }
+        Ok(client.sport)
+    }
+
     /// Starts a UDP echo server in `node` answering `count` datagrams.
     pub fn udp_server(
         &self,
@@ -148,16 +178,7 @@ impl Lab {
         port: u16,
         count: u32,
     ) -> Result<Bg, LabError> {
-        self.python_server(
-            node,
-            UDP_PY,
-            &[
-                "server",
-                &bind.to_string(),
-                &port.to_string(),
-                &count.to_string(),
-            ],
-        )
+        self.python_server(node, UDP_PY, &[&"server", &bind, &port, &count])
     }
 
     /// Sends `count` datagrams from `node` to `dst:port`, one at a time, waiting up to
@@ -170,24 +191,12 @@ impl Lab {
         count: u32,
         wait: Duration,
     ) -> Result<UdpClientResult, LabError> {
-        let out = self
-            .python(
-                node,
-                UDP_PY,
-                &[
-                    "client",
-                    &dst.to_string(),
-                    &port.to_string(),
-                    &count.to_string(),
-                    &wait.as_secs_f64().to_string(),
-                ],
-            )?
-            .ok()?;
-        let sport = port_of(
-            out.stdout.lines().find(|l| l.starts_with("sport ")),
-            "udp client",
-            &out,
+        let out = self.python(
+            node,
+            UDP_PY,
+            &[&"client", &dst, &port, &count, &wait.as_secs_f64()],
         )?;
+        let sport = sport_of(&out, "udp client")?;
         Ok(UdpClientResult {
             sport,
             outcomes: out
@@ -202,22 +211,13 @@ impl Lab {
     /// Starts, in `node`, a raw-socket responder that answers one packet of IP protocol
     /// `proto` from `peer` (IPv4).
     pub fn raw_server(&self, node: Node, proto: u8, peer: IpAddr) -> Result<Bg, LabError> {
-        self.python_server(
-            node,
-            RAW_PY,
-            &["gen-serve", &proto.to_string(), &peer.to_string()],
-        )
+        self.python_server(node, RAW_PY, &[&"gen-serve", &proto, &peer])
     }
 
     /// Sends one packet of IP protocol `proto` from `node` to `dst` and waits for the
     /// answer (from [`raw_server`](Self::raw_server)).
     pub fn raw_exchange(&self, node: Node, proto: u8, dst: IpAddr) -> Result<Output, LabError> {
-        self.python(
-            node,
-            RAW_PY,
-            &["gen-send", &proto.to_string(), &dst.to_string()],
-        )?
-        .ok()
+        self.python(node, RAW_PY, &[&"gen-send", &proto, &dst])
     }
 
     /// Sends `count` bare TCP ACKs, of no connection, from `node` to `dst:port` (source
@@ -229,18 +229,13 @@ impl Lab {
         port: u16,
         count: u32,
     ) -> Result<Output, LabError> {
-        self.python(
-            node,
-            ACKS_PY,
-            &[&dst.to_string(), &port.to_string(), &count.to_string()],
-        )?
-        .ok()
+        self.python(node, ACKS_PY, &[&dst, &port, &count])
     }
 
     /// Starts, in `node`, the SCTP side that answers INIT with INIT-ACK and COOKIE-ECHO
     /// with COOKIE-ACK, for packets from `peer`.
     pub fn sctp_server(&self, node: Node, peer: IpAddr) -> Result<Bg, LabError> {
-        self.python_server(node, RAW_PY, &["sctp-serve", &peer.to_string()])
+        self.python_server(node, RAW_PY, &[&"sctp-serve", &peer])
     }
 
     /// A hand-made SCTP four-way handshake from `node` to `dst` (INIT with initiate tag
@@ -253,19 +248,7 @@ impl Lab {
         dport: u16,
         tag: u32,
     ) -> Result<SctpHandshake, LabError> {
-        let out = self
-            .python(
-                node,
-                RAW_PY,
-                &[
-                    "sctp-connect",
-                    &dst.to_string(),
-                    &sport.to_string(),
-                    &dport.to_string(),
-                    &tag.to_string(),
-                ],
-            )?
-            .ok()?;
+        let out = self.python(node, RAW_PY, &[&"sctp-connect", &dst, &sport, &dport, &tag])?;
         let tags: Vec<u32> = out
             .stdout
             .lines()
@@ -290,31 +273,17 @@ impl Lab {
 
     /// Starts a one-session passive-mode FTP server in `node` on `bind:port`.
     pub fn ftp_server(&self, node: Node, bind: IpAddr, port: u16) -> Result<Bg, LabError> {
-        self.python_server(
-            node,
-            FTP_PY,
-            &["server", &bind.to_string(), &port.to_string()],
-        )
+        self.python_server(node, FTP_PY, &[&"server", &bind, &port])
     }
 
     /// Logs in from `node` to the FTP server at `host:port` (Python's ftplib) and
     /// retrieves one file over a PASV data connection. Returns the control connection's
     /// source port.
     pub fn ftp_client(&self, node: Node, host: IpAddr, port: u16) -> Result<u16, LabError> {
-        let out = self
-            .python(
-                node,
-                FTP_PY,
-                &["client", &host.to_string(), &port.to_string()],
-            )?
-            .ok()?;
+        let out = self.python(node, FTP_PY, &[&"client", &host, &port])?;
         if !out.stdout.contains("data ct-lab data") {
             return Err(LabError(format!("ftp client got no data:\n{}", out.stdout)));
         }
-        port_of(
-            out.stdout.lines().find(|l| l.starts_with("sport ")),
-            "ftp client",
-            &out,
-        )
+        sport_of(&out, "ftp client")
     }
 }

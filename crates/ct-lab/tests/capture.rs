@@ -64,6 +64,15 @@ fn first<'a>(
     run.conn_events(probe, proto).find(|e| pred(e))
 }
 
+/// A fixture's name, the scenario that makes its traffic, and which event it is: the
+/// first at a probe of a connection of an IP protocol in a ct state.
+type FirstInState = (&'static str, fn() -> Run, &'static str, u8, CtState);
+
+/// Writes the first event at `probe` of a `proto` connection in ct state `wanted`.
+fn write_first(name: &str, run: &Run, probe: &str, proto: u8, wanted: CtState) {
+    write(name, first(run, probe, proto, |e| state(e) == wanted), run);
+}
+
 #[test]
 #[ignore = "regenerates fixtures/raw/ (root): cargo test -p ct-lab --test capture -- --ignored"]
 fn capture_fixtures() {
@@ -85,21 +94,12 @@ fn capture_fixtures() {
     write("tcp", pick, &run);
 
     let (run, _) = notrack();
-    let pick = first(&run, XMIT, 17, |e| state(e) == CtState::Reply);
-    write("udp", pick, &run);
+    write_first("udp", &run, XMIT, 17, CtState::Reply);
     let pick = run
         .events
         .iter()
         .find(|e| e.probe() == XMIT && e.ct().is_some_and(|c| c.state == CtState::Untracked));
     write("untracked", pick, &run);
-
-    let (run, _) = udp_zone_mark_labels();
-    let pick = first(&run, XMIT, 17, |e| state(e) == CtState::Reply);
-    write("zone_mark_labels", pick, &run);
-
-    let (run, _) = udp_orig_zone();
-    let pick = first(&run, XMIT, 17, |e| state(e) == CtState::New);
-    write("orig_zone", pick, &run);
 
     let (run, _) = ftp_related();
     let pick = first(&run, XMIT, 6, |e| state(e) == CtState::Related);
@@ -109,29 +109,41 @@ fn capture_fixtures() {
     });
     write("helper", pick, &run);
 
-    let (run, _) = icmp_error_related();
-    let pick = first(&run, XMIT, 17, |e| state(e) == CtState::RelatedReply);
-    write("related_reply", pick, &run);
-
-    let (run, _) = ipv6_tcp();
-    let pick = first(&run, XMIT, 6, |e| state(e) == CtState::New);
-    write("ipv6", pick, &run);
-
-    let (run, _) = icmpv6_echo();
-    let pick = first(&run, XMIT, 58, |e| state(e) == CtState::Reply);
-    write("icmpv6", pick, &run);
-
     let (run, _) = sctp();
     let pick = first(&run, XMIT, 132, |e| {
         e.base().unwrap().sctp_state == Some(ct_core::SctpState::Established)
     });
     write("sctp", pick, &run);
 
-    let (run, _) = generic_proto();
-    let pick = first(&run, XMIT, 253, |e| state(e) == CtState::New);
-    write("generic", pick, &run);
-
-    let (run, _) = drop_established();
-    let pick = first(&run, KFREE, 1, |e| state(e) == CtState::Established);
-    write("drop", pick, &run);
+    // One event in a given ct state, of the first connection of its protocol at its probe.
+    let cases: [FirstInState; 7] = [
+        (
+            "zone_mark_labels",
+            || udp_zone_mark_labels().0,
+            XMIT,
+            17,
+            CtState::Reply,
+        ),
+        ("orig_zone", || udp_orig_zone().0, XMIT, 17, CtState::New),
+        (
+            "related_reply",
+            || icmp_error_related().0,
+            XMIT,
+            17,
+            CtState::RelatedReply,
+        ),
+        ("ipv6", || ipv6_tcp().0, XMIT, 6, CtState::New),
+        ("icmpv6", || icmpv6_echo().0, XMIT, 58, CtState::Reply),
+        ("generic", || generic_proto().0, XMIT, 253, CtState::New),
+        (
+            "drop",
+            || drop_established().0,
+            KFREE,
+            1,
+            CtState::Established,
+        ),
+    ];
+    for (name, scenario, probe, proto, wanted) in cases {
+        write_first(name, &scenario(), probe, proto, wanted);
+    }
 }

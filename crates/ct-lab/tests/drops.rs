@@ -15,59 +15,23 @@ use std::time::Duration;
 use ct_bpf::KernelFilters;
 use ct_core::filter::DropFilter;
 use ct_core::{Event, PacketL4};
-use ct_lab::{Capture, Captured, Lab, Node, CLIENT4, SERVER4};
+use ct_lab::{Capture, Captured, ExpectedReason, Lab, Node, CLIENT4, NFT_DROP_ECHO, SERVER4};
 
 const KFREE: &str = "skb:kfree_skb";
 
-macro_rules! lab_test {
-    () => {
-        if !ct_lab::kernel_available() {
-            return;
-        }
-    };
+/// A fresh lab and what its kernel says about drops for `reason`; `None` when the kernel
+/// lab cannot run here ([`ct_lab::kernel_available`] says why).
+fn drop_lab(reason: &str) -> Option<(Lab, ExpectedReason)> {
+    ct_lab::kernel_available().then(|| (Lab::new().unwrap(), ExpectedReason::of(reason)))
 }
 
-/// What the kernel under test should say about a drop for reason `name`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Expect {
-    /// The kernel has drop reasons, `name` among them.
-    Reason(String),
-    /// The kernel has drop reasons but none called `name`: some reason, not checked.
-    SomeReason,
-    /// No drop reasons in this kernel: drops come without one.
-    NoReason,
-}
-
-fn expect(name: &str) -> Expect {
-    let btf = ct_bpf::KernelBtf::load().expect("kernel BTF");
-    let tp_has_reason = btf
-        .resolve(&"tp:skb:kfree_skb".parse().unwrap())
-        .expect("skb:kfree_skb")
-        .reason_arg
-        .is_some();
-    match btf.drop_reasons() {
-        Some(reasons) if tp_has_reason => match reasons.value(name) {
-            Some(_) => Expect::Reason(name.to_owned()),
-            None => Expect::SomeReason,
-        },
-        _ => Expect::NoReason,
-    }
-}
-
-impl Expect {
-    fn check(&self, e: &Event, what: &str) {
-        let drop = e
-            .drop
-            .as_ref()
-            .unwrap_or_else(|| panic!("{what}: an event at {KFREE} without a drop section"));
-        match self {
-            Expect::Reason(name) => {
-                assert_eq!(drop.reason.as_deref(), Some(name.as_str()), "{what}")
-            }
-            Expect::SomeReason => assert!(drop.reason.is_some(), "{what}: {drop:?}"),
-            Expect::NoReason => assert_eq!(drop.reason, None, "{what}"),
-        }
-    }
+/// Asserts that `e`, an event at kfree_skb, has the drop reason this kernel gives.
+fn check_reason(expected: &ExpectedReason, e: &Event, what: &str) {
+    let drop = e
+        .drop
+        .as_ref()
+        .unwrap_or_else(|| panic!("{what}: an event at {KFREE} without a drop section"));
+    expected.check(drop.reason.as_deref(), &format!("{what}: {drop:?}"));
 }
 
 fn dump(events: &[Captured]) -> String {
@@ -137,23 +101,14 @@ fn nft_counter(lab: &Lab) -> u64 {
     counters[0]
 }
 
-const NFT_DROP: &str = r#"
-table ip lab {
-    chain forward {
-        type filter hook forward priority filter; policy accept;
-        ip daddr 10.0.2.2 icmp type echo-request counter drop
-    }
-}
-"#;
-
 /// Echo requests dropped by an nft rule in the router: NETFILTER_DROP, one per packet the
 /// rule counted.
 #[test]
 fn nft_rule_drop_is_netfilter_drop() {
-    lab_test!();
-    let expected = expect("NETFILTER_DROP");
-    let lab = Lab::new().unwrap();
-    lab.router_nft(NFT_DROP).unwrap();
+    let Some((lab, expected)) = drop_lab("NETFILTER_DROP") else {
+        return;
+    };
+    lab.router_nft(NFT_DROP_ECHO).unwrap();
     let capture = Capture::start(lab.netns_inode(Node::Router)).unwrap();
     let out = lab.ping(Node::Client, SERVER4.into(), 3).unwrap();
     assert!(
@@ -172,7 +127,7 @@ fn nft_rule_drop_is_netfilter_drop() {
             )
     });
     for e in &drops {
-        expected.check(&e.event, &d);
+        check_reason(&expected, &e.event, &d);
     }
     let counted = nft_counter(&lab);
     assert_eq!(counted, 3, "the rule counted\n{d}");
@@ -188,7 +143,7 @@ fn nft_rule_drop_is_netfilter_drop() {
     );
 
     // The user-space filter picks exactly these drops by reason.
-    if let Expect::Reason(name) = &expected {
+    if let ExpectedReason::Named(name) = &expected {
         let filter = DropFilter {
             only_drops: false,
             reasons: Some(vec![name.clone()]),
@@ -204,14 +159,14 @@ fn nft_rule_drop_is_netfilter_drop() {
 /// the rule's.
 #[test]
 fn kernel_drop_filter_reports_only_those_drops() {
-    lab_test!();
-    let expected = expect("NETFILTER_DROP");
-    let lab = Lab::new().unwrap();
-    lab.router_nft(NFT_DROP).unwrap();
+    let Some((lab, expected)) = drop_lab("NETFILTER_DROP") else {
+        return;
+    };
+    lab.router_nft(NFT_DROP_ECHO).unwrap();
     let drop = DropFilter {
         only_drops: true,
         reasons: match &expected {
-            Expect::Reason(name) => Some(vec![name.clone()]),
+            ExpectedReason::Named(name) => Some(vec![name.clone()]),
             _ => None,
         },
     };
@@ -235,7 +190,7 @@ fn kernel_drop_filter_reports_only_those_drops() {
         assert_eq!(e.probe(), KFREE, "{d}");
         assert!(drop.matches(&e.event), "the kernel let through\n{d}");
         if dst(e) == Some(SERVER4.into()) {
-            expected.check(&e.event, &d);
+            check_reason(&expected, &e.event, &d);
         }
     }
     let (skbs, _) = dropped_packets(&events, |e| dst(e) == Some(SERVER4.into()));
@@ -260,22 +215,10 @@ fn conntrack_invalid(lab: &Lab) -> u64 {
 /// `ct state invalid drop` drops them: the reason is the kernel's for an nft drop.
 #[test]
 fn ct_state_invalid_drop() {
-    lab_test!();
-    let expected = expect("NETFILTER_DROP");
-    let lab = Lab::new().unwrap();
-    lab.sysctl(Node::Router, &["net.netfilter.nf_conntrack_tcp_loose=0"])
-        .unwrap();
-    lab.router_nft(
-        r#"
-table ip lab {
-    chain forward {
-        type filter hook forward priority filter; policy accept;
-        ct state invalid counter drop
-    }
-}
-"#,
-    )
-    .unwrap();
+    let Some((lab, expected)) = drop_lab("NETFILTER_DROP") else {
+        return;
+    };
+    lab.router_drops_invalid().unwrap();
     let invalid_before = conntrack_invalid(&lab);
     let capture = Capture::start(lab.netns_inode(Node::Router)).unwrap();
     let out = lab.bare_acks(Node::Client, SERVER4.into(), 80, 3).unwrap();
@@ -296,7 +239,7 @@ table ip lab {
             )
     });
     for e in &drops {
-        expected.check(&e.event, &d);
+        check_reason(&expected, &e.event, &d);
         assert!(
             e.ct().is_none(),
             "an invalid packet carries no connection\n{d}"
@@ -335,9 +278,9 @@ fn udp_no_ports(lab: &Lab, node: Node) -> u64 {
 /// UDP to a port nobody listens on in the server: dropped for lack of a socket.
 #[test]
 fn udp_to_a_closed_port_is_no_socket() {
-    lab_test!();
-    let expected = expect("NO_SOCKET");
-    let lab = Lab::new().unwrap();
+    let Some((lab, expected)) = drop_lab("NO_SOCKET") else {
+        return;
+    };
     let before = udp_no_ports(&lab, Node::Server);
     let capture = Capture::start(lab.netns_inode(Node::Server)).unwrap();
     let client = lab
@@ -362,7 +305,7 @@ fn udp_to_a_closed_port_is_no_socket() {
             )
     });
     for e in &drops {
-        expected.check(&e.event, &d);
+        check_reason(&expected, &e.event, &d);
     }
     assert_eq!(no_ports, 3, "NoPorts grew by {no_ports} ({client:?})\n{d}");
     assert_eq!(skbs.len() as u64, no_ports, "one drop per datagram\n{d}");

@@ -13,16 +13,82 @@ mod scenarios;
 
 use std::net::IpAddr;
 
-use ct_core::{CtProto, CtState, CtStatus, IpVersion, SctpState, TcpState, ZoneDir};
-use ct_lab::{CLIENT4, CLIENT6, ROUTER_C4, ROUTER_S4, SERVER4, SERVER6};
+use ct_core::{
+    CtConnEvent, CtProto, CtState, CtStatus, CtTuple, IpVersion, SctpState, TcpState, ZoneDir,
+};
+use ct_lab::{Captured, CLIENT4, CLIENT6, ROUTER_C4, ROUTER_S4, SERVER4, SERVER6};
 use scenarios::*;
 
-macro_rules! lab_test {
-    () => {
-        if !ct_lab::kernel_available() {
-            return;
-        }
+/// Runs one case when the kernel can (see [`ct_lab::kernel_available`]): the run, the
+/// scenario's own values and the run's dump for failure messages. Every connection the
+/// run reported has been found in the router's table, the rule all cases share.
+fn run_case<T>(scenario: fn() -> (Run, T)) -> Option<(Run, T, String)> {
+    if !ct_lab::kernel_available() {
+        return None;
+    }
+    let (run, out) = scenario();
+    let dump = run.dump();
+    run.assert_conns_in_table();
+    Some((run, out, dump))
+}
+
+/// The ctinfo state of each event, in order.
+fn states(events: &[&Captured]) -> Vec<CtState> {
+    events.iter().map(|e| state(e)).collect()
+}
+
+/// A tuple's (source, destination) addresses.
+fn addrs(tuple: &CtTuple) -> (IpAddr, IpAddr) {
+    (tuple.ip.src, tuple.ip.dst)
+}
+
+/// The states of `n` request/reply exchanges on one connection: the first request is NEW,
+/// later ones ESTABLISHED, every answer REPLY.
+fn exchanges(n: usize) -> Vec<CtState> {
+    let mut states = vec![CtState::New, CtState::Reply];
+    for _ in 1..n {
+        states.extend([CtState::Established, CtState::Reply]);
+    }
+    states
+}
+
+/// Where the router sends a packet of the client's connection: requests leave towards
+/// the server (`rs`), replies towards the client (`rc`).
+fn out_interface(e: &Captured) -> &'static str {
+    if state(e) == CtState::Reply {
+        "rc"
+    } else {
+        "rs"
+    }
+}
+
+/// Asserts that `b` is an echo exchange of `family`: an echo request out and its reply
+/// back, code 0, with the same id.
+fn assert_echo_tuples(b: &CtConnEvent, family: IpVersion, dump: &str) {
+    let (request, reply) = match family {
+        IpVersion::V4 => (8, 0),
+        IpVersion::V6 => (128, 129),
     };
+    let (CtProto::Icmp { id, .. } | CtProto::Icmpv6 { id, .. }) = b.orig.proto else {
+        panic!("not an echo tuple: {b:?}\n{dump}");
+    };
+    let echo = |icmp_type| match family {
+        IpVersion::V4 => CtProto::Icmp {
+            icmp_type,
+            code: 0,
+            id,
+        },
+        IpVersion::V6 => CtProto::Icmpv6 {
+            icmp_type,
+            code: 0,
+            id,
+        },
+    };
+    assert_eq!(
+        (b.orig.proto, b.reply.proto),
+        (echo(request), echo(reply)),
+        "not an echo tuple: {b:?}\n{dump}"
+    );
 }
 
 fn v4(a: std::net::Ipv4Addr) -> IpAddr {
@@ -36,59 +102,22 @@ fn v6(a: std::net::Ipv6Addr) -> IpAddr {
 /// Case 1: ICMP echo through masquerade.
 #[test]
 fn icmp_echo_through_masquerade() {
-    lab_test!();
-    let (run, src_nat) = icmp_masquerade();
-    let d = run.dump();
-    run.assert_conns_in_table();
+    let Some((run, src_nat, d)) = run_case(icmp_masquerade) else {
+        return;
+    };
 
     let echo: Vec<_> = run
         .conn_events(XMIT, 1)
         .filter(|e| e.base().unwrap().orig.ip.dst == v4(SERVER4))
         .collect();
-    let states: Vec<CtState> = echo.iter().map(|e| state(e)).collect();
-    assert_eq!(
-        states,
-        [
-            CtState::New,
-            CtState::Reply,
-            CtState::Established,
-            CtState::Reply,
-            CtState::Established,
-            CtState::Reply
-        ],
-        "{d}"
-    );
+    assert_eq!(states(&echo), exchanges(3), "{d}");
     for e in &echo {
         let b = e.base().unwrap();
-        // Requests leave towards the server, replies towards the client.
-        let want_if = if state(e) == CtState::Reply {
-            "rc"
-        } else {
-            "rs"
-        };
-        assert_eq!(e.ifname(), Some(want_if), "{d}");
-        assert_eq!((b.orig.ip.src, b.orig.ip.dst), (v4(CLIENT4), v4(SERVER4)));
+        assert_eq!(e.ifname(), Some(out_interface(e)), "{d}");
+        assert_eq!(addrs(&b.orig), (v4(CLIENT4), v4(SERVER4)));
         // The reply tuple shows the translated address: the server answers the router.
-        assert_eq!(
-            (b.reply.ip.src, b.reply.ip.dst),
-            (v4(SERVER4), v4(ROUTER_S4))
-        );
-        let (
-            CtProto::Icmp {
-                icmp_type: 8,
-                code: 0,
-                id,
-            },
-            CtProto::Icmp {
-                icmp_type: 0,
-                code: 0,
-                id: rid,
-            },
-        ) = (b.orig.proto, b.reply.proto)
-        else {
-            panic!("not an echo tuple: {b:?}\n{d}");
-        };
-        assert_eq!(id, rid);
+        assert_eq!(addrs(&b.reply), (v4(SERVER4), v4(ROUTER_S4)));
+        assert_echo_tuples(b, IpVersion::V4, &d);
         assert!(
             b.ct_status
                 .contains(CtStatus::SRC_NAT | CtStatus::SRC_NAT_DONE | CtStatus::CONFIRMED),
@@ -138,21 +167,17 @@ fn icmp_echo_through_masquerade() {
 /// Case 2: TCP through DNAT + SNAT.
 #[test]
 fn tcp_through_dnat_and_snat() {
-    lab_test!();
-    let (run, (sport, nat_list)) = tcp_dnat_snat();
-    let d = run.dump();
-    run.assert_conns_in_table();
+    let Some((run, (sport, nat_list), d)) = run_case(tcp_dnat_snat) else {
+        return;
+    };
 
     let tcp: Vec<_> = run.conn_events(XMIT, 6).collect();
     assert!(tcp.len() >= 6, "{d}");
     for e in &tcp {
         let b = e.base().unwrap();
         assert_eq!(b.orig.proto, CtProto::Tcp { sport, dport: 8080 }, "{d}");
-        assert_eq!((b.orig.ip.src, b.orig.ip.dst), (v4(CLIENT4), v4(ROUTER_C4)));
-        assert_eq!(
-            (b.reply.ip.src, b.reply.ip.dst),
-            (v4(SERVER4), v4(ROUTER_S4))
-        );
+        assert_eq!(addrs(&b.orig), (v4(CLIENT4), v4(ROUTER_C4)));
+        assert_eq!(addrs(&b.reply), (v4(SERVER4), v4(ROUTER_S4)));
         let CtProto::Tcp {
             sport: 80,
             dport: nat_port,
@@ -207,18 +232,13 @@ fn tcp_through_dnat_and_snat() {
     );
     assert_eq!(seq.last(), Some(&TcpState::TimeWait), "{seq:?}");
 
-    let states: Vec<CtState> = tcp.iter().map(|e| state(e)).collect();
-    assert_eq!(states[0], CtState::New, "the SYN is NEW\n{d}");
-    assert_eq!(states[1], CtState::Reply, "the SYN-ACK is REPLY\n{d}");
-    assert!(states.contains(&CtState::Established), "{d}");
+    let tcp_states = states(&tcp);
+    assert_eq!(tcp_states[0], CtState::New, "the SYN is NEW\n{d}");
+    assert_eq!(tcp_states[1], CtState::Reply, "the SYN-ACK is REPLY\n{d}");
+    assert!(tcp_states.contains(&CtState::Established), "{d}");
     // Direction and state agree: the client side sends orig (NEW/ESTABLISHED) to rs.
     for e in &tcp {
-        let want_if = if state(e) == CtState::Reply {
-            "rc"
-        } else {
-            "rs"
-        };
-        assert_eq!(e.ifname(), Some(want_if), "{d}");
+        assert_eq!(e.ifname(), Some(out_interface(e)), "{d}");
     }
 
     let entry = run.entry_for(tcp[0].base().unwrap()).unwrap();
@@ -233,23 +253,12 @@ fn tcp_through_dnat_and_snat() {
 /// Case 3: UDP with `ct zone set` (both directions), `ct mark set`, `ct label set`.
 #[test]
 fn udp_zone_mark_and_labels() {
-    lab_test!();
-    let (run, sport) = udp_zone_mark_labels();
-    let d = run.dump();
-    run.assert_conns_in_table();
+    let Some((run, sport, d)) = run_case(udp_zone_mark_labels) else {
+        return;
+    };
 
     let udp: Vec<_> = run.conn_events(XMIT, 17).collect();
-    let states: Vec<CtState> = udp.iter().map(|e| state(e)).collect();
-    assert_eq!(
-        states,
-        [
-            CtState::New,
-            CtState::Reply,
-            CtState::Established,
-            CtState::Reply
-        ],
-        "{d}"
-    );
+    assert_eq!(states(&udp), exchanges(2), "{d}");
     for e in &udp {
         let b = e.base().unwrap();
         assert_eq!(b.orig.proto, CtProto::Udp { sport, dport: 5300 }, "{d}");
@@ -274,10 +283,9 @@ fn udp_zone_mark_and_labels() {
 /// Case 4: `ct original zone set`: the zone applies to the original direction only.
 #[test]
 fn udp_original_direction_zone() {
-    lab_test!();
-    let (run, sport) = udp_orig_zone();
-    let d = run.dump();
-    run.assert_conns_in_table();
+    let Some((run, sport, d)) = run_case(udp_orig_zone) else {
+        return;
+    };
 
     let udp: Vec<_> = run.conn_events(XMIT, 17).collect();
     assert_eq!(udp.len(), 2, "{d}");
@@ -299,13 +307,12 @@ fn udp_original_direction_zone() {
 /// control connection, which carries the helper.
 #[test]
 fn ftp_data_connection_is_related_to_control() {
-    lab_test!();
-    let (run, control_sport) = ftp_related();
-    let d = run.dump();
-    run.assert_conns_in_table();
+    let Some((run, control_sport, d)) = run_case(ftp_related) else {
+        return;
+    };
 
     let tcp: Vec<_> = run.conn_events(XMIT, 6).collect();
-    let (control, data): (Vec<&ct_lab::Captured>, Vec<&ct_lab::Captured>) = tcp
+    let (control, data): (Vec<&Captured>, Vec<&Captured>) = tcp
         .iter()
         .partition(|e| e.base().unwrap().orig.proto.ports() == Some((control_sport, 21)));
     assert!(!control.is_empty() && !data.is_empty(), "{d}");
@@ -315,7 +322,7 @@ fn ftp_data_connection_is_related_to_control() {
     // 6.1 keeps helper=ftp on the data connection, 6.18 does not), and whether names can
     // be read at all from its BTF (no module BTF before 5.11: the field is then null).
     let names_readable = helper_names_readable();
-    let helper_of = |conn: &ct_core::CtConnEvent| {
+    let helper_of = |conn: &CtConnEvent| {
         let entry = run
             .entry_for(conn)
             .unwrap_or_else(|| panic!("{conn:?} not in conntrack -L\n{d}"));
@@ -366,7 +373,7 @@ fn ftp_data_connection_is_related_to_control() {
             "{d}"
         );
         assert!(parent.tcp_state.is_some());
-        assert_eq!((b.orig.ip.src, b.orig.ip.dst), (v4(CLIENT4), v4(SERVER4)));
+        assert_eq!(addrs(&b.orig), (v4(CLIENT4), v4(SERVER4)));
     }
     assert!(
         data.iter().any(|e| state(e) == CtState::Reply)
@@ -380,14 +387,16 @@ fn ftp_data_connection_is_related_to_control() {
 /// Case 6: the ICMP port unreachable for a UDP flow is RELATED_REPLY to it.
 #[test]
 fn icmp_port_unreachable_is_related_reply() {
-    lab_test!();
-    let (run, sport) = icmp_error_related();
-    let d = run.dump();
-    run.assert_conns_in_table();
+    let Some((run, sport, d)) = run_case(icmp_error_related) else {
+        return;
+    };
 
     let events: Vec<_> = run.conn_events(XMIT, 17).collect();
-    let states: Vec<CtState> = events.iter().map(|e| state(e)).collect();
-    assert_eq!(states, [CtState::New, CtState::RelatedReply], "{d}");
+    assert_eq!(
+        states(&events),
+        [CtState::New, CtState::RelatedReply],
+        "{d}"
+    );
     let error = events[1];
     assert_eq!(error.ifname(), Some("rc"), "{d}");
     let packet = error.event.packet.as_ref().unwrap();
@@ -401,7 +410,7 @@ fn icmp_port_unreachable_is_related_reply() {
     );
     let b = error.base().unwrap();
     assert_eq!(b.orig.proto, CtProto::Udp { sport, dport: 9 });
-    assert_eq!((b.orig.ip.src, b.orig.ip.dst), (v4(CLIENT4), v4(SERVER4)));
+    assert_eq!(addrs(&b.orig), (v4(CLIENT4), v4(SERVER4)));
     assert!(!b.ct_status.contains(CtStatus::SEEN_REPLY), "{d}");
     let t = run.entry_for(b).unwrap();
     assert!(t.unreplied, "{}", t.line);
@@ -410,10 +419,9 @@ fn icmp_port_unreachable_is_related_reply() {
 /// Case 7: `notrack`: UNTRACKED events without a connection; other flows stay tracked.
 #[test]
 fn notrack_is_untracked() {
-    lab_test!();
-    let (run, (untracked_sport, tracked_sport)) = notrack();
-    let d = run.dump();
-    run.assert_conns_in_table();
+    let Some((run, (untracked_sport, tracked_sport), d)) = run_case(notrack) else {
+        return;
+    };
 
     let untracked: Vec<_> = run
         .events
@@ -447,18 +455,17 @@ fn notrack_is_untracked() {
 /// Case 8a: TCP over IPv6.
 #[test]
 fn ipv6_tcp_connection() {
-    lab_test!();
-    let (run, sport) = ipv6_tcp();
-    let d = run.dump();
-    run.assert_conns_in_table();
+    let Some((run, sport, d)) = run_case(ipv6_tcp) else {
+        return;
+    };
 
     let tcp: Vec<_> = run.conn_events(XMIT, 6).collect();
     assert!(tcp.len() >= 6, "{d}");
     for e in &tcp {
         let b = e.base().unwrap();
         assert_eq!(b.orig.ip.version, IpVersion::V6);
-        assert_eq!((b.orig.ip.src, b.orig.ip.dst), (v6(CLIENT6), v6(SERVER6)));
-        assert_eq!((b.reply.ip.src, b.reply.ip.dst), (v6(SERVER6), v6(CLIENT6)));
+        assert_eq!(addrs(&b.orig), (v6(CLIENT6), v6(SERVER6)));
+        assert_eq!(addrs(&b.reply), (v6(SERVER6), v6(CLIENT6)));
         assert_eq!(b.orig.proto, CtProto::Tcp { sport, dport: 8080 });
         assert_eq!(
             b.reply.proto,
@@ -483,70 +490,27 @@ fn ipv6_tcp_connection() {
 /// Case 8b: ICMPv6 echo.
 #[test]
 fn icmpv6_echo_request_and_reply() {
-    lab_test!();
-    let (run, ()) = icmpv6_echo();
-    let d = run.dump();
-    run.assert_conns_in_table();
+    let Some((run, (), d)) = run_case(icmpv6_echo) else {
+        return;
+    };
 
     let echo: Vec<_> = run.conn_events(XMIT, 58).collect();
-    let states: Vec<CtState> = echo.iter().map(|e| state(e)).collect();
-    assert_eq!(
-        states,
-        [
-            CtState::New,
-            CtState::Reply,
-            CtState::Established,
-            CtState::Reply
-        ],
-        "{d}"
-    );
+    assert_eq!(states(&echo), exchanges(2), "{d}");
     for e in &echo {
         let b = e.base().unwrap();
-        assert_eq!((b.orig.ip.src, b.orig.ip.dst), (v6(CLIENT6), v6(SERVER6)));
-        let (
-            CtProto::Icmpv6 {
-                icmp_type: 128,
-                code: 0,
-                id,
-            },
-            CtProto::Icmpv6 {
-                icmp_type: 129,
-                code: 0,
-                id: rid,
-            },
-        ) = (b.orig.proto, b.reply.proto)
-        else {
-            panic!("not an ICMPv6 echo tuple: {b:?}\n{d}");
-        };
-        assert_eq!(id, rid);
+        assert_eq!(addrs(&b.orig), (v6(CLIENT6), v6(SERVER6)));
+        assert_echo_tuples(b, IpVersion::V6, &d);
     }
 }
 
 /// Case 9a: SCTP: ports, verification tags per direction, sctp_state.
 #[test]
 fn sctp_handshake_ports_vtags_state() {
-    lab_test!();
-    let (run, tags) = sctp();
-    let d = run.dump();
-    run.assert_conns_in_table();
+    let Some((run, tags, d)) = run_case(sctp) else {
+        return;
+    };
 
     let sctp: Vec<_> = run.conn_events(XMIT, 132).collect();
-    assert_eq!(
-        sctp.len(),
-        4,
-        "INIT, INIT-ACK, COOKIE-ECHO, COOKIE-ACK\n{d}"
-    );
-    let states: Vec<CtState> = sctp.iter().map(|e| state(e)).collect();
-    assert_eq!(
-        states,
-        [
-            CtState::New,
-            CtState::Reply,
-            CtState::Established,
-            CtState::Reply
-        ],
-        "{d}"
-    );
     let sctp_states: Vec<SctpState> = sctp
         .iter()
         .map(|e| e.base().unwrap().sctp_state.expect("sctp_state"))
@@ -562,6 +526,8 @@ fn sctp_handshake_ports_vtags_state() {
         ],
         "{d}"
     );
+    // INIT, INIT-ACK, COOKIE-ECHO, COOKIE-ACK: two exchanges (which also fixes the count).
+    assert_eq!(states(&sctp), exchanges(2), "{d}");
     // After the INIT, conntrack knows the tag the server must use (the client's); after
     // the INIT-ACK, also the one the client must use (the server's).
     let first = sctp[0].base().unwrap();
@@ -612,20 +578,18 @@ fn sctp_handshake_ports_vtags_state() {
 /// Case 9b: a protocol conntrack has no tracker for: generic, with its number.
 #[test]
 fn generic_protocol_253() {
-    lab_test!();
-    let (run, ()) = generic_proto();
-    let d = run.dump();
-    run.assert_conns_in_table();
+    let Some((run, (), d)) = run_case(generic_proto) else {
+        return;
+    };
 
     let events: Vec<_> = run.conn_events(XMIT, 253).collect();
-    let states: Vec<CtState> = events.iter().map(|e| state(e)).collect();
-    assert_eq!(states, [CtState::New, CtState::Reply], "{d}");
+    assert_eq!(states(&events), [CtState::New, CtState::Reply], "{d}");
     for e in &events {
         let b = e.base().unwrap();
         assert_eq!(b.orig.proto, CtProto::Generic { proto: 253 });
         assert_eq!(b.reply.proto, CtProto::Generic { proto: 253 });
-        assert_eq!((b.orig.ip.src, b.orig.ip.dst), (v4(CLIENT4), v4(SERVER4)));
-        assert_eq!((b.reply.ip.src, b.reply.ip.dst), (v4(SERVER4), v4(CLIENT4)));
+        assert_eq!(addrs(&b.orig), (v4(CLIENT4), v4(SERVER4)));
+        assert_eq!(addrs(&b.reply), (v4(SERVER4), v4(CLIENT4)));
         assert_eq!((b.tcp_state, b.sctp_state), (None, None));
     }
     let entry = run.entry_for(events[0].base().unwrap()).unwrap();
@@ -635,10 +599,9 @@ fn generic_protocol_253() {
 /// Case 10: a packet dropped by the ruleset is seen at kfree_skb with its ct state.
 #[test]
 fn drop_seen_at_kfree_skb() {
-    lab_test!();
-    let (run, ()) = drop_established();
-    let d = run.dump();
-    run.assert_conns_in_table();
+    let Some((run, (), d)) = run_case(drop_established) else {
+        return;
+    };
 
     let drops: Vec<_> = run.conn_events(KFREE, 1).collect();
     assert_eq!(drops.len(), 2, "echo requests 2 and 3 are dropped\n{d}");
@@ -646,7 +609,7 @@ fn drop_seen_at_kfree_skb() {
         assert_eq!(state(e), CtState::Established, "{d}");
         assert_eq!(e.ifname(), Some("rc"), "dropped on the way in\n{d}");
         let b = e.base().unwrap();
-        assert_eq!((b.orig.ip.src, b.orig.ip.dst), (v4(CLIENT4), v4(SERVER4)));
+        assert_eq!(addrs(&b.orig), (v4(CLIENT4), v4(SERVER4)));
         assert!(b
             .ct_status
             .contains(CtStatus::SEEN_REPLY | CtStatus::CONFIRMED));

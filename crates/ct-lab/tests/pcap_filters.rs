@@ -17,7 +17,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ct_bpf::PcapFilter;
-use ct_core::{Event, PacketL4};
+use ct_core::Event;
 use ct_lab::{Capture, Lab, Node, Scratch, ROUTER_CLIENT_IF, SERVER4, SERVER6};
 
 /// What both sides are asked to select, as tcpdump users write it.
@@ -242,18 +242,7 @@ fn event_key(e: &Event) -> Key {
     let Some(ip) = packet.ip else {
         return Key::Other;
     };
-    let (sport, dport, flags) = match packet.l4 {
-        Some(PacketL4::Tcp {
-            sport,
-            dport,
-            flags,
-        }) => (sport, dport, flags),
-        Some(PacketL4::Udp { sport, dport } | PacketL4::Sctp { sport, dport }) => (sport, dport, 0),
-        Some(PacketL4::Icmp { icmp_type, code } | PacketL4::Icmpv6 { icmp_type, code }) => {
-            (u16::from(icmp_type), u16::from(code), 0)
-        }
-        None => (0, 0, 0),
-    };
+    let (sport, dport, flags) = packet.l4.map_or((0, 0, 0), |l4| l4.flow_fields());
     Key::Ip {
         src: ip.src,
         dst: ip.dst,
@@ -280,40 +269,14 @@ fn traffic(lab: &Lab) {
         lab.exec(node, &["ip", "neigh", "flush", "all"]).unwrap();
     }
     lab.ping(Node::Client, SERVER4.into(), 2).unwrap();
-    lab.exec(
-        Node::Client,
-        &[
-            "ping",
-            "-4",
-            "-n",
-            "-q",
-            "-c",
-            "1",
-            "-s",
-            "1200",
-            "-W",
-            "1",
-            &SERVER4.to_string(),
-        ],
-    )
-    .unwrap();
-    lab.exec(
-        Node::Client,
-        &[
-            "ping",
-            "-4",
-            "-n",
-            "-q",
-            "-c",
-            "1",
-            "-s",
-            "3000",
-            "-W",
-            "1",
-            &SERVER4.to_string(),
-        ],
-    )
-    .unwrap();
+    // A large echo request that still fits the MTU, and one that is fragmented.
+    for size in ["1200", "3000"] {
+        let server = SERVER4.to_string();
+        let ping = [
+            "ping", "-4", "-n", "-q", "-c", "1", "-s", size, "-W", "1", &server,
+        ];
+        lab.exec(Node::Client, &ping).unwrap();
+    }
     let server = lab
         .tcp_server(Node::Server, SERVER4.into(), TCP_PORT)
         .unwrap();

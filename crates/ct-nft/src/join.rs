@@ -12,7 +12,7 @@ use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use ct_core::{CtProto, CtTuple, Event, Packet, PacketL4, Tracking};
+use ct_core::{CtProto, CtTuple, Event, Packet, Tracking};
 
 use crate::TraceStep;
 
@@ -186,18 +186,7 @@ impl Joiner {
 
 fn packet_key(packet: &Packet) -> Option<HeaderKey> {
     let ip = packet.ip?;
-    let (sport, dport, tcp_flags) = match packet.l4 {
-        Some(PacketL4::Tcp {
-            sport,
-            dport,
-            flags,
-        }) => (sport, dport, flags),
-        Some(PacketL4::Udp { sport, dport } | PacketL4::Sctp { sport, dport }) => (sport, dport, 0),
-        Some(PacketL4::Icmp { icmp_type, code } | PacketL4::Icmpv6 { icmp_type, code }) => {
-            (icmp_type.into(), code.into(), 0)
-        }
-        None => (0, 0, 0),
-    };
+    let (sport, dport, tcp_flags) = packet.l4.map_or((0, 0, 0), |l4| l4.flow_fields());
     Some(HeaderKey {
         src: ip.src,
         dst: ip.dst,

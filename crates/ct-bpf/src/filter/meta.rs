@@ -12,15 +12,22 @@ use ct_core::filter::{parse_number, FilterError};
 /// Comparison of a meta filter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum CmpOp {
+    /// `==`
     Eq,
+    /// `!=`
     Ne,
+    /// `<`
     Lt,
+    /// `<=`
     Le,
+    /// `>`
     Gt,
+    /// `>=`
     Ge,
 }
 
 impl CmpOp {
+    /// `a OP b`.
     pub fn apply<T: PartialOrd>(self, a: T, b: T) -> bool {
         match self {
             CmpOp::Eq => a == b,
@@ -32,6 +39,7 @@ impl CmpOp {
         }
     }
 
+    /// The operator as written (`==`, `<=`, ...).
     pub fn as_str(self) -> &'static str {
         match self {
             CmpOp::Eq => "==",
@@ -58,9 +66,13 @@ pub enum MetaValue {
 pub struct MetaFilter {
     /// `["sk_buff", "dev", "name"]`: the root struct, then fields.
     pub path: Vec<String>,
+    /// `:mask`: the field's value is ANDed with it before the comparison.
     pub mask: Option<u64>,
+    /// The comparison.
     pub op: CmpOp,
+    /// What the field is compared with.
     pub value: MetaValue,
+    /// The filter as the user wrote it.
     pub text: String,
 }
 
@@ -83,6 +95,8 @@ impl std::str::FromStr for MetaFilter {
 pub const MAX_PATH: usize = super::MAX_HOPS + 2;
 
 impl MetaFilter {
+    /// Reads `sk_buff.<field>[.<field>...][:mask] OP value`; the path is checked against
+    /// kernel BTF later, when the filter is compiled.
     pub fn parse(text: &str) -> Result<Self, FilterError> {
         let err = |at: usize, msg: String| FilterError::at(text, at, msg);
         let op_at = text

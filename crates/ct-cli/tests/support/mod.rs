@@ -10,15 +10,29 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use ct_core::{read_events, Event};
+use ct_lab::{Lab, Node};
 // Each test file that includes this module uses some of them.
 #[allow(unused_imports)]
 pub use ct_lab::{BpfIds, Collect, Scratch};
 
-pub const CT_CLI: &str = env!("CARGO_BIN_EXE_ct-cli");
+mod cli;
+pub use cli::*;
 
 /// `ct-cli collect <args>`, stdout piped.
 pub fn start_collect(args: &[&str]) -> Collect {
     Collect::start(CT_CLI, args)
+}
+
+/// `ct-cli collect -o <file> --netns <netns> <more>`: where most kernel tests collect.
+pub fn collect_to(file: &Path, netns: &str, more: &[&str]) -> Collect {
+    let mut args = vec!["-o", file.to_str().unwrap(), "--netns", netns];
+    args.extend_from_slice(more);
+    start_collect(&args)
+}
+
+/// The `--netns` argument that names `node`'s namespace by its path.
+pub fn netns_arg(lab: &Lab, node: Node) -> String {
+    lab.netns_path(node).display().to_string()
 }
 
 /// `true` when kernel tests that watch ct-cli's BPF objects can run here: the lab's
@@ -53,6 +67,47 @@ pub fn kernel_lock() -> KernelLock {
     let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
     assert_eq!(rc, 0, "flock failed");
     KernelLock(file)
+}
+
+/// The gate and the lock in one: `None` when kernel tests cannot run here
+/// ([`kernel_tests_can_run`] said why), else the lock, held until the test ends.
+pub fn kernel_test_lock() -> Option<KernelLock> {
+    kernel_tests_can_run().then(kernel_lock)
+}
+
+/// A kernel test with a lab under way: the lock (one such test at a time), the lab and the
+/// test's scratch folder.
+pub struct KernelLab {
+    pub lab: Lab,
+    pub scratch: Scratch,
+    _lock: KernelLock,
+}
+
+impl KernelLab {
+    /// `None` when kernel tests cannot run here ([`kernel_tests_can_run`] said why).
+    pub fn start(scratch_name: &str) -> Option<Self> {
+        let _lock = kernel_test_lock()?;
+        Some(KernelLab {
+            lab: Lab::new().expect("building the lab"),
+            scratch: Scratch::new(scratch_name),
+            _lock,
+        })
+    }
+
+    /// [`start`](Self::start), the router loading [`ROUTER_NAT`].
+    pub fn with_nat(scratch_name: &str) -> Option<Self> {
+        let started = Self::start(scratch_name)?;
+        started
+            .lab
+            .router_nft(ROUTER_NAT)
+            .expect("loading the ruleset");
+        Some(started)
+    }
+
+    /// The `--netns` argument for the router, where the NAT happens.
+    pub fn router_netns(&self) -> String {
+        netns_arg(&self.lab, Node::Router)
+    }
 }
 
 /// The summary line `ct-cli: N events (M with conntrack), L lost...`: (N, M, L).

@@ -209,18 +209,16 @@ pub fn differences(decoded: &Decoded, event: &Event, clock_offset_ns: i64) -> Ve
     );
     same("original length", num("frame.len"), s(ip.len.into()));
     let addr = |field: &str| decoded.get(field).and_then(|a| a.parse::<IpAddr>().ok());
+    let layer = match ip.version {
+        IpVersion::V4 => "ip",
+        IpVersion::V6 => "ipv6",
+    };
+    for (name, ours) in [("src", ip.src), ("dst", ip.dst)] {
+        let theirs = addr(&format!("{layer}.{name}"));
+        same(name, theirs.map(|a| a.to_string()), Some(ours.to_string()));
+    }
     match ip.version {
         IpVersion::V4 => {
-            same(
-                "src",
-                addr("ip.src").map(|a| a.to_string()),
-                Some(ip.src.to_string()),
-            );
-            same(
-                "dst",
-                addr("ip.dst").map(|a| a.to_string()),
-                Some(ip.dst.to_string()),
-            );
             same("ttl", num("ip.ttl"), s(ip.ttl.into()));
             same("tos", num("ip.dsfield"), s(ip.tos.into()));
             same("id", num("ip.id"), s(ip.id.into()));
@@ -231,16 +229,6 @@ pub fn differences(decoded: &Decoded, event: &Event, clock_offset_ns: i64) -> Ve
             same("frag_off", num("ip.frag_offset"), s(ip.frag_off.into()));
         }
         IpVersion::V6 => {
-            same(
-                "src",
-                addr("ipv6.src").map(|a| a.to_string()),
-                Some(ip.src.to_string()),
-            );
-            same(
-                "dst",
-                addr("ipv6.dst").map(|a| a.to_string()),
-                Some(ip.dst.to_string()),
-            );
             same("hop limit", num("ipv6.hlim"), s(ip.ttl.into()));
             same("traffic class", num("ipv6.tclass"), s(ip.tos.into()));
             same("flow label", num("ipv6.flow"), s(ip.id.into()));
@@ -251,37 +239,27 @@ pub fn differences(decoded: &Decoded, event: &Event, clock_offset_ns: i64) -> Ve
             );
         }
     }
-    match packet.l4 {
-        Some(PacketL4::Tcp {
-            sport,
-            dport,
-            flags,
-        }) => {
-            same("tcp sport", num("tcp.srcport"), s(sport.into()));
-            same("tcp dport", num("tcp.dstport"), s(dport.into()));
+    if let Some(l4) = packet.l4 {
+        // tshark's layer and field names for the two flow fields of each protocol.
+        let (layer, first, second) = match l4 {
+            PacketL4::Tcp { .. } => ("tcp", "srcport", "dstport"),
+            PacketL4::Udp { .. } => ("udp", "srcport", "dstport"),
+            PacketL4::Sctp { .. } => ("sctp", "srcport", "dstport"),
+            PacketL4::Icmp { .. } => ("icmp", "type", "code"),
+            PacketL4::Icmpv6 { .. } => ("icmpv6", "type", "code"),
+        };
+        let (ours_first, ours_second, flags) = l4.flow_fields();
+        for (field, ours) in [(first, ours_first), (second, ours_second)] {
+            let name = format!("{layer}.{field}");
+            same(&name, num(&name), s(ours.into()));
+        }
+        if layer == "tcp" {
             same(
-                "tcp flags",
+                "tcp.flags",
                 decoded.number("tcp.flags").map(|f| (f & 0xff).to_string()),
                 s(flags.into()),
             );
         }
-        Some(PacketL4::Udp { sport, dport }) => {
-            same("udp sport", num("udp.srcport"), s(sport.into()));
-            same("udp dport", num("udp.dstport"), s(dport.into()));
-        }
-        Some(PacketL4::Icmp { icmp_type, code }) => {
-            same("icmp type", num("icmp.type"), s(icmp_type.into()));
-            same("icmp code", num("icmp.code"), s(code.into()));
-        }
-        Some(PacketL4::Icmpv6 { icmp_type, code }) => {
-            same("icmpv6 type", num("icmpv6.type"), s(icmp_type.into()));
-            same("icmpv6 code", num("icmpv6.code"), s(code.into()));
-        }
-        Some(PacketL4::Sctp { sport, dport }) => {
-            same("sctp sport", num("sctp.srcport"), s(sport.into()));
-            same("sctp dport", num("sctp.dstport"), s(dport.into()));
-        }
-        None => {}
     }
     diffs
 }

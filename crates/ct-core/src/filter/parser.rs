@@ -105,21 +105,25 @@ impl Parser<'_> {
     }
 
     fn or(&mut self) -> Result<Expr, FilterError> {
-        let mut left = self.and()?;
-        while matches!(self.peek().map(|t| &t.kind), Some(TokenKind::Or)) {
-            self.pos += 1;
-            let right = self.and()?;
-            left = or(left, right);
-        }
-        Ok(left)
+        self.binary(TokenKind::Or, Self::and, or)
     }
 
     fn and(&mut self) -> Result<Expr, FilterError> {
-        let mut left = self.unary()?;
-        while matches!(self.peek().map(|t| &t.kind), Some(TokenKind::And)) {
+        self.binary(TokenKind::And, Self::unary, and)
+    }
+
+    /// `operand (op operand)*`, joined from the left: `a or b or c` is `(a or b) or c`.
+    fn binary(
+        &mut self,
+        op: TokenKind,
+        operand: fn(&mut Self) -> Result<Expr, FilterError>,
+        join: fn(Expr, Expr) -> Expr,
+    ) -> Result<Expr, FilterError> {
+        let mut left = operand(self)?;
+        while self.peek().is_some_and(|t| t.kind == op) {
             self.pos += 1;
-            let right = self.unary()?;
-            left = and(left, right);
+            let right = operand(self)?;
+            left = join(left, right);
         }
         Ok(left)
     }

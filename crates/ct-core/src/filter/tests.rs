@@ -13,11 +13,7 @@ use crate::{
 fn view(src: &str, dst: &str, proto: u8, ports: Option<(u16, u16)>) -> PacketView {
     let src: IpAddr = src.parse().unwrap();
     PacketView {
-        version: Some(if src.is_ipv6() {
-            IpVersion::V6
-        } else {
-            IpVersion::V4
-        }),
+        version: Some(IpVersion::of(src)),
         proto,
         src: Some(src),
         dst: Some(dst.parse().unwrap()),

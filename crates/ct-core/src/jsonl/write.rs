@@ -13,7 +13,7 @@ use std::io;
 use crate::fast::Out;
 use crate::{
     CtConnEvent, CtEvent, CtProto, CtState, CtTuple, DropInfo, Event, IoSink, IpVersion, NftTrace,
-    Packet, PacketIp, PacketL4, ProbeInfo, ProbeKind, SctpState, Task, TcpState, Tracking, ZoneDir,
+    Packet, PacketIp, PacketL4, ProbeInfo, ProbeKind, Task, Tracking, ZoneDir,
 };
 
 /// Bytes of the stack buffer: a whole event with both connections fits.
@@ -31,52 +31,46 @@ pub(super) fn write_event_line<W: io::Write>(event: &Event, out: W) -> io::Resul
 
 fn write_event<W: io::Write>(o: &mut Json<W>, event: &Event) {
     // Every key may be absent: a comma before each but the first written.
-    let mut first = true;
-    let mut key = |o: &mut Json<W>, key: &'static str| {
-        if !first {
-            o.ascii(b',');
-        }
-        first = false;
-        o.str(key);
-    };
+    let first = &mut true;
     o.ascii(b'{');
-    if let Some(ts) = event.timestamp {
-        key(o, "\"timestamp\":");
-        o.dec(ts);
-    }
-    if let Some(task) = &event.task {
-        key(o, "\"task\":");
-        write_task(o, task);
-    }
-    if let Some(probe) = &event.probe {
-        key(o, "\"probe\":");
-        write_probe(o, probe);
-    }
-    if let Some(netns) = event.netns {
-        key(o, "\"netns\":");
-        o.dec(netns.into());
-    }
-    if let Some(tracking) = &event.tracking {
-        key(o, "\"tracking\":");
-        write_tracking(o, tracking);
-    }
-    if let Some(packet) = &event.packet {
-        key(o, "\"packet\":");
-        write_packet(o, packet);
-    }
-    if let Some(drop) = &event.drop {
-        key(o, "\"drop\":");
-        write_drop(o, drop);
-    }
-    if let Some(ct) = &event.ct {
-        key(o, "\"ct\":");
-        write_ct(o, ct);
-    }
-    if let Some(nft) = &event.nft {
-        key(o, "\"nft\":");
-        write_nft(o, nft);
-    }
+    field(o, first, "\"timestamp\":", event.timestamp, |o, ts| {
+        o.dec(ts)
+    });
+    field(o, first, "\"task\":", event.task.as_ref(), write_task);
+    field(o, first, "\"probe\":", event.probe.as_ref(), write_probe);
+    field(o, first, "\"netns\":", event.netns, |o, netns| {
+        o.dec(netns.into())
+    });
+    field(
+        o,
+        first,
+        "\"tracking\":",
+        event.tracking.as_ref(),
+        write_tracking,
+    );
+    field(o, first, "\"packet\":", event.packet.as_ref(), write_packet);
+    field(o, first, "\"drop\":", event.drop.as_ref(), write_drop);
+    field(o, first, "\"ct\":", event.ct.as_ref(), write_ct);
+    field(o, first, "\"nft\":", event.nft.as_ref(), write_nft);
     o.ascii(b'}');
+}
+
+/// `"key":value` when there is a value, after a comma unless it is the `first` written.
+#[inline]
+fn field<W: io::Write, T>(
+    o: &mut Json<W>,
+    first: &mut bool,
+    key: &'static str,
+    value: Option<T>,
+    write: impl FnOnce(&mut Json<W>, T),
+) {
+    let Some(value) = value else { return };
+    if !*first {
+        o.ascii(b',');
+    }
+    *first = false;
+    o.str(key);
+    write(o, value);
 }
 
 fn write_nft<W: io::Write>(o: &mut Json<W>, nft: &NftTrace) {
@@ -260,6 +254,13 @@ fn type_code<W: io::Write>(o: &mut Json<W>, open: &'static str, icmp_type: u8, c
     o.dec8(code);
 }
 
+/// `{"proto":{"type":T,"code":C,"id":I` from the opening given: ICMP and ICMPv6 tuples.
+fn echo<W: io::Write>(o: &mut Json<W>, open: &'static str, icmp_type: u8, code: u8, id: u16) {
+    type_code(o, open, icmp_type, code);
+    o.str(",\"id\":");
+    o.dec(id.into());
+}
+
 fn write_ct<W: io::Write>(o: &mut Json<W>, ct: &CtEvent) {
     o.str(match ct.state {
         CtState::Established => "{\"state\":\"established\",\"base\":",
@@ -295,7 +296,7 @@ fn write_conn<W: io::Write>(o: &mut Json<W>, conn: &CtConnEvent) {
     write_tuple(o, &conn.reply);
     o.str(",\"tcp_state\":");
     match conn.tcp_state {
-        Some(state) => tcp_state(o, state),
+        Some(state) => kernel_state(o, state.name(), state.raw()),
         None => o.str("null"),
     }
     o.str(",\"mark\":");
@@ -317,7 +318,7 @@ fn write_conn<W: io::Write>(o: &mut Json<W>, conn: &CtConnEvent) {
     o.dec(conn.ct_status.bits().into());
     if let Some(state) = conn.sctp_state {
         o.str(",\"sctp_state\":");
-        sctp_state(o, state);
+        kernel_state(o, state.name(), state.raw());
     }
     if let Some(helper) = &conn.helper {
         o.str(",\"helper\":");
@@ -346,20 +347,12 @@ fn write_tuple<W: io::Write>(o: &mut Json<W>, tuple: &CtTuple) {
             icmp_type,
             code,
             id,
-        } => {
-            type_code(o, "{\"icmp\":{\"type\":", icmp_type, code);
-            o.str(",\"id\":");
-            o.dec(id.into());
-        }
+        } => echo(o, "{\"icmp\":{\"type\":", icmp_type, code, id),
         CtProto::Icmpv6 {
             icmp_type,
             code,
             id,
-        } => {
-            type_code(o, "{\"icmpv6\":{\"type\":", icmp_type, code);
-            o.str(",\"id\":");
-            o.dec(id.into());
-        }
+        } => echo(o, "{\"icmpv6\":{\"type\":", icmp_type, code, id),
         CtProto::Sctp { sport, dport, vtag } => {
             ports(o, "{\"sctp\":{\"sport\":", sport, dport);
             o.str(",\"vtag\":");
@@ -374,25 +367,14 @@ fn write_tuple<W: io::Write>(o: &mut Json<W>, tuple: &CtTuple) {
 }
 
 /// A kernel state: its name, or its number when this version does not know it.
-fn tcp_state<W: io::Write>(o: &mut Json<W>, state: TcpState) {
-    match state.name() {
+fn kernel_state<W: io::Write>(o: &mut Json<W>, name: Option<&str>, raw: u8) {
+    match name {
         Some(name) => {
             o.ascii(b'"');
             o.str(name);
             o.ascii(b'"');
         }
-        None => o.dec8(state.raw()),
-    }
-}
-
-fn sctp_state<W: io::Write>(o: &mut Json<W>, state: SctpState) {
-    match state.name() {
-        Some(name) => {
-            o.ascii(b'"');
-            o.str(name);
-            o.ascii(b'"');
-        }
-        None => o.dec8(state.raw()),
+        None => o.dec8(raw),
     }
 }
 
@@ -479,8 +461,8 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::testing::{self, seed_event, SEEDS};
-    use crate::{CtStatus, FixedStr};
+    use crate::testing::{self, seed_event, FullDisk, SEEDS};
+    use crate::{CtStatus, FixedStr, SctpState, TcpState};
 
     /// What serde_json writes for the event, and the line end.
     fn serde_line(event: &Event) -> String {
@@ -543,16 +525,7 @@ mod tests {
 
     #[test]
     fn io_errors_are_returned() {
-        struct Full;
-        impl io::Write for Full {
-            fn write(&mut self, _: &[u8]) -> io::Result<usize> {
-                Err(io::Error::new(io::ErrorKind::StorageFull, "disk full"))
-            }
-            fn flush(&mut self) -> io::Result<()> {
-                Ok(())
-            }
-        }
-        let err = write_event_line(&seed_event("tcp_established"), Full).unwrap_err();
+        let err = write_event_line(&seed_event("tcp_established"), FullDisk).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::StorageFull);
     }
 

@@ -19,6 +19,16 @@ fn text(groups: &[PacketGroup<'_>], format: Format) -> String {
     out
 }
 
+/// Events with a timestamp and a packet id each, from `(timestamp, packet id)`.
+fn timed_packets<const N: usize>(items: [(u64, u64); N]) -> [Event; N] {
+    items.map(|(ts, skb)| bare(Some(ts), Some(skb)))
+}
+
+/// The router scenario, grouped by packet, in `format`.
+fn scenario_text(format: Format) -> String {
+    text(&group_packets(&router_scenario()), format)
+}
+
 /// An event with only a timestamp and, optionally, a packet id.
 fn bare(ts: Option<u64>, skb: Option<u64>) -> Event {
     Event {
@@ -37,13 +47,7 @@ fn bare(ts: Option<u64>, skb: Option<u64>) -> Event {
 
 #[test]
 fn groups_by_packet_in_order_of_first_event() {
-    let events = [
-        bare(Some(50), Some(2)),
-        bare(Some(30), Some(1)),
-        bare(Some(10), Some(2)),
-        bare(Some(40), Some(3)),
-        bare(Some(20), Some(1)),
-    ];
+    let events = timed_packets([(50, 2), (30, 1), (10, 2), (40, 3), (20, 1)]);
     let groups = group_packets(&events);
     assert_eq!(skbs(&groups), [Some(2), Some(1), Some(3)]);
     assert_eq!(timestamps(&groups[0]), [Some(10), Some(50)]);
@@ -55,11 +59,7 @@ fn groups_by_packet_in_order_of_first_event() {
 
 #[test]
 fn equal_timestamps_keep_file_order() {
-    let events = [
-        bare(Some(5), Some(9)),
-        bare(Some(5), Some(8)),
-        bare(Some(5), Some(9)),
-    ];
+    let events = timed_packets([(5, 9), (5, 8), (5, 9)]);
     let groups = group_packets(&events);
     assert_eq!(skbs(&groups), [Some(9), Some(8)]);
     assert!(std::ptr::eq(groups[0].events[0], &events[0]));
@@ -334,20 +334,12 @@ fn render_indents_every_line() {
 
 #[test]
 fn scenario_multiline() {
-    let events = router_scenario();
-    insta::assert_snapshot!(text(
-        &group_packets(&events),
-        Format::Text(Layout::MultiLine)
-    ));
+    insta::assert_snapshot!(scenario_text(Format::Text(Layout::MultiLine)));
 }
 
 #[test]
 fn scenario_singleline() {
-    let events = router_scenario();
-    insta::assert_snapshot!(text(
-        &group_packets(&events),
-        Format::Text(Layout::SingleLine)
-    ));
+    insta::assert_snapshot!(scenario_text(Format::Text(Layout::SingleLine)));
 }
 
 // ---------------------------------------------------------------------------------------

@@ -6,14 +6,7 @@ import sys
 mode, addr, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
 
 if mode == "server":
-    ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    ls.bind((addr, port))
-    ls.listen(1)
-    ls.settimeout(10)
-    print("ready", flush=True)
-    conn, _ = ls.accept()
-    conn.settimeout(5)
+    conn, _ = accept_one(addr, port)
     rfile = conn.makefile("rb")
 
     def send(line):

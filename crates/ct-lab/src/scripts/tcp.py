@@ -8,14 +8,7 @@ family = socket.AF_INET6 if ":" in addr else socket.AF_INET
 payload = b"ct-lab hello"
 
 if mode == "server":
-    ls = socket.socket(family, socket.SOCK_STREAM)
-    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    ls.bind((addr, port))
-    ls.listen(1)
-    ls.settimeout(10)
-    print("ready", flush=True)
-    conn, peer = ls.accept()
-    conn.settimeout(5)
+    conn, peer = accept_one(addr, port, family)
     total = 0
     while True:
         chunk = conn.recv(4096)

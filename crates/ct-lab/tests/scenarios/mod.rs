@@ -114,6 +114,13 @@ pub fn udp_ports(e: &Captured) -> Option<(u16, u16)> {
     }
 }
 
+/// `count` datagrams from the client to a UDP server on the server's `port`, each
+/// answered; the client's source port.
+pub fn udp_exchange(lab: &Lab, port: u16, count: u32) -> u16 {
+    lab.udp_exchange(SERVER4.into(), port, SERVER4.into(), port, count)
+        .expect("udp exchange")
+}
+
 pub fn state(e: &Captured) -> CtState {
     e.ct().expect("ct section").state
 }
@@ -200,22 +207,7 @@ table inet lab {
 
 /// Case 3: two UDP exchanges in zone 5 (both directions), marked 42, labels 5 and 70.
 pub fn udp_zone_mark_labels() -> (Run, u16) {
-    run(ZONE_MARK_LABELS, |lab| {
-        let _server = lab
-            .udp_server(Node::Server, SERVER4.into(), 5300, 2)
-            .expect("udp server");
-        let client = lab
-            .udp_client(
-                Node::Client,
-                SERVER4.into(),
-                5300,
-                2,
-                Duration::from_secs(2),
-            )
-            .expect("udp client");
-        assert_eq!(client.outcomes, ["reply", "reply"]);
-        client.sport
-    })
+    run(ZONE_MARK_LABELS, |lab| udp_exchange(lab, 5300, 2))
 }
 
 pub const ORIG_ZONE: &str = r#"
@@ -233,22 +225,7 @@ table inet lab {
 
 /// Case 4: a UDP exchange whose original direction is in zone 7.
 pub fn udp_orig_zone() -> (Run, u16) {
-    run(ORIG_ZONE, |lab| {
-        let _server = lab
-            .udp_server(Node::Server, SERVER4.into(), 5301, 1)
-            .expect("udp server");
-        let client = lab
-            .udp_client(
-                Node::Client,
-                SERVER4.into(),
-                5301,
-                1,
-                Duration::from_secs(2),
-            )
-            .expect("udp client");
-        assert_eq!(client.outcomes, ["reply"]);
-        client.sport
-    })
+    run(ORIG_ZONE, |lab| udp_exchange(lab, 5301, 1))
 }
 
 pub const FTP_HELPER: &str = r#"
@@ -320,35 +297,7 @@ table inet lab {
 /// Case 7: UDP on port 7777 is not tracked; UDP on 5300 is, for contrast.
 pub fn notrack() -> (Run, (u16, u16)) {
     run(NOTRACK, |lab| {
-        let _untracked = lab
-            .udp_server(Node::Server, SERVER4.into(), 7777, 1)
-            .expect("udp server 7777");
-        let _tracked = lab
-            .udp_server(Node::Server, SERVER4.into(), 5300, 1)
-            .expect("udp server 5300");
-        let a = lab
-            .udp_client(
-                Node::Client,
-                SERVER4.into(),
-                7777,
-                1,
-                Duration::from_secs(2),
-            )
-            .expect("udp client 7777");
-        let b = lab
-            .udp_client(
-                Node::Client,
-                SERVER4.into(),
-                5300,
-                1,
-                Duration::from_secs(2),
-            )
-            .expect("udp client 5300");
-        assert_eq!(
-            (a.outcomes.as_slice(), b.outcomes.as_slice()),
-            (&["reply".to_owned()][..], &["reply".to_owned()][..])
-        );
-        (a.sport, b.sport)
+        (udp_exchange(lab, 7777, 1), udp_exchange(lab, 5300, 1))
     })
 }
 

@@ -1,12 +1,12 @@
 use std::net::Ipv4Addr;
 
 use ct_core::{
-    CtConnEvent, CtEvent, CtIp, CtState, CtStatus, IpVersion, NftFamily, NftTraceKind, NftVerdict,
-    PacketIp, ZoneDir,
+    CtConnEvent, CtEvent, CtIp, CtState, CtStatus, IpVersion, NftVerdict, PacketIp, PacketL4,
+    ZoneDir,
 };
 
 use super::*;
-use crate::message::NFPROTO_IPV4;
+use crate::message::tests::sample;
 use crate::TraceMessage;
 
 const CLIENT: [u8; 4] = [10, 0, 1, 2];
@@ -47,37 +47,24 @@ fn headers(
     (net, tcp)
 }
 
-fn step(trace_id: u32, net_tcp: (Vec<u8>, Vec<u8>)) -> TraceStep {
+fn step(trace_id: u32, (network_header, transport_header): (Vec<u8>, Vec<u8>)) -> TraceStep {
     let message = TraceMessage {
-        family: NftFamily::Inet,
-        table: "f".into(),
-        chain: "in".into(),
-        kind: NftTraceKind::Rule,
-        handle: Some(3),
-        verdict: NftVerdict::Drop,
-        target: None,
         id: trace_id,
-        nfproto: Some(NFPROTO_IPV4),
-        iif: Some(2),
-        oif: None,
-        mark: None,
-        network_header: net_tcp.0,
-        transport_header: net_tcp.1,
+        network_header,
+        transport_header,
+        ..sample()
     };
     TraceStep::new(message, Some("tcp dport 81 drop".into()), 1000)
 }
 
-/// A BPF event for a TCP packet `src:sport > dst:dport`, with a DNAT entry
-/// CLIENT:40000 > SERVICE:80 translated to BACKEND:8080 when `ct` is set.
-fn bpf_event(
-    skb: u64,
-    src: [u8; 4],
-    dst: [u8; 4],
-    sport: u16,
-    dport: u16,
-    id: u32,
-    ct: bool,
-) -> Event {
+/// Step `trace_id` for the client's SYN to the service with IP id `ip_id`.
+fn syn_step(trace_id: u32, ip_id: u16) -> TraceStep {
+    step(trace_id, headers(CLIENT, SERVICE, ip_id, 40000, 80, 0x02))
+}
+
+/// A BPF event for the client's SYN CLIENT:40000 > SERVICE:80 with IP id `id`, with its
+/// DNAT entry (translated to BACKEND:8080) when `ct` is set.
+fn bpf_event(skb: u64, id: u32, ct: bool) -> Event {
     let base = CtConnEvent {
         zone_id: 0,
         zone_dir: ZoneDir::Default,
@@ -115,8 +102,8 @@ fn bpf_event(
             ifname: None,
             len: 40,
             ip: Some(PacketIp {
-                src: ip(src),
-                dst: ip(dst),
+                src: ip(CLIENT),
+                dst: ip(SERVICE),
                 version: IpVersion::V4,
                 ttl: 64,
                 tos: 0,
@@ -129,8 +116,8 @@ fn bpf_event(
             }),
             headers: None,
             l4: Some(PacketL4::Tcp {
-                sport,
-                dport,
+                sport: 40000,
+                dport: 80,
                 flags: 0x02,
             }),
         }),
@@ -143,6 +130,24 @@ fn bpf_event(
     }
 }
 
+/// A joiner that has seen the BPF event of packet `skb`, the client's SYN with IP id
+/// `ip_id` (no conntrack entry).
+fn joiner_seeing(skb: u64, ip_id: u32, now: Instant) -> Joiner {
+    let mut j = Joiner::new();
+    j.observe(&bpf_event(skb, ip_id, false), now);
+    j
+}
+
+/// A joiner holding steps 1 and 2, the client's SYNs with IP ids `ip_ids`, whose packets
+/// no probe has seen yet (so nothing is ready).
+fn joiner_waiting(ip_ids: [u16; 2], now: Instant) -> Joiner {
+    let mut j = Joiner::new();
+    for (trace_id, ip_id) in (1..).zip(ip_ids) {
+        assert!(j.push(syn_step(trace_id, ip_id), now).is_empty());
+    }
+    j
+}
+
 fn tracking(events: &[Event]) -> Vec<Option<u64>> {
     events.iter().map(|e| e.tracking.map(|t| t.skb)).collect()
 }
@@ -150,12 +155,8 @@ fn tracking(events: &[Event]) -> Vec<Option<u64>> {
 #[test]
 fn a_step_takes_the_ids_of_the_packet_with_its_headers() {
     let now = Instant::now();
-    let mut j = Joiner::new();
-    j.observe(&bpf_event(5, CLIENT, SERVICE, 40000, 80, 1234, false), now);
-    let out = j.push(
-        step(1, headers(CLIENT, SERVICE, 1234, 40000, 80, 0x02)),
-        now,
-    );
+    let mut j = joiner_seeing(5, 1234, now);
+    let out = j.push(syn_step(1, 1234), now);
     assert_eq!(tracking(&out), [Some(5)]);
     assert_eq!(out[0].netns, Some(4026531840));
     let nft = out[0].nft.as_ref().unwrap();
@@ -170,14 +171,8 @@ fn a_step_takes_the_ids_of_the_packet_with_its_headers() {
 #[test]
 fn other_ip_ids_and_flags_are_other_packets() {
     let now = Instant::now();
-    let mut j = Joiner::new();
-    j.observe(&bpf_event(5, CLIENT, SERVICE, 40000, 80, 1234, false), now);
-    assert!(j
-        .push(
-            step(1, headers(CLIENT, SERVICE, 1235, 40000, 80, 0x02)),
-            now
-        )
-        .is_empty());
+    let mut j = joiner_seeing(5, 1234, now);
+    assert!(j.push(syn_step(1, 1235), now).is_empty());
     assert!(j
         .push(
             step(2, headers(CLIENT, SERVICE, 1234, 40000, 80, 0x10)),
@@ -194,7 +189,7 @@ fn translated_headers_find_the_packet_through_its_conntrack_tuples() {
     let now = Instant::now();
     let mut j = Joiner::new();
     // The probe saw the packet before DNAT; nftables' input chain sees it after.
-    j.observe(&bpf_event(9, CLIENT, SERVICE, 40000, 80, 77, true), now);
+    j.observe(&bpf_event(9, 77, true), now);
     let out = j.push(
         step(1, headers(CLIENT, BACKEND, 77, 40000, 8080, 0x02)),
         now,
@@ -206,15 +201,9 @@ fn translated_headers_find_the_packet_through_its_conntrack_tuples() {
 #[test]
 fn a_step_waits_for_its_packet_then_goes_without_ids() {
     let now = Instant::now();
-    let mut j = Joiner::new();
-    assert!(j
-        .push(step(1, headers(CLIENT, SERVICE, 1, 40000, 80, 2)), now)
-        .is_empty());
-    assert!(j
-        .push(step(2, headers(CLIENT, SERVICE, 2, 40000, 80, 2)), now)
-        .is_empty());
+    let mut j = joiner_waiting([1, 2], now);
     // The first one's packet arrives in time.
-    j.observe(&bpf_event(5, CLIENT, SERVICE, 40000, 80, 1, false), now);
+    j.observe(&bpf_event(5, 1, false), now);
     assert_eq!(tracking(&j.ready(now)), [Some(5)]);
     assert!(j.ready(now + WAIT_FOR_PACKET / 2).is_empty());
     assert_eq!(tracking(&j.ready(now + WAIT_FOR_PACKET)), [None]);
@@ -225,12 +214,8 @@ fn a_step_waits_for_its_packet_then_goes_without_ids() {
 #[test]
 fn later_steps_follow_their_trace_id() {
     let now = Instant::now();
-    let mut j = Joiner::new();
-    j.observe(&bpf_event(5, CLIENT, SERVICE, 40000, 80, 1, false), now);
-    assert_eq!(
-        tracking(&j.push(step(42, headers(CLIENT, SERVICE, 1, 40000, 80, 2)), now)),
-        [Some(5)]
-    );
+    let mut j = joiner_seeing(5, 1, now);
+    assert_eq!(tracking(&j.push(syn_step(42, 1), now)), [Some(5)]);
     // Rewritten in a way no probe saw (no conntrack entry to tell): the trace id still says.
     let rewritten = step(42, headers(CLIENT, [10, 0, 3, 3], 1, 40000, 80, 2));
     assert_eq!(tracking(&j.push(rewritten, now)), [Some(5)]);
@@ -239,9 +224,8 @@ fn later_steps_follow_their_trace_id() {
 #[test]
 fn a_trace_id_seen_again_later_is_another_packet() {
     let now = Instant::now();
-    let mut j = Joiner::new();
-    j.observe(&bpf_event(5, CLIENT, SERVICE, 40000, 80, 1, false), now);
-    j.push(step(42, headers(CLIENT, SERVICE, 1, 40000, 80, 2)), now);
+    let mut j = joiner_seeing(5, 1, now);
+    j.push(syn_step(42, 1), now);
     // The kernel reused the buffer: same trace id, another packet no probe saw.
     let later = now + TRACE_ID_LIFETIME;
     let other = step(42, headers(CLIENT, [10, 0, 3, 3], 2, 40000, 80, 2));
@@ -252,15 +236,9 @@ fn a_trace_id_seen_again_later_is_another_packet() {
 #[test]
 fn finish_writes_every_waiting_step() {
     let now = Instant::now();
-    let mut j = Joiner::new();
-    assert!(j
-        .push(step(1, headers(CLIENT, SERVICE, 1, 40000, 80, 2)), now)
-        .is_empty());
-    assert!(j
-        .push(step(2, headers(CLIENT, SERVICE, 3, 40000, 80, 2)), now)
-        .is_empty());
+    let mut j = joiner_waiting([1, 3], now);
     // The first one's packet arrives, then the run ends before anything else is read.
-    j.observe(&bpf_event(5, CLIENT, SERVICE, 40000, 80, 1, false), now);
+    j.observe(&bpf_event(5, 1, false), now);
     assert_eq!(tracking(&j.finish()), [Some(5), None]);
     assert_eq!(j.unjoined(), 1);
 }
@@ -268,12 +246,8 @@ fn finish_writes_every_waiting_step() {
 #[test]
 fn old_packets_are_forgotten() {
     let now = Instant::now();
-    let mut j = Joiner::new();
-    j.observe(&bpf_event(5, CLIENT, SERVICE, 40000, 80, 1, false), now);
+    let mut j = joiner_seeing(5, 1, now);
     let much_later = now + REMEMBER_PACKETS_FOR + WAIT_FOR_PACKET;
-    j.push(
-        step(1, headers(CLIENT, SERVICE, 1, 40000, 80, 2)),
-        much_later,
-    );
+    j.push(syn_step(1, 1), much_later);
     assert_eq!(tracking(&j.ready(much_later + WAIT_FOR_PACKET)), [None]);
 }
