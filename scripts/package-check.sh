@@ -43,7 +43,10 @@ trap 'rm -rf "$unpacked"' EXIT
 for c in "${crates[@]}" own-tracer; do
     crate="target/package/$c-$version.crate"
     [ -f "$crate" ] || { echo "package-check: $crate was not packaged" >&2; exit 1; }
-    tar -xzf "$crate" -C "$unpacked"
+    # -m: the files get the current time, not the fixed one cargo writes into every
+    # .crate; with the fixed time, cargo would take the artifacts of an earlier run
+    # (same relative paths in the same shared target directory) as up to date.
+    tar -xzmf "$crate" -C "$unpacked"
     rm -f "$unpacked/$c-$version/Cargo.lock"
     echo "$c = { path = \"$c-$version\" }" >>"$unpacked/Cargo.toml"
 done
