@@ -13,7 +13,8 @@
  * the version it was built with and refuses any other with DecodeError::Version, so a
  * program compiled against another copy of this header is never misread. Any change to
  * this file that moves, resizes, adds or reinterprets a field bumps CT_RECORD_VERSION
- * (and raw.rs, which asserts the same number).
+ * (raw.rs takes the number from the object's BTF, through struct ct_abi in ct.bpf.c),
+ * and the records in fixtures/raw/ are then recaptured or converted.
  */
 #ifndef __CT_EVENT_H__
 #define __CT_EVENT_H__
