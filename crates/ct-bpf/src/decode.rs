@@ -466,6 +466,14 @@ mod tests {
         decode_ct(bytes)?.ok_or(DecodeError::Contradiction("no conntrack data"))
     }
 
+    /// A decoder whose one probe (id 0) is the tracepoint `name`.
+    fn tp_decoder(name: &str) -> Decoder {
+        Decoder::new(vec![ProbeInfo {
+            kind: ct_core::ProbeKind::Tp,
+            name: name.into(),
+        }])
+    }
+
     fn tcp_tuple(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16) -> RawCtTuple {
         let mut t = RawCtTuple {
             l3num: AF_INET,
@@ -596,10 +604,7 @@ mod tests {
     /// and the remedy in the message; nothing of it is read.
     #[test]
     fn another_layout_version_is_refused() {
-        let dec = Decoder::new(vec![ProbeInfo {
-            kind: ct_core::ProbeKind::Tp,
-            name: "x:y".into(),
-        }]);
+        let dec = tp_decoder("x:y");
         let good = tcp_event();
         assert!(decode(good.as_bytes()).is_ok());
         assert!(dec.decode(good.as_bytes()).is_ok());
@@ -669,10 +674,7 @@ mod tests {
 
     #[test]
     fn tracking_ids_hide_pointers_and_are_stable() {
-        let dec = Decoder::new(vec![ProbeInfo {
-            kind: ct_core::ProbeKind::Tp,
-            name: "net:net_dev_start_xmit".into(),
-        }]);
+        let dec = tp_decoder("net:net_dev_start_xmit");
         let raw = tcp_event();
         let a = dec.decode(raw.as_bytes()).unwrap();
         let b = dec.decode(raw.as_bytes()).unwrap();
@@ -688,13 +690,7 @@ mod tests {
 
     #[test]
     fn drops_are_named_from_the_kernel_table() {
-        let dec = |reasons| {
-            Decoder::new(vec![ProbeInfo {
-                kind: ct_core::ProbeKind::Tp,
-                name: "skb:kfree_skb".into(),
-            }])
-            .with_drop_reasons(reasons)
-        };
+        let dec = |reasons| tp_decoder("skb:kfree_skb").with_drop_reasons(reasons);
         let table = DropReasons::from_enumerators([
             ("SKB_NOT_DROPPED_YET", 0),
             ("SKB_CONSUMED", 1),
@@ -775,7 +771,7 @@ mod tests {
         #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
             let _ = decode_ct(&bytes);
-            let dec = Decoder::new(vec![ProbeInfo { kind: ct_core::ProbeKind::Tp, name: "x:y".into() }]);
+            let dec = tp_decoder("x:y");
             let _ = dec.decode(&bytes);
         }
 
@@ -790,7 +786,7 @@ mod tests {
             bytes[80] = ctinfo;
             bytes[81] = flags;
             bytes[86..88].copy_from_slice(&RECORD_VERSION.to_ne_bytes());
-            let dec = Decoder::new(vec![ProbeInfo { kind: ct_core::ProbeKind::Tp, name: "x:y".into() }]);
+            let dec = tp_decoder("x:y");
             let _ = dec.decode(&bytes);
         }
     }
