@@ -67,7 +67,9 @@ impl Collect {
 
     /// Waits for the readiness line, then records the BPF objects the child holds.
     pub fn wait_ready(&mut self) -> String {
-        let deadline = Instant::now() + Duration::from_secs(60);
+        // Generous: an emulated VM of the kernel matrix on a busy host has taken over a
+        // minute to load the programs.
+        let deadline = Instant::now() + Duration::from_secs(120);
         while let Some(left) = deadline.checked_duration_since(Instant::now()) {
             match self.lines.recv_timeout(left) {
                 Ok(line) if line.ends_with("; collecting") => {
