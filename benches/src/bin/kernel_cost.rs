@@ -15,7 +15,7 @@ use std::io::Write as _;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ct_bpf::{CollectorBuilder, KernelFilters, ProbeSpec};
+use ct_bpf::{CollectorBuilder, KernelFilters, OmitStep, ProbeSpec};
 use ct_core::filter::CtFilter;
 
 const PINGS: &str = "20000";
@@ -144,6 +144,18 @@ fn per_hit(
     pcap: Option<&str>,
     raw: bool,
 ) -> Result<Row, String> {
+    per_hit_omitting(case, conntrack, filters, pcap, raw, &[])
+}
+
+/// One flood with our program (less `omit`, when given) and the empty one beside it.
+fn per_hit_omitting(
+    case: &'static str,
+    conntrack: bool,
+    filters: KernelFilters,
+    pcap: Option<&str>,
+    raw: bool,
+    omit: &[OmitStep],
+) -> Result<Row, String> {
     let ns = Netns::new(&case[..2], conntrack)?;
     let xmit: ProbeSpec = "tp:net:net_dev_start_xmit"
         .parse()
@@ -154,6 +166,15 @@ fn per_hit(
             .map_err(|e| format!("{expr}: {e}"))?;
         builder = builder.pcap_filter(filter);
     }
+    for &step in omit {
+        builder = builder.omit_step(step);
+    }
+    if let Some(kib) = std::env::var("CT_BENCH_RING_KIB")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        builder = builder.ring_size(kib << 10);
+    }
     let mut collector = builder
         .track_packets(std::env::var_os("CT_BENCH_NO_TRACK").is_none())
         .raw_tracepoints(raw)
@@ -163,9 +184,16 @@ fn per_hit(
     let mut ping = ns.ping_flood().spawn().map_err(|e| e.to_string())?;
     let mut events = 0u64;
     let deadline = Instant::now() + Duration::from_secs(120);
+    let no_read = std::env::var_os("CT_BENCH_NO_READ").is_some();
     loop {
+        if no_read {
+            let _ = ping.wait();
+            break;
+        }
+        // Counted, not decoded: a program with a step left out writes incomplete records,
+        // and decoding would take CPU from the flood being measured.
         collector
-            .poll(Duration::from_millis(20), |_| events += 1)
+            .poll_raw(Duration::from_millis(20), |_| events += 1)
             .map_err(|e| e.to_string())?;
         if ping.try_wait().map_err(|e| e.to_string())?.is_some() || Instant::now() > deadline {
             break;
@@ -173,7 +201,7 @@ fn per_hit(
     }
     let _ = ping.kill();
     collector
-        .drain(|_| events += 1)
+        .poll_raw(Duration::ZERO, |_| events += 1)
         .map_err(|e| e.to_string())?;
     let stats = collector.program_stats();
     let find = |floor: bool| {
@@ -311,8 +339,67 @@ fn end_to_end(cli: &str) -> Result<EndToEnd, String> {
     })
 }
 
+/// Where the nanoseconds of a reported hit go (tp_btf, with ct): the program with one
+/// step left out at a time, each beside the empty program, `rounds` floods each; medians.
+fn step_table(rounds: usize) {
+    println!("| step left out (tp_btf, with ct, reported) | ns/hit | floor ns/hit | ratio | ns above floor | step costs |");
+    println!("|---|---|---|---|---|---|");
+    let mut variants: Vec<(String, Vec<OmitStep>)> =
+        vec![("nothing (the complete program)".to_owned(), Vec::new())];
+    variants.extend(OmitStep::ALL.into_iter().map(|s| (s.to_string(), vec![s])));
+    // Reserve and submit alone (with the wakeup policy): every step that fills the record
+    // left out.
+    let fill: Vec<OmitStep> = OmitStep::ALL
+        .into_iter()
+        .filter(|s| {
+            !matches!(
+                s,
+                OmitStep::Report | OmitStep::ConntrackFields | OmitStep::Wakeup
+            )
+        })
+        .collect();
+    variants.push(("every fill step (reserve + submit alone)".to_owned(), fill));
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied().unwrap_or(0.0)
+    };
+    let mut full_above = None;
+    for (label, omit) in variants {
+        let mut ours = Vec::new();
+        let mut floors = Vec::new();
+        for _ in 0..rounds {
+            match per_hit_omitting("st", true, KernelFilters::default(), None, false, &omit) {
+                Ok(r) => {
+                    ours.push(r.ours);
+                    floors.push(r.floor);
+                }
+                Err(e) => println!("| {label} | error: {e} | | | | |"),
+            }
+        }
+        let (ours, floor) = (median(ours), median(floors));
+        let above = ours - floor;
+        let costs = match full_above {
+            None => {
+                full_above = Some(above);
+                String::new()
+            }
+            Some(full) => format!("{:.0} ns", full - above),
+        };
+        println!(
+            "| {label} | {ours:.0} | {floor:.0} | {:.2}x | {above:.0} | {costs} |",
+            if floor > 0.0 { ours / floor } else { 0.0 }
+        );
+    }
+    println!();
+}
+
 fn main() {
-    let cli = std::env::args().nth(1);
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let steps = args
+        .iter()
+        .position(|a| a == "--steps")
+        .map(|i| args.remove(i));
+    let cli = args.first().cloned();
     let _stats = match BpfStats::enable() {
         Ok(s) => s,
         Err(e) => {
@@ -320,6 +407,12 @@ fn main() {
             std::process::exit(1);
         }
     };
+    if steps.is_some() {
+        step_table(3);
+        if std::env::var_os("CT_BENCH_STEPS_ONLY").is_some() {
+            return;
+        }
+    }
     let ct_filter = KernelFilters {
         ct: CtFilter {
             states: Some(vec![ct_core::CtState::Related]),

@@ -155,6 +155,7 @@ pub struct CollectorBuilder {
     filters: KernelFilters,
     headers: bool,
     pcap: Option<PcapFilter>,
+    omit: u32,
 }
 
 impl Default for CollectorBuilder {
@@ -170,6 +171,7 @@ impl Default for CollectorBuilder {
             filters: KernelFilters::default(),
             headers: false,
             pcap: None,
+            omit: 0,
         }
     }
 }
@@ -234,6 +236,14 @@ impl CollectorBuilder {
     /// probe's cost compares with.
     pub fn measure_floor(mut self, yes: bool) -> Self {
         self.floor = yes;
+        self
+    }
+
+    /// Leaves `step` out of every probe's program, for the kernel cost bench: the events
+    /// it writes are incomplete, so this is never for collecting.
+    #[doc(hidden)]
+    pub fn omit_step(mut self, step: crate::OmitStep) -> Self {
+        self.omit |= step.bit();
         self
     }
 
@@ -428,6 +438,7 @@ impl CollectorBuilder {
             reason_arg: probe.reason_arg.filter(|_| reasons.is_some()),
             consumed: reasons.and_then(DropReasons::consumed),
             pcap: self.pcap.is_some(),
+            omit: self.omit,
         };
         let label = probe.spec.to_string();
         let load = |program| {
