@@ -357,6 +357,32 @@ static __always_inline __u32 ct_read_header(__u8 *dst, const struct ct_skb_view 
 	return avail;
 }
 
+/*
+ * The task the packet was seen in. BTF programs on kernels that have
+ * bpf_get_current_task_btf (5.11+) read it with plain loads (two helper calls fewer, and
+ * bpf_get_current_comm's string copy was the costliest helper of a hit, measured with
+ * benches/kernel.sh --steps); the others, and older kernels, where the test below is
+ * false at load time and the branch is removed, use the helpers. The kernel keeps comm
+ * NUL-terminated; user space stops at the NUL.
+ */
+static __always_inline void ct_fill_task(struct ct_raw_event *ev, const bool direct)
+{
+	__u64 pid_tgid;
+
+	if (direct && bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_get_current_task_btf)) {
+		struct task_struct *task = bpf_get_current_task_btf();
+
+		ev->pid = task->pid;
+		ev->tgid = task->tgid;
+		__builtin_memcpy(ev->comm, task->comm, sizeof(ev->comm));
+		return;
+	}
+	pid_tgid = bpf_get_current_pid_tgid();
+	ev->pid = (__u32)pid_tgid;
+	ev->tgid = pid_tgid >> 32;
+	bpf_get_current_comm(ev->comm, sizeof(ev->comm));
+}
+
 /* Conntrack filters on the connection itself (mark, zone, status), copied into `buf`. */
 static __always_inline bool ct_conn_filters(unsigned long nfct, __u8 *buf)
 {
@@ -403,7 +429,6 @@ static __always_inline int ct_handle(struct sk_buff *skb, const bool direct, __u
 	__u32 netns = 0, hdr_len = 0;
 	bool conn_ready = false;
 	bool is_drop = ct_cfg.flags & CT_CFG_DROP_PROBE;
-	__u64 pid_tgid;
 
 	/* Freed after use rather than dropped: not a drop (kernels with SKB_CONSUMED route
 	 * these to consume_skb; this keeps the rule where one does not). */
@@ -497,12 +522,8 @@ static __always_inline int ct_handle(struct sk_buff *skb, const bool direct, __u
 	if (!(ct_omit & CT_OMIT_TIME))
 		ev->ts = bpf_ktime_get_ns();
 	ev->skb_key = (__u64)v.head;
-	if (!(ct_omit & CT_OMIT_TASK)) {
-		pid_tgid = bpf_get_current_pid_tgid();
-		ev->pid = (__u32)pid_tgid;
-		ev->tgid = pid_tgid >> 32;
-		bpf_get_current_comm(ev->comm, sizeof(ev->comm));
-	}
+	if (!(ct_omit & CT_OMIT_TASK))
+		ct_fill_task(ev, direct);
 	ev->probe_id = ct_cfg.probe_id;
 	ev->hz = ct_hz;
 	ev->skb_len = v.len;
