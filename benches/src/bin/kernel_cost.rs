@@ -13,8 +13,8 @@
 
 use std::time::{Duration, Instant};
 
-use ct_bpf::{CollectorBuilder, KernelFilters, OmitStep, ProbeSpec};
 use ct_benches::{Netns, PINGS};
+use ct_bpf::{CollectorBuilder, KernelFilters, OmitStep, ProbeSpec};
 use ct_core::filter::CtFilter;
 
 struct BpfStats {

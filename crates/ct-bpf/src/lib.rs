@@ -52,6 +52,7 @@ mod packet;
 mod pcap;
 mod probe;
 mod raw;
+mod ring_queue;
 
 pub use check::{check, CheckItem, Report, Verdict};
 pub use collector::{
