@@ -788,7 +788,7 @@ impl Collector {
 
     fn deliver(&mut self, mut on_event: impl FnMut(Result<Event, DecodeError>)) -> usize {
         let decoder = &self.decoder;
-        // Read in place: the queue keeps records aligned.
+        // In place when aligned, which the queue's records are in practice.
         self.queue
             .borrow_mut()
             .drain(|bytes| on_event(decoder.decode(bytes)))

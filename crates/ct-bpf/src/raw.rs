@@ -225,20 +225,6 @@ impl RawCtEvent {
     }
 }
 
-/// `words` as bytes: storage for ring buffer records that keeps them 8-byte aligned, so
-/// that [`RawCtEvent::view`] reads them in place.
-pub(crate) fn words_as_bytes(words: &[u64]) -> &[u8] {
-    // SAFETY: u8 has no alignment requirement and every bit pattern is a valid u8; the
-    // slice covers exactly the words' bytes and borrows them.
-    unsafe { std::slice::from_raw_parts(words.as_ptr().cast::<u8>(), size_of_val(words)) }
-}
-
-/// `words` as bytes to write into (see [`words_as_bytes`]).
-pub(crate) fn words_as_bytes_mut(words: &mut [u64]) -> &mut [u8] {
-    // SAFETY: as words_as_bytes; any bytes written form valid u64s; the borrow is unique.
-    unsafe { std::slice::from_raw_parts_mut(words.as_mut_ptr().cast::<u8>(), size_of_val(words)) }
-}
-
 /// Per-probe configuration written into the object's `.rodata` before load.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ProbeConfig {
