@@ -336,10 +336,15 @@ fn skb_in_a_later_argument_slot_loads() {
 
 /// Every program the kernel cost bench times (one step left out at a time, and every
 /// fill step at once) loads, as a BTF and as a raw tracepoint: a step's test must not
-/// leave the verifier a path it refuses.
+/// leave the verifier a path it refuses. Bench programs only: run on the host, not on
+/// each kernel of the VM matrix (`CT_QUICK_KERNEL_TESTS=1`), whose time is CI's.
 #[test]
 fn programs_with_a_step_left_out_load() {
     if !ct_lab::bpf_loadable() {
+        return;
+    }
+    if std::env::var("CT_QUICK_KERNEL_TESTS").is_ok_and(|v| v == "1") {
+        eprintln!("skipped: bench programs are checked on the host only (CT_QUICK_KERNEL_TESTS=1)");
         return;
     }
     let mut variants: Vec<Vec<OmitStep>> = OmitStep::ALL.iter().map(|&s| vec![s]).collect();
@@ -348,7 +353,7 @@ fn programs_with_a_step_left_out_load() {
         for steps in &variants {
             let builder = steps.iter().fold(
                 CollectorBuilder::new()
-                    .probes(probes())
+                    .probe("tp:net:net_dev_start_xmit".parse().unwrap())
                     .raw_tracepoints(raw),
                 |b, &s| b.omit_step(s),
             );

@@ -673,6 +673,18 @@ impl RateLimit {
     }
 }
 
+/// Hands the heap that loading freed back to the kernel. Resolving probes and loading
+/// programs parses the kernel's BTF (megabytes, freed once the programs are loaded), and
+/// the allocator keeps freed memory resident. Measured while collecting (2026-11-30): the
+/// heap went from 3.7 to 2.9 MB of the 14.9 MB resident.
+fn release_startup_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only returns free memory of the allocator to the kernel.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -695,17 +707,5 @@ mod tests {
         assert!(hint.contains("12 packets seen"), "{hint}");
         assert!(hint.contains("nftables/iptables"), "{hint}");
         assert!(hint.contains("ct-cli check"), "{hint}");
-    }
-}
-
-/// Hands the heap that loading freed back to the kernel. Resolving probes and loading
-/// programs parses the kernel's BTF (megabytes, freed once the programs are loaded), and
-/// the allocator keeps freed memory resident. Measured while collecting (2026-11-30): the
-/// heap went from 3.7 to 2.9 MB of the 14.9 MB resident.
-fn release_startup_memory() {
-    #[cfg(target_env = "gnu")]
-    // SAFETY: malloc_trim only returns free memory of the allocator to the kernel.
-    unsafe {
-        libc::malloc_trim(0);
     }
 }
