@@ -9,6 +9,9 @@
 //! `--steps` first prints where the nanoseconds of a reported hit go: the program with
 //! one step left out at a time ([`OmitStep`]), each beside the empty program.
 //!
+//! Environment: `CT_BENCH_RING_KIB` (ring size), `CT_BENCH_STEPS_ONLY` (stop after the
+//! step table), `CT_BENCH_NO_TRACK` (no packet tracking).
+//!
 //! Run as root: `benches/kernel.sh` (builds release first). Prints Markdown tables.
 
 use std::time::{Duration, Instant};
@@ -92,12 +95,7 @@ fn per_hit_omitting(
     let mut ping = ns.ping_flood().spawn().map_err(|e| e.to_string())?;
     let mut events = 0u64;
     let deadline = Instant::now() + Duration::from_secs(120);
-    let no_read = std::env::var_os("CT_BENCH_NO_READ").is_some();
     loop {
-        if no_read {
-            let _ = ping.wait();
-            break;
-        }
         // Counted, not decoded: a program with a step left out writes incomplete records,
         // and decoding would take CPU from the flood being measured.
         collector
