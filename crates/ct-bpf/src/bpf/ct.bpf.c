@@ -277,21 +277,27 @@ static __always_inline bool ct_frees_data(const struct ct_skb_view *v)
  * self-IPI, which traps to the hypervisor in a VM), so records are submitted silently
  * and the reader is woken once each time the unread part of the ring grows past a
  * multiple of 1/16 of its size: the record whose end crosses the mark wakes it. Waking
- * on every record above the mark instead, while the reader is still on its way, cost
- * more than half of each hit (measured with benches/kernel.sh --steps). The test spans
+ * on every record above the mark instead, while the reader is still on its way, took
+ * 59 % of the program's time in a profile of `collect -o` under `ping -f` (benches/
+ * README.md). The test spans
  * two records, so that a record reserved by another CPU between this one's reserve and
  * its query does not hide the crossing; should one still be missed, the next mark
- * wakes the reader, and its poll timeout bounds the delay of a quiet trickle.
+ * wakes the reader, every record does once the ring is half full (the old rule, where
+ * it is cheap next to losing records), and the reader's poll timeout bounds the delay
+ * of a quiet trickle.
  */
 static __always_inline __u64 ct_wakeup_flags(void)
 {
 	__u64 avail = bpf_ringbuf_query(&ct_events, BPF_RB_AVAIL_DATA);
-	__u64 step = bpf_ringbuf_query(&ct_events, BPF_RB_RING_SIZE) / 16;
+	__u64 size = bpf_ringbuf_query(&ct_events, BPF_RB_RING_SIZE);
+	__u64 step = size / 16;
 	__u64 span = 2 * (sizeof(struct ct_raw_event) + CT_RINGBUF_HDR_LEN);
 	__u64 before = avail > span ? avail - span : 0;
 
 	if (!step || avail < step)
 		return BPF_RB_NO_WAKEUP;
+	if (avail >= size / 2)
+		return BPF_RB_FORCE_WAKEUP; /* half full: no missed wakeup may cost records */
 	return avail / step != before / step ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
 }
 
