@@ -278,13 +278,12 @@ static __always_inline bool ct_frees_data(const struct ct_skb_view *v)
  * and the reader is woken once each time the unread part of the ring grows past a
  * multiple of 1/16 of its size: the record whose end crosses the mark wakes it. Waking
  * on every record above the mark instead, while the reader is still on its way, took
- * 59 % of the program's time in a profile of `collect -o` under `ping -f` (benches/
- * README.md). The test spans
- * two records, so that a record reserved by another CPU between this one's reserve and
- * its query does not hide the crossing; should one still be missed, the next mark
- * wakes the reader, every record does once the ring is half full (the old rule, where
- * it is cheap next to losing records), and the reader's poll timeout bounds the delay
- * of a quiet trickle.
+ * 59 % of the program's time in a profile of `collect -o` under `ping -f` (see
+ * benches/README.md). The test spans two records, so that a record reserved by another
+ * CPU between this one's reserve and its query does not hide the crossing; should one
+ * still be missed, the next mark wakes the reader, every record does once the ring is
+ * half full (the old rule, where it is cheap next to losing records), and the reader's
+ * poll timeout bounds the delay of a quiet trickle.
  */
 static __always_inline __u64 ct_wakeup_flags(void)
 {
@@ -365,11 +364,11 @@ static __always_inline __u32 ct_read_header(__u8 *dst, const struct ct_skb_view 
 
 /*
  * The task the packet was seen in. BTF programs on kernels that have
- * bpf_get_current_task_btf (5.11+) read it with plain loads (two helper calls fewer, and
- * bpf_get_current_comm's string copy was the costliest helper of a hit, measured with
- * benches/kernel.sh --steps); the others, and older kernels, where the test below is
- * false at load time and the branch is removed, use the helpers. The kernel keeps comm
- * NUL-terminated; user space stops at the NUL.
+ * bpf_get_current_task_btf (5.11+) read it with plain loads: two helper calls fewer, and
+ * bpf_get_current_comm's string copy was the costliest helper of a hit (8-14 % of the
+ * program's samples in a profile under `ping -f`). The others, and older kernels, where
+ * the test below is false at load time and the branch is removed, use the helpers. The
+ * kernel keeps comm NUL-terminated; user space stops at the NUL.
  */
 static __always_inline void ct_fill_task(struct ct_raw_event *ev, const bool direct)
 {
