@@ -1,1 +1,6 @@
-//! Benchmarks live in `benches/` (user space) and `benches/kernel.sh` (kernel).
+//! Benchmarks live in `benches/` (user space), `benches/kernel.sh` (kernel, end to end)
+//! and `src/bin/` (the programs kernel.sh runs); this library holds what those share.
+
+mod lab;
+
+pub use lab::{sh, vm_rss_kb, Netns, PINGS};

@@ -6,7 +6,6 @@
 //! probe: links go first, then the programs and maps.
 
 use std::cell::RefCell;
-use std::collections::VecDeque;
 use std::os::fd::AsFd;
 use std::rc::Rc;
 use std::time::Duration;
@@ -20,6 +19,7 @@ use crate::filter::{CompiledFilters, KernelFilters};
 use crate::kernel::{has_bpf_privileges, kernel_hz, kprobes_supported, DropReasons, KernelBtf};
 use crate::probe::{ProbeSpec, ResolvedProbe, DROP_TRACEPOINT};
 use crate::raw::{write_rodata, ProbeConfig, RawCtEvent, SCRATCH_CONN_LEN, SCRATCH_SKB_LEN};
+use crate::ring_queue::RecordQueue;
 use crate::Error;
 
 static BPF_OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/ct.bpf.o"));
@@ -155,6 +155,7 @@ pub struct CollectorBuilder {
     filters: KernelFilters,
     headers: bool,
     pcap: Option<PcapFilter>,
+    omit: u32,
 }
 
 impl Default for CollectorBuilder {
@@ -170,6 +171,7 @@ impl Default for CollectorBuilder {
             filters: KernelFilters::default(),
             headers: false,
             pcap: None,
+            omit: 0,
         }
     }
 }
@@ -237,6 +239,14 @@ impl CollectorBuilder {
         self
     }
 
+    /// Leaves `step` out of every probe's program, for the kernel cost bench: the events
+    /// it writes are incomplete, so this is never for collecting.
+    #[doc(hidden)]
+    pub fn omit_step(mut self, step: crate::OmitStep) -> Self {
+        self.omit |= step.bit();
+        self
+    }
+
     /// Keeps the header bytes the program copied (from the network header on, at most
     /// [`PKT_HDR_LEN`](crate::raw::PKT_HDR_LEN)) in each event's `packet.headers`.
     pub fn headers(mut self, yes: bool) -> Self {
@@ -295,11 +305,11 @@ impl CollectorBuilder {
         }
         let shared = shared.ok_or(Error::NoProbes)?;
 
-        let queue: Rc<RefCell<VecDeque<RingRecord>>> = Rc::default();
+        let queue: Rc<RefCell<RecordQueue>> = Rc::default();
         let sink = Rc::clone(&queue);
         let mut ring = libbpf_rs::RingBufferBuilder::new();
         ring.add(&shared.events, move |bytes: &[u8]| {
-            sink.borrow_mut().push_back(RingRecord::from_bytes(bytes));
+            sink.borrow_mut().push(bytes);
             0
         })
         .map_err(Error::Ring)?;
@@ -428,6 +438,7 @@ impl CollectorBuilder {
             reason_arg: probe.reason_arg.filter(|_| reasons.is_some()),
             consumed: reasons.and_then(DropReasons::consumed),
             pcap: self.pcap.is_some(),
+            omit: self.omit,
         };
         let label = probe.spec.to_string();
         let load = |program| {
@@ -619,7 +630,7 @@ pub struct Collector {
     // Field order is drop order: detach before closing programs and maps.
     links: Vec<Link>,
     ring: RingBuffer<'static>,
-    queue: Rc<RefCell<VecDeque<RingRecord>>>,
+    queue: Rc<RefCell<RecordQueue>>,
     lost: MapHandle,
     _events: MapHandle,
     _scratch: MapHandle,
@@ -753,9 +764,10 @@ impl Collector {
         mut on_record: impl FnMut(&RingRecord),
     ) -> Result<usize, Error> {
         self.wait_and_read(timeout)?;
-        let mut queue = self.queue.borrow_mut();
-        let n = queue.len();
-        queue.drain(..).for_each(|record| on_record(&record));
+        let n = self
+            .queue
+            .borrow_mut()
+            .drain(|bytes| on_record(&RingRecord::from_bytes(bytes)));
         Ok(n)
     }
 
@@ -775,12 +787,11 @@ impl Collector {
     }
 
     fn deliver(&mut self, mut on_event: impl FnMut(Result<Event, DecodeError>)) -> usize {
-        let mut queue = self.queue.borrow_mut();
-        let n = queue.len();
-        for record in queue.drain(..) {
-            on_event(record.decode(&self.decoder));
-        }
-        n
+        let decoder = &self.decoder;
+        // In place when aligned, which the queue's records are in practice.
+        self.queue
+            .borrow_mut()
+            .drain(|bytes| on_event(decoder.decode(bytes)))
     }
 
     /// Events the kernel could not put in the ring buffer (it was full), since start.

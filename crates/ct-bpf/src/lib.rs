@@ -44,10 +44,12 @@ mod filter;
 mod ids;
 mod kernel;
 mod netns;
+mod omit;
 mod packet;
 mod pcap;
 mod probe;
 mod raw;
+mod ring_queue;
 
 pub use check::{check, CheckItem, Report, Verdict};
 pub use collector::{
@@ -63,6 +65,7 @@ pub use kernel::{
     DROP_REASON_ENUM, MODULE_BTF_SINCE, NF_CONNTRACK_BTF, VMLINUX_BTF,
 };
 pub use netns::{netns_inode, netns_inode_of_path, netns_spec_path, NetnsError, NETNS_RUN_DIR};
+pub use omit::OmitStep;
 pub use pcap::PCAP_COPY_LEN;
 pub use probe::{
     default_probes, ProbeSpec, ProbeSpecError, ResolvedProbe, DEFAULT_KPROBES, DEFAULT_TRACEPOINTS,

@@ -257,6 +257,8 @@ pub struct ProbeConfig {
     pub hz: u32,
     /// Run the tcpdump filter written into the program's regions.
     pub pcap: bool,
+    /// Steps left out (`ct_omit`, [`OmitStep`](crate::OmitStep) bits): benches only.
+    pub omit: u32,
 }
 
 /// Writes `cfg` and the compiled `filters` into a `.rodata` initial image. Errors if the
@@ -267,9 +269,10 @@ pub(crate) fn write_rodata(
     filters: &crate::filter::CompiledFilters,
 ) -> Result<(), usize> {
     let hz_at = offset_of!(c::rodata, ct_hz);
+    let omit_at = offset_of!(c::rodata, ct_omit);
     let off = offset_of!(c::rodata, ct_cfg);
     // The section ends with its last variable; the generated struct may be padded past it.
-    let needed = (hz_at + size_of::<u32>()).max(off + size_of::<c::ct_probe_cfg>());
+    let needed = (hz_at.max(omit_at) + size_of::<u32>()).max(off + size_of::<c::ct_probe_cfg>());
     if image.len() < needed || image.len() > size_of::<c::rodata>() {
         return Err(image.len());
     }
@@ -300,6 +303,7 @@ pub(crate) fn write_rodata(
         }
     }
     image[hz_at..hz_at + size_of::<u32>()].copy_from_slice(&cfg.hz.to_ne_bytes());
+    image[omit_at..omit_at + size_of::<u32>()].copy_from_slice(&cfg.omit.to_ne_bytes());
     // SAFETY: bounds checked above; ct_probe_cfg is plain integers and arrays of them;
     // write_unaligned copes with the image's alignment.
     unsafe {
@@ -392,6 +396,7 @@ mod tests {
             skb_arg: 1,
             netns: Some(0xabcd),
             require_ct: true,
+            omit: 0x21,
             ..Default::default()
         };
         let filters = crate::filter::CompiledFilters::default();
@@ -405,6 +410,11 @@ mod tests {
         assert_eq!(
             word(3),
             c::ct_cfg_flag::CT_CFG_NETNS.0 | c::ct_cfg_flag::CT_CFG_REQUIRE_CT.0
+        );
+        let at = offset_of!(c::rodata, ct_omit);
+        assert_eq!(
+            u32::from_ne_bytes(image[at..at + 4].try_into().unwrap()),
+            0x21
         );
         assert!(write_rodata(&mut [0u8; 2], &cfg, &filters).is_err());
     }

@@ -2,7 +2,7 @@
 //! the largest ones (a full packet program, four meta filters through pointers, every
 //! conntrack filter). Needs root; elsewhere it prints why it skips (ct-lab's gate).
 
-use ct_bpf::{CollectorBuilder, KernelFilters, ProbeSpec, Program};
+use ct_bpf::{CollectorBuilder, KernelFilters, OmitStep, ProbeSpec, Program};
 use ct_bpf::{MetaFilter, MAX_INSNS};
 use ct_core::filter::{CtFilter, DropFilter, PacketFilter};
 
@@ -331,5 +331,39 @@ fn skb_in_a_later_argument_slot_loads() {
             "{spec}: {:?}",
             loaded[0].fallback
         );
+    }
+}
+
+/// Every program the kernel cost bench times (one step left out at a time, and every
+/// fill step at once) loads, as a BTF and as a raw tracepoint: a step's test must not
+/// leave the verifier a path it refuses. Bench programs only: run on the host, not on
+/// each kernel of the VM matrix (`CT_QUICK_KERNEL_TESTS=1`), whose time is CI's.
+#[test]
+fn programs_with_a_step_left_out_load() {
+    if !ct_lab::bpf_loadable() {
+        return;
+    }
+    if std::env::var("CT_QUICK_KERNEL_TESTS").is_ok_and(|v| v == "1") {
+        eprintln!("skipped: bench programs are checked on the host only (CT_QUICK_KERNEL_TESTS=1)");
+        return;
+    }
+    let mut variants: Vec<Vec<OmitStep>> = OmitStep::ALL.iter().map(|&s| vec![s]).collect();
+    variants.push(OmitStep::ALL.to_vec());
+    for raw in [false, true] {
+        for steps in &variants {
+            let builder = steps.iter().fold(
+                CollectorBuilder::new()
+                    .probe("tp:net:net_dev_start_xmit".parse().unwrap())
+                    .raw_tracepoints(raw),
+                |b, &s| b.omit_step(s),
+            );
+            let loaded = builder
+                .verify()
+                .unwrap_or_else(|e| panic!("raw={raw}, without {steps:?}: {e}"));
+            assert!(
+                loaded.iter().all(|l| l.fallback.is_none()),
+                "raw={raw}, without {steps:?}: {loaded:?}"
+            );
+        }
     }
 }

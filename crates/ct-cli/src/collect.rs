@@ -137,6 +137,7 @@ pub fn run(args: &CollectArgs) -> anyhow::Result<ExitCode> {
         }
     };
 
+    release_startup_memory();
     let names: Vec<String> = specs.iter().map(ToString::to_string).collect();
     eprintln!(
         "ct-cli: attached {} probe{} ({}); collecting",
@@ -669,6 +670,18 @@ impl RateLimit {
             .window
             .is_some_and(|w| now - w >= Duration::from_secs(1));
         (self.suppressed > 0 && over).then(|| std::mem::take(&mut self.suppressed))
+    }
+}
+
+/// Hands the heap that loading freed back to the kernel. Resolving probes and loading
+/// programs parses the kernel's BTF (megabytes, freed once the programs are loaded), and
+/// the allocator keeps freed memory resident. Measured while collecting (2026-11-30): the
+/// heap went from 3.7 to 2.9 MB of the 14.9 MB resident.
+fn release_startup_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only returns free memory of the allocator to the kernel.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 

@@ -26,6 +26,25 @@ const volatile struct ct_probe_cfg ct_cfg = {};
  * against the layout and takes the values from there. */
 const volatile struct ct_raw_event ct_event_layout = {};
 
+/*
+ * Steps of a reported hit left out, for benches/ to measure what each costs (a program
+ * with one step removed, timed beside the full one and the empty one). Always 0 when
+ * collecting: the verifier then prunes every test of it, so it costs nothing.
+ */
+enum ct_omit_step {
+	CT_OMIT_REPORT = 1 << 0, /* everything after the filters: no record at all */
+	CT_OMIT_ZERO = 1 << 1,   /* zeroing the reserved record */
+	CT_OMIT_TIME = 1 << 2,   /* bpf_ktime_get_ns */
+	CT_OMIT_TASK = 1 << 3,   /* pid, tgid, comm */
+	CT_OMIT_DEV = 1 << 4,    /* netns, ifindex, ifname */
+	CT_OMIT_HDR = 1 << 5,    /* the packet header copy */
+	CT_OMIT_CT = 1 << 6,     /* the whole conntrack extraction */
+	CT_OMIT_CT_FIELDS = 1 << 7, /* conntrack: the nf_conn copy only, no fields picked */
+	CT_OMIT_TRACK = 1 << 8,  /* fingerprint and first-seen table */
+	CT_OMIT_WAKEUP = 1 << 9, /* the two ring queries deciding the wakeup (flags 0) */
+};
+const volatile __u32 ct_omit = 0;
+
 struct ct_abi {
 	enum ct_record record;
 	enum ct_conn_present conn_present;
@@ -38,6 +57,7 @@ struct ct_abi {
 	enum ct_meta_kind meta_kind;
 	enum ct_limit limit;
 	enum ct_pcap_layout pcap_layout;
+	enum ct_omit_step omit_step;
 };
 const volatile struct ct_abi ct_abi_witness = {};
 
@@ -48,6 +68,9 @@ const volatile struct ct_abi ct_abi_witness = {};
  * containers, chroots), even a weak one.
  */
 const volatile __u32 ct_hz = 0;
+
+/* The kernel's header in front of each ring buffer record (BPF_RINGBUF_HDR_SZ). */
+#define CT_RINGBUF_HDR_LEN 8
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -251,16 +274,31 @@ static __always_inline bool ct_frees_data(const struct ct_skb_view *v)
 }
 
 /*
- * Waking the reader for every record costs more than the whole extraction under load, so
- * records are submitted silently until the unread part of the ring passes 1/16 of its
- * size; the reader's poll timeout bounds the delay of a quiet trickle.
+ * Waking the reader costs more than the whole extraction (an irq_work raised by a
+ * self-IPI, which traps to the hypervisor in a VM), so records are submitted silently
+ * and the reader is woken once each time the unread part of the ring grows past a
+ * multiple of 1/16 of its size: the record whose end crosses the mark wakes it. Waking
+ * on every record above the mark instead, while the reader is still on its way, took
+ * 59 % of the program's time in a profile of `collect -o` under `ping -f` (see
+ * benches/README.md). The test spans two records, so that a record reserved by another
+ * CPU between this one's reserve and its query does not hide the crossing; should one
+ * still be missed, the next mark wakes the reader, every record does once the ring is
+ * half full (the old rule, where it is cheap next to losing records), and the reader's
+ * poll timeout bounds the delay of a quiet trickle.
  */
 static __always_inline __u64 ct_wakeup_flags(void)
 {
 	__u64 avail = bpf_ringbuf_query(&ct_events, BPF_RB_AVAIL_DATA);
 	__u64 size = bpf_ringbuf_query(&ct_events, BPF_RB_RING_SIZE);
+	__u64 step = size / 16;
+	__u64 span = 2 * (sizeof(struct ct_raw_event) + CT_RINGBUF_HDR_LEN);
+	__u64 before = avail > span ? avail - span : 0;
 
-	return avail >= size / 16 ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+	if (!step || avail < step)
+		return BPF_RB_NO_WAKEUP;
+	if (avail >= size / 2)
+		return BPF_RB_FORCE_WAKEUP; /* half full: no missed wakeup may cost records */
+	return avail / step != before / step ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
 }
 
 static __always_inline void ct_count_lost(void)
@@ -325,6 +363,32 @@ static __always_inline __u32 ct_read_header(__u8 *dst, const struct ct_skb_view 
 	return avail;
 }
 
+/*
+ * The task the packet was seen in. BTF programs on kernels that have
+ * bpf_get_current_task_btf (5.11+) read it with plain loads: two helper calls fewer, and
+ * bpf_get_current_comm's string copy was the costliest helper of a hit (8-14 % of the
+ * program's samples in a profile under `ping -f`). The others, and older kernels, where
+ * the test below is false at load time and the branch is removed, use the helpers. The
+ * kernel keeps comm NUL-terminated; user space stops at the NUL.
+ */
+static __always_inline void ct_fill_task(struct ct_raw_event *ev, const bool direct)
+{
+	__u64 pid_tgid;
+
+	if (direct && bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_get_current_task_btf)) {
+		struct task_struct *task = bpf_get_current_task_btf();
+
+		ev->pid = task->pid;
+		ev->tgid = task->tgid;
+		__builtin_memcpy(ev->comm, task->comm, sizeof(ev->comm));
+		return;
+	}
+	pid_tgid = bpf_get_current_pid_tgid();
+	ev->pid = (__u32)pid_tgid;
+	ev->tgid = pid_tgid >> 32;
+	bpf_get_current_comm(ev->comm, sizeof(ev->comm));
+}
+
 /* Conntrack filters on the connection itself (mark, zone, status), copied into `buf`. */
 static __always_inline bool ct_conn_filters(unsigned long nfct, __u8 *buf)
 {
@@ -371,7 +435,6 @@ static __always_inline int ct_handle(struct sk_buff *skb, const bool direct, __u
 	__u32 netns = 0, hdr_len = 0;
 	bool conn_ready = false;
 	bool is_drop = ct_cfg.flags & CT_CFG_DROP_PROBE;
-	__u64 pid_tgid;
 
 	/* Freed after use rather than dropped: not a drop (kernels with SKB_CONSUMED route
 	 * these to consume_skb; this keeps the rule where one does not). */
@@ -452,24 +515,26 @@ static __always_inline int ct_handle(struct sk_buff *skb, const bool direct, __u
 	}
 
 	/* From here on the packet is reported. */
+	if (ct_omit & CT_OMIT_REPORT)
+		return 0;
 	ev = bpf_ringbuf_reserve(&ct_events, sizeof(*ev), 0);
 	if (!ev) {
 		ct_count_lost();
 		return 0;
 	}
-	__builtin_memset(ev, 0, sizeof(*ev));
+	if (!(ct_omit & CT_OMIT_ZERO))
+		__builtin_memset(ev, 0, sizeof(*ev));
 
-	ev->ts = bpf_ktime_get_ns();
+	if (!(ct_omit & CT_OMIT_TIME))
+		ev->ts = bpf_ktime_get_ns();
 	ev->skb_key = (__u64)v.head;
-	pid_tgid = bpf_get_current_pid_tgid();
-	ev->pid = (__u32)pid_tgid;
-	ev->tgid = pid_tgid >> 32;
-	bpf_get_current_comm(ev->comm, sizeof(ev->comm));
+	if (!(ct_omit & CT_OMIT_TASK))
+		ct_fill_task(ev, direct);
 	ev->probe_id = ct_cfg.probe_id;
 	ev->hz = ct_hz;
 	ev->skb_len = v.len;
 	ev->l3_proto = v.protocol;
-	if (!(ct_cfg.flags & CT_CFG_NETNS))
+	if (!(ct_cfg.flags & CT_CFG_NETNS) && !(ct_omit & CT_OMIT_DEV))
 		netns = ct_netns_of(v.dev, v.sk, direct);
 	ev->netns = netns;
 	if (netns)
@@ -482,7 +547,7 @@ static __always_inline int ct_handle(struct sk_buff *skb, const bool direct, __u
 			ev->drop_subsys = (__u16)(reason >> 16);
 		}
 	}
-	if (v.dev) {
+	if (v.dev && !(ct_omit & CT_OMIT_DEV)) {
 		const struct net_device *dev = v.dev;
 
 		if (direct) {
@@ -498,11 +563,16 @@ static __always_inline int ct_handle(struct sk_buff *skb, const bool direct, __u
 	if (ct_cfg.flags & CT_CFG_PKT_FILTER) {
 		__builtin_memcpy(ev->hdr, scratch->hdr, CT_PKT_HDR_LEN);
 		ev->hdr_len = hdr_len;
-	} else {
+	} else if (!(ct_omit & CT_OMIT_HDR)) {
 		ev->hdr_len = ct_read_header(ev->hdr, &v);
 	}
-	ct_fill(ev, v.nfct, scratch, conn_ready);
-	if (ct_cfg.flags & CT_CFG_TRACK) {
+	if (ct_omit & CT_OMIT_CT_FIELDS) {
+		if (v.nfct & ~CT_CTINFO_MASK)
+			ct_read_conn(scratch->conn, (const void *)(v.nfct & ~CT_CTINFO_MASK));
+	} else if (!(ct_omit & CT_OMIT_CT)) {
+		ct_fill(ev, v.nfct, scratch, conn_ready);
+	}
+	if ((ct_cfg.flags & CT_CFG_TRACK) && !(ct_omit & CT_OMIT_TRACK)) {
 		__u64 fp = ct_fingerprint(ev->hdr, ev->hdr_len);
 		__u64 key = fp ? fp : ev->skb_key;
 
@@ -511,7 +581,7 @@ static __always_inline int ct_handle(struct sk_buff *skb, const bool direct, __u
 			ct_track_end(key);
 	}
 
-	bpf_ringbuf_submit(ev, ct_wakeup_flags());
+	bpf_ringbuf_submit(ev, (ct_omit & CT_OMIT_WAKEUP) ? 0 : ct_wakeup_flags());
 	return 0;
 }
 

@@ -127,6 +127,19 @@ struct pt_regs {
 #define IPPROTO_UDPLITE 136
 #endif
 
+/* --- the current task --------------------------------------------------------------------- */
+
+/* Only to ask whether the running kernel has a helper (bpf_core_enum_value_exists). */
+enum bpf_func_id {
+	BPF_FUNC_get_current_task_btf = 158,
+};
+
+struct task_struct {
+	int pid;
+	int tgid;
+	char comm[16];
+} __attribute__((preserve_access_index));
+
 /* --- namespaces and devices ------------------------------------------------------------ */
 
 struct ns_common {
