@@ -261,5 +261,8 @@ impl Serialize for PacketGroup<'_> {
     }
 }
 
+mod stream;
 #[cfg(test)]
 mod tests;
+
+pub use stream::PacketSorter;
