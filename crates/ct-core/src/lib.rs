@@ -118,4 +118,6 @@ pub use render::{
     write_conn, write_ct, write_event, write_header, write_io, write_nft, write_packet,
     write_tcp_flags, write_tuple, Layout, Render, Rendered, CONTINUATION_INDENT, SECTION_INDENT,
 };
-pub use sort::{group_packets, write_packets, write_packets_io, PacketGroup, PacketSorter};
+pub use sort::{
+    group_packets, write_packet_io, write_packets, write_packets_io, PacketGroup, PacketSorter,
+};

@@ -554,3 +554,21 @@ proptest! {
         prop_assert_eq!(groups, expected);
     }
 }
+
+#[test]
+fn groups_written_one_at_a_time_are_the_view_written_at_once() {
+    let events = router_scenario();
+    let groups = group_packets(&events);
+    for format in Format::ALL {
+        let mut one_by_one = Vec::new();
+        for (i, group) in groups.iter().enumerate() {
+            write_packet_io(&mut one_by_one, group, i as u64, format).unwrap();
+        }
+        let mut at_once = Vec::new();
+        write_packets_io(&mut at_once, &groups, format).unwrap();
+        assert_eq!(
+            String::from_utf8(one_by_one).unwrap(),
+            String::from_utf8(at_once).unwrap()
+        );
+    }
+}
