@@ -534,7 +534,7 @@ pub struct ViewArgs {
 }
 
 /// `--window`'s default, [`StreamLimits::DEFAULT_WINDOW`] as the parser reads it.
-const DEFAULT_WINDOW: &str = "500ms";
+const DEFAULT_WINDOW: &str = "100ms";
 
 impl ViewArgs {
     /// The limits of the streaming views.

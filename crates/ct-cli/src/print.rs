@@ -152,21 +152,27 @@ fn read_stream<W: Write>(
     Ok(result.map(|()| (name, bad, kept)))
 }
 
-/// Says on stderr what the bounds of a streaming view did, when they changed its output.
+/// Says on stderr what the bounds of a streaming view did, when they may have changed its
+/// output.
 fn report_bounds(view: &str, stats: StreamStats, args: &ViewArgs) {
+    let plural = |n: u64| if n == 1 { "" } else { "s" };
     if stats.forced > 0 {
         eprintln!(
-            "ct-cli: {view}: {} time{} more than {} packets were open at once and the oldest              was taken as complete early (its later events, if any, are shown apart); raise              --max-open",
+            "ct-cli: {view}: {} time{} more than --max-open {} packets were open at once and \
+             the oldest was taken as complete before --window {:?} had passed (a later event \
+             of it would be shown apart); raise --max-open",
             stats.forced,
-            if stats.forced == 1 { "" } else { "s" },
+            plural(stats.forced),
             args.max_open,
+            args.window,
         );
     }
     if stats.late > 0 {
         eprintln!(
-            "ct-cli: {view}: {} event{} came more than --window {:?} after newer ones and may              be out of place; raise --window",
+            "ct-cli: {view}: {} event{} came more than --window {:?} after newer ones and may \
+             be out of place; raise --window",
             stats.late,
-            if stats.late == 1 { "" } else { "s" },
+            plural(stats.late),
             args.window,
         );
     }

@@ -214,7 +214,7 @@ impl<R: BufRead> EventReader<R> {
                 });
             }
             seen_any = true;
-            let newline = available.iter().position(|&b| b == b'\n');
+            let newline = memchr::memchr(b'\n', available);
             let chunk = &available[..newline.unwrap_or(available.len())];
             if !too_long {
                 if self.buf.len() + chunk.len() > self.max_line_bytes {
@@ -276,7 +276,7 @@ impl<R: BufRead> Iterator for EventReader<R> {
             if bytes.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            let text = match std::str::from_utf8(bytes) {
+            let text = match ascii_or_utf8(bytes) {
                 Ok(text) => text,
                 Err(e) => {
                     return fail(LineErrorKind::NotUtf8 {
@@ -292,6 +292,16 @@ impl<R: BufRead> Iterator for EventReader<R> {
 }
 
 mod read;
+/// The line as text: ASCII (what events files are) is checked a word at a time.
+fn ascii_or_utf8(bytes: &[u8]) -> Result<&str, std::str::Utf8Error> {
+    if bytes.is_ascii() {
+        // SAFETY: ASCII is valid UTF-8.
+        Ok(unsafe { std::str::from_utf8_unchecked(bytes) })
+    } else {
+        std::str::from_utf8(bytes)
+    }
+}
+
 #[cfg(test)]
 mod tests;
 mod write;

@@ -23,12 +23,15 @@ pub struct StreamLimits {
 }
 
 impl StreamLimits {
-    /// The default window: a packet crosses a host in microseconds, and events reach the
-    /// file in time order but for the few microseconds between CPUs.
-    pub const DEFAULT_WINDOW: Duration = Duration::from_millis(500);
-    /// The default bound on open groups: about 30 MB of events for `sort` at the eight
-    /// events a forwarded packet has.
-    pub const DEFAULT_MAX_OPEN: usize = 8192;
+    /// The default window. A packet crosses a host in microseconds and events reach the
+    /// file in time order but for microseconds between CPUs; in a `ping -f` capture
+    /// through a NAT router (750k events) the longest gap between two events of one packet
+    /// was 25 ms and the latest event 26 us late.
+    pub const DEFAULT_WINDOW: Duration = Duration::from_millis(100);
+    /// The default bound on open groups: at about four events per packet and 700 bytes per
+    /// event held, about 45 MB of events for `sort`. A flood of 400k events a second has
+    /// about 10k packets in the default window.
+    pub const DEFAULT_MAX_OPEN: usize = 16384;
 
     /// The window in nanoseconds (the unit of event timestamps), saturating.
     pub(crate) fn window_ns(&self) -> u64 {

@@ -8,7 +8,7 @@
 //! this reader only has to agree with serde on the lines it takes, which the proptests
 //! in `jsonl/tests.rs` hold it to.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
 use crate::labels::parse_labels;
@@ -31,6 +31,7 @@ impl SchemaReader {
     /// The event on `line`, or `None` where the serde model must decide.
     pub(crate) fn parse(&mut self, line: &str) -> Option<Event> {
         let mut c = Cursor {
+            s: line,
             b: line.as_bytes(),
             i: 0,
         };
@@ -41,59 +42,60 @@ impl SchemaReader {
 
     fn event(&mut self, c: &mut Cursor<'_>) -> Option<Event> {
         let mut e = Event::default();
-        let mut seen = Seen::default();
-        c.object(|c, key| {
-            match key {
-                "timestamp" => {
-                    seen.once(0)?;
-                    e.timestamp = c.opt(Cursor::u64)?;
+        c.fields_of(
+            &[
+                "timestamp",
+                "task",
+                "probe",
+                "netns",
+                "tracking",
+                "packet",
+                "drop",
+                "ct",
+                "nft",
+            ],
+            |c, index| {
+                match index {
+                    0 => {
+                        e.timestamp = c.opt(Cursor::u64)?;
+                    }
+                    1 => {
+                        e.task = c.opt(task)?;
+                    }
+                    2 => {
+                        e.probe = c.opt(|c| self.probe(c))?;
+                    }
+                    3 => {
+                        e.netns = c.opt(Cursor::uint)?;
+                    }
+                    4 => {
+                        e.tracking = c.opt(tracking)?;
+                    }
+                    5 => {
+                        e.packet = c.opt(packet)?;
+                    }
+                    6 => {
+                        e.drop = c.opt(drop_info)?;
+                    }
+                    7 => {
+                        e.ct = c.opt(ct_event)?;
+                    }
+                    8 => {
+                        e.nft = c.opt(nft)?;
+                    }
+                    _ => return None,
                 }
-                "task" => {
-                    seen.once(1)?;
-                    e.task = c.opt(task)?;
-                }
-                "probe" => {
-                    seen.once(2)?;
-                    e.probe = c.opt(|c| self.probe(c))?;
-                }
-                "netns" => {
-                    seen.once(3)?;
-                    e.netns = c.opt(Cursor::uint)?;
-                }
-                "tracking" => {
-                    seen.once(4)?;
-                    e.tracking = c.opt(tracking)?;
-                }
-                "packet" => {
-                    seen.once(5)?;
-                    e.packet = c.opt(packet)?;
-                }
-                "drop" => {
-                    seen.once(6)?;
-                    e.drop = c.opt(drop_info)?;
-                }
-                "ct" => {
-                    seen.once(7)?;
-                    e.ct = c.opt(ct_event)?;
-                }
-                "nft" => {
-                    seen.once(8)?;
-                    e.nft = c.opt(nft)?;
-                }
-                _ => return None,
-            }
-            Some(())
-        })?;
+                Some(())
+            },
+        )?;
         Some(e)
     }
 
     fn probe(&mut self, c: &mut Cursor<'_>) -> Option<ProbeInfo> {
         let (mut kind, mut name) = (None, None);
-        let mut seen = Seen::default();
-        c.object(|c, key| {
-            match key {
-                "type" => {
-                    seen.once(0)?;
+        c.fields_of(&["type", "name"], |c, index| {
+            match index {
+                0 => {
                     kind = Some(match c.string()? {
                         "tp" => ProbeKind::Tp,
                         "kp" => ProbeKind::Kp,
@@ -101,8 +103,7 @@ impl SchemaReader {
                         _ => return None,
                     });
                 }
-                "name" => {
-                    seen.once(1)?;
+                1 => {
                     name = Some(self.probe_name(c.string()?));
                 }
                 _ => return None,
@@ -127,23 +128,9 @@ impl SchemaReader {
     }
 }
 
-/// Which keys of an object were read, to give duplicates to serde (which refuses them).
-#[derive(Default)]
-struct Seen(u32);
-
-impl Seen {
-    fn once(&mut self, bit: u32) -> Option<()> {
-        let mask = 1 << bit;
-        if self.0 & mask != 0 {
-            return None;
-        }
-        self.0 |= mask;
-        Some(())
-    }
-}
-
 /// A position in a line.
 struct Cursor<'a> {
+    s: &'a str,
     b: &'a [u8],
     i: usize,
 }
@@ -152,6 +139,10 @@ impl<'a> Cursor<'a> {
     /// Skips JSON whitespace.
     #[inline]
     fn ws(&mut self) {
+        // Events files have none: one test for the usual case.
+        if self.b.get(self.i).is_some_and(|&b| b > b' ') {
+            return;
+        }
         while let Some(b' ' | b'\n' | b'\t' | b'\r') = self.b.get(self.i) {
             self.i += 1;
         }
@@ -174,16 +165,18 @@ impl<'a> Cursor<'a> {
     fn string(&mut self) -> Option<&'a str> {
         self.eat(b'"')?;
         let start = self.i;
-        let rest = self.b.get(start..)?;
-        let len = rest
+        let len = memchr::memchr(b'"', self.b.get(start..)?)?;
+        let text = &self.b[start..start + len];
+        // No early exit, so that it is done many bytes at a time.
+        let plain = text
             .iter()
-            .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
-        if rest[len] != b'"' {
+            .fold(true, |plain, &b| plain & (b != b'\\') & (b >= 0x20));
+        if !plain {
             return None;
         }
         self.i = start + len + 1;
-        // The line is UTF-8 and the cut is at ASCII quotes.
-        std::str::from_utf8(&rest[..len]).ok()
+        // Cut at ASCII quotes, so at character boundaries.
+        self.s.get(start..start + len)
     }
 
     /// An integer in plain digits (`0`, or no leading zero), within `u64`.
@@ -236,18 +229,38 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    /// An object: `field` reads each key's value.
+    /// An object whose keys are `keys`, each at most once (a key twice, or another key,
+    /// gives up): `field` reads the value of `keys[i]`. Keys are tried in the order given
+    /// first, the order the writer uses.
     #[inline]
-    fn object(&mut self, mut field: impl FnMut(&mut Self, &'a str) -> Option<()>) -> Option<()> {
+    fn fields_of(
+        &mut self,
+        keys: &[&str],
+        mut field: impl FnMut(&mut Self, usize) -> Option<()>,
+    ) -> Option<()> {
         self.eat(b'{')?;
         if self.peek()? == b'}' {
             self.i += 1;
             return Some(());
         }
+        let mut seen = 0u32;
+        let mut next = 0;
         loop {
-            let key = self.string()?;
+            let index = match keys.get(next) {
+                Some(expected) if self.quoted(expected) => next,
+                _ => {
+                    let key = self.string()?;
+                    keys.iter().position(|k| *k == key)?
+                }
+            };
+            let bit = 1 << index;
+            if seen & bit != 0 {
+                return None;
+            }
+            seen |= bit;
+            next = index + 1;
             self.eat(b':')?;
-            field(self, key)?;
+            field(self, index)?;
             match self.peek()? {
                 b',' => self.i += 1,
                 b'}' => {
@@ -257,6 +270,23 @@ impl<'a> Cursor<'a> {
                 _ => return None,
             }
         }
+    }
+
+    /// Takes `"word"` if it comes next.
+    #[inline]
+    fn quoted(&mut self, word: &str) -> bool {
+        self.ws();
+        let end = self.i + word.len() + 2;
+        // Byte by byte: keys are short, and a call to memcmp costs more than them.
+        let found = self.b.get(self.i..end).is_some_and(|at| {
+            at[0] == b'"'
+                && at[at.len() - 1] == b'"'
+                && at[1..].iter().zip(word.as_bytes()).all(|(a, b)| a == b)
+        });
+        if found {
+            self.i = end;
+        }
+        found
     }
 
     /// An externally tagged enum variant: `{"name": value}`, `variant` reading the value.
@@ -275,7 +305,11 @@ impl<'a> Cursor<'a> {
     }
 
     fn ip(&mut self) -> Option<IpAddr> {
-        self.string()?.parse().ok()
+        let text = self.string()?;
+        match ipv4(text.as_bytes()) {
+            Some(v4) => Some(IpAddr::V4(v4)),
+            None => text.parse().ok(),
+        }
     }
 
     fn arc(&mut self) -> Option<Arc<str>> {
@@ -283,21 +317,47 @@ impl<'a> Cursor<'a> {
     }
 }
 
+/// A dotted quad in its usual spelling (no leading zeros), which `IpAddr::from_str` reads
+/// the same; anything else is left to it.
+fn ipv4(text: &[u8]) -> Option<Ipv4Addr> {
+    let mut octets = [0u8; 4];
+    let mut i = 0;
+    for (n, octet) in octets.iter_mut().enumerate() {
+        if n > 0 {
+            if text.get(i) != Some(&b'.') {
+                return None;
+            }
+            i += 1;
+        }
+        let start = i;
+        let mut value: u32 = 0;
+        while let Some(&d @ b'0'..=b'9') = text.get(i) {
+            value = value * 10 + u32::from(d - b'0');
+            i += 1;
+            if i - start > 3 {
+                return None;
+            }
+        }
+        let digits = i - start;
+        if digits == 0 || (digits > 1 && text[start] == b'0') {
+            return None;
+        }
+        *octet = u8::try_from(value).ok()?;
+    }
+    (i == text.len()).then_some(Ipv4Addr::from(octets))
+}
+
 fn task(c: &mut Cursor<'_>) -> Option<Task> {
     let (mut pid, mut tgid, mut comm) = (None, None, None);
-    let mut seen = Seen::default();
-    c.object(|c, key| {
-        match key {
-            "pid" => {
-                seen.once(0)?;
+    c.fields_of(&["pid", "tgid", "comm"], |c, index| {
+        match index {
+            0 => {
                 pid = Some(c.uint()?);
             }
-            "tgid" => {
-                seen.once(1)?;
+            1 => {
                 tgid = Some(c.uint()?);
             }
-            "comm" => {
-                seen.once(2)?;
+            2 => {
                 comm = Some(c.fixed()?);
             }
             _ => return None,
@@ -313,19 +373,15 @@ fn task(c: &mut Cursor<'_>) -> Option<Task> {
 
 fn tracking(c: &mut Cursor<'_>) -> Option<Tracking> {
     let (mut skb, mut conn, mut parent_conn) = (None, None, None);
-    let mut seen = Seen::default();
-    c.object(|c, key| {
-        match key {
-            "skb" => {
-                seen.once(0)?;
+    c.fields_of(&["skb", "conn", "parent_conn"], |c, index| {
+        match index {
+            0 => {
                 skb = Some(c.u64()?);
             }
-            "conn" => {
-                seen.once(1)?;
+            1 => {
                 conn = c.opt(Cursor::u64)?;
             }
-            "parent_conn" => {
-                seen.once(2)?;
+            2 => {
                 parent_conn = c.opt(Cursor::u64)?;
             }
             _ => return None,
@@ -341,37 +397,33 @@ fn tracking(c: &mut Cursor<'_>) -> Option<Tracking> {
 
 fn packet(c: &mut Cursor<'_>) -> Option<Packet> {
     let mut p = Packet::default();
-    let mut seen = Seen::default();
-    c.object(|c, key| {
-        match key {
-            "ifindex" => {
-                seen.once(0)?;
-                p.ifindex = c.opt(Cursor::uint)?;
+    c.fields_of(
+        &["ifindex", "ifname", "len", "ip", "l4", "headers"],
+        |c, index| {
+            match index {
+                0 => {
+                    p.ifindex = c.opt(Cursor::uint)?;
+                }
+                1 => {
+                    p.ifname = c.opt(Cursor::fixed)?;
+                }
+                2 => {
+                    p.len = c.uint()?;
+                }
+                3 => {
+                    p.ip = c.opt(packet_ip)?;
+                }
+                4 => {
+                    p.l4 = c.opt(packet_l4)?;
+                }
+                5 => {
+                    p.headers = c.opt(|c| HeaderBytes::from_hex(c.string()?).ok())?;
+                }
+                _ => return None,
             }
-            "ifname" => {
-                seen.once(1)?;
-                p.ifname = c.opt(Cursor::fixed)?;
-            }
-            "len" => {
-                seen.once(2)?;
-                p.len = c.uint()?;
-            }
-            "ip" => {
-                seen.once(3)?;
-                p.ip = c.opt(packet_ip)?;
-            }
-            "l4" => {
-                seen.once(4)?;
-                p.l4 = c.opt(packet_l4)?;
-            }
-            "headers" => {
-                seen.once(5)?;
-                p.headers = c.opt(|c| HeaderBytes::from_hex(c.string()?).ok())?;
-            }
-            _ => return None,
-        }
-        Some(())
-    })?;
+            Some(())
+        },
+    )?;
     Some(p)
 }
 
@@ -387,57 +439,50 @@ fn packet_ip(c: &mut Cursor<'_>) -> Option<PacketIp> {
     let (mut src, mut dst, mut version, mut ttl, mut tos, mut id) =
         (None, None, None, None, None, None);
     let (mut frag_off, mut df, mut mf, mut len, mut proto) = (0, false, false, None, None);
-    let mut seen = Seen::default();
-    c.object(|c, key| {
-        match key {
-            "src" => {
-                seen.once(0)?;
-                src = Some(c.ip()?);
+    c.fields_of(
+        &[
+            "src", "dst", "version", "ttl", "tos", "id", "frag_off", "df", "mf", "len", "proto",
+        ],
+        |c, index| {
+            match index {
+                0 => {
+                    src = Some(c.ip()?);
+                }
+                1 => {
+                    dst = Some(c.ip()?);
+                }
+                2 => {
+                    version = Some(ip_version(c)?);
+                }
+                3 => {
+                    ttl = Some(c.uint()?);
+                }
+                4 => {
+                    tos = Some(c.uint()?);
+                }
+                5 => {
+                    id = Some(c.uint()?);
+                }
+                6 => {
+                    frag_off = c.uint()?;
+                }
+                7 => {
+                    df = c.bool()?;
+                }
+                8 => {
+                    mf = c.bool()?;
+                }
+                9 => {
+                    len = Some(c.uint()?);
+                }
+                10 => {
+                    proto = Some(c.uint()?);
+                }
+                _ => return None,
             }
-            "dst" => {
-                seen.once(1)?;
-                dst = Some(c.ip()?);
-            }
-            "version" => {
-                seen.once(2)?;
-                version = Some(ip_version(c)?);
-            }
-            "ttl" => {
-                seen.once(3)?;
-                ttl = Some(c.uint()?);
-            }
-            "tos" => {
-                seen.once(4)?;
-                tos = Some(c.uint()?);
-            }
-            "id" => {
-                seen.once(5)?;
-                id = Some(c.uint()?);
-            }
-            "frag_off" => {
-                seen.once(6)?;
-                frag_off = c.uint()?;
-            }
-            "df" => {
-                seen.once(7)?;
-                df = c.bool()?;
-            }
-            "mf" => {
-                seen.once(8)?;
-                mf = c.bool()?;
-            }
-            "len" => {
-                seen.once(9)?;
-                len = Some(c.uint()?);
-            }
-            "proto" => {
-                seen.once(10)?;
-                proto = Some(c.uint()?);
-            }
-            _ => return None,
-        }
-        Some(())
-    })?;
+            Some(())
+        },
+    )?;
     Some(PacketIp {
         src: src?,
         dst: dst?,
@@ -456,12 +501,8 @@ fn packet_ip(c: &mut Cursor<'_>) -> Option<PacketIp> {
 /// The u8/u16/u32 fields of an enum variant's object, by name; each once, all required.
 fn fields<const N: usize>(c: &mut Cursor<'_>, names: [&str; N]) -> Option<[u64; N]> {
     let mut values = [None; N];
-    c.object(|c, key| {
-        let slot = values.get_mut(names.iter().position(|n| *n == key)?)?;
-        if slot.is_some() {
-            return None;
-        }
-        *slot = Some(c.u64()?);
+    c.fields_of(&names, |c, index| {
+        values[index] = Some(c.u64()?);
         Some(())
     })?;
     let mut out = [0; N];
@@ -513,11 +554,9 @@ fn packet_l4(c: &mut Cursor<'_>) -> Option<PacketL4> {
 
 fn drop_info(c: &mut Cursor<'_>) -> Option<DropInfo> {
     let mut reason = None;
-    let mut seen = Seen::default();
-    c.object(|c, key| {
-        match key {
-            "reason" => {
-                seen.once(0)?;
+    c.fields_of(&["reason"], |c, index| {
+        match index {
+            0 => {
                 reason = c.opt(Cursor::arc)?;
             }
             _ => return None,
@@ -541,19 +580,15 @@ fn ct_state(c: &mut Cursor<'_>) -> Option<CtState> {
 
 fn ct_event(c: &mut Cursor<'_>) -> Option<CtEvent> {
     let (mut state, mut base, mut parent) = (None, None, None);
-    let mut seen = Seen::default();
-    c.object(|c, key| {
-        match key {
-            "state" => {
-                seen.once(0)?;
+    c.fields_of(&["state", "base", "parent"], |c, index| {
+        match index {
+            0 => {
                 state = Some(ct_state(c)?);
             }
-            "base" => {
-                seen.once(1)?;
+            1 => {
                 base = c.opt(ct_conn)?;
             }
-            "parent" => {
-                seen.once(2)?;
+            2 => {
                 parent = c.opt(ct_conn)?;
             }
             _ => return None,
@@ -584,64 +619,68 @@ fn ct_conn(c: &mut Cursor<'_>) -> Option<CtConnEvent> {
     let (mut zone_id, mut zone_dir, mut orig, mut reply) = (0, ZoneDir::None, None, None);
     let (mut tcp_state, mut mark, mut labels, mut ct_status) = (None, None, None, 0u32);
     let (mut sctp_state, mut helper, mut timeout) = (None, None, None);
-    let mut seen = Seen::default();
-    c.object(|c, key| {
-        match key {
-            "zone_id" => {
-                seen.once(0)?;
-                zone_id = c.uint()?;
+    c.fields_of(
+        &[
+            "zone_id",
+            "zone_dir",
+            "orig",
+            "reply",
+            "tcp_state",
+            "mark",
+            "labels",
+            "ct_status",
+            "sctp_state",
+            "helper",
+            "timeout",
+        ],
+        |c, index| {
+            match index {
+                0 => {
+                    zone_id = c.uint()?;
+                }
+                1 => {
+                    zone_dir = match c.string()? {
+                        "none" => ZoneDir::None,
+                        "original" => ZoneDir::Original,
+                        "reply" => ZoneDir::Reply,
+                        "default" => ZoneDir::Default,
+                        _ => return None,
+                    };
+                }
+                2 => {
+                    orig = Some(ct_tuple(c)?);
+                }
+                3 => {
+                    reply = Some(ct_tuple(c)?);
+                }
+                4 => {
+                    tcp_state =
+                        c.opt(|c| kernel_state(c, TcpState::from_name, TcpState::from_raw))?;
+                }
+                5 => {
+                    mark = c.opt(Cursor::uint)?;
+                }
+                6 => {
+                    labels = c.opt(|c| parse_labels(c.string()?).ok())?;
+                }
+                7 => {
+                    ct_status = c.uint()?;
+                }
+                8 => {
+                    sctp_state =
+                        c.opt(|c| kernel_state(c, SctpState::from_name, SctpState::from_raw))?;
+                }
+                9 => {
+                    helper = c.opt(Cursor::fixed)?;
+                }
+                10 => {
+                    timeout = c.opt(Cursor::uint)?;
+                }
+                _ => return None,
             }
-            "zone_dir" => {
-                seen.once(1)?;
-                zone_dir = match c.string()? {
-                    "none" => ZoneDir::None,
-                    "original" => ZoneDir::Original,
-                    "reply" => ZoneDir::Reply,
-                    "default" => ZoneDir::Default,
-                    _ => return None,
-                };
-            }
-            "orig" => {
-                seen.once(2)?;
-                orig = Some(ct_tuple(c)?);
-            }
-            "reply" => {
-                seen.once(3)?;
-                reply = Some(ct_tuple(c)?);
-            }
-            "tcp_state" => {
-                seen.once(4)?;
-                tcp_state = c.opt(|c| kernel_state(c, TcpState::from_name, TcpState::from_raw))?;
-            }
-            "mark" => {
-                seen.once(5)?;
-                mark = c.opt(Cursor::uint)?;
-            }
-            "labels" => {
-                seen.once(6)?;
-                labels = c.opt(|c| parse_labels(c.string()?).ok())?;
-            }
-            "ct_status" => {
-                seen.once(7)?;
-                ct_status = c.uint()?;
-            }
-            "sctp_state" => {
-                seen.once(8)?;
-                sctp_state =
-                    c.opt(|c| kernel_state(c, SctpState::from_name, SctpState::from_raw))?;
-            }
-            "helper" => {
-                seen.once(9)?;
-                helper = c.opt(Cursor::fixed)?;
-            }
-            "timeout" => {
-                seen.once(10)?;
-                timeout = c.opt(Cursor::uint)?;
-            }
-            _ => return None,
-        }
-        Some(())
-    })?;
+            Some(())
+        },
+    )?;
     Some(CtConnEvent {
         zone_id,
         zone_dir,
@@ -659,15 +698,12 @@ fn ct_conn(c: &mut Cursor<'_>) -> Option<CtConnEvent> {
 
 fn ct_tuple(c: &mut Cursor<'_>) -> Option<CtTuple> {
     let (mut ip, mut proto) = (None, None);
-    let mut seen = Seen::default();
-    c.object(|c, key| {
-        match key {
-            "ip" => {
-                seen.once(0)?;
+    c.fields_of(&["ip", "proto"], |c, index| {
+        match index {
+            0 => {
                 ip = Some(ct_ip(c)?);
             }
-            "proto" => {
-                seen.once(1)?;
+            1 => {
                 proto = Some(ct_proto(c)?);
             }
             _ => return None,
@@ -682,19 +718,15 @@ fn ct_tuple(c: &mut Cursor<'_>) -> Option<CtTuple> {
 
 fn ct_ip(c: &mut Cursor<'_>) -> Option<CtIp> {
     let (mut src, mut dst, mut version) = (None, None, None);
-    let mut seen = Seen::default();
-    c.object(|c, key| {
-        match key {
-            "src" => {
-                seen.once(0)?;
+    c.fields_of(&["src", "dst", "version"], |c, index| {
+        match index {
+            0 => {
                 src = Some(c.ip()?);
             }
-            "dst" => {
-                seen.once(1)?;
+            1 => {
                 dst = Some(c.ip()?);
             }
-            "version" => {
-                seen.once(2)?;
+            2 => {
                 version = Some(ip_version(c)?);
             }
             _ => return None,
@@ -757,45 +789,41 @@ fn ct_proto(c: &mut Cursor<'_>) -> Option<CtProto> {
 fn nft(c: &mut Cursor<'_>) -> Option<NftTrace> {
     let (mut family, mut table, mut chain, mut kind) = (None, None, None, None);
     let (mut handle, mut rule, mut verdict, mut target) = (None, None, None, None);
-    let mut seen = Seen::default();
-    c.object(|c, key| {
-        match key {
-            "family" => {
-                seen.once(0)?;
-                family = Some(c.string()?.parse::<NftFamily>().ok()?);
+    c.fields_of(
+        &[
+            "family", "table", "chain", "type", "handle", "rule", "verdict", "target",
+        ],
+        |c, index| {
+            match index {
+                0 => {
+                    family = Some(c.string()?.parse::<NftFamily>().ok()?);
+                }
+                1 => {
+                    table = Some(c.arc()?);
+                }
+                2 => {
+                    chain = Some(c.arc()?);
+                }
+                3 => {
+                    kind = Some(c.string()?.parse::<NftTraceKind>().ok()?);
+                }
+                4 => {
+                    handle = c.opt(Cursor::u64)?;
+                }
+                5 => {
+                    rule = c.opt(Cursor::arc)?;
+                }
+                6 => {
+                    verdict = Some(c.string()?.parse::<NftVerdict>().ok()?);
+                }
+                7 => {
+                    target = c.opt(Cursor::arc)?;
+                }
+                _ => return None,
             }
-            "table" => {
-                seen.once(1)?;
-                table = Some(c.arc()?);
-            }
-            "chain" => {
-                seen.once(2)?;
-                chain = Some(c.arc()?);
-            }
-            "type" => {
-                seen.once(3)?;
-                kind = Some(c.string()?.parse::<NftTraceKind>().ok()?);
-            }
-            "handle" => {
-                seen.once(4)?;
-                handle = c.opt(Cursor::u64)?;
-            }
-            "rule" => {
-                seen.once(5)?;
-                rule = c.opt(Cursor::arc)?;
-            }
-            "verdict" => {
-                seen.once(6)?;
-                verdict = Some(c.string()?.parse::<NftVerdict>().ok()?);
-            }
-            "target" => {
-                seen.once(7)?;
-                target = c.opt(Cursor::arc)?;
-            }
-            _ => return None,
-        }
-        Some(())
-    })?;
+            Some(())
+        },
+    )?;
     Some(NftTrace {
         family: family?,
         table: table?,
