@@ -111,26 +111,103 @@ fn packet_events(reply: bool) -> Vec<Event> {
     }
 }
 
-/// Writes `events` events of the flood to `out` as JSON Lines. Wrap files and pipes in a
-/// `BufWriter`.
-pub fn write_flood(mut out: impl Write, events: u64) -> io::Result<()> {
-    let shapes = [packet_events(false), packet_events(true)];
-    let conn = 0x1a2b_3c4d_5e6f_7081;
-    let mut ts = 1_000_000_000u64;
-    for i in 0..events {
-        let n = i / EVENTS_PER_PACKET;
-        let shape = &shapes[(n % 2) as usize];
-        let mut event = shape[(i % EVENTS_PER_PACKET) as usize].clone();
-        event.timestamp = Some(ts);
+/// Stand-ins written in place of the values that change from event to event, so that
+/// each event's line is written once and then only spliced (fast even in a debug build).
+const TIME_MARK: u64 = 1_111_111_111_111_111_111;
+const SKB_MARK: u64 = 2_222_222_222_222_222_222;
+const IP_ID_MARK: u32 = 3_333_333_333;
+
+/// One event's line cut at the values that change: `pieces[0] value pieces[1] ...`.
+struct Template {
+    pieces: Vec<Vec<u8>>,
+    /// Which value goes after each piece but the last: 0 time, 1 packet id, 2 IP id.
+    values: Vec<usize>,
+}
+
+impl Template {
+    fn new(mut event: Event, conn: u64) -> io::Result<Self> {
+        event.timestamp = Some(TIME_MARK);
         event.tracking = Some(Tracking {
-            skb: packet_id(n),
+            skb: SKB_MARK,
             conn: event.ct.is_some().then_some(conn),
             parent_conn: None,
         });
         if let Some(ip) = event.packet.as_mut().and_then(|p| p.ip.as_mut()) {
-            ip.id = (n / 2) as u32 & 0xffff;
+            ip.id = IP_ID_MARK;
         }
-        write_event_json(&event, &mut out)?;
+        let mut line = Vec::new();
+        write_event_json(&event, &mut line)?;
+        let marks = [
+            TIME_MARK.to_string(),
+            SKB_MARK.to_string(),
+            IP_ID_MARK.to_string(),
+        ];
+        let (mut pieces, mut values) = (Vec::new(), Vec::new());
+        let mut rest = &line[..];
+        loop {
+            let next = marks
+                .iter()
+                .enumerate()
+                .filter_map(|(i, m)| find(rest, m.as_bytes()).map(|at| (at, i)))
+                .min();
+            match next {
+                Some((at, i)) => {
+                    pieces.push(rest[..at].to_vec());
+                    values.push(i);
+                    rest = &rest[at + marks[i].len()..];
+                }
+                None => {
+                    pieces.push(rest.to_vec());
+                    return Ok(Template { pieces, values });
+                }
+            }
+        }
+    }
+
+    fn write(&self, out: &mut impl Write, values: [u64; 3]) -> io::Result<()> {
+        let mut digits = [0u8; 20];
+        for (piece, &value) in self.pieces.iter().zip(&self.values) {
+            out.write_all(piece)?;
+            out.write_all(decimal(values[value], &mut digits))?;
+        }
+        out.write_all(self.pieces.last().map_or(&[][..], |p| &p[..]))
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// `value` in decimal, in `buf`.
+fn decimal(mut value: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (value % 10) as u8;
+        value /= 10;
+        if value == 0 {
+            return &buf[at..];
+        }
+    }
+}
+
+/// Writes `events` events of the flood to `out` as JSON Lines. Wrap files and pipes in a
+/// `BufWriter`.
+pub fn write_flood(mut out: impl Write, events: u64) -> io::Result<()> {
+    let conn = 0x1a2b_3c4d_5e6f_7081;
+    let mut shapes = Vec::new();
+    for reply in [false, true] {
+        let templates = packet_events(reply)
+            .into_iter()
+            .map(|event| Template::new(event, conn))
+            .collect::<io::Result<Vec<_>>>()?;
+        shapes.push(templates);
+    }
+    let mut ts = 1_000_000_000u64;
+    for i in 0..events {
+        let n = i / EVENTS_PER_PACKET;
+        let template = &shapes[(n % 2) as usize][(i % EVENTS_PER_PACKET) as usize];
+        template.write(&mut out, [ts, packet_id(n), (n / 2) & 0xffff])?;
         ts += FLOOD_EVENT_GAP_NS;
     }
     out.flush()
@@ -164,4 +241,40 @@ pub fn wait_with_usage(child: &mut Child) -> io::Result<ChildUsage> {
         max_rss_kib: u64::try_from(usage.ru_maxrss).unwrap_or(0),
         cpu_seconds: seconds(usage.ru_utime) + seconds(usage.ru_stime),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_flood_is_events_with_moving_times_and_packet_ids() {
+        let mut bytes = Vec::new();
+        write_flood(&mut bytes, 10).unwrap();
+        let events: Vec<Event> = ct_core::read_events(&bytes[..])
+            .map(|e| e.unwrap())
+            .collect();
+        assert_eq!(events.len(), 10);
+        for (i, event) in events.iter().enumerate() {
+            let n = i as u64 / EVENTS_PER_PACKET;
+            assert_eq!(
+                event.timestamp,
+                Some(1_000_000_000 + i as u64 * FLOOD_EVENT_GAP_NS)
+            );
+            let tracking = event.tracking.unwrap();
+            assert_eq!(tracking.skb, packet_id(n));
+            assert_eq!(tracking.conn.is_some(), event.ct.is_some());
+            let ip = event.packet.as_ref().unwrap().ip.unwrap();
+            assert_eq!(u64::from(ip.id), (n / 2) & 0xffff);
+        }
+        // Requests and replies alternate, one connection throughout.
+        assert_eq!(
+            events[1].ct.as_ref().unwrap().state,
+            ct_core::CtState::Established
+        );
+        assert_eq!(
+            events[5].ct.as_ref().unwrap().state,
+            ct_core::CtState::Reply
+        );
+    }
 }
