@@ -691,7 +691,8 @@ proptest! {
     ) {
         // Replace one value somewhere in the event.
         let mut value = serde_json::to_value(&event).unwrap();
-        let count = nodes(&mut value, &mut usize::MAX, &Value::Null);
+        let mut counting = usize::MAX;
+        let count = nodes(&mut value, &mut counting, &Value::Null);
         let mut nth = path.index(count);
         nodes(&mut value, &mut nth, &replacement);
         check_against_serde(&value.to_string())?;

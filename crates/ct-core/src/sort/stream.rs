@@ -22,7 +22,7 @@ struct OpenGroup {
 #[derive(Debug)]
 enum Slot {
     Packet(u64),
-    Alone(Event),
+    Alone(Box<Event>),
 }
 
 /// [`group_packets`](crate::group_packets) for inputs of any size: events go in one at a
@@ -97,7 +97,7 @@ impl PacketSorter {
         let key = order_key(Some(ts), seq);
         match event.tracking.map(|t| t.skb) {
             None => {
-                self.order.insert(key, Slot::Alone(event));
+                self.order.insert(key, Slot::Alone(Box::new(event)));
             }
             Some(skb) => match self.open.get_mut(&skb) {
                 Some(group) => {
@@ -159,7 +159,7 @@ impl PacketSorter {
         match slot {
             Slot::Alone(event) => sink(&PacketGroup {
                 skb: None,
-                events: vec![&event],
+                events: vec![&*event],
             }),
             Slot::Packet(skb) => {
                 let Some(mut group) = self.open.remove(&skb) else {

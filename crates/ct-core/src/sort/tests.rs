@@ -451,7 +451,9 @@ fn nft_events_group_under_their_packet_in_time_order() {
 // Streaming: the same groups as in memory
 
 /// Groups as owned values, to compare the two sorts.
-fn owned(groups: &[PacketGroup<'_>]) -> Vec<(Option<u64>, Vec<Event>)> {
+type OwnedGroups = Vec<(Option<u64>, Vec<Event>)>;
+
+fn owned(groups: &[PacketGroup<'_>]) -> OwnedGroups {
     groups
         .iter()
         .map(|g| (g.skb, g.events.iter().map(|&e| e.clone()).collect()))
@@ -459,10 +461,7 @@ fn owned(groups: &[PacketGroup<'_>]) -> Vec<(Option<u64>, Vec<Event>)> {
 }
 
 /// `events` through a [`PacketSorter`] with `limits`.
-fn streamed(
-    events: &[Event],
-    limits: StreamLimits,
-) -> (Vec<(Option<u64>, Vec<Event>)>, StreamStats) {
+fn streamed(events: &[Event], limits: StreamLimits) -> (OwnedGroups, StreamStats) {
     let mut out = Vec::new();
     let mut sink = |g: &PacketGroup<'_>| -> Result<(), ()> {
         out.extend(owned(std::slice::from_ref(g)));
