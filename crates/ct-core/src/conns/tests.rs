@@ -991,7 +991,7 @@ proptest! {
 
     #[test]
     fn streaming_is_the_in_memory_fold_on_captures_that_fit_the_window(
-        (events, steps) in proptest::collection::vec(events(), 1..4)
+        (events, steps) in proptest::collection::vec(events(), 1..3)
             .prop_map(|chunks| chunks.concat())
             .prop_flat_map(|events| {
                 let n = events.len();

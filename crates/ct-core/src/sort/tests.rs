@@ -540,7 +540,7 @@ proptest! {
 
     #[test]
     fn streaming_is_the_in_memory_sort_on_captures_that_fit_the_window(
-        (events, steps) in proptest::collection::vec(testing::event(), 0..120)
+        (events, steps) in proptest::collection::vec(testing::event(), 0..60)
             .prop_flat_map(|events| {
                 let n = events.len();
                 (Just(events), testing::window_steps(n))
