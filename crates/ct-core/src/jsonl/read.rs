@@ -210,8 +210,13 @@ impl<'a> Cursor<'a> {
         }
     }
 
+    #[inline]
     fn literal(&mut self, word: &[u8]) -> bool {
         self.ws();
+        // The first byte alone settles most cases, without a call to memcmp.
+        if self.b.get(self.i) != word.first() {
+            return false;
+        }
         let found = self.b[self.i..].starts_with(word);
         if found {
             self.i += word.len();
