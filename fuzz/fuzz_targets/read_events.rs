@@ -1,13 +1,15 @@
 //! Events files from elsewhere: `read_events` over arbitrary bytes yields one result per
 //! non-blank line, never panics, and does not depend on how the bytes arrive. Every event
-//! it accepts goes through what `ct-cli print`, `sort` and `conns` do with it.
+//! it accepts goes through what `ct-cli print`, `sort` and `conns` do with it, and through
+//! the streaming `sort` and `conns`: without bounds they are the in-memory views, with
+//! small ones they still place every event once.
 #![no_main]
 
 use std::io::{BufReader, Cursor};
 
 use ct_core::{
-    connections, group_packets, read_events, write_conns, write_event_json, write_packets, Event,
-    EventWriter, Format,
+    connections, group_packets, read_events, write_conns, write_event_json, write_packets,
+    ConnFolder, Event, EventWriter, Format, PacketGroup, PacketSorter, StreamLimits,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -71,5 +73,45 @@ fuzz_target!(|data: &[u8]| {
         let conns = connections(&events);
         text.clear();
         write_conns(&mut text, &conns, format).expect("writing to a String");
+    }
+
+    // The streaming views: without bounds, the in-memory ones; with tight bounds, every
+    // event once all the same.
+    let unbounded = StreamLimits {
+        window: std::time::Duration::MAX,
+        max_open: usize::MAX,
+    };
+    let tight = StreamLimits {
+        window: std::time::Duration::from_nanos(2),
+        max_open: 2,
+    };
+    for limits in [unbounded, tight] {
+        let mut streamed: Vec<(Option<u64>, Vec<Event>)> = Vec::new();
+        let mut sink = |g: &PacketGroup<'_>| -> Result<(), ()> {
+            streamed.push((g.skb, g.events.iter().map(|&e| e.clone()).collect()));
+            Ok(())
+        };
+        let mut sorter = PacketSorter::new(limits);
+        let mut folder = ConnFolder::new(limits);
+        for event in &events {
+            sorter.push(event.clone(), &mut sink).expect("the sink never fails");
+            folder.push(event);
+        }
+        let sort_stats = sorter.finish(&mut sink).expect("the sink never fails");
+        let (conns, conn_stats) = folder.finish();
+        assert_eq!(sort_stats.events, events.len() as u64);
+        assert_eq!(conn_stats.events, events.len() as u64);
+        assert_eq!(
+            streamed.iter().map(|(_, e)| e.len()).sum::<usize>(),
+            events.len()
+        );
+        if limits == unbounded {
+            let expected: Vec<(Option<u64>, Vec<Event>)> = group_packets(&events)
+                .iter()
+                .map(|g| (g.skb, g.events.iter().map(|&e| e.clone()).collect()))
+                .collect();
+            assert_eq!(streamed, expected);
+            assert_eq!(conns, connections(&events));
+        }
     }
 });

@@ -9,7 +9,7 @@ use ct_bpf::{KernelFilters, MetaFilter, ProbeSpec};
 use ct_bpf::{PcapError, PcapFilter};
 use ct_bpf::{RAW_EVENT_SIZE, RING_EVENT_SIZE, RING_HDR_SIZE};
 use ct_core::filter::{CtFilter, DropFilter, EventFilter, OptionValueError, PacketFilter};
-use ct_core::{CtState, CtStatus, Format};
+use ct_core::{CtState, CtStatus, Format, StreamLimits};
 use strum::VariantNames;
 
 use crate::exit;
@@ -103,11 +103,11 @@ pub enum Command {
     /// Group the events of a file by packet (across probes, clones and NAT), in time
     /// order.
     #[command(after_help = exit_codes_help())]
-    Sort(FileArgs),
+    Sort(ViewArgs),
     /// One entry per connection in a file: tuples, NAT, zone, mark, labels, helper, parent
     /// and the timeline of states the packets saw.
     #[command(after_help = exit_codes_help())]
-    Conns(FileArgs),
+    Conns(ViewArgs),
     /// Write the packets of events files collected with --raw-headers as pcapng, for
     /// Wireshark and tshark (as `collect -w` does while collecting).
     #[command(after_help = exit_codes_help())]
@@ -514,6 +514,47 @@ pub struct FileArgs {
     pub filters: FilterArgs,
 }
 
+/// Arguments of `ct-cli sort` and `ct-cli conns`, which read their files as a stream.
+#[derive(Debug, Args)]
+pub struct ViewArgs {
+    #[command(flatten)]
+    pub input: FileArgs,
+
+    /// How long after a packet's last event more of its events may still come. A packet's
+    /// events are microseconds apart, so sort writes a packet's group, and conns forgets
+    /// which packets it counted, once the file's events are this far past it: memory
+    /// depends on this window, not on the file size.
+    #[arg(long, value_name = "DURATION", default_value = DEFAULT_WINDOW, value_parser = parse_duration)]
+    pub window: Duration,
+
+    /// Most packets held open at once. Past it the oldest is taken as complete before its
+    /// window has passed, and the command says how often on stderr.
+    #[arg(long, value_name = "N", default_value_t = StreamLimits::DEFAULT_MAX_OPEN, value_parser = parse_max_open)]
+    pub max_open: usize,
+}
+
+/// `--window`'s default, [`StreamLimits::DEFAULT_WINDOW`] as the parser reads it.
+const DEFAULT_WINDOW: &str = "100ms";
+
+impl ViewArgs {
+    /// The limits of the streaming views.
+    pub fn limits(&self) -> StreamLimits {
+        StreamLimits {
+            window: self.window,
+            max_open: self.max_open,
+        }
+    }
+}
+
+fn parse_max_open(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(0) | Err(_) => Err(format!(
+            "{s:?} is not a number of packets: give a whole number of at least 1"
+        )),
+        Ok(n) => Ok(n),
+    }
+}
+
 /// Arguments of `ct-cli pcap`.
 #[derive(Debug, Args)]
 pub struct PcapArgs {
@@ -643,6 +684,16 @@ mod tests {
         for &name in Format::VARIANTS {
             assert_eq!(name.parse::<Format>().unwrap().to_string(), name);
         }
+    }
+
+    #[test]
+    fn default_window_is_the_library_default() {
+        assert_eq!(
+            parse_duration(DEFAULT_WINDOW).unwrap(),
+            StreamLimits::DEFAULT_WINDOW
+        );
+        assert!(parse_max_open("0").is_err());
+        assert_eq!(parse_max_open("12").unwrap(), 12);
     }
 
     #[test]

@@ -3,14 +3,17 @@
 //! malformed line as `FILE: line N: ...` and goes on.
 
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, BufWriter};
+use std::io::{self, BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
-use ct_core::{read_events, Event, EventWriter, LineError};
+use ct_core::{
+    read_events, write_packet_io, ConnFolder, Event, EventWriter, LineError, PacketGroup,
+    PacketSorter, StreamStats,
+};
 
-use crate::cli::FileArgs;
+use crate::cli::{FileArgs, ViewArgs};
 use crate::exit;
 use crate::filter::FileFilter;
 
@@ -121,52 +124,106 @@ pub fn bad_lines(name: &str, bad: u64, good: u64, verb: &str) -> ExitCode {
     ExitCode::from(exit::GENERIC)
 }
 
-/// Every event of the files that passes the filters, reporting bad lines on stderr.
-fn read_all(args: &FileArgs) -> anyhow::Result<(String, Vec<Event>, u64)> {
+/// Reads the files of a streaming view: every event that passes the filters goes to
+/// `each`, bad lines are reported on stderr (after flushing `out`, to keep the two in
+/// order on a terminal). Returns the input's name and the counts of bad and kept lines;
+/// an error is `each`'s (writing the output).
+fn read_stream<W: Write>(
+    args: &FileArgs,
+    out: &mut W,
+    mut each: impl FnMut(&mut W, Event) -> io::Result<()>,
+) -> anyhow::Result<io::Result<(String, u64, u64)>> {
     let inputs = Inputs::open(&args.files)?;
     let name = inputs.name();
     let mut filter = FileFilter::new(&args.filters);
-    let mut events = Vec::new();
-    let mut bad = 0u64;
-    inputs
-        .for_each(|file, item| {
-            match item {
-                Ok(event) if filter.matches(&event) => events.push(event),
-                Ok(_) => {}
-                Err(err) => {
-                    bad += 1;
-                    eprintln!("ct-cli: {file}: {err}");
-                }
-            }
-            Ok(())
-        })
-        .context("reading the events failed")?;
+    let (mut bad, mut kept) = (0u64, 0u64);
+    let result = inputs.for_each(|file, item| match item {
+        Ok(event) if filter.matches(&event) => {
+            kept += 1;
+            each(out, event)
+        }
+        Ok(_) => Ok(()),
+        Err(err) => {
+            bad += 1;
+            out.flush().map(|()| eprintln!("ct-cli: {file}: {err}"))
+        }
+    });
     report_undecided(&filter)?;
-    Ok((name, events, bad))
+    Ok(result.map(|()| (name, bad, kept)))
 }
 
-/// `ct-cli sort`: the files' events grouped by packet.
-pub fn sort(args: &FileArgs) -> anyhow::Result<ExitCode> {
-    let (name, events, bad) = read_all(args)?;
-    let groups = ct_core::group_packets(&events);
-    if let Err(e) =
-        ct_core::write_packets_io(BufWriter::new(io::stdout().lock()), &groups, args.format)
-    {
-        return stdout_failed(e);
+/// Says on stderr what the bounds of a streaming view did, when they may have changed its
+/// output.
+fn report_bounds(view: &str, stats: StreamStats, args: &ViewArgs) {
+    let plural = |n: u64| if n == 1 { "" } else { "s" };
+    if stats.forced > 0 {
+        eprintln!(
+            "ct-cli: {view}: {} time{} more than --max-open {} packets were open at once and \
+             the oldest was taken as complete before --window {:?} had passed (a later event \
+             of it would be shown apart); raise --max-open",
+            stats.forced,
+            plural(stats.forced),
+            args.max_open,
+            args.window,
+        );
     }
-    Ok(bad_lines(&name, bad, events.len() as u64, "sorted"))
+    if stats.late > 0 {
+        eprintln!(
+            "ct-cli: {view}: {} event{} came more than --window {:?} after newer ones and may \
+             be out of place; raise --window",
+            stats.late,
+            plural(stats.late),
+            args.window,
+        );
+    }
 }
 
-/// `ct-cli conns`: one entry per connection of the files.
-pub fn conns(args: &FileArgs) -> anyhow::Result<ExitCode> {
-    let (name, events, bad) = read_all(args)?;
-    let conns = ct_core::connections(&events);
-    if let Err(e) =
-        ct_core::write_conns_io(BufWriter::new(io::stdout().lock()), &conns, args.format)
-    {
+/// `ct-cli sort`: the files' events grouped by packet, each group written once no more
+/// events can join it.
+pub fn sort(args: &ViewArgs) -> anyhow::Result<ExitCode> {
+    let format = args.input.format;
+    let mut sorter = PacketSorter::new(args.limits());
+    let mut written = 0u64;
+    let mut write = |out: &mut BufWriter<io::StdoutLock<'static>>, group: &PacketGroup<'_>| {
+        write_packet_io(out, group, written, format)?;
+        written += 1;
+        Ok(())
+    };
+    let mut out = BufWriter::new(io::stdout().lock());
+    let read = read_stream(&args.input, &mut out, |out, event| {
+        sorter.push(event, &mut |group| write(out, group))
+    })?;
+    let finished = read.and_then(|counts| {
+        let stats = sorter.finish(&mut |group| write(&mut out, group))?;
+        out.flush()?;
+        Ok((counts, stats))
+    });
+    let ((name, bad, kept), stats) = match finished {
+        Ok(done) => done,
+        Err(e) => return stdout_failed(e),
+    };
+    report_bounds("sort", stats, args);
+    Ok(bad_lines(&name, bad, kept, "sorted"))
+}
+
+/// `ct-cli conns`: one entry per connection of the files, folded as the events are read.
+pub fn conns(args: &ViewArgs) -> anyhow::Result<ExitCode> {
+    let mut folder = ConnFolder::new(args.limits());
+    let mut out = BufWriter::new(io::stdout().lock());
+    let read = read_stream(&args.input, &mut out, |_, event| {
+        folder.push(&event);
+        Ok(())
+    })?;
+    let (name, bad, kept) = match read {
+        Ok(counts) => counts,
+        Err(e) => return stdout_failed(e),
+    };
+    let (conns, stats) = folder.finish();
+    if let Err(e) = ct_core::write_conns_io(out, &conns, args.input.format) {
         return stdout_failed(e);
     }
-    Ok(bad_lines(&name, bad, events.len() as u64, "read"))
+    report_bounds("conns", stats, args);
+    Ok(bad_lines(&name, bad, kept, "read"))
 }
 
 /// A reader that stopped reading (`| head`) is not an error; anything else is.

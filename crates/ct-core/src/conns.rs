@@ -15,6 +15,7 @@ mod fold;
 mod json;
 mod key;
 mod nat;
+mod stream;
 mod summary;
 #[cfg(test)]
 mod tests;
@@ -23,6 +24,7 @@ mod text;
 pub use fold::connections;
 pub use key::ConnKey;
 pub use nat::{Endpoint, Nat, NatChange};
+pub use stream::ConnFolder;
 pub use summary::{Connection, Connections, NftDrop, PacketCounts, ParentConn, Transition};
 pub use text::write_duration;
 

@@ -3,6 +3,7 @@
 use std::io::{self, BufRead};
 
 use crate::Event;
+use read::SchemaReader;
 
 /// Longest line [`EventReader`] accepts unless told otherwise: 1 MiB, far above any real
 /// event (a few hundred bytes).
@@ -107,7 +108,24 @@ impl LineErrorKind {
 }
 
 /// Parses one line (without its line end) as an event.
+///
+/// The serde derives of the model are the schema: a reader specialised for it reads the
+/// lines events files hold, and gives every other line (unusual JSON, and anything that
+/// is not a valid event) to serde, which accepts what it accepts and words the errors.
 pub fn parse_event_line(line: &str) -> Result<Event, LineErrorKind> {
+    parse_line(&mut SchemaReader::default(), line)
+}
+
+/// [`parse_event_line`] with a reader that keeps what it learnt between lines.
+fn parse_line(schema: &mut SchemaReader, line: &str) -> Result<Event, LineErrorKind> {
+    match schema.parse(line) {
+        Some(event) => Ok(event),
+        None => parse_with_serde(line),
+    }
+}
+
+/// The line as the serde model reads it: the schema, and the words of every error.
+fn parse_with_serde(line: &str) -> Result<Event, LineErrorKind> {
     serde_json::from_str(line).map_err(LineErrorKind::from_json)
 }
 
@@ -123,6 +141,7 @@ pub struct EventReader<R> {
     max_line_bytes: usize,
     buf: Vec<u8>,
     done: bool,
+    schema: SchemaReader,
 }
 
 /// Reads events from `reader`, one JSON object per line.
@@ -156,6 +175,7 @@ impl<R: BufRead> EventReader<R> {
             max_line_bytes: DEFAULT_MAX_LINE_BYTES,
             buf: Vec::new(),
             done: false,
+            schema: SchemaReader::default(),
         }
     }
 
@@ -194,7 +214,7 @@ impl<R: BufRead> EventReader<R> {
                 });
             }
             seen_any = true;
-            let newline = available.iter().position(|&b| b == b'\n');
+            let newline = memchr::memchr(b'\n', available);
             let chunk = &available[..newline.unwrap_or(available.len())];
             if !too_long {
                 if self.buf.len() + chunk.len() > self.max_line_bytes {
@@ -256,7 +276,7 @@ impl<R: BufRead> Iterator for EventReader<R> {
             if bytes.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            let text = match std::str::from_utf8(bytes) {
+            let text = match ascii_or_utf8(bytes) {
                 Ok(text) => text,
                 Err(e) => {
                     return fail(LineErrorKind::NotUtf8 {
@@ -264,8 +284,21 @@ impl<R: BufRead> Iterator for EventReader<R> {
                     })
                 }
             };
-            return Some(parse_event_line(text).map_err(|kind| LineError { line, kind }));
+            return Some(
+                parse_line(&mut self.schema, text).map_err(|kind| LineError { line, kind }),
+            );
         }
+    }
+}
+
+mod read;
+/// The line as text: ASCII (what events files are) is checked a word at a time.
+fn ascii_or_utf8(bytes: &[u8]) -> Result<&str, std::str::Utf8Error> {
+    if bytes.is_ascii() {
+        // SAFETY: ASCII is valid UTF-8.
+        Ok(unsafe { std::str::from_utf8_unchecked(bytes) })
+    } else {
+        std::str::from_utf8(bytes)
     }
 }
 

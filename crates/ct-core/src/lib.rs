@@ -85,6 +85,7 @@ mod fixed;
 mod header_bytes;
 mod jsonl;
 mod labels;
+mod limits;
 mod output;
 mod render;
 mod sort;
@@ -93,8 +94,9 @@ mod sort;
 mod testing;
 
 pub use conns::{
-    connections, write_conns, write_conns_io, write_duration, ConnKey, Connection, Connections,
-    Endpoint, Nat, NatChange, NftDrop, PacketCounts, ParentConn, Transition, DROP_PROBE,
+    connections, write_conns, write_conns_io, write_duration, ConnFolder, ConnKey, Connection,
+    Connections, Endpoint, Nat, NatChange, NftDrop, PacketCounts, ParentConn, Transition,
+    DROP_PROBE,
 };
 pub use ct::{
     labels_hex, CtConnEvent, CtEvent, CtIp, CtProto, CtState, CtStatus, CtTuple, IpVersion,
@@ -110,9 +112,12 @@ pub use jsonl::{
     parse_event_line, read_events, write_event_json, EventReader, LineError, LineErrorKind,
     DEFAULT_MAX_LINE_BYTES,
 };
+pub use limits::{StreamLimits, StreamStats};
 pub use output::{EventWriter, Format, IoSink, UnknownFormat};
 pub use render::{
     write_conn, write_ct, write_event, write_header, write_io, write_nft, write_packet,
     write_tcp_flags, write_tuple, Layout, Render, Rendered, CONTINUATION_INDENT, SECTION_INDENT,
 };
-pub use sort::{group_packets, write_packets, write_packets_io, PacketGroup};
+pub use sort::{
+    group_packets, write_packet_io, write_packets, write_packets_io, PacketGroup, PacketSorter,
+};

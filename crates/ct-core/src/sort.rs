@@ -10,6 +10,7 @@ use serde::{Serialize, Serializer};
 
 use crate::output::{write_items, write_items_io};
 use crate::render::{has_header, pad, write_event_showing, write_packet, Layout, Render};
+use crate::IoSink;
 use crate::{Event, Format, Packet};
 
 /// Spaces the packet line of a group is indented by under the group header.
@@ -175,6 +176,23 @@ pub fn write_packets_io<W: io::Write>(
     write_items_io(out, groups, format)
 }
 
+/// Writes one group of a stream (from [`PacketSorter`]) as [`write_packets_io`] writes it
+/// among the others: `index` is its place in the output (0 for the first), which decides
+/// the separator. Not flushed: wrap files and pipes in a `BufWriter`.
+pub fn write_packet_io<W: io::Write>(
+    out: &mut W,
+    group: &PacketGroup<'_>,
+    index: u64,
+    format: Format,
+) -> io::Result<()> {
+    if index > 0 && format == Format::Text(Layout::MultiLine) {
+        out.write_all(b"\n")?;
+    }
+    let mut sink = IoSink::new(out);
+    let result = write_items(&mut sink, std::slice::from_ref(group), format);
+    sink.finish(result)
+}
+
 /// `packet #skb {id:x} ({n} events, first seen {ts})`.
 fn write_group_header<W: Write + ?Sized>(w: &mut W, group: &PacketGroup<'_>) -> fmt::Result {
     match group.skb {
@@ -261,5 +279,8 @@ impl Serialize for PacketGroup<'_> {
     }
 }
 
+mod stream;
 #[cfg(test)]
 mod tests;
+
+pub use stream::PacketSorter;

@@ -318,6 +318,36 @@ pub fn event() -> BoxedStrategy<Event> {
         .boxed()
 }
 
+/// The window [`in_window`] keeps events within, in nanoseconds.
+pub const TEST_WINDOW_NS: u64 = 1000;
+
+/// One step of [`in_window`]: time since the previous event (0..=10 ns), how much earlier
+/// than that the event is written (0..250 ns), and which of three nearby packets it is.
+pub fn window_steps(n: usize) -> BoxedStrategy<Vec<(u64, u64, u64)>> {
+    proptest::collection::vec((0u64..=10, 0u64..250, 0u64..3), n).boxed()
+}
+
+/// `events` rewritten as a capture that fits a window of [`TEST_WINDOW_NS`]: timestamps
+/// rising with a jitter well under the window, and the packet ids of events that have
+/// one drawn from a few neighbouring packets (a packet's events are within 15 events of
+/// each other, so within 400 ns). Connection ids are kept.
+pub fn in_window(events: Vec<Event>, steps: &[(u64, u64, u64)]) -> Vec<Event> {
+    let mut now = TEST_WINDOW_NS;
+    events
+        .into_iter()
+        .zip(steps)
+        .enumerate()
+        .map(|(i, (mut event, &(delta, jitter, near)))| {
+            now += delta;
+            event.timestamp = Some(now - jitter);
+            if let Some(t) = event.tracking.as_mut() {
+                t.skb = i as u64 / 5 + near;
+            }
+            event
+        })
+        .collect()
+}
+
 /// The seed examples of the ct event section, as `fixtures/seed/{name}.json`.
 pub const SEEDS: [&str; 4] = ["tcp_established", "udp_zone", "icmp_echo", "related_parent"];
 

@@ -938,3 +938,73 @@ fn nft_scenario_views() {
         text(&report, Format::Json)
     ));
 }
+
+// ---------------------------------------------------------------------------------------
+// Streaming: the same summaries as in memory
+
+fn folded(events: &[Event], limits: crate::StreamLimits) -> (Connections, crate::StreamStats) {
+    let mut folder = ConnFolder::new(limits);
+    for event in events {
+        folder.push(event);
+    }
+    folder.finish()
+}
+
+const UNBOUNDED: crate::StreamLimits = crate::StreamLimits {
+    window: std::time::Duration::MAX,
+    max_open: usize::MAX,
+};
+
+#[test]
+fn streaming_forgets_packets_once_their_window_has_passed() {
+    let limits = crate::StreamLimits {
+        window: std::time::Duration::from_nanos(20),
+        max_open: 4,
+    };
+    let events: Vec<Event> = (0..1000u64)
+        .map(|i| {
+            let mut e = at(i * 10, "net:netif_receive_skb", i, Some(1));
+            e.ct = Some(ct(
+                CtState::New,
+                conn(
+                    tuple("10.0.0.5", "10.0.0.1", udp(1, 53)),
+                    tuple("10.0.0.1", "10.0.0.5", udp(53, 1)),
+                    St::CONFIRMED,
+                ),
+            ));
+            e
+        })
+        .collect();
+    let (conns, stats) = folded(&events, limits);
+    assert!(stats.exact(), "{stats:?}");
+    assert_eq!(conns, connections(&events));
+    assert_eq!(conns.conns[0].packets.orig, 1000);
+}
+
+proptest! {
+    #[test]
+    fn streaming_without_bounds_is_the_in_memory_fold(events in events()) {
+        let (conns, stats) = folded(&events, UNBOUNDED);
+        prop_assert_eq!(conns, connections(&events));
+        prop_assert_eq!(stats.forced, 0);
+    }
+
+    #[test]
+    fn streaming_is_the_in_memory_fold_on_captures_that_fit_the_window(
+        (events, steps) in proptest::collection::vec(events(), 1..3)
+            .prop_map(|chunks| chunks.concat())
+            .prop_flat_map(|events| {
+                let n = events.len();
+                (Just(events), testing::window_steps(n))
+            })
+    ) {
+        let events = testing::in_window(events, &steps);
+        let limits = crate::StreamLimits {
+            window: std::time::Duration::from_nanos(testing::TEST_WINDOW_NS),
+            max_open: 1024,
+        };
+        let (conns, stats) = folded(&events, limits);
+        prop_assert!(stats.exact(), "{:?}", stats);
+        prop_assert_eq!(conns, connections(&events));
+    }
+}

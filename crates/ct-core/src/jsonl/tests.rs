@@ -556,3 +556,161 @@ fn nft_scenario_as_json_lines() {
     );
     insta::assert_snapshot!(String::from_utf8(out).unwrap());
 }
+
+// ---------------------------------------------------------------------------------------
+// The schema reader against the serde model
+
+/// Both readers on `line`: the schema reader must either give the line to serde or read
+/// exactly what serde reads; and what [`parse_event_line`] returns is serde's answer.
+fn check_against_serde(line: &str) -> Result<Option<Event>, TestCaseError> {
+    let serde = parse_with_serde(line);
+    let fast = read::SchemaReader::default().parse(line);
+    if let Some(event) = &fast {
+        match &serde {
+            Ok(expected) => prop_assert_eq!(event, expected, "line {}", line),
+            Err(e) => prop_assert!(
+                false,
+                "schema reader took a line serde refuses ({e}): {line}"
+            ),
+        }
+    }
+    match (parse_event_line(line), serde) {
+        (Ok(a), Ok(b)) => prop_assert_eq!(a, b),
+        (Err(a), Err(b)) => prop_assert_eq!(a.to_string(), b.to_string()),
+        (a, b) => prop_assert!(false, "{a:?} against serde's {b:?}"),
+    }
+    Ok(fast)
+}
+
+/// A byte that often matters to JSON.
+fn json_byte() -> impl Strategy<Value = u8> {
+    prop_oneof![
+        proptest::sample::select(b"{}[],:\"\\ 0123456789-.eEntrufals".to_vec()),
+        any::<u8>().prop_filter("ASCII", u8::is_ascii),
+    ]
+}
+
+#[test]
+fn schema_reader_takes_the_seeds_and_refuses_what_it_does_not_know() {
+    for name in SEEDS {
+        let line = serde_json::to_string(&seed_event(name)).unwrap();
+        assert!(
+            read::SchemaReader::default().parse(&line).is_some(),
+            "{name}"
+        );
+    }
+    for line in [
+        r#"{"timestamp":1,"timestamp":2}"#,
+        r#"{"timestamp":01}"#,
+        r#"{"timestamp":1.0}"#,
+        r#"{"timestamp":-1}"#,
+        r#"{"timestamp":18446744073709551616}"#,
+        r#"{"future":1}"#,
+        r#"{"task":{"pid":1,"tgid":2,"comm":"a\"b"}}"#,
+        r#"{"task":{"pid":1,"tgid":2}}"#,
+        r#"{"netns":4294967296}"#,
+        r#"{"timestamp":1} x"#,
+        r#"{"packet":{"len":null}}"#,
+    ] {
+        assert!(
+            read::SchemaReader::default().parse(line).is_none(),
+            "{line}"
+        );
+    }
+    let spaced = " { \"timestamp\" : 7 ,\t\"netns\":null } ";
+    assert_eq!(
+        read::SchemaReader::default().parse(spaced),
+        Some(Event {
+            timestamp: Some(7),
+            ..Event::default()
+        })
+    );
+}
+
+proptest! {
+    #[test]
+    fn schema_reader_reads_every_written_event_as_serde_does(event in testing::event()) {
+        let mut line = Vec::new();
+        write_event_json(&event, &mut line).unwrap();
+        let line = String::from_utf8(line).unwrap();
+        let fast = check_against_serde(line.trim_end())?;
+        // Strings with escapes are serde's to read.
+        if !line.contains('\\') {
+            prop_assert_eq!(fast, Some(event.clone()), "the schema reader gave up on {}", line);
+        }
+        // Whitespace and key order are JSON's, not the writer's.
+        let pretty = serde_json::to_string_pretty(&event).unwrap();
+        prop_assert_eq!(check_against_serde(&pretty)?.is_some(), !line.contains('\\'));
+        let mut value = serde_json::to_value(&event).unwrap();
+        if let Value::Object(map) = &mut value {
+            let reversed: serde_json::Map<String, Value> =
+                std::mem::take(map).into_iter().rev().collect();
+            *map = reversed;
+        }
+        check_against_serde(&value.to_string())?;
+    }
+
+    #[test]
+    fn schema_reader_agrees_with_serde_on_damaged_lines(
+        event in testing::event(),
+        edits in proptest::collection::vec((any::<prop::sample::Index>(), 0u8..3, json_byte()), 1..4),
+    ) {
+        let mut line = serde_json::to_string(&event).unwrap().into_bytes();
+        for (at, op, byte) in edits {
+            let i = at.index(line.len() + 1);
+            match op {
+                0 => line.insert(i, byte),
+                1 if i < line.len() => { line.remove(i); }
+                _ if i < line.len() => line[i] = byte,
+                _ => line.push(byte),
+            }
+        }
+        if let Ok(line) = String::from_utf8(line) {
+            check_against_serde(&line)?;
+        }
+    }
+
+    #[test]
+    fn schema_reader_agrees_with_serde_on_nulls_and_odd_values(
+        event in testing::event(),
+        path in any::<prop::sample::Index>(),
+        replacement in prop_oneof![
+            Just(Value::Null),
+            Just(Value::from(0)),
+            Just(Value::from(256)),
+            Just(Value::from(70000)),
+            Just(Value::from(u64::MAX)),
+            Just(Value::from(-1)),
+            Just(Value::from(1.5)),
+            Just(Value::from("")),
+            Just(Value::from("x")),
+            Just(Value::from(true)),
+            Just(Value::Array(vec![])),
+            Just(serde_json::json!({})),
+        ],
+    ) {
+        // Replace one value somewhere in the event.
+        let mut value = serde_json::to_value(&event).unwrap();
+        let mut counting = usize::MAX;
+        let count = nodes(&mut value, &mut counting, &Value::Null);
+        let mut nth = path.index(count);
+        nodes(&mut value, &mut nth, &replacement);
+        check_against_serde(&value.to_string())?;
+    }
+}
+
+/// Counts the values in `v` (itself included), replacing the `n`th one (0-based, in
+/// depth-first order) with `with`.
+fn nodes(v: &mut Value, n: &mut usize, with: &Value) -> usize {
+    if *n == 0 {
+        *v = with.clone();
+        *n = usize::MAX;
+    } else if *n != usize::MAX {
+        *n -= 1;
+    }
+    1 + match v {
+        Value::Object(map) => map.values_mut().map(|v| nodes(v, n, with)).sum(),
+        Value::Array(items) => items.iter_mut().map(|v| nodes(v, n, with)).sum(),
+        _ => 0,
+    }
+}

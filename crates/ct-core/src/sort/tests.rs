@@ -3,7 +3,7 @@ use proptest::prelude::*;
 use super::*;
 use crate::testing::build::{at, ct, packet, tcp, tcp_conn, tcp_l4, tuple};
 use crate::testing::{self, router_scenario};
-use crate::{CtState, CtStatus, TcpState, Tracking};
+use crate::{CtState, CtStatus, StreamLimits, StreamStats, TcpState, Tracking};
 
 fn timestamps(group: &PacketGroup<'_>) -> Vec<Option<u64>> {
     group.events.iter().map(|e| e.timestamp).collect()
@@ -437,4 +437,129 @@ fn nft_events_group_under_their_packet_in_time_order() {
         text(&groups, Format::Text(Layout::MultiLine)),
         text(&groups, Format::Text(Layout::SingleLine))
     ));
+}
+
+// ---------------------------------------------------------------------------------------
+// Streaming: the same groups as in memory
+
+/// Groups as owned values, to compare the two sorts.
+type OwnedGroups = Vec<(Option<u64>, Vec<Event>)>;
+
+fn owned(groups: &[PacketGroup<'_>]) -> OwnedGroups {
+    groups
+        .iter()
+        .map(|g| (g.skb, g.events.iter().map(|&e| e.clone()).collect()))
+        .collect()
+}
+
+/// `events` through a [`PacketSorter`] with `limits`.
+fn streamed(events: &[Event], limits: StreamLimits) -> (OwnedGroups, StreamStats) {
+    let mut out = Vec::new();
+    let mut sink = |g: &PacketGroup<'_>| -> Result<(), ()> {
+        out.extend(owned(std::slice::from_ref(g)));
+        Ok(())
+    };
+    let mut sorter = PacketSorter::new(limits);
+    for event in events {
+        sorter.push(event.clone(), &mut sink).unwrap();
+    }
+    let stats = sorter.finish(&mut sink).unwrap();
+    (out, stats)
+}
+
+const UNBOUNDED: StreamLimits = StreamLimits {
+    window: std::time::Duration::MAX,
+    max_open: usize::MAX,
+};
+
+fn test_window() -> StreamLimits {
+    StreamLimits {
+        window: std::time::Duration::from_nanos(testing::TEST_WINDOW_NS),
+        max_open: 1024,
+    }
+}
+
+#[test]
+fn streaming_writes_a_group_once_its_window_has_passed() {
+    let limits = test_window();
+    let mut sorter = PacketSorter::new(limits);
+    let mut written = Vec::new();
+    let mut sink = |g: &PacketGroup<'_>| -> Result<(), ()> {
+        written.push(g.skb);
+        Ok(())
+    };
+    sorter.push(bare(Some(100), Some(1)), &mut sink).unwrap();
+    sorter.push(bare(Some(1000), Some(2)), &mut sink).unwrap();
+    sorter.push(bare(Some(1100), Some(1)), &mut sink).unwrap();
+    sorter.push(bare(Some(2100), Some(2)), &mut sink).unwrap();
+    // Packet 1's last event (1100) is not yet a window (1000) behind 2100.
+    sorter.push(bare(Some(2101), Some(3)), &mut sink).unwrap();
+    sorter.push(bare(Some(2102), Some(3)), &mut sink).unwrap();
+    let stats = sorter.finish(&mut sink).unwrap();
+    assert_eq!(written, [Some(1), Some(2), Some(3)]);
+    assert!(stats.exact(), "{stats:?}");
+}
+
+#[test]
+fn the_bound_on_open_groups_forces_the_oldest_out_and_says_so() {
+    let events: Vec<Event> = (0..10).map(|i| bare(Some(i), Some(i))).collect();
+    let limits = StreamLimits {
+        max_open: 3,
+        ..StreamLimits::default()
+    };
+    let (groups, stats) = streamed(&events, limits);
+    assert_eq!(stats.forced, 7);
+    assert_eq!(stats.events, 10);
+    // Still every event once, and here in the same order (nothing came late).
+    assert_eq!(groups, owned(&group_packets(&events)));
+}
+
+#[test]
+fn late_events_are_counted() {
+    let events = [bare(Some(5000), Some(1)), bare(Some(10), Some(2))];
+    let (_, stats) = streamed(&events, test_window());
+    assert_eq!(stats.late, 1);
+    assert!(!stats.exact());
+}
+
+proptest! {
+    #[test]
+    fn streaming_without_bounds_is_the_in_memory_sort(events in events()) {
+        let (groups, stats) = streamed(&events, UNBOUNDED);
+        prop_assert_eq!(groups, owned(&group_packets(&events)));
+        prop_assert_eq!(stats.forced, 0);
+    }
+
+    #[test]
+    fn streaming_is_the_in_memory_sort_on_captures_that_fit_the_window(
+        (events, steps) in proptest::collection::vec(testing::event(), 0..60)
+            .prop_flat_map(|events| {
+                let n = events.len();
+                (Just(events), testing::window_steps(n))
+            })
+    ) {
+        let events = testing::in_window(events, &steps);
+        let (groups, stats) = streamed(&events, test_window());
+        prop_assert!(stats.exact(), "{:?}", stats);
+        let expected = owned(&group_packets(&events));
+        prop_assert_eq!(groups, expected);
+    }
+}
+
+#[test]
+fn groups_written_one_at_a_time_are_the_view_written_at_once() {
+    let events = router_scenario();
+    let groups = group_packets(&events);
+    for format in Format::ALL {
+        let mut one_by_one = Vec::new();
+        for (i, group) in groups.iter().enumerate() {
+            write_packet_io(&mut one_by_one, group, i as u64, format).unwrap();
+        }
+        let mut at_once = Vec::new();
+        write_packets_io(&mut at_once, &groups, format).unwrap();
+        assert_eq!(
+            String::from_utf8(one_by_one).unwrap(),
+            String::from_utf8(at_once).unwrap()
+        );
+    }
 }
