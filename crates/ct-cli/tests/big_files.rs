@@ -10,12 +10,9 @@
 //! a debug build would take minutes. Without it the test prints why and skips. Needs no
 //! root. `CT_BIG_FILE_EVENTS` changes the number of events.
 
-use std::io::{BufWriter, Read};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::thread;
 
-use ct_lab::{wait_with_usage, write_flood, ChildUsage};
+use ct_lab::run_on_flood;
 
 const STATIC_BIN_ENV: &str = "CT_STATIC_BIN";
 const EVENTS_ENV: &str = "CT_BIG_FILE_EVENTS";
@@ -45,64 +42,6 @@ fn events() -> u64 {
         .unwrap_or(DEFAULT_EVENTS)
 }
 
-/// Runs `ct-cli ARGS -` on the generated capture; returns its usage and stdout.
-fn run_on_flood(bin: &PathBuf, args: &[&str], events: u64) -> (ChildUsage, Vec<u8>, String) {
-    let mut child = Command::new(bin)
-        .args(args)
-        .arg("-")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{}: {e}", bin.display()));
-    let stdin = child.stdin.take().expect("piped stdin");
-    let writer =
-        thread::spawn(move || write_flood(BufWriter::with_capacity(1 << 16, stdin), events));
-    let mut stdout = child.stdout.take().expect("piped stdout");
-    let reader = thread::spawn(move || {
-        // Keep only the head and the tail: sort writes about as much as it reads.
-        const KEEP: usize = 4096;
-        let (mut head, mut tail, mut total) = (Vec::new(), Vec::new(), 0);
-        let mut buf = vec![0; 1 << 16];
-        loop {
-            match stdout.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    total += n;
-                    let room = KEEP.saturating_sub(head.len()).min(n);
-                    head.extend_from_slice(&buf[..room]);
-                    tail.extend_from_slice(&buf[room..n]);
-                    if tail.len() > 1 << 20 {
-                        tail.drain(..tail.len() - KEEP);
-                    }
-                }
-            }
-        }
-        let cut = tail.len().saturating_sub(KEEP);
-        if total > head.len() + tail.len() {
-            head.extend_from_slice(b"\n...\n");
-        }
-        head.extend_from_slice(&tail[cut..]);
-        head
-    });
-    let mut stderr = child.stderr.take().expect("piped stderr");
-    let errors = thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stderr.read_to_string(&mut text);
-        text
-    });
-    let usage = wait_with_usage(&mut child).expect("wait4");
-    writer
-        .join()
-        .expect("writer thread")
-        .expect("writing the capture to ct-cli");
-    (
-        usage,
-        reader.join().expect("reader thread"),
-        errors.join().expect("stderr thread"),
-    )
-}
-
 #[test]
 fn sort_and_conns_of_a_big_capture_stay_under_64_mib() {
     let Some(bin) = release_bin() else { return };
@@ -111,8 +50,9 @@ fn sort_and_conns_of_a_big_capture_stay_under_64_mib() {
         (&["sort", "--format", "singleline"][..], "sort"),
         (&["conns", "--format", "json"][..], "conns"),
     ] {
-        let (usage, out, stderr) = run_on_flood(&bin, args, events);
-        let out = String::from_utf8_lossy(&out);
+        let run = run_on_flood(&bin, args, events).expect("running ct-cli on the flood");
+        let (usage, stderr) = (run.usage, run.stderr);
+        let out = String::from_utf8_lossy(&run.stdout_ends);
         println!(
             "{what}: {events} events, peak RSS {} KiB, CPU {:.1} s",
             usage.max_rss_kib, usage.cpu_seconds

@@ -3,7 +3,7 @@
 //! by the input.
 
 use std::io::Write;
-use std::process::{Command, Stdio};
+use std::path::Path;
 use std::time::Instant;
 
 /// A small valid event (one connection, one packet).
@@ -32,13 +32,7 @@ fn peak_rss_kib(pid: u32) -> u64 {
 /// taken all the input but before it sees the end of it (`ru_maxrss` would not do: it
 /// starts from the RSS of this test process when it forked).
 fn run_streamed(args: &[&str], input: impl Iterator<Item = Vec<u8>> + Send + 'static) -> Finished {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ct-cli"))
-        .args(args)
-        .arg("-")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
+    let mut child = ct_lab::spawn_reading_stdin(Path::new(env!("CARGO_BIN_EXE_ct-cli")), args)
         .expect("ct-cli starts");
     let mut stdin = child.stdin.take().unwrap();
     let writer = std::thread::spawn(move || {

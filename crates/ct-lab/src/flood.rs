@@ -8,9 +8,11 @@
 //! second). The conntrack section is the one a real kernel gave (`fixtures/raw/icmp.json`);
 //! times and packet ids move on with every packet, the connection id stays.
 
-use std::io::{self, Write};
-use std::process::Child;
+use std::io::{self, BufWriter, Read, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
+use std::thread;
 
 use ct_core::{
     write_event_json, CtEvent, Event, FixedStr, IpVersion, Packet, PacketIp, PacketL4, ProbeInfo,
@@ -240,6 +242,74 @@ pub fn wait_with_usage(child: &mut Child) -> io::Result<ChildUsage> {
         success: libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
         max_rss_kib: u64::try_from(usage.ru_maxrss).unwrap_or(0),
         cpu_seconds: seconds(usage.ru_utime) + seconds(usage.ru_stime),
+    })
+}
+
+/// Starts `bin args -` (a ct-cli command reading its events from stdin) with stdin, stdout
+/// and stderr piped.
+pub fn spawn_reading_stdin(bin: &Path, args: &[&str]) -> io::Result<Child> {
+    Command::new(bin)
+        .args(args)
+        .arg("-")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+}
+
+/// What a command run on a generated flood left: its resource usage, the first and last
+/// 4 KiB of its stdout (a view writes about as much as it reads: not kept whole), and its
+/// stderr.
+#[derive(Debug)]
+pub struct FloodRun {
+    /// As the kernel counted it when the command ended.
+    pub usage: ChildUsage,
+    /// The head and the tail of stdout, with `...` between them when something was left out.
+    pub stdout_ends: Vec<u8>,
+    /// All of stderr.
+    pub stderr: String,
+}
+
+/// Runs `bin args -` on `events` events of the flood, written to its stdin by a thread
+/// through a pipe (never on disk, never whole in memory).
+pub fn run_on_flood(bin: &Path, args: &[&str], events: u64) -> io::Result<FloodRun> {
+    let mut child = spawn_reading_stdin(bin, args)?;
+    let stdin = child.stdin.take().expect("piped stdin");
+    let writer =
+        thread::spawn(move || write_flood(BufWriter::with_capacity(1 << 16, stdin), events));
+    let mut stdout = child.stdout.take().expect("piped stdout");
+    let reader = thread::spawn(move || {
+        const KEEP: usize = 4096;
+        let (mut head, mut tail, mut total) = (Vec::new(), Vec::new(), 0);
+        let mut buf = vec![0; 1 << 16];
+        while let Ok(n @ 1..) = stdout.read(&mut buf) {
+            total += n;
+            let room = KEEP.saturating_sub(head.len()).min(n);
+            head.extend_from_slice(&buf[..room]);
+            tail.extend_from_slice(&buf[room..n]);
+            if tail.len() > 1 << 20 {
+                tail.drain(..tail.len() - KEEP);
+            }
+        }
+        let cut = tail.len().saturating_sub(KEEP);
+        if total > head.len() + tail.len() {
+            head.extend_from_slice(b"\n...\n");
+        }
+        head.extend_from_slice(&tail[cut..]);
+        head
+    });
+    let mut stderr = child.stderr.take().expect("piped stderr");
+    let errors = thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    let usage = wait_with_usage(&mut child)?;
+    writer.join().expect("the flood writer does not panic")?;
+    Ok(FloodRun {
+        usage,
+        stdout_ends: reader.join().expect("the stdout reader does not panic"),
+        stderr: errors.join().expect("the stderr reader does not panic"),
     })
 }
 

@@ -64,7 +64,10 @@ pub use capture::{Capture, Captured, LAB_PROBES};
 pub use conntrack::{parse_conntrack, CtEntry, CtEntryTuple};
 pub use drops::{ExpectedReason, NFT_DROP_ECHO, NFT_DROP_INVALID};
 pub use exec::{Bg, LabError, Output};
-pub use flood::{wait_with_usage, write_flood, ChildUsage, FLOOD_EVENT_GAP_NS};
+pub use flood::{
+    run_on_flood, spawn_reading_stdin, wait_with_usage, write_flood, ChildUsage, FloodRun,
+    FLOOD_EVENT_GAP_NS,
+};
 pub use process::{BpfIds, Collect};
 pub use scratch::Scratch;
 pub use traffic::{SctpHandshake, TcpClientResult, UdpClientResult};
