@@ -92,25 +92,33 @@ fn packet_events(reply: bool) -> Vec<Event> {
     const TX: &str = "net:net_dev_start_xmit";
     const CONSUME: &str = "skb:consume_skb";
     let (router, far) = (4026532301, if reply { 4026532300 } else { 4026532302 });
-    if reply {
-        let inside = ip(server, router_out, 64);
-        let outside = ip(server, client, 63);
-        vec![
-            event(RX, router, packet(3, "rs", inside), None),
-            event(TX, router, packet(2, "rc", outside), Some(ct.clone())),
-            event(RX, far, packet(2, "eth0", outside), None),
-            event(CONSUME, far, packet(2, "eth0", outside), None),
-        ]
+    // The router's devices: 2 "rc" towards the client, 3 "rs" towards the server.
+    let (inside, outside, (in_dev, in_name), (out_dev, out_name)) = if reply {
+        (
+            ip(server, router_out, 64),
+            ip(server, client, 63),
+            (3, "rs"),
+            (2, "rc"),
+        )
     } else {
-        let inside = ip(client, server, 64);
-        let outside = ip(router_out, server, 63);
-        vec![
-            event(RX, router, packet(2, "rc", inside), None),
-            event(TX, router, packet(3, "rs", outside), Some(ct.clone())),
-            event(RX, far, packet(2, "eth0", outside), None),
-            event(CONSUME, far, packet(2, "eth0", outside), None),
-        ]
-    }
+        (
+            ip(client, server, 64),
+            ip(router_out, server, 63),
+            (2, "rc"),
+            (3, "rs"),
+        )
+    };
+    vec![
+        event(RX, router, packet(in_dev, in_name, inside), None),
+        event(
+            TX,
+            router,
+            packet(out_dev, out_name, outside),
+            Some(ct.clone()),
+        ),
+        event(RX, far, packet(2, "eth0", outside), None),
+        event(CONSUME, far, packet(2, "eth0", outside), None),
+    ]
 }
 
 /// Stand-ins written in place of the values that change from event to event, so that

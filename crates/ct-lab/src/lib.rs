@@ -238,6 +238,13 @@ pub struct Lab {
 }
 
 impl Lab {
+    /// For the top of a kernel test: the lab, or `None` when it cannot be had here
+    /// ([`kernel_available`] decided: skip, or fail under `CT_REQUIRE_KERNEL_TESTS=1`).
+    /// Building it where the kernel allows must work: a failure panics.
+    pub fn for_test() -> Option<Lab> {
+        kernel_available().then(|| Lab::new().expect("building the lab"))
+    }
+
     /// Builds the topology. On error, whatever was created is removed.
     pub fn new() -> Result<Lab, LabError> {
         remove_stale_labs();

@@ -188,10 +188,9 @@ fn monotonic_ns() -> u64 {
 
 #[test]
 fn kernel_and_user_space_filters_agree() {
-    if !ct_lab::kernel_available() {
+    let Some(lab) = Lab::for_test() else {
         return;
-    }
-    let lab = Lab::new().expect("building the lab");
+    };
     lab.router_nft(RULESET).expect("loading the ruleset");
     let netns = lab.netns_inode(Node::Router);
     let baseline = Capture::start(netns).expect("baseline collector");

@@ -47,10 +47,9 @@ fn assert_same_conn(a: &CtConnEvent, b: &CtConnEvent, what: &str) {
 
 #[test]
 fn kprobes_and_kretprobes_report_what_tracepoints_report() {
-    if !ct_lab::kernel_available() {
+    let Some(lab) = Lab::for_test() else {
         return;
-    }
-    let lab = Lab::new().expect("building the lab");
+    };
     let router = lab.netns_inode(Node::Router);
 
     let defaults = default_probes();

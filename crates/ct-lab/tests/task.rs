@@ -9,10 +9,9 @@ use ct_lab::{Capture, Lab, Node, ROUTER_C4};
 
 #[test]
 fn events_name_the_sending_process_with_btf_and_raw_tracepoints() {
-    if !ct_lab::kernel_available() {
+    let Some(lab) = Lab::for_test() else {
         return;
-    }
-    let lab = Lab::new().expect("building the lab");
+    };
     let client = lab.netns_inode(Node::Client);
     for raw in [false, true] {
         let capture = Capture::start_probes(client, &["tp:net:net_dev_start_xmit"], |b| {

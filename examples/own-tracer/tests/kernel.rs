@@ -37,10 +37,9 @@ const RULESET: &str = "table ip own {
 
 #[test]
 fn drops_carry_the_conntrack_entry_conntrack_lists() {
-    if !ct_lab::kernel_available() {
+    let Some(lab) = Lab::for_test() else {
         return;
-    }
-    let lab = Lab::new().unwrap();
+    };
     lab.router_nft(RULESET).unwrap();
 
     let router_ns = lab.netns_path(Node::Router);
