@@ -116,32 +116,15 @@ fn capture_fixtures() {
     write("sctp", pick, &run);
 
     // One event in a given ct state, of the first connection of its protocol at its probe.
+    #[rustfmt::skip] // a table: one fixture a line
     let cases: [FirstInState; 7] = [
-        (
-            "zone_mark_labels",
-            || udp_zone_mark_labels().0,
-            XMIT,
-            17,
-            CtState::Reply,
-        ),
+        ("zone_mark_labels", || udp_zone_mark_labels().0, XMIT, 17, CtState::Reply),
         ("orig_zone", || udp_orig_zone().0, XMIT, 17, CtState::New),
-        (
-            "related_reply",
-            || icmp_error_related().0,
-            XMIT,
-            17,
-            CtState::RelatedReply,
-        ),
+        ("related_reply", || icmp_error_related().0, XMIT, 17, CtState::RelatedReply),
         ("ipv6", || ipv6_tcp().0, XMIT, 6, CtState::New),
         ("icmpv6", || icmpv6_echo().0, XMIT, 58, CtState::Reply),
         ("generic", || generic_proto().0, XMIT, 253, CtState::New),
-        (
-            "drop",
-            || drop_established().0,
-            KFREE,
-            1,
-            CtState::Established,
-        ),
+        ("drop", || drop_established().0, KFREE, 1, CtState::Established),
     ];
     for (name, scenario, probe, proto, wanted) in cases {
         write_first(name, &scenario(), probe, proto, wanted);

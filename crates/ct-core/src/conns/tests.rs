@@ -961,18 +961,16 @@ fn streaming_forgets_packets_once_their_window_has_passed() {
         window: std::time::Duration::from_nanos(20),
         max_open: 4,
     };
+    // One DNS query a packet, all of one connection.
+    let query = conn(
+        tuple("10.0.0.5", "10.0.0.1", udp(1, 53)),
+        tuple("10.0.0.1", "10.0.0.5", udp(53, 1)),
+        St::CONFIRMED,
+    );
     let events: Vec<Event> = (0..1000u64)
-        .map(|i| {
-            let mut e = at(i * 10, "net:netif_receive_skb", i, Some(1));
-            e.ct = Some(ct(
-                CtState::New,
-                conn(
-                    tuple("10.0.0.5", "10.0.0.1", udp(1, 53)),
-                    tuple("10.0.0.1", "10.0.0.5", udp(53, 1)),
-                    St::CONFIRMED,
-                ),
-            ));
-            e
+        .map(|i| Event {
+            ct: Some(ct(CtState::New, query.clone())),
+            ..at(i * 10, "net:netif_receive_skb", i, Some(1))
         })
         .collect();
     let (conns, stats) = folded(&events, limits);
