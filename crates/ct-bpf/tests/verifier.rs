@@ -343,7 +343,7 @@ fn programs_with_a_step_left_out_load() {
     if !ct_lab::bpf_loadable() {
         return;
     }
-    if std::env::var("CT_QUICK_KERNEL_TESTS").is_ok_and(|v| v == "1") {
+    if ct_lab::quick_kernel_tests() {
         eprintln!("skipped: bench programs are checked on the host only (CT_QUICK_KERNEL_TESTS=1)");
         return;
     }

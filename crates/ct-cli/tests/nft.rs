@@ -427,7 +427,7 @@ table inet srv {
 fn a_table_left_by_a_killed_run_is_removed_by_the_next() {
     // ct-cli's own bookkeeping, the same on every kernel: the matrix VMs (quick mode) leave
     // it to the host run.
-    if std::env::var("CT_QUICK_KERNEL_TESTS").is_ok_and(|v| v == "1") {
+    if ct_lab::quick_kernel_tests() {
         eprintln!("skipped in quick mode: the clean-up of a killed run does not vary by kernel");
         return;
     }

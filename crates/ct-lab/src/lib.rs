@@ -193,6 +193,13 @@ pub fn bpf_loadable() -> bool {
     })
 }
 
+/// Whether the kernel tests run in quick mode (`CT_QUICK_KERNEL_TESTS=1`, which
+/// scripts/kernels.sh sets in the emulated VMs of the matrix, whose time is CI's): tests
+/// then run one case of each kind, and leave to the host what does not vary by kernel.
+pub fn quick_kernel_tests() -> bool {
+    std::env::var("CT_QUICK_KERNEL_TESTS").is_ok_and(|v| v == "1")
+}
+
 /// The one gate of the kernel tests: what a test does when it cannot run here. `ready`
 /// is `Ok(())` when it can, or why it cannot (the test's own requirements: the lab's,
 /// privileges, a tool, a binary).

@@ -301,7 +301,7 @@ fn the_kernel_selects_what_tcpdump_selects() {
     let dir = Scratch::new("pcap-filters");
     let netns = lab.netns_inode(Node::Router);
 
-    let quick = std::env::var("CT_QUICK_KERNEL_TESTS").is_ok_and(|v| v == "1");
+    let quick = ct_lab::quick_kernel_tests();
     let expressions = if quick { QUICK } else { EXPRESSIONS };
     let mut watchers = Vec::new();
     for (n, expr) in expressions.iter().enumerate() {
