@@ -17,7 +17,7 @@
 use std::time::{Duration, Instant};
 
 use ct_benches::{Netns, PINGS};
-use ct_bpf::{CollectorBuilder, KernelFilters, OmitStep, ProbeSpec};
+use ct_bpf::{Collector, CollectorBuilder, KernelFilters, OmitStep, ProbeSpec};
 use ct_core::filter::CtFilter;
 
 struct BpfStats {
@@ -106,9 +106,11 @@ fn per_hit_omitting(
         }
     }
     let _ = ping.kill();
-    collector
+    while collector
         .poll_raw(Duration::ZERO, |_| events += 1)
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| e.to_string())?
+        == Collector::MAX_PER_READ
+    {}
     let stats = collector.program_stats();
     let find = |floor: bool| {
         stats

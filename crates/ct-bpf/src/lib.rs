@@ -50,6 +50,7 @@ mod pcap;
 mod probe;
 mod raw;
 mod ring_queue;
+mod sys;
 
 pub use check::{check, CheckItem, Report, Verdict};
 pub use collector::{

@@ -304,8 +304,15 @@ impl Run {
         }
         // Whatever the kernel already put in the ring buffer is written too.
         if fatal.is_none() && self.stopped.is_none() {
-            if let Err(err) = collector.drain(|event| self.handle(event)) {
-                fatal = Some(err.into());
+            loop {
+                match collector.drain(|event| self.handle(event)) {
+                    Ok(n) if n == Collector::MAX_PER_READ => {}
+                    Ok(_) => break,
+                    Err(err) => {
+                        fatal = Some(err.into());
+                        break;
+                    }
+                }
             }
         }
         self.finish_nft(&mut fatal);
