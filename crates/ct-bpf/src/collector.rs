@@ -6,7 +6,7 @@
 //! probe: links go first, then the programs and maps.
 
 use std::cell::RefCell;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -655,21 +655,29 @@ enum Role {
     Floor,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct Attached {
     label: String,
     role: Role,
     program: Program,
     id: Option<u32>,
+    /// A descriptor of the loaded program, kept after its object is closed: the link
+    /// alone would keep it in the kernel, but whoever looks at the process (bpftool,
+    /// the tests' leak checks) finds the program it holds.
+    _fd: Option<OwnedFd>,
 }
 
 impl Attached {
     fn new(label: &str, role: Role, object: &Object, program: Program) -> Self {
+        let loaded = object.progs().find(|p| p.name() == program.name());
         Attached {
             label: label.to_owned(),
             role,
             program,
-            id: program_id(object, program),
+            id: loaded
+                .as_ref()
+                .and_then(|p| libbpf_rs::Program::id_from_fd(p.as_fd()).ok()),
+            _fd: loaded.and_then(|p| p.as_fd().try_clone_to_owned().ok()),
         }
     }
 }
@@ -703,13 +711,6 @@ impl ProgramStats {
     pub fn ns_per_hit(&self) -> Option<f64> {
         (self.run_cnt > 0).then(|| self.run_time_ns as f64 / self.run_cnt as f64)
     }
-}
-
-fn program_id(object: &Object, program: Program) -> Option<u32> {
-    object
-        .progs()
-        .find(|p| p.name() == program.name())
-        .and_then(|p| libbpf_rs::Program::id_from_fd(p.as_fd()).ok())
 }
 
 impl std::fmt::Debug for Collector {

@@ -329,23 +329,11 @@ impl OutputFile {
     }
 }
 
-/// Line ends in `bytes`, eight bytes at a time (a byte at a time was a sixth of the CPU
-/// time of `collect -o` under `ping -f`).
+/// Line ends in `bytes`. memchr's vector search: a line end per few hundred bytes
+/// costs little more than scanning them (counting eight bytes at a time in plain code
+/// was still ~8 % of the CPU of `collect -o` under `ping -f`; a byte at a time, a sixth).
 fn count_lines(bytes: &[u8]) -> usize {
-    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
-    let newlines = u64::from_ne_bytes([b'\n'; 8]);
-    let mut chunks = bytes.chunks_exact(8);
-    let mut n = 0;
-    for chunk in &mut chunks {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        // Bytes equal to '\n' become 0; then each zero byte, and only those, gets its
-        // high bit set: exact, with no carry between bytes.
-        let x = u64::from_ne_bytes(word) ^ newlines;
-        let zero_high = !(((x & LOW7) + LOW7) | x | LOW7);
-        n += zero_high.count_ones() as usize;
-    }
-    n + chunks.remainder().iter().filter(|&&b| b == b'\n').count()
+    memchr::memchr_iter(b'\n', bytes).count()
 }
 
 impl Write for OutputFile {
