@@ -19,7 +19,7 @@ use std::io::{BufWriter, Write as _};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use ct_benches::{Netns, PINGS};
+use ct_benches::{thread_cpu_ns, write_floor, Netns, PINGS};
 use ct_bpf::{Collector, CollectorBuilder, ProbeSpec, RingRecord};
 use ct_core::{EventWriter, Format, Layout};
 
@@ -31,9 +31,6 @@ const LINE: [u8; 513] = {
     line[512] = b'\n';
     line
 };
-/// How the floor writes.
-const FLOOR_WRITE: usize = 64 << 10;
-
 #[derive(Clone, Copy, PartialEq)]
 enum Stage {
     Read,
@@ -73,16 +70,6 @@ struct Measured {
     bytes: u64,
     cpu_ns_per_event: f64,
     lost: u64,
-}
-
-/// CPU time of the calling thread, in nanoseconds.
-fn thread_cpu_ns() -> u64 {
-    // SAFETY: clock_gettime writes into a timespec we own.
-    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
-    unsafe {
-        libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts);
-    }
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 fn run(stage: Stage, out: &Path) -> Result<Measured, String> {
@@ -167,25 +154,6 @@ fn run(stage: Stage, out: &Path) -> Result<Measured, String> {
         cpu_ns_per_event: cpu as f64 / events.max(1) as f64,
         lost,
     })
-}
-
-/// CPU per event of writing `data` (holding `events` events) to a new file beside `like`
-/// in 64 KiB writes: the best of three.
-fn write_floor(data: &[u8], events: u64, like: &Path) -> Result<f64, String> {
-    let path = like.with_extension("floor");
-    let mut best = f64::MAX;
-    for _ in 0..3 {
-        let _ = std::fs::remove_file(&path);
-        let start = thread_cpu_ns();
-        let mut file = File::create(&path).map_err(|e| e.to_string())?;
-        for chunk in data.chunks(FLOOR_WRITE) {
-            file.write_all(chunk).map_err(|e| e.to_string())?;
-        }
-        drop(file);
-        best = best.min((thread_cpu_ns() - start) as f64 / events.max(1) as f64);
-    }
-    let _ = std::fs::remove_file(&path);
-    Ok(best)
 }
 
 /// Rounds of every stage (`CT_BENCH_ROUNDS`, default 3): the table gives medians.
