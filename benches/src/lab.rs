@@ -7,6 +7,24 @@ use std::process::{Command, Stdio};
 /// Echo requests per flood (each is seen going out and coming back).
 pub const PINGS: &str = "20000";
 
+/// Echo requests of a flood: `CT_BENCH_PINGS`, else [`PINGS`]. Longer floods steady the
+/// user-space figures on a machine that other work shares.
+pub fn pings() -> String {
+    std::env::var("CT_BENCH_PINGS")
+        .ok()
+        .filter(|v| v.parse::<u32>().is_ok_and(|n| n > 0))
+        .unwrap_or_else(|| PINGS.to_owned())
+}
+
+/// Rounds of each measurement (`CT_BENCH_ROUNDS`, default 3), for the user-space benches.
+pub fn rounds() -> usize {
+    std::env::var("CT_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3)
+        .max(1)
+}
+
 /// Two network namespaces joined by a veth pair, removed on drop.
 #[derive(Debug)]
 pub struct Netns {
@@ -72,8 +90,9 @@ impl Netns {
         Ok(ns)
     }
 
-    /// `ping -f -c PINGS` from the first namespace to the second.
+    /// `ping -f -c N` ([`pings`]) from the first namespace to the second.
     pub fn ping_flood(&self) -> Command {
+        let count = pings();
         let mut cmd = Command::new("ip");
         cmd.args([
             "netns",
@@ -83,7 +102,7 @@ impl Netns {
             "-f",
             "-q",
             "-c",
-            PINGS,
+            &count,
             "10.201.0.2",
         ])
         .stdout(Stdio::null())
@@ -102,9 +121,19 @@ impl Drop for Netns {
 
 /// VmRSS of a process, in KiB.
 pub fn vm_rss_kb(pid: u32) -> Option<u64> {
+    status_kb(pid, "VmRSS:")
+}
+
+/// The peak resident memory of process `pid` so far (its own: `getrusage` of a child
+/// would also count what the parent held when it forked), in KiB.
+pub fn vm_hwm_kb(pid: u32) -> Option<u64> {
+    status_kb(pid, "VmHWM:")
+}
+
+fn status_kb(pid: u32, key: &str) -> Option<u64> {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()?
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(key))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }

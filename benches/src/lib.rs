@@ -5,4 +5,4 @@ mod floor;
 mod lab;
 
 pub use floor::{thread_cpu_ns, write_floor, FLOOR_WRITE};
-pub use lab::{sh, vm_rss_kb, Netns, PINGS};
+pub use lab::{pings, rounds, sh, vm_hwm_kb, vm_rss_kb, Netns, PINGS};

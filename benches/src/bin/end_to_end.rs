@@ -6,7 +6,8 @@
 //! file): events written, lost (the summary line), CPU per event while collecting
 //! (ct-cli's run time from its readiness line to the end of the flood, all threads) and
 //! over the whole run (start-up included, from wait4), the floor's CPU per event and
-//! the ratio, resident memory while collecting (sampled) and at its peak.
+//! the ratio, resident memory while collecting (sampled) and at its peak before it is
+//! stopped (`VmHWM`: start-up included).
 //!
 //! Run as root: `benches/kernel.sh` (builds release first), or
 //! `target/release/end_to_end target/release/ct-cli`.
@@ -15,7 +16,7 @@ use std::io::Read as _;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ct_benches::{vm_rss_kb, write_floor, Netns, PINGS};
+use ct_benches::{pings, rounds, vm_hwm_kb, vm_rss_kb, write_floor, Netns};
 
 /// What `collect` writes, and where.
 #[derive(Clone, Copy)]
@@ -44,7 +45,7 @@ struct Measured {
     cpu_ns_per_event_whole_run: f64,
     floor_ns_per_event: f64,
     rss_collecting_kb: u64,
-    max_rss_kb: i64,
+    max_rss_kb: u64,
     summary: String,
 }
 
@@ -123,6 +124,8 @@ fn run(cli: &str, output: Output) -> Result<Measured, String> {
     if !status.success() {
         return Err("ping -f failed".into());
     }
+    // Start-up included, exit not (the summary and detaching come after).
+    let peak_kb = vm_hwm_kb(child.id()).unwrap_or(0);
     // SAFETY: kill with a valid pid of our own child.
     unsafe {
         libc::kill(child.id() as i32, libc::SIGINT);
@@ -161,7 +164,7 @@ fn run(cli: &str, output: Output) -> Result<Measured, String> {
         cpu_ns_per_event_whole_run: cpu * 1e9 / events.max(1) as f64,
         floor_ns_per_event: floor,
         rss_collecting_kb: rss_kb,
-        max_rss_kb: usage.ru_maxrss,
+        max_rss_kb: peak_kb,
         summary,
     })
 }
@@ -171,9 +174,10 @@ fn main() {
         eprintln!("usage: end_to_end PATH/TO/ct-cli (as root)");
         std::process::exit(2);
     };
-    println!("| end to end (ct-cli collect, tp:net:net_dev_start_xmit + tp:net:netif_receive_skb, ping -f -c {PINGS}) | events | B/event | events/s | CPU/event collecting | write floor/event | ratio | CPU/event, whole run | RSS collecting | peak RSS | summary |");
+    println!("| end to end (ct-cli collect, tp:net:net_dev_start_xmit + tp:net:netif_receive_skb, ping -f -c {}) | events | B/event | events/s | CPU/event collecting | write floor/event | ratio | CPU/event, whole run | RSS collecting | peak RSS | summary |", pings());
     println!("|---|---|---|---|---|---|---|---|---|---|---|");
-    for output in [Output::Json, Output::SingleLine] {
+    let outputs = [Output::Json, Output::SingleLine];
+    for output in (0..rounds()).flat_map(|_| outputs) {
         match run(&cli, output) {
             Ok(m) => println!(
                 "| {} | {} | {:.0} | {:.0} | {:.0} ns | {:.0} ns | {:.2}x | {:.0} ns | {:.1} MB | {:.1} MB | {} |",

@@ -16,7 +16,7 @@
 
 use std::time::{Duration, Instant};
 
-use ct_benches::{Netns, PINGS};
+use ct_benches::{pings, Netns};
 use ct_bpf::{Collector, CollectorBuilder, KernelFilters, OmitStep, ProbeSpec};
 use ct_core::filter::CtFilter;
 
@@ -242,7 +242,7 @@ fn main() {
         ),
         ("rejected by --ct-state related", true, ct_filter, None),
     ];
-    println!("| case (tp:net:net_dev_start_xmit, ping -f -c {PINGS}) | attached as | ours ns/hit | floor ns/hit | ratio | hits | events | lost |");
+    println!("| case (tp:net:net_dev_start_xmit, ping -f -c {}) | attached as | ours ns/hit | floor ns/hit | ratio | hits | events | lost |", pings());
     println!("|---|---|---|---|---|---|---|---|");
     for (case, conntrack, filters, pcap) in cases {
         for raw in [false, true] {

@@ -19,7 +19,7 @@ use std::io::{BufWriter, Write as _};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use ct_benches::{thread_cpu_ns, write_floor, Netns, PINGS};
+use ct_benches::{pings, rounds, thread_cpu_ns, write_floor, Netns};
 use ct_bpf::{Collector, CollectorBuilder, ProbeSpec, RingRecord};
 use ct_core::{EventWriter, Format, Layout};
 
@@ -139,7 +139,6 @@ fn run(stage: Stage, out: &Path) -> Result<Measured, String> {
         }
     }
     while read(&mut collector, Duration::ZERO)? > 0 {}
-    drop(read);
     raw_out.flush().map_err(|e| e.to_string())?;
     writer.flush().map_err(|e| e.to_string())?;
     let cpu = thread_cpu_ns() - start_cpu;
@@ -154,15 +153,6 @@ fn run(stage: Stage, out: &Path) -> Result<Measured, String> {
         cpu_ns_per_event: cpu as f64 / events.max(1) as f64,
         lost,
     })
-}
-
-/// Rounds of every stage (`CT_BENCH_ROUNDS`, default 3): the table gives medians.
-fn rounds() -> usize {
-    std::env::var("CT_BENCH_ROUNDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(3)
-        .max(1)
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
@@ -201,7 +191,7 @@ fn main() {
     }
     let _ = std::fs::remove_dir_all(&dir);
     let floor = median(floors);
-    println!("| user space, stage by stage (in-process reader, tp:net:net_dev_start_xmit + tp:net:netif_receive_skb, ping -f -c {PINGS}; medians of {} rounds) | events | lost | B/event written | CPU/event | ratio to the write floor ({floor:.0} ns/event) |", rounds());
+    println!("| user space, stage by stage (in-process reader, tp:net:net_dev_start_xmit + tp:net:netif_receive_skb, ping -f -c {}; medians of {} rounds) | events | lost | B/event written | CPU/event | ratio to the write floor ({floor:.0} ns/event) |", pings(), rounds());
     println!("|---|---|---|---|---|---|");
     for (i, stage) in Stage::ALL.iter().enumerate() {
         match last[i].take() {
