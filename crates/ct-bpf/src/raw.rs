@@ -1,4 +1,5 @@
-//! The raw event layout shared with the BPF program, and the only unsafe code in the crate.
+//! The raw event layout shared with the BPF program. With `sys.rs` (two system calls)
+//! and one ioctl in `netns.rs`, the only unsafe code in the crate.
 //!
 //! `RawCtEvent` mirrors `struct ct_raw_event` in `src/bpf/ct_event.h`. The C header asserts
 //! its own offsets with `_Static_assert`; this module asserts the Rust mirror against the
