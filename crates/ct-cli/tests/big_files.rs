@@ -10,27 +10,14 @@
 //! a debug build would take minutes. Without it the test prints why and skips. Needs no
 //! root. `CT_BIG_FILE_EVENTS` changes the number of events.
 
-use std::path::PathBuf;
+mod support;
 
 use ct_lab::run_on_flood;
+use support::release_bin;
 
-const STATIC_BIN_ENV: &str = "CT_STATIC_BIN";
 const EVENTS_ENV: &str = "CT_BIG_FILE_EVENTS";
 const DEFAULT_EVENTS: u64 = 2_000_000;
 const MAX_RSS_KIB: u64 = 64 * 1024;
-
-fn release_bin() -> Option<PathBuf> {
-    match std::env::var_os(STATIC_BIN_ENV).filter(|p| !p.is_empty()) {
-        Some(path) => Some(PathBuf::from(path)),
-        None => {
-            eprintln!(
-                "skipping: {STATIC_BIN_ENV} is not set (CT_STATIC_BIN=$(scripts/static-build.sh) \
-                 builds the release ct-cli and names it)"
-            );
-            None
-        }
-    }
-}
 
 fn events() -> u64 {
     std::env::var(EVENTS_ENV)

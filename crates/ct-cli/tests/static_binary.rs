@@ -18,32 +18,12 @@ use std::ffi::CString;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use ct_lab::{Lab, Node, SERVER4};
 use support::*;
-
-const STATIC_BIN_ENV: &str = "CT_STATIC_BIN";
-
-/// The static binary to test, or `None` (after printing why) when the test should skip.
-fn static_bin() -> Option<PathBuf> {
-    if !ct_lab::kernel_available() {
-        return None;
-    }
-    let path = std::env::var_os(STATIC_BIN_ENV).filter(|path| !path.is_empty());
-    let ready = match path {
-        Some(_) => Ok(()),
-        None => Err(format!(
-            "{STATIC_BIN_ENV} is not set (CT_STATIC_BIN=$(scripts/static-build.sh) builds \
-             the static ct-cli and names it)"
-        )),
-    };
-    ct_lab::run_or_skip(ready)
-        .then(|| path.map(PathBuf::from))
-        .flatten()
-}
 
 /// Whether the ELF file at `path` names a program interpreter (a PT_INTERP header): a
 /// dynamically linked executable does, a static one does not.

@@ -6,7 +6,7 @@
 
 use std::fs::File;
 use std::os::fd::AsRawFd;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use ct_core::{read_events, Event};
@@ -209,3 +209,38 @@ table ip ctcli {
     }
 }
 "#;
+
+/// The static release `ct-cli` that scripts/test.sh builds and names in `CT_STATIC_BIN`
+/// (a debug build is larger and slower than what users run), or why there is none.
+fn static_bin_path() -> Result<PathBuf, String> {
+    std::env::var_os("CT_STATIC_BIN")
+        .filter(|path| !path.is_empty())
+        .map(PathBuf::from)
+        .ok_or_else(|| {
+            "CT_STATIC_BIN is not set (CT_STATIC_BIN=$(scripts/static-build.sh) builds the \
+             static release ct-cli and names it)"
+                .to_owned()
+        })
+}
+
+/// [`static_bin_path`] for a test that needs no kernel: `None`, saying why, without it.
+pub fn release_bin() -> Option<PathBuf> {
+    static_bin_path()
+        .map_err(|why| eprintln!("skipping: {why}"))
+        .ok()
+}
+
+/// [`static_bin_path`] for a kernel test: without it the one gate decides (a skip fails
+/// the test under `CT_REQUIRE_KERNEL_TESTS=1`).
+pub fn static_bin() -> Option<PathBuf> {
+    if !ct_lab::kernel_available() {
+        return None;
+    }
+    match static_bin_path() {
+        Ok(path) => Some(path),
+        Err(why) => {
+            ct_lab::run_or_skip(Err(why));
+            None
+        }
+    }
+}
