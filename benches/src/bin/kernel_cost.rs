@@ -17,7 +17,7 @@
 use std::time::{Duration, Instant};
 
 use ct_benches::{pings, Netns};
-use ct_bpf::{Collector, CollectorBuilder, KernelFilters, OmitStep, ProbeSpec};
+use ct_bpf::{CollectorBuilder, KernelFilters, OmitStep, ProbeSpec};
 use ct_core::filter::CtFilter;
 
 struct BpfStats {
@@ -109,7 +109,7 @@ fn per_hit_omitting(
     while collector
         .poll_raw(Duration::ZERO, |_| events += 1)
         .map_err(|e| e.to_string())?
-        == Collector::MAX_PER_READ
+        > 0
     {}
     let stats = collector.program_stats();
     let find = |floor: bool| {

@@ -31,6 +31,7 @@ const LINE: [u8; 513] = {
     line[512] = b'\n';
     line
 };
+
 #[derive(Clone, Copy, PartialEq)]
 enum Stage {
     Read,
@@ -178,10 +179,10 @@ fn main() {
             if let Ok(m) = &measured {
                 cpu[i].push(m.cpu_ns_per_event);
                 if stage == Stage::Json {
-                    if let Some(floor) = std::fs::read(&out).ok().and_then(|data| {
-                        let lines = data.iter().filter(|&&b| b == b'\n').count() as u64;
-                        write_floor(&data, lines, &out).ok()
-                    }) {
+                    if let Some(floor) = std::fs::read(&out)
+                        .ok()
+                        .and_then(|data| write_floor(&data, m.events, &out).ok())
+                    {
                         floors.push(floor);
                     }
                 }

@@ -669,15 +669,18 @@ struct Attached {
 
 impl Attached {
     fn new(label: &str, role: Role, object: &Object, program: Program) -> Self {
-        let loaded = object.progs().find(|p| p.name() == program.name());
+        let fd = object
+            .progs()
+            .find(|p| p.name() == program.name())
+            .and_then(|p| p.as_fd().try_clone_to_owned().ok());
         Attached {
             label: label.to_owned(),
             role,
             program,
-            id: loaded
+            id: fd
                 .as_ref()
-                .and_then(|p| libbpf_rs::Program::id_from_fd(p.as_fd()).ok()),
-            _fd: loaded.and_then(|p| p.as_fd().try_clone_to_owned().ok()),
+                .and_then(|fd| libbpf_rs::Program::id_from_fd(fd.as_fd()).ok()),
+            _fd: fd,
         }
     }
 }
@@ -743,18 +746,25 @@ impl Collector {
         on_event: impl FnMut(Result<Event, DecodeError>),
     ) -> Result<usize, Error> {
         self.wait(timeout)?;
-        self.drain(on_event)
+        self.decode_batches(Self::MAX_PER_READ, on_event)
     }
 
-    /// Hands over the events already in the ring buffer without waiting, at most
-    /// [`MAX_PER_READ`](Self::MAX_PER_READ) (call until it gives 0 after the last poll
-    /// so that nothing read by the kernel is left behind).
+    /// Hands over every event already in the ring buffer without waiting (use it once
+    /// more after the last poll so that nothing read by the kernel is left behind).
     pub fn drain(
         &mut self,
+        on_event: impl FnMut(Result<Event, DecodeError>),
+    ) -> Result<usize, Error> {
+        self.decode_batches(usize::MAX, on_event)
+    }
+
+    fn decode_batches(
+        &mut self,
+        limit: usize,
         mut on_event: impl FnMut(Result<Event, DecodeError>),
     ) -> Result<usize, Error> {
         let decoder = &self.decoder;
-        read_in_batches(&self.ring, &self.queue, |bytes| {
+        read_in_batches(&self.ring, &self.queue, limit, |bytes| {
             on_event(decoder.decode(bytes))
         })
     }
@@ -769,14 +779,13 @@ impl Collector {
         mut on_record: impl FnMut(&RingRecord),
     ) -> Result<usize, Error> {
         self.wait(timeout)?;
-        read_in_batches(&self.ring, &self.queue, |bytes| {
+        read_in_batches(&self.ring, &self.queue, Self::MAX_PER_READ, |bytes| {
             on_record(&RingRecord::from_bytes(bytes))
         })
     }
 
-    /// Most events one [`poll`](Self::poll) or [`drain`](Self::drain) hands over, so
-    /// that a caller's own checks (a signal, a count reached) run between reads however
-    /// fast the kernel writes.
+    /// Most events one [`poll`](Self::poll) hands over, so that a caller's own checks (a
+    /// signal, a count reached) run between reads however fast the kernel writes.
     pub const MAX_PER_READ: usize = 64 * READ_BATCH;
 
     /// Waits for a wakeup (or `timeout`). The program wakes the reader only as the ring
@@ -784,7 +793,6 @@ impl Collector {
     /// callers read after every wait, woken or not.
     fn wait(&mut self, timeout: Duration) -> Result<(), Error> {
         crate::sys::wait_ready(self.ring.epoll_fd(), timeout)
-            .map(|_| ())
             .map_err(|e| Error::Ring(libbpf_rs::Error::from(e)))
     }
 
@@ -860,14 +868,15 @@ impl Collector {
 const READ_BATCH: usize = 64;
 
 /// Reads the ring a batch at a time and hands each record to `each`, until the ring is
-/// empty or [`Collector::MAX_PER_READ`] records were handed over. Returns how many.
+/// empty or at least `limit` records were handed over. Returns how many.
 fn read_in_batches(
     ring: &RingBuffer<'static>,
     queue: &RefCell<RecordQueue>,
+    limit: usize,
     mut each: impl FnMut(&[u8]),
 ) -> Result<usize, Error> {
     let mut total = 0;
-    while total < Collector::MAX_PER_READ {
+    while total < limit {
         let rc = ring.consume_raw_n(READ_BATCH);
         if rc < 0 && rc != -libc::EINTR {
             return Err(Error::Ring(libbpf_rs::Error::from_raw_os_error(-rc)));

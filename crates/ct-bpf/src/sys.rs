@@ -7,20 +7,19 @@ use std::time::Duration;
 
 /// Waits up to `timeout` for the epoll descriptor `epoll_fd` to report a ready
 /// descriptor (the ring buffer's, for the collector), without taking the event off it
-/// (its descriptors are level-triggered). True when one is ready; a signal ends the
-/// wait early (false).
-pub(crate) fn wait_ready(epoll_fd: i32, timeout: Duration) -> io::Result<bool> {
+/// (its descriptors are level-triggered). A signal ends the wait early, without error.
+pub(crate) fn wait_ready(epoll_fd: i32, timeout: Duration) -> io::Result<()> {
     let millis = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
     let mut event = libc::epoll_event { events: 0, u64: 0 };
     // SAFETY: `event` is one writable epoll_event and maxevents is 1; the kernel checks
     // the descriptor.
     let rc = unsafe { libc::epoll_wait(epoll_fd, &mut event, 1, millis) };
     if rc >= 0 {
-        return Ok(rc > 0);
+        return Ok(());
     }
     let err = io::Error::last_os_error();
     if err.kind() == io::ErrorKind::Interrupted {
-        Ok(false)
+        Ok(())
     } else {
         Err(err)
     }

@@ -27,23 +27,13 @@ fn collect_with_four_probes_stays_under_12_mib_during_a_flood() {
     };
     let file = k.scratch.path("events.json");
     let netns = k.router_netns();
-    let mut collect = Collect::start(
-        &bin,
-        &[
-            "-o",
-            file.to_str().unwrap(),
-            "--netns",
-            &netns,
-            "-p",
-            "tp:net:net_dev_start_xmit",
-            "-p",
-            "tp:net:netif_receive_skb",
-            "-p",
-            "tp:skb:consume_skb",
-            "-p",
-            "tp:skb:kfree_skb",
-        ],
-    );
+    // The four tracepoints collect attaches by default, named so on every kernel (the
+    // default adds kprobes where they work).
+    let mut args = vec!["-o", file.to_str().unwrap(), "--netns", &netns];
+    for probe in ct_bpf::DEFAULT_TRACEPOINTS {
+        args.extend(["-p", probe]);
+    }
+    let mut collect = Collect::start(&bin, &args);
     collect.wait_ready();
     let pid = collect.pid();
     let at_ready = rss_and_fds(pid).0;
