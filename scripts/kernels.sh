@@ -4,6 +4,7 @@
 # tests run on the kernels people have.
 #
 #   scripts/kernels.sh list                      the matrix
+#   scripts/kernels.sh tools                     install the VM tools and prove they run
 #   scripts/kernels.sh prepare [KERNEL...]       fetch and unpack (once; cached)
 #   scripts/kernels.sh run KERNEL -- CMD...      run CMD as root in a VM of KERNEL
 #   scripts/kernels.sh test [KERNEL...]          the kernel test suites in a VM of each
@@ -59,10 +60,17 @@ names() {
 
 # virtme-ng lives in a virtualenv of its own: the system Python refuses `pip install`
 # (externally managed), and a per-user Python may not put its scripts on PATH. Not under
-# /var/cache, which the VMs cover with a tmpfs.
+# /var/cache, which the VMs cover with a tmpfs. Its bin/ goes on PATH for everything this
+# script runs: `vng` starts the VM through `/bin/sh -c "virtme-run ..."`, which finds
+# virtme-run on PATH only.
 venv="$HOME/.local/share/ct-trace/virtme-ng"
 vng="$venv/bin/vng"
+export PATH="$venv/bin:$PATH"
+# The virtme-ng release the matrix is proven with (a newer one may change its options).
+VIRTME_NG_VERSION=1.42
 
+# Installs what the VMs need and proves each piece runs; a piece that cannot be had ends the
+# script at once with one line naming it (not each kernel failing in 0 s later).
 install_tools() {
     local missing=() p
     for p in qemu-system-x86 kmod udev busybox-static python3-venv; do
@@ -70,16 +78,22 @@ install_tools() {
     done
     if ((${#missing[@]})); then
         echo "kernels.sh: installing ${missing[*]}" >&2
-        apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+        apt-get update -qq || die "apt-get update failed: cannot install ${missing[*]} for the kernel matrix"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null ||
+            die "cannot install ${missing[*]} (apt-get install failed): the kernel matrix needs them"
     fi
-    if [ ! -x "$vng" ]; then
-        echo "kernels.sh: installing virtme-ng (PyPI) into $venv" >&2
+    if ! "$vng" --version >/dev/null 2>&1 || [ ! -x "$venv/bin/virtme-run" ]; then
+        echo "kernels.sh: installing virtme-ng $VIRTME_NG_VERSION (PyPI) into $venv" >&2
         rm -rf "$venv"
-        python3 -m venv "$venv"
-        "$venv/bin/pip" install -q virtme-ng
+        python3 -m venv "$venv" || die "cannot create a Python virtualenv in $venv for virtme-ng"
+        "$venv/bin/pip" install -q "virtme-ng==$VIRTME_NG_VERSION" ||
+            die "cannot install virtme-ng $VIRTME_NG_VERSION from PyPI into $venv: the kernel matrix needs it"
     fi
-    [ -x "$vng" ] || die "no $vng after installing virtme-ng"
+    local tool
+    for tool in vng virtme-run qemu-system-x86_64 busybox; do
+        command -v "$tool" >/dev/null 2>&1 || die "$tool is not on PATH after installing the matrix's tools"
+    done
+    "$vng" --version >/dev/null 2>&1 || die "$vng does not run: remove $venv and try again"
 }
 
 # The Debian mirror URIs this machine's apt uses: "main" for SUITE, "security" for
@@ -310,6 +324,10 @@ list)
         printf '%-6s %-10s %s\n' "$1" "$2" "$(release_of "$1")"
     done
     ;;
+tools)
+    install_tools
+    echo "kernels.sh: tools ready: $("$vng" --version 2>&1 | head -n1), $(qemu-system-x86_64 --version | head -n1)"
+    ;;
 prepare)
     [ $# -gt 0 ] && [ "$1" != all ] || set -- $(names)
     prepare "$@"
@@ -350,7 +368,7 @@ vm-suite)
     vm_suite "$1"
     ;;
 *)
-    sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
     [ -z "$cmd" ] || exit 2
     ;;
 esac
