@@ -16,6 +16,8 @@
 
 mod check;
 mod join;
+#[cfg(test)]
+mod kernel_tests;
 mod mark;
 mod message;
 mod netns;

@@ -63,6 +63,15 @@ impl TraceTable {
             table: crate::TABLE_PREFIX.to_owned(),
             reason: format!("cannot make its name (/proc/self/ns/pid, /dev/urandom): {err}"),
         })?;
+        Self::install_named(program, name, rules)
+    }
+
+    /// Installs the table as `name`; fails when a table of that name exists.
+    pub(crate) fn install_named(
+        program: &NftProgram,
+        name: String,
+        rules: Option<&[Conjunction]>,
+    ) -> Result<TraceTable, NftError> {
         let install_error = |reason: String| NftError::Install {
             table: name.clone(),
             reason,
