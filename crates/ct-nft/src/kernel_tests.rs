@@ -97,7 +97,10 @@ fn stop_with_a_full_queue_returns_and_removes_the_table() {
     let path = lab.netns_path(Node::Router);
     let tracer = NftTracer::start_with_queue(Some(&path), Marking::Table(None), QUEUE).unwrap();
     let table = tracer.started().table.clone().unwrap();
-    assert_eq!(trace_tables(&lab, Node::Router), [table.clone()]);
+    assert_eq!(
+        trace_tables(&lab, Node::Router),
+        std::slice::from_ref(&table)
+    );
     // 20 echoes and replies through the router: 120 steps, far more than the queue holds;
     // nobody reads them until stop.
     lab.ping(Node::Client, SERVER4.into(), 20).unwrap();

@@ -10,6 +10,7 @@
 use std::io::{self, BufRead, BufReader, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
 use std::process::{Child, ChildStdin, Stdio};
 use std::time::Instant;
 
@@ -44,6 +45,9 @@ impl OwnerSession {
         let mut command = program.command();
         command
             .arg("-i")
+            // Its own process group: a Ctrl-C or hang-up at the terminal is for ct-cli, which
+            // then stops in order; the table stays until the reader has finished with it.
+            .process_group(0)
             .stdin(Stdio::piped())
             .stdout(Stdio::from(OwnedFd::from(theirs)))
             .stderr(Stdio::from(OwnedFd::from(theirs_too)));

@@ -5,7 +5,7 @@
 //! Where the kernel has owner tables (Linux 5.12+), the table belongs to a long-lived
 //! `nft -i` ([`OwnerSession`]) and disappears with it, however this process ends; elsewhere
 //! (found by trying) it is a plain table, removed at stop or by the next run
-//! ([`remove_stale_tables`]). Names: see [`crate::table_name`].
+//! ([`remove_stale_tables`]). Names: see [`TABLE_PREFIX`](crate::TABLE_PREFIX).
 
 use std::path::Path;
 
@@ -149,7 +149,7 @@ fn install_owned(program: &NftProgram, commands: &[String]) -> Result<OwnerSessi
 }
 
 /// Deletes the trace tables of runs whose process is gone (killed before they could
-/// clean up); returns their names. Which ones: see [`crate::table_name`].
+/// clean up); returns their names. Which ones: see [`TABLE_PREFIX`](crate::TABLE_PREFIX).
 pub fn remove_stale_tables() -> Result<Vec<String>, NftError> {
     let program = NftProgram::system().map_err(|err| NftError::List(err.to_string()))?;
     remove_stale_tables_with(&program)

@@ -20,7 +20,11 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::os::unix::fs::MetadataExt;
 
-/// Name prefix of trace tables.
+/// Name prefix of trace tables: `ct_trace_<pid namespace inode>_<pid>_<16 random hex
+/// digits>` (`ct_trace_<pid>` from older versions). A run removes as stale only tables of
+/// its own PID namespace whose process is gone, and old-form ones whose PID is gone and
+/// that hold exactly what older runs installed (the reasons are in this module's source
+/// documentation, `table_name.rs`).
 pub const TABLE_PREFIX: &str = "ct_trace_";
 
 /// The lowest priority value, the one the trace table's chains are at.
