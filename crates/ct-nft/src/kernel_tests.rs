@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use ct_lab::{Lab, Node, SERVER4};
 
+use crate::fake_nft::FakeNft;
 use crate::nft_program::NftProgram;
 use crate::socket::enter_netns;
 use crate::table::TraceTable;
@@ -254,48 +255,21 @@ fn the_tracers_table_is_an_owner_table_where_the_kernel_has_them() {
 
 /// A stand-in `nft` that answers `-i` as the real one does on a kernel without owner
 /// tables (before 5.12: `flags owner` refused), and runs the real one for the rest.
-struct NoOwnerTablesNft {
-    dir: std::path::PathBuf,
-    program: NftProgram,
-}
-
-impl NoOwnerTablesNft {
-    fn new(real: &NftProgram) -> NoOwnerTablesNft {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = std::env::temp_dir().join(format!("ct-nft-no-owner-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("nft");
-        let script = format!(
-            "#!/bin/sh\n\
-             if [ \"$1\" = -i ]; then\n\
-               while read -r line; do\n\
-                 case \"$line\" in\n\
-                   *'flags owner'*) echo 'Error: Could not process rule: Operation not supported' >&2 ;;\n\
-                   describe*) echo 'meta expression, datatype integer (integer), 1 bits' ;;\n\
-                   *) echo 'Error: not expected here' >&2 ;;\n\
-                 esac\n\
-               done\n\
-               exit 0\n\
-             fi\n\
-             exec {} \"$@\"\n",
-            real.path().display()
-        );
-        std::fs::write(&path, script).unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let program = NftProgram::at(path).unwrap();
-        // Another test thread forking while the script was open for writing keeps it busy
-        // (ETXTBSY) for a moment.
-        assert!(eventually(Duration::from_secs(5), || {
-            program.run(&["--version"], None).is_ok()
-        }));
-        NoOwnerTablesNft { dir, program }
-    }
-}
-
-impl Drop for NoOwnerTablesNft {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+fn no_owner_tables_nft(fake: &FakeNft, real: &NftProgram) -> NftProgram {
+    fake.program(&format!(
+        "if [ \"$1\" = -i ]; then\n\
+           while read -r line; do\n\
+             case \"$line\" in\n\
+               *'flags owner'*) echo 'Error: Could not process rule: Operation not supported' >&2 ;;\n\
+               describe*) echo 'meta expression, datatype integer (integer), 1 bits' ;;\n\
+               *) echo 'Error: not expected here' >&2 ;;\n\
+             esac\n\
+           done\n\
+           exit 0\n\
+         fi\n\
+         exec {} \"$@\"",
+        real.path().display()
+    ))
 }
 
 #[test]
@@ -303,12 +277,12 @@ fn without_owner_tables_a_plain_table_is_installed_and_removed() {
     let Some(lab) = Lab::for_test() else {
         return;
     };
-    let fake = NoOwnerTablesNft::new(&NftProgram::system().unwrap());
+    let fake = FakeNft::new();
+    let program = no_owner_tables_nft(&fake, &NftProgram::system().unwrap());
     let (name, owned, listing, removed) = in_netns(&lab, Node::Router, || {
-        let table = TraceTable::install_with(&fake.program, None).unwrap();
+        let table = TraceTable::install_with(&program, None).unwrap();
         let name = table.name().to_owned();
-        let listing = fake
-            .program
+        let listing = program
             .run(&["list", "table", "inet", &name], None)
             .unwrap();
         let owned = table.is_owned();

@@ -15,6 +15,8 @@
 //! - [`mark_rules`] writes a packet filter as the table's marking rules.
 
 mod check;
+#[cfg(test)]
+mod fake_nft;
 mod join;
 #[cfg(test)]
 mod kernel_tests;

@@ -243,60 +243,7 @@ fn read_on_thread(stream: Option<impl Read + Send + 'static>) -> StreamText {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::PermissionsExt;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    /// A directory of stand-in `nft` scripts, removed at the end.
-    struct FakeNft {
-        dir: PathBuf,
-    }
-
-    impl FakeNft {
-        fn new() -> FakeNft {
-            static N: AtomicUsize = AtomicUsize::new(0);
-            let dir = std::env::temp_dir().join(format!(
-                "ct-nft-fake-{}-{}",
-                std::process::id(),
-                N.fetch_add(1, Ordering::Relaxed)
-            ));
-            std::fs::create_dir_all(&dir).unwrap();
-            FakeNft { dir }
-        }
-
-        /// A stand-in running `body` as a shell script.
-        fn program(&self, body: &str) -> NftProgram {
-            let path = self.dir.join("nft");
-            std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-            NftProgram::at(path).unwrap()
-        }
-    }
-
-    impl Drop for FakeNft {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
-    }
-
-    /// Runs `program`, again while the script is briefly busy (ETXTBSY: another test
-    /// thread forked while this one wrote it).
-    fn run(
-        program: &NftProgram,
-        args: &[&str],
-        stdin: Option<&str>,
-    ) -> Result<String, NftRunError> {
-        for _ in 0..50 {
-            match program.run(args, stdin) {
-                Err(NftRunError::Spawn { source, .. })
-                    if source.raw_os_error() == Some(libc::ETXTBSY) =>
-                {
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                other => return other,
-            }
-        }
-        panic!("{} stayed busy", program.path().display());
-    }
+    use crate::fake_nft::FakeNft;
 
     #[test]
     fn a_hung_nft_is_killed_at_the_timeout_and_says_so() {
@@ -305,7 +252,7 @@ mod tests {
             .program("exec sleep 600")
             .with_timeout(Duration::from_millis(300));
         let started = Instant::now();
-        let err = run(&program, &["list", "tables"], None).unwrap_err();
+        let err = program.run(&["list", "tables"], None).unwrap_err();
         let took = started.elapsed();
         assert!(took < Duration::from_secs(3), "took {took:?}");
         assert!(matches!(err, NftRunError::TimedOut { .. }), "{err:?}");
@@ -326,7 +273,7 @@ mod tests {
         // More than a pipe holds: writing it would block without its own thread.
         let script = "x".repeat(1 << 20);
         let started = Instant::now();
-        let err = run(&program, &["-f", "-"], Some(&script)).unwrap_err();
+        let err = program.run(&["-f", "-"], Some(&script)).unwrap_err();
         assert!(started.elapsed() < Duration::from_secs(3));
         assert!(matches!(err, NftRunError::TimedOut { .. }), "{err:?}");
     }
@@ -335,7 +282,7 @@ mod tests {
     fn the_child_sees_only_the_clean_environment() {
         let fake = FakeNft::new();
         let program = fake.program("env");
-        let out = run(&program, &[], None).unwrap();
+        let out = program.run(&[], None).unwrap();
         let mut lines: Vec<&str> = out.lines().collect();
         lines.sort_unstable();
         // PWD is the shell's own, from the working directory it was given.
@@ -350,10 +297,12 @@ mod tests {
     fn input_output_and_failures_are_passed_on() {
         let fake = FakeNft::new();
         let program = fake.program("cat; echo \"args: $*\"");
-        let out = run(&program, &["-f", "-"], Some("table inet t\n")).unwrap();
+        let out = program.run(&["-f", "-"], Some("table inet t\n")).unwrap();
         assert_eq!(out, "table inet t\nargs: -f -\n");
         let failing = fake.program("echo 'Error: no such table' >&2; exit 1");
-        let err = run(&failing, &["list", "table", "inet", "t"], None).unwrap_err();
+        let err = failing
+            .run(&["list", "table", "inet", "t"], None)
+            .unwrap_err();
         let text = err.to_string();
         assert!(matches!(err, NftRunError::Failed { .. }), "{err:?}");
         assert!(text.contains("Error: no such table"), "{text}");
@@ -367,11 +316,11 @@ mod tests {
             Err(NftRunError::NotAbsolute(_))
         ));
         let fake = FakeNft::new();
-        let dir = fake.dir.to_str().unwrap();
-        fake.program("true");
+        let program = fake.program("true");
+        let dir = program.path().parent().unwrap().to_str().unwrap();
         assert_eq!(
             find_in(&["/nonexistent-ct-nft-dir", dir]),
-            Some(fake.dir.join("nft"))
+            Some(program.path().to_owned())
         );
         assert_eq!(find_in(&["/nonexistent-ct-nft-dir"]), None);
     }

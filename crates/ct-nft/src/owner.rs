@@ -23,6 +23,9 @@ const SENTINEL: &str = "describe meta nftrace";
 /// How the sentinel's answer starts (`meta expression, datatype integer ...`).
 const SENTINEL_ANSWER: &str = "meta expression";
 
+/// The `HOME` of the interactive `nft`: a path below which nothing can be created.
+pub(crate) const NO_HOME: &str = "/dev/null";
+
 /// The interactive `nft`, in the network namespace of the thread that started it.
 #[derive(Debug)]
 pub(crate) struct OwnerSession {
@@ -45,6 +48,9 @@ impl OwnerSession {
         let mut command = program.command();
         command
             .arg("-i")
+            // Interactive nft keeps a history in $HOME/.nft.history (`/` without HOME):
+            // below a file, there is none to read or write.
+            .env("HOME", NO_HOME)
             // Its own process group: a Ctrl-C or hang-up at the terminal is for ct-cli, which
             // then stops in order; the table stays until the reader has finished with it.
             .process_group(0)
@@ -156,5 +162,62 @@ impl OwnerSession {
                 })
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::fake_nft::FakeNft;
+
+    /// A stand-in for `nft -i` that prints its environment as errors of the first
+    /// command, and answers the sentinel.
+    const ENV_THEN_ANSWER: &str = "env >&2\n\
+        while read -r line; do\n\
+          case \"$line\" in\n\
+            describe*) echo 'meta expression, datatype integer (integer), 1 bits' ;;\n\
+          esac\n\
+        done";
+
+    #[test]
+    fn the_session_runs_nft_dash_i_in_a_clean_environment_without_history() {
+        let fake = FakeNft::new();
+        let program = fake.program(&format!("[ \"$1\" = -i ] || exit 3\n{ENV_THEN_ANSWER}"));
+        let mut session = OwnerSession::start(&program).unwrap();
+        let Err(NftRunError::Rejected { errors, .. }) = session.run("list tables") else {
+            panic!("the environment comes back as errors");
+        };
+        let mut env: Vec<&str> = errors.lines().collect();
+        env.sort_unstable();
+        assert_eq!(
+            env,
+            [
+                "HOME=/dev/null",
+                "LC_ALL=C",
+                "PATH=/usr/sbin:/usr/bin:/sbin:/bin",
+                "PWD=/"
+            ]
+        );
+        // Nothing more said: the next command succeeds.
+        session.run("list tables").unwrap();
+        session.end().unwrap();
+    }
+
+    #[test]
+    fn a_hung_session_times_out_and_is_killed_at_the_end() {
+        let fake = FakeNft::new();
+        let program = fake
+            .program("exec sleep 600")
+            .with_timeout(Duration::from_millis(300));
+        let mut session = OwnerSession::start(&program).unwrap();
+        let started = Instant::now();
+        let err = session.run("list tables").unwrap_err();
+        assert!(matches!(err, NftRunError::TimedOut { .. }), "{err:?}");
+        // sleep does not exit when its input closes: killed after the timeout.
+        session.end().unwrap();
+        let took = started.elapsed();
+        assert!(took < Duration::from_secs(3), "took {took:?}");
     }
 }
