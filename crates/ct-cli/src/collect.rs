@@ -77,8 +77,15 @@ pub fn run(args: &CollectArgs) -> anyhow::Result<ExitCode> {
     };
 
     let stop = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        // A second Ctrl-C/SIGTERM while stopping ends the process at once (exit 1).
+    // SIGHUP (a dropped ssh connection) and SIGQUIT stop like Ctrl-C and SIGTERM: the
+    // output complete and the trace table removed.
+    for signal in [
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
+        signal_hook::consts::SIGQUIT,
+    ] {
+        // A second signal while stopping ends the process at once (exit 1).
         signal_hook::flag::register_conditional_shutdown(signal, 1, Arc::clone(&stop))
             .and_then(|_| signal_hook::flag::register(signal, Arc::clone(&stop)))
             .context("cannot install the signal handlers")?;

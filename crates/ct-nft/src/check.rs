@@ -1,11 +1,10 @@
 //! The `nft verdicts` line of `ct-cli check`.
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use ct_bpf::{CheckItem, Verdict};
 
-use crate::rules::NFT_PROGRAM;
+use crate::nft_program::{NftProgram, NFT_PROGRAM};
 use crate::socket::TraceSocket;
 
 /// Whether `collect --nft` can work here: nf_tables present, its trace group readable, and
@@ -31,14 +30,10 @@ pub fn check() -> CheckItem {
             Some("run as root (CAP_NET_ADMIN)"),
         );
     }
-    let version = Command::new(NFT_PROGRAM)
-        .arg("--version")
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .output()
+    let version = NftProgram::system()
+        .and_then(|nft| nft.run(&["--version"], None))
         .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
+        .map(|out| out.trim().to_owned());
     match version {
         Some(version) => item(
             Verdict::Ok,
@@ -48,7 +43,8 @@ pub fn check() -> CheckItem {
         None => item(
             Verdict::Degraded,
             format!(
-                "nftables traces readable, but no `{NFT_PROGRAM}` program: no rule texts, and \
+                "nftables traces readable, but no working `{NFT_PROGRAM}` program in \
+                 /usr/sbin, /sbin, /usr/bin or /bin: no rule texts, and \
                  --allow-system-changes cannot install its trace table"
             ),
             Some("install nftables"),

@@ -5,21 +5,31 @@
 //!
 //! - [`NftTracer`] reads those messages in one network namespace, on a thread of its own,
 //!   and optionally installs a temporary trace table that marks the packets to trace
-//!   ([`Marking::Table`]); it removes the table when dropped, and removes tables left by
-//!   killed runs when it starts.
+//!   ([`Marking::Table`]); it removes the table when stopped or dropped. Where the kernel
+//!   has owner tables (5.12+) the table also goes when the process ends in any other way;
+//!   elsewhere the next run removes tables left by killed runs when it starts.
+//! - Every `nft` run goes through [`NftProgram`]: by absolute path, in a clean
+//!   environment, under a timeout.
 //! - [`Joiner`] joins each step to the BPF events of the same packet (tracking ids) and
 //!   turns it into a [`ct_core::Event`] with an `nft` section.
 //! - [`mark_rules`] writes a packet filter as the table's marking rules.
 
 mod check;
+#[cfg(test)]
+mod fake_nft;
 mod join;
+#[cfg(test)]
+mod kernel_tests;
 mod mark;
 mod message;
 mod netns;
+mod nft_program;
+mod owner;
 mod rules;
 mod socket;
 mod step;
 mod table;
+mod table_name;
 mod tracer;
 
 pub use check::check;
@@ -27,10 +37,12 @@ pub use join::{Joiner, WAIT_FOR_PACKET};
 pub use mark::{mark_rules, Conjunction, MAX_MARK_RULES};
 pub use message::{parse_datagram, parse_trace, MessageError, TraceMessage};
 pub use netns::netns_file;
-pub use rules::{parse_listing, RuleTexts, NFT_PROGRAM};
+pub use nft_program::{NftProgram, NftRunError, CLEAN_PATH, NFT_DIRS, NFT_PROGRAM, NFT_TIMEOUT};
+pub use rules::{parse_listing, RuleTexts};
 pub use step::TraceStep;
-pub use table::{remove_stale_tables, TraceTable, TABLE_PREFIX};
-pub use tracer::{Marking, NftTracer, Started, TracerEvent};
+pub use table::{remove_stale_tables, remove_stale_tables_with, TraceTable};
+pub use table_name::{new_table_name, parse_table_name, TableRun, TABLE_PREFIX};
+pub use tracer::{Marking, NftTracer, Started, TracerEvent, QUEUE_STEPS};
 
 use std::io;
 use std::path::PathBuf;

@@ -1,13 +1,11 @@
 //! Rule texts, as `nft -a list chain` prints them, looked up by handle.
 
 use std::collections::HashMap;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 
 use ct_core::NftFamily;
 
-/// The program that prints rules; nftables' own text is the one users know.
-pub const NFT_PROGRAM: &str = "nft";
+use crate::nft_program::NftProgram;
 
 /// A chain's rule texts by handle; `None` for a handle the chain no longer has.
 type ChainRules = HashMap<u64, Option<Arc<str>>>;
@@ -47,19 +45,15 @@ impl RuleTexts {
 
 /// Runs `nft -a list chain` (in the calling thread's network namespace).
 fn list_chain(family: NftFamily, table: &str, chain: &str) -> Option<HashMap<u64, Arc<str>>> {
-    let output = Command::new(NFT_PROGRAM)
-        // -s: without counter values, which would make one rule read differently each time.
-        .args(["-s", "-a", "list", "chain", family.into()])
-        .arg(table)
-        .arg(chain)
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .output()
+    // -s: without counter values, which would make one rule read differently each time.
+    let listing = NftProgram::system()
+        .ok()?
+        .run(
+            &["-s", "-a", "list", "chain", family.into(), table, chain],
+            None,
+        )
         .ok()?;
-    output
-        .status
-        .success()
-        .then(|| parse_listing(&String::from_utf8_lossy(&output.stdout)))
+    Some(parse_listing(&listing))
 }
 
 /// Rule lines of an `nft -a list` listing: `TEXT # handle N`. Chain and table lines carry

@@ -1,10 +1,13 @@
 //! The one unsafe module: a netfilter netlink socket subscribed to nftables' trace group,
-//! and entering a network namespace.
+//! entering a network namespace, and tying a child process's life to the thread that
+//! starts it.
 
 use std::fs::File;
 use std::io;
 use std::mem;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::process::Command;
 use std::time::Duration;
 
 /// `NFNLGRP_NFTRACE` from `<linux/netfilter/nfnetlink.h>`: the multicast group nftables
@@ -132,6 +135,29 @@ pub fn enter_netns(ns: &File) -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// Makes the process `command` starts get SIGKILL when the thread that starts it ends
+/// (`PR_SET_PDEATHSIG` follows the creating thread, not the process): however that thread
+/// or this process ends (a panic, SIGKILL), the child goes with it. The child refuses to
+/// start when this process is already gone by the time it runs.
+pub fn kill_with_calling_thread(command: &mut Command) -> &mut Command {
+    let parent = std::process::id() as libc::pid_t;
+    // SAFETY: the closure runs in the forked child before exec and makes only
+    // async-signal-safe system calls (prctl, getppid); it allocates nothing (errors from
+    // raw codes carry no allocation).
+    unsafe {
+        command.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // The parent may have died between fork and prctl: then no signal would come.
+            if libc::getppid() != parent {
+                return Err(io::Error::from_raw_os_error(libc::ESRCH));
+            }
+            Ok(())
+        })
+    }
 }
 
 /// `CLOCK_MONOTONIC` in nanoseconds: the clock of the BPF events' timestamps

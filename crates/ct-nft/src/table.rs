@@ -1,55 +1,105 @@
 //! The temporary trace table: `meta nftrace set 1` for the packets to trace, at the first
 //! priority of the hooks every packet enters by (prerouting for received packets, output
 //! for locally sent ones; the mark stays on the packet through the later hooks).
+//!
+//! Where the kernel has owner tables (Linux 5.12+), the table belongs to a long-lived
+//! `nft -i` ([`OwnerSession`]) and disappears with it, however this process ends; elsewhere
+//! (found by trying) it is a plain table, removed at stop or by the next run
+//! ([`remove_stale_tables`]). Names: see [`TABLE_PREFIX`](crate::TABLE_PREFIX).
 
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 use crate::mark::Conjunction;
-use crate::rules::NFT_PROGRAM;
+use crate::nft_program::{NftProgram, NftRunError};
+use crate::owner::OwnerSession;
+use crate::table_name::{
+    made_by_old_run, new_table_name, own_pid_namespace, parse_table_name, Judge, FIRST_PRIORITY,
+    HOOKS,
+};
 use crate::NftError;
 
-/// Name prefix of trace tables; the process id follows, so that a run can tell a table
-/// left by a killed run (its process is gone) from one of a run still going.
-pub const TABLE_PREFIX: &str = "ct_trace_";
-
-/// Lowest priority value: the chain runs before any other at its hook.
-const FIRST_PRIORITY: i32 = i32::MIN;
-
-/// The hooks the trace table marks at.
-const HOOKS: [&str; 2] = ["prerouting", "output"];
-
 /// A trace table installed in the calling thread's network namespace; removed by
-/// [`remove`](Self::remove) (not on drop: it must run in that namespace).
+/// [`remove`](Self::remove), or when dropped (on the thread that installed it: it must run
+/// in that namespace).
 #[derive(Debug)]
 pub struct TraceTable {
     name: String,
+    /// `None` once removed.
+    holder: Option<Holder>,
+}
+
+/// What keeps the table, and removes it.
+#[derive(Debug)]
+enum Holder {
+    /// The owner table's `nft -i`: the table goes when it ends.
+    Owner(OwnerSession),
+    /// A plain table, deleted with this program.
+    Plain(NftProgram),
 }
 
 impl TraceTable {
-    /// The name of this process's table.
-    pub fn own_name() -> String {
-        format!("{TABLE_PREFIX}{}", std::process::id())
-    }
-
-    /// Whether `table` is a trace table (this run's or another's).
+    /// Whether `table` is a trace table (this run's or another's, of any version).
     pub fn is_trace_table(table: &str) -> bool {
-        table
-            .strip_prefix(TABLE_PREFIX)
-            .is_some_and(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
+        parse_table_name(table).is_some()
     }
 
-    /// Installs the table in one transaction, marking the packets that match any of `rules`
-    /// (every packet when `rules` is `None`).
+    /// Installs the table in one transaction under a new unpredictable name, marking the
+    /// packets that match any of `rules` (every packet when `rules` is `None`). It is an
+    /// owner table when the kernel has them.
     pub fn install(rules: Option<&[Conjunction]>) -> Result<TraceTable, NftError> {
-        let name = Self::own_name();
-        let script = table_script(&name, rules);
-        run_nft(&["-f", "-"], Some(&script)).map_err(|reason| NftError::Install {
+        let program = NftProgram::system().map_err(|err| NftError::Install {
+            table: crate::TABLE_PREFIX.to_owned(),
+            reason: err.to_string(),
+        })?;
+        Self::install_with(&program, rules)
+    }
+
+    /// [`install`](Self::install) with `program`.
+    pub fn install_with(
+        program: &NftProgram,
+        rules: Option<&[Conjunction]>,
+    ) -> Result<TraceTable, NftError> {
+        let name = new_table_name().map_err(|err| NftError::Install {
+            table: crate::TABLE_PREFIX.to_owned(),
+            reason: format!("cannot make its name (/proc/self/ns/pid, /dev/urandom): {err}"),
+        })?;
+        Self::install_named(program, name, rules)
+    }
+
+    /// Installs the table as `name`; fails when a table of that name exists.
+    pub(crate) fn install_named(
+        program: &NftProgram,
+        name: String,
+        rules: Option<&[Conjunction]>,
+    ) -> Result<TraceTable, NftError> {
+        let install_error = |reason: String| NftError::Install {
             table: name.clone(),
             reason,
-        })?;
-        Ok(TraceTable { name })
+        };
+        let owned = table_commands(&name, true, rules).map_err(install_error)?;
+        let owner_refused = match install_owned(program, &owned) {
+            Ok(session) => {
+                return Ok(TraceTable {
+                    name,
+                    holder: Some(Holder::Owner(session)),
+                })
+            }
+            Err(err) => err,
+        };
+        // No owner tables here (before Linux 5.12, or an nft without `flags owner`): a
+        // plain table, which the next run removes if this one is killed.
+        let plain = table_commands(&name, false, rules).map_err(install_error)?;
+        program
+            .run(&["-f", "-"], Some(&(plain.join("\n") + "\n")))
+            .map_err(|err| {
+                install_error(format!(
+                    "{err} (as an owner table, it failed too: {owner_refused})"
+                ))
+            })?;
+        Ok(TraceTable {
+            name,
+            holder: Some(Holder::Plain(program.clone())),
+        })
     }
 
     /// The table's name.
@@ -57,99 +107,127 @@ impl TraceTable {
         &self.name
     }
 
+    /// Whether the table is an owner table (gone with its `nft -i` whatever happens).
+    pub fn is_owned(&self) -> bool {
+        matches!(self.holder, Some(Holder::Owner(_)))
+    }
+
     /// Deletes the table.
-    pub fn remove(self) -> Result<(), NftError> {
-        delete_table(&self.name)
+    pub fn remove(mut self) -> Result<(), NftError> {
+        self.remove_now()
+    }
+
+    fn remove_now(&mut self) -> Result<(), NftError> {
+        let removed = match self.holder.take() {
+            None => return Ok(()),
+            Some(Holder::Owner(session)) => session.end(),
+            Some(Holder::Plain(program)) => delete_table(&program, &self.name),
+        };
+        removed.map_err(|err| NftError::Remove {
+            table: self.name.clone(),
+            reason: err.to_string(),
+        })
+    }
+}
+
+impl Drop for TraceTable {
+    fn drop(&mut self) {
+        let _ = self.remove_now();
+    }
+}
+
+/// Starts the owner session and creates the table through it.
+fn install_owned(program: &NftProgram, commands: &[String]) -> Result<OwnerSession, NftRunError> {
+    let mut session = OwnerSession::start(program)?;
+    match session.run(&commands.join("; ")) {
+        Ok(()) => Ok(session),
+        Err(err) => {
+            let _ = session.end();
+            Err(err)
+        }
     }
 }
 
 /// Deletes the trace tables of runs whose process is gone (killed before they could
-/// clean up); returns their names.
+/// clean up); returns their names. Which ones: see [`TABLE_PREFIX`](crate::TABLE_PREFIX).
 pub fn remove_stale_tables() -> Result<Vec<String>, NftError> {
-    let listing = run_nft(&["list", "tables", "inet"], None).map_err(NftError::List)?;
+    let program = NftProgram::system().map_err(|err| NftError::List(err.to_string()))?;
+    remove_stale_tables_with(&program)
+}
+
+/// [`remove_stale_tables`] with `program`.
+pub fn remove_stale_tables_with(program: &NftProgram) -> Result<Vec<String>, NftError> {
+    let listing = program
+        .run(&["list", "tables", "inet"], None)
+        .map_err(|err| NftError::List(err.to_string()))?;
+    let judge = Judge {
+        pid_namespace: own_pid_namespace().map_err(|err| {
+            NftError::List(format!(
+                "cannot tell this process's PID namespace (/proc/self/ns/pid): {err}"
+            ))
+        })?,
+        pid: std::process::id(),
+    };
+    let alive = |pid: u32| Path::new(&format!("/proc/{pid}")).exists();
     let mut removed = Vec::new();
-    for table in stale_tables(&listing, |pid| Path::new(&format!("/proc/{pid}")).exists()) {
-        delete_table(&table)?;
-        removed.push(table);
+    for name in listing
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("table inet "))
+        .map(str::trim)
+    {
+        let Some(run) = parse_table_name(name) else {
+            continue;
+        };
+        let shaped_as_old = || {
+            program
+                .run(&["-s", "list", "table", "inet", name], None)
+                .is_ok_and(|table| made_by_old_run(&table))
+        };
+        if judge.is_stale(run, alive, shaped_as_old) {
+            delete_table(program, name).map_err(|err| NftError::Remove {
+                table: name.to_owned(),
+                reason: err.to_string(),
+            })?;
+            removed.push(name.to_owned());
+        }
     }
     Ok(removed)
 }
 
-/// The trace tables in an `nft list tables` listing whose process is not alive.
-fn stale_tables(listing: &str, alive: impl Fn(u32) -> bool) -> Vec<String> {
-    listing
-        .lines()
-        .filter_map(|line| line.trim().strip_prefix("table inet "))
-        .map(str::trim)
-        .filter(|name| TraceTable::is_trace_table(name))
-        .filter(|name| {
-            let pid = name[TABLE_PREFIX.len()..].parse().unwrap_or(0);
-            pid != std::process::id() && !alive(pid)
-        })
-        .map(str::to_owned)
-        .collect()
-}
-
-fn delete_table(name: &str) -> Result<(), NftError> {
-    run_nft(&["delete", "table", "inet", name], None)
+fn delete_table(program: &NftProgram, name: &str) -> Result<(), NftRunError> {
+    program
+        .run(&["delete", "table", "inet", name], None)
         .map(drop)
-        .map_err(|reason| NftError::Remove {
-            table: name.to_owned(),
-            reason,
-        })
 }
 
-fn table_script(name: &str, rules: Option<&[Conjunction]>) -> String {
-    let mut script = format!("table inet {name} {{\n");
+/// The commands that install the table, one transaction whether joined by `; ` (one line
+/// of `nft -i`) or by lines (`nft -f`). `create`: fails when the name exists, never adds
+/// to someone else's table.
+fn table_commands(
+    name: &str,
+    owned: bool,
+    rules: Option<&[Conjunction]>,
+) -> Result<Vec<String>, String> {
+    let flags = if owned { " { flags owner; }" } else { "" };
+    let mut commands = vec![format!("create table inet {name}{flags}")];
     for hook in HOOKS {
-        script.push_str(&format!(
-            "  chain {hook} {{ type filter hook {hook} priority {FIRST_PRIORITY}; policy accept; }}\n"
+        commands.push(format!(
+            "add chain inet {name} {hook} {{ type filter hook {hook} priority {FIRST_PRIORITY}; policy accept; }}"
         ));
     }
-    script.push_str("}\n");
     let everything = [Conjunction::new()];
     for hook in HOOKS {
         for rule in rules.unwrap_or(&everything) {
             let matches: String = rule.iter().map(|m| format!("{m} ")).collect();
-            script.push_str(&format!(
-                "add rule inet {name} {hook} {matches}meta nftrace set 1\n"
+            if matches.contains(['\n', '\r']) {
+                return Err(format!("a marking rule holds a line break: {matches:?}"));
+            }
+            commands.push(format!(
+                "add rule inet {name} {hook} {matches}meta nftrace set 1"
             ));
         }
     }
-    script
-}
-
-/// Runs `nft` with `args`, feeding it `stdin`; its stdout, or why it failed.
-fn run_nft(args: &[&str], stdin: Option<&str>) -> Result<String, String> {
-    let mut child = Command::new(NFT_PROGRAM)
-        .args(args)
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot run {NFT_PROGRAM}: {e} (install the nftables package)"))?;
-    if let (Some(text), Some(mut input)) = (stdin, child.stdin.take()) {
-        input
-            .write_all(text.as_bytes())
-            .map_err(|e| format!("writing to {NFT_PROGRAM}: {e}"))?;
-    }
-    let output = child
-        .wait_with_output()
-        .map_err(|e| format!("waiting for {NFT_PROGRAM}: {e}"))?;
-    if output.status.success() {
-        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-    } else {
-        Err(format!(
-            "{NFT_PROGRAM} {} failed ({}): {}",
-            args.join(" "),
-            output.status,
-            String::from_utf8_lossy(&output.stderr).trim()
-        ))
-    }
+    Ok(commands)
 }
 
 #[cfg(test)]
@@ -157,24 +235,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_script_marks_at_the_first_priority_of_each_entry_hook() {
+    fn the_commands_create_and_mark_at_the_first_priority_of_each_entry_hook() {
         let rules = vec![vec!["meta l4proto 6".to_owned(), "th dport 81".to_owned()]];
-        let script = table_script("ct_trace_42", Some(&rules));
+        let commands = table_commands("ct_trace_42", false, Some(&rules)).unwrap();
         assert_eq!(
-            script,
-            "table inet ct_trace_42 {\n  \
-             chain prerouting { type filter hook prerouting priority -2147483648; policy accept; }\n  \
-             chain output { type filter hook output priority -2147483648; policy accept; }\n}\n\
+            commands.join("\n"),
+            "create table inet ct_trace_42\n\
+             add chain inet ct_trace_42 prerouting { type filter hook prerouting priority -2147483648; policy accept; }\n\
+             add chain inet ct_trace_42 output { type filter hook output priority -2147483648; policy accept; }\n\
              add rule inet ct_trace_42 prerouting meta l4proto 6 th dport 81 meta nftrace set 1\n\
-             add rule inet ct_trace_42 output meta l4proto 6 th dport 81 meta nftrace set 1\n"
+             add rule inet ct_trace_42 output meta l4proto 6 th dport 81 meta nftrace set 1"
         );
-        assert!(table_script("t", None).contains("add rule inet t output meta nftrace set 1\n"));
+        let owned = table_commands("t", true, None).unwrap();
+        assert_eq!(owned[0], "create table inet t { flags owner; }");
+        assert!(owned.contains(&"add rule inet t output meta nftrace set 1".to_owned()));
     }
 
     #[test]
-    fn stale_tables_are_those_of_gone_processes() {
-        let listing = "table inet filter\ntable inet ct_trace_100\ntable inet ct_trace_200\n\
-                       table inet ct_trace_x\ntable ip ct_trace_300\n";
-        assert_eq!(stale_tables(listing, |pid| pid == 200), ["ct_trace_100"]);
+    fn a_rule_with_a_line_break_is_refused() {
+        let rules = vec![vec!["meta l4proto 6\nflush ruleset".to_owned()]];
+        assert!(table_commands("t", true, Some(&rules)).is_err());
     }
 }

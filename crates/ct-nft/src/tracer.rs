@@ -3,11 +3,11 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ct_core::{NftTraceKind, NftVerdict};
 
@@ -24,7 +24,13 @@ const READ_TIMEOUT: Duration = Duration::from_millis(100);
 /// Largest datagram: the kernel sends one trace message per datagram, well under a page.
 const DATAGRAM_BYTES: usize = 64 << 10;
 /// Steps queued between the thread and the caller.
-const QUEUE_STEPS: usize = 65536;
+pub const QUEUE_STEPS: usize = 65536;
+/// Once stopping, how long the thread still tries to hand over steps (those the kernel had
+/// sent before the table went) to a caller whose queue is full: past that, it counts them
+/// and ends, so that stopping always returns.
+const HAND_OVER_AFTER_STOP: Duration = Duration::from_secs(2);
+/// How long the thread naps when the queue is full.
+const FULL_QUEUE_NAP: Duration = Duration::from_millis(1);
 
 /// Which packets carry the `nftrace` mark.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,6 +58,10 @@ pub enum TracerEvent {
 pub struct Started {
     /// The trace table installed, if any.
     pub table: Option<String>,
+    /// Whether the table is an owner table: gone with this process however it ends
+    /// (Linux 5.12+); otherwise a run killed before it could remove the table leaves it to
+    /// the next run.
+    pub table_owned: bool,
     /// Trace tables of killed runs that were removed.
     pub removed_stale: Vec<String>,
 }
@@ -61,6 +71,8 @@ pub struct Started {
 pub struct NftTracer {
     events: Receiver<TracerEvent>,
     stop: Arc<AtomicBool>,
+    /// Steps the thread could not hand over once stopping (the queue stayed full).
+    undelivered: Arc<AtomicU64>,
     thread: Option<JoinHandle<Result<(), NftError>>>,
     started: Started,
 }
@@ -70,6 +82,16 @@ impl NftTracer {
     /// `None`), marking packets as `marking` says. Returns once the socket listens and
     /// the table (if any) is in place, so that no traced packet is missed after that.
     pub fn start(netns: Option<&Path>, marking: Marking) -> Result<NftTracer, NftError> {
+        Self::start_with_queue(netns, marking, QUEUE_STEPS)
+    }
+
+    /// [`start`](Self::start) with room for `queue_steps` reports between the thread and
+    /// the caller ([`QUEUE_STEPS`] there).
+    pub fn start_with_queue(
+        netns: Option<&Path>,
+        marking: Marking,
+        queue_steps: usize,
+    ) -> Result<NftTracer, NftError> {
         let ns = netns
             .map(|path| {
                 File::open(path).map_err(|source| NftError::Netns {
@@ -80,9 +102,15 @@ impl NftTracer {
             .transpose()?;
         let ns_path = netns.map(Path::to_owned);
         let (ready_tx, ready_rx) = mpsc::channel();
-        let (events_tx, events) = mpsc::sync_channel(QUEUE_STEPS);
+        let (events_tx, events) = mpsc::sync_channel(queue_steps.max(1));
         let stop = Arc::new(AtomicBool::new(false));
-        let thread_stop = Arc::clone(&stop);
+        let undelivered = Arc::new(AtomicU64::new(0));
+        let out = Outbox {
+            queue: events_tx,
+            stop: Arc::clone(&stop),
+            stopping_since: None,
+            undelivered: Arc::clone(&undelivered),
+        };
         let thread = std::thread::Builder::new()
             .name("ct-nft".into())
             .spawn(move || {
@@ -96,13 +124,14 @@ impl NftTracer {
                         return Ok(());
                     }
                 };
-                reader.run(&thread_stop, &events_tx)
+                reader.run(out)
             })
             .map_err(|_| NftError::ThreadGone)?;
         let started = ready_rx.recv().map_err(|_| NftError::ThreadGone)??;
         Ok(NftTracer {
             events,
             stop,
+            undelivered,
             thread: Some(thread),
             started,
         })
@@ -127,27 +156,83 @@ impl NftTracer {
         self.events.try_iter()
     }
 
-    /// Stops reading and removes the trace table; the reports still queued are returned.
+    /// Stops reading and removes the trace table; the reports still queued are returned,
+    /// and one [`TracerEvent::Lost`] for each step the thread could not hand over in time
+    /// while stopping. Returns even when nobody read the queue: it is emptied while the
+    /// thread ends.
     pub fn stop(mut self) -> Result<Vec<TracerEvent>, NftError> {
+        let mut rest = Vec::new();
+        let result = self.end_thread(|event| rest.push(event));
+        let undelivered = self.undelivered.load(Ordering::Relaxed);
+        rest.extend((0..undelivered).map(|_| TracerEvent::Lost));
+        result.map(|()| rest)
+    }
+
+    /// Asks the thread to stop (it removes the table first) and waits for it, emptying the
+    /// queue meanwhile so that the thread never waits on a full one.
+    fn end_thread(&mut self, mut keep: impl FnMut(TracerEvent)) -> Result<(), NftError> {
         self.stop.store(true, Ordering::Relaxed);
-        let rest: Vec<TracerEvent> = match self.thread.take() {
-            Some(thread) => {
-                let result = thread.join().map_err(|_| NftError::ThreadGone)?;
-                let rest = self.events.try_iter().collect();
-                result?;
-                rest
-            }
-            None => Vec::new(),
+        let Some(thread) = self.thread.take() else {
+            return Ok(());
         };
-        Ok(rest)
+        while !thread.is_finished() {
+            match self.events.recv_timeout(Duration::from_millis(10)) {
+                Ok(event) => keep(event),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        let result = thread.join().map_err(|_| NftError::ThreadGone);
+        self.events.try_iter().for_each(keep);
+        result?
     }
 }
 
 impl Drop for NftTracer {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+        let _ = self.end_thread(drop);
+    }
+}
+
+/// The thread's end of the queue.
+struct Outbox {
+    queue: SyncSender<TracerEvent>,
+    stop: Arc<AtomicBool>,
+    /// When the thread saw the stop flag.
+    stopping_since: Option<Instant>,
+    undelivered: Arc<AtomicU64>,
+}
+
+impl Outbox {
+    fn stopping(&mut self) -> bool {
+        if self.stopping_since.is_none() && self.stop.load(Ordering::Relaxed) {
+            self.stopping_since = Some(Instant::now());
+        }
+        self.stopping_since.is_some()
+    }
+
+    /// Hands `event` over; while the queue is full, waits for the caller, but once
+    /// stopping only for [`HAND_OVER_AFTER_STOP`] (then counts it as undelivered).
+    fn send(&mut self, mut event: TracerEvent) {
+        loop {
+            match self.queue.try_send(event) {
+                Ok(()) => return,
+                Err(TrySendError::Full(back)) => event = back,
+                // The caller is gone: nobody wants more.
+                Err(TrySendError::Disconnected(_)) => {
+                    self.stop.store(true, Ordering::Relaxed);
+                    return;
+                }
+            }
+            if self.stopping()
+                && self
+                    .stopping_since
+                    .is_some_and(|since| since.elapsed() >= HAND_OVER_AFTER_STOP)
+            {
+                self.undelivered.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            std::thread::sleep(FULL_QUEUE_NAP);
         }
     }
 }
@@ -178,6 +263,7 @@ impl Reader {
                 started.removed_stale = remove_stale_tables()?;
                 let table = TraceTable::install(rules.as_deref())?;
                 started.table = Some(table.name().to_owned());
+                started.table_owned = table.is_owned();
                 Some(table)
             }
         };
@@ -192,15 +278,15 @@ impl Reader {
         ))
     }
 
-    fn run(mut self, stop: &AtomicBool, out: &SyncSender<TracerEvent>) -> Result<(), NftError> {
+    fn run(mut self, mut out: Outbox) -> Result<(), NftError> {
         let mut buf = vec![0u8; DATAGRAM_BYTES];
         let mut result = Ok(());
-        while !stop.load(Ordering::Relaxed) {
+        while !out.stopping() {
             match self.socket.recv(&mut buf) {
-                Ok(Some(n)) => self.deliver(&buf[..n], out, stop),
+                Ok(Some(n)) => self.deliver(&buf[..n], &mut out),
                 Ok(None) => {}
                 Err(err) if err.raw_os_error() == Some(libc::ENOBUFS) => {
-                    let _ = out.send(TracerEvent::Lost);
+                    out.send(TracerEvent::Lost);
                 }
                 Err(err) => {
                     result = Err(NftError::Receive(err));
@@ -208,14 +294,16 @@ impl Reader {
                 }
             }
         }
-        // No more packets marked from here; what the kernel already sent is still read,
-        // so that stopping loses nothing.
+        // First of all, no more packets marked from here; what the kernel already sent is
+        // still read, so that stopping loses nothing, for a bounded time (the user's own
+        // ruleset may go on marking).
         let removed = self.table.take().map_or(Ok(()), TraceTable::remove);
-        loop {
+        let until = Instant::now() + HAND_OVER_AFTER_STOP;
+        while Instant::now() < until {
             match self.socket.recv_queued(&mut buf) {
-                Ok(Some(n)) => self.deliver(&buf[..n], out, stop),
+                Ok(Some(n)) => self.deliver(&buf[..n], &mut out),
                 Err(err) if err.raw_os_error() == Some(libc::ENOBUFS) => {
-                    let _ = out.send(TracerEvent::Lost);
+                    out.send(TracerEvent::Lost);
                 }
                 Ok(None) | Err(_) => break,
             }
@@ -224,7 +312,7 @@ impl Reader {
     }
 
     /// Hands the trace messages of one datagram to the caller.
-    fn deliver(&mut self, datagram: &[u8], out: &SyncSender<TracerEvent>, stop: &AtomicBool) {
+    fn deliver(&mut self, datagram: &[u8], out: &mut Outbox) {
         let received_ns = monotonic_ns();
         for message in parse_datagram(datagram) {
             let event = match message {
@@ -240,9 +328,7 @@ impl Reader {
                 }
                 Err(err) => TracerEvent::Malformed(err),
             };
-            if out.send(event).is_err() {
-                stop.store(true, Ordering::Relaxed);
-            }
+            out.send(event);
         }
     }
 
