@@ -283,6 +283,7 @@ VM_TESTS=(
     "ct-cli:static_binary"
     "ct-cli:default_probes"
     "ct-cli:nft"
+    "ct-nft:trace_senders"
     "own-tracer:kernel"
 )
 
@@ -294,7 +295,7 @@ build_tests() {
     # The static binary the chroot test runs (built on the host like everything else).
     CT_STATIC_BIN=$(scripts/static-build.sh)
     export CT_STATIC_BIN
-    cargo test --locked --no-run --message-format=json -p ct-bpf -p ct-lab -p ct-cli -p own-tracer 2>/dev/null |
+    cargo test --locked --no-run --message-format=json -p ct-bpf -p ct-nft -p ct-lab -p ct-cli -p own-tracer 2>/dev/null |
         python3 -c '
 import json, os, sys
 wanted = set(sys.argv[1:])

@@ -11,7 +11,9 @@
 //!   turns it into a [`ct_core::Event`] with an `nft` section.
 //! - [`mark_rules`] writes a packet filter as the table's marking rules.
 
+mod bucket;
 mod check;
+mod counts;
 mod join;
 mod mark;
 mod message;
@@ -23,11 +25,12 @@ mod table;
 mod tracer;
 
 pub use check::check;
+pub use counts::{TracerCounters, TracerCounts};
 pub use join::{Joiner, WAIT_FOR_PACKET};
 pub use mark::{mark_rules, Conjunction, MAX_MARK_RULES};
 pub use message::{parse_datagram, parse_trace, MessageError, TraceMessage};
-pub use netns::netns_file;
-pub use rules::{parse_listing, RuleTexts, NFT_PROGRAM};
+pub use netns::find_netns;
+pub use rules::{is_plain_identifier, parse_listing, RuleTexts, NFT_PROGRAM};
 pub use step::TraceStep;
 pub use table::{remove_stale_tables, TraceTable, TABLE_PREFIX};
 pub use tracer::{Marking, NftTracer, Started, TracerEvent};
