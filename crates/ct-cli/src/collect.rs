@@ -381,6 +381,13 @@ impl Run {
             if s.malformed > 0 {
                 line.push_str(&format!(", {} unreadable trace messages", s.malformed));
             }
+            let (overflowed, forgotten) = nft.join_overflows();
+            if overflowed > 0 || forgotten > 0 {
+                line.push_str(&format!(
+                    ", {overflowed} verdicts written before their packet could come and \
+                     {forgotten} packets forgotten early (joiner full)"
+                ));
+            }
             let c = nft.counts();
             if c.not_from_kernel > 0 {
                 line.push_str(&format!(

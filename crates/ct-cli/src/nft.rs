@@ -187,6 +187,12 @@ impl NftSide {
         self.counters.snapshot()
     }
 
+    /// Steps written before their wait was over (too many waiting), and packets
+    /// forgotten early (too many remembered): the joiner's bounds under a flood.
+    pub fn join_overflows(&self) -> (u64, u64) {
+        (self.joiner.overflowed(), self.joiner.forgotten_early())
+    }
+
     /// How many steps could not be joined to a packet's BPF events.
     pub fn unjoined(&self) -> u64 {
         self.joiner.unjoined()
