@@ -26,7 +26,7 @@ mod tracer;
 
 pub use check::check;
 pub use counts::{TracerCounters, TracerCounts};
-pub use join::{Joiner, WAIT_FOR_PACKET};
+pub use join::{Joiner, MAX_PACKET_KEYS, MAX_TRACE_IDS, MAX_WAITING_STEPS, WAIT_FOR_PACKET};
 pub use mark::{mark_rules, Conjunction, MAX_MARK_RULES};
 pub use message::{parse_datagram, parse_trace, MessageError, TraceMessage};
 pub use netns::find_netns;
