@@ -55,6 +55,7 @@ seeds_of() {
     case $1 in
     decode_raw) echo "$root/fixtures/raw" ;;
     read_events) echo "$root/fixtures/events $root/fixtures/seed" ;;
+    nft_datagram) echo "$root/fixtures/nft" ;;
     esac
     [ -d "$root/fuzz/seeds/$1" ] && echo "$root/fuzz/seeds/$1"
     [ -d "$root/fixtures/fuzz/$1" ] && echo "$root/fixtures/fuzz/$1"

@@ -65,7 +65,10 @@ pub use kernel::{
     DropReasons, KernelBtf, KernelConfig, KernelVersion, ModuleBtf, DROP_REASONS_SINCE,
     DROP_REASON_ENUM, MODULE_BTF_SINCE, NF_CONNTRACK_BTF, VMLINUX_BTF,
 };
-pub use netns::{netns_inode, netns_inode_of_path, netns_spec_path, NetnsError, NETNS_RUN_DIR};
+pub use netns::{
+    netns_inode, netns_inode_of_path, netns_spec_path, resolve_netns, NamedNetns, NetnsError,
+    NetnsFile, NETNS_RUN_DIR,
+};
 pub use omit::OmitStep;
 pub use pcap::PCAP_COPY_LEN;
 pub use probe::{

@@ -1,6 +1,7 @@
 //! Command-line arguments.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::builder::{PossibleValuesParser, TypedValueParser};
@@ -580,17 +581,31 @@ pub struct PcapArgs {
 pub type PrintArgs = FileArgs;
 
 /// A network namespace named on the command line.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Netns {
     /// As the user gave it.
     pub spec: String,
     pub inode: u32,
+    /// The namespace file, opened once when parsing (by path or `ip netns` name; `None`
+    /// for an inode number): entering the namespace later uses this descriptor, never
+    /// the path again.
+    pub file: Option<Arc<ct_bpf::NetnsFile>>,
 }
 
+impl PartialEq for Netns {
+    fn eq(&self, other: &Self) -> bool {
+        (&self.spec, self.inode) == (&other.spec, other.inode)
+    }
+}
+
+impl Eq for Netns {}
+
 fn parse_netns(s: &str) -> Result<Netns, ct_bpf::NetnsError> {
+    let named = ct_bpf::resolve_netns(s)?;
     Ok(Netns {
         spec: s.to_owned(),
-        inode: ct_bpf::netns_inode(s)?,
+        inode: named.inode,
+        file: named.file.map(Arc::new),
     })
 }
 

@@ -388,6 +388,33 @@ impl Run {
             if s.malformed > 0 {
                 line.push_str(&format!(", {} unreadable trace messages", s.malformed));
             }
+            let (overflowed, forgotten) = nft.join_overflows();
+            if overflowed > 0 || forgotten > 0 {
+                line.push_str(&format!(
+                    ", {overflowed} verdicts written before their packet could come and \
+                     {forgotten} packets forgotten early (joiner full)"
+                ));
+            }
+            let c = nft.counts();
+            if c.not_from_kernel > 0 {
+                line.push_str(&format!(
+                    ", {} trace messages not from the kernel ignored",
+                    c.not_from_kernel
+                ));
+            }
+            if c.names_refused > 0 {
+                line.push_str(&format!(
+                    ", {} rule texts not looked up (table or chain name not a plain nftables \
+                     identifier)",
+                    c.names_refused
+                ));
+            }
+            if c.lookups_limited > 0 {
+                line.push_str(&format!(
+                    ", {} rule texts not looked up (nft run too often)",
+                    c.lookups_limited
+                ));
+            }
         }
         line
     }

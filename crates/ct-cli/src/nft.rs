@@ -6,7 +6,9 @@ use std::time::Instant;
 use anyhow::Context;
 use ct_core::filter::PacketFilter;
 use ct_core::Event;
-use ct_nft::{mark_rules, Joiner, Marking, NftTracer, TracerEvent};
+use std::sync::Arc;
+
+use ct_nft::{mark_rules, Joiner, Marking, NftTracer, TracerCounters, TracerCounts, TracerEvent};
 
 use crate::cli::CollectArgs;
 
@@ -19,6 +21,8 @@ pub struct NftSide {
     /// user's ruleset whatever it marks).
     filter: Option<PacketFilter>,
     pub stats: NftStats,
+    /// What the reader refused or skipped; readable after it stopped.
+    counters: Arc<TracerCounters>,
 }
 
 /// Counts for the summary.
@@ -37,11 +41,19 @@ impl NftSide {
         if !args.nft {
             return Ok(None);
         }
-        let netns = args
-            .netns
-            .as_ref()
-            .map(|ns| ct_nft::netns_file(&ns.spec, ns.inode))
-            .transpose()?;
+        // The namespace opened when the arguments were read; one given by inode is
+        // searched for now, and held open from the search on.
+        let found;
+        let netns = match &args.netns {
+            Some(ns) => match &ns.file {
+                Some(file) => Some(&**file),
+                None => {
+                    found = ct_nft::find_netns(ns.inode)?;
+                    Some(&found)
+                }
+            },
+            None => None,
+        };
         // The marking rules and the steps' own filter follow the address/port part of -f;
         // an expression beyond it marks and keeps every step.
         let filter = args
@@ -68,8 +80,8 @@ impl NftSide {
         } else {
             Marking::UserRuleset
         };
-        let tracer = NftTracer::start(netns.as_deref(), marking)
-            .context("cannot trace nftables verdicts (--nft)")?;
+        let tracer =
+            NftTracer::start(netns, marking).context("cannot trace nftables verdicts (--nft)")?;
         let started = tracer.started();
         for table in &started.removed_stale {
             eprintln!("ct-cli: removed trace table inet {table} left by a run that was killed");
@@ -95,6 +107,7 @@ impl NftSide {
             ),
         }
         Ok(Some(NftSide {
+            counters: tracer.counters(),
             tracer: Some(tracer),
             joiner: Joiner::new(),
             filter,
@@ -167,6 +180,17 @@ impl NftSide {
                     .is_none_or(|f| f.matches(e.packet.as_ref()))
             })
             .collect()
+    }
+
+    /// What the reader refused or skipped so far.
+    pub fn counts(&self) -> TracerCounts {
+        self.counters.snapshot()
+    }
+
+    /// Steps written before their wait was over (too many waiting), and packets
+    /// forgotten early (too many remembered): the joiner's bounds under a flood.
+    pub fn join_overflows(&self) -> (u64, u64) {
+        (self.joiner.overflowed(), self.joiner.forgotten_early())
     }
 
     /// How many steps could not be joined to a packet's BPF events.

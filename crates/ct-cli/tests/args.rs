@@ -79,6 +79,43 @@ fn bad_netns() {
     );
 }
 
+/// `--netns` naming a FIFO or a regular file: refused at once (a FIFO opened for reading
+/// would wait for a writer forever), with the message for a file that is no namespace.
+#[test]
+fn netns_files_that_are_no_namespace_are_refused_at_once() {
+    let dir = Scratch::new("netns-fifo");
+    let fifo = dir.path("fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo runs");
+    assert!(made.success());
+    let regular = dir.path("regular");
+    std::fs::write(&regular, "4026531840\n").unwrap();
+    for file in [&fifo, &regular] {
+        let mut child = std::process::Command::new(CT_CLI)
+            .args(["collect", "--netns", s(file), "--duration", "1s"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("ct-cli runs");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while child.try_wait().unwrap().is_none() {
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("ct-cli still opening --netns {} after 10 s", file.display());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let out = child.wait_with_output().unwrap();
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains("is not a namespace file"), "{err}");
+    }
+}
+
 #[test]
 fn options_that_need_an_output_file() {
     usage_error("collect --print", "--out <FILE>");

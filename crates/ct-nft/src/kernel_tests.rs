@@ -96,7 +96,12 @@ fn stop_with_a_full_queue_returns_and_removes_the_table() {
     .unwrap();
     const QUEUE: usize = 8;
     let path = lab.netns_path(Node::Router);
-    let tracer = NftTracer::start_with_queue(Some(&path), Marking::Table(None), QUEUE).unwrap();
+    let tracer = NftTracer::start_with_queue(
+        Some(&ct_bpf::NetnsFile::open(&path).unwrap()),
+        Marking::Table(None),
+        QUEUE,
+    )
+    .unwrap();
     let table = tracer.started().table.clone().unwrap();
     assert_eq!(
         trace_tables(&lab, Node::Router),
@@ -182,7 +187,11 @@ fn stale_clean_up_leaves_other_pid_namespaces_alone() {
     lab.router_nft(&ruleset).unwrap();
 
     let path = lab.netns_path(Node::Router);
-    let tracer = NftTracer::start(Some(&path), Marking::Table(None)).unwrap();
+    let tracer = NftTracer::start(
+        Some(&ct_bpf::NetnsFile::open(&path).unwrap()),
+        Marking::Table(None),
+    )
+    .unwrap();
     let mut removed = tracer.started().removed_stale.clone();
     removed.sort();
     let mut expected = vec![same_ns.clone(), old.clone()];
@@ -238,7 +247,11 @@ fn the_tracers_table_is_an_owner_table_where_the_kernel_has_them() {
     };
     let owner_tables = kernel_has_owner_tables(&lab);
     let path = lab.netns_path(Node::Router);
-    let tracer = NftTracer::start(Some(&path), Marking::Table(None)).unwrap();
+    let tracer = NftTracer::start(
+        Some(&ct_bpf::NetnsFile::open(&path).unwrap()),
+        Marking::Table(None),
+    )
+    .unwrap();
     assert_eq!(tracer.started().table_owned, owner_tables);
     let table = tracer.started().table.clone().unwrap();
     let listing = lab

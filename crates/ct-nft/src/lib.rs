@@ -14,7 +14,9 @@
 //!   turns it into a [`ct_core::Event`] with an `nft` section.
 //! - [`mark_rules`] writes a packet filter as the table's marking rules.
 
+mod bucket;
 mod check;
+mod counts;
 #[cfg(test)]
 mod fake_nft;
 mod join;
@@ -33,12 +35,13 @@ mod table_name;
 mod tracer;
 
 pub use check::check;
-pub use join::{Joiner, WAIT_FOR_PACKET};
+pub use counts::{TracerCounters, TracerCounts};
+pub use join::{Joiner, MAX_PACKET_KEYS, MAX_TRACE_IDS, MAX_WAITING_STEPS, WAIT_FOR_PACKET};
 pub use mark::{mark_rules, Conjunction, MAX_MARK_RULES};
 pub use message::{parse_datagram, parse_trace, MessageError, TraceMessage};
-pub use netns::netns_file;
+pub use netns::find_netns;
 pub use nft_program::{NftProgram, NftRunError, CLEAN_PATH, NFT_DIRS, NFT_PROGRAM, NFT_TIMEOUT};
-pub use rules::{parse_listing, RuleTexts};
+pub use rules::{is_plain_identifier, parse_listing, RuleTexts};
 pub use step::TraceStep;
 pub use table::{remove_stale_tables, remove_stale_tables_with, TraceTable};
 pub use table_name::{new_table_name, parse_table_name, TableRun, TABLE_PREFIX};

@@ -96,23 +96,29 @@ impl TraceSocket {
     /// Reads one datagram (one or more netlink messages) into `buf`; `Ok(None)` when the
     /// timeout passed first. `ENOBUFS` (the kernel dropped messages because the receive
     /// buffer was full) is returned as an error for the caller to count.
-    pub fn recv(&self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+    pub fn recv(&self, buf: &mut [u8]) -> io::Result<Option<Received>> {
         self.recv_flags(buf, 0)
     }
 
     /// [`recv`](Self::recv) without waiting: `Ok(None)` when nothing is queued.
-    pub fn recv_queued(&self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+    pub fn recv_queued(&self, buf: &mut [u8]) -> io::Result<Option<Received>> {
         self.recv_flags(buf, libc::MSG_DONTWAIT)
     }
 
-    fn recv_flags(&self, buf: &mut [u8], flags: libc::c_int) -> io::Result<Option<usize>> {
-        // SAFETY: `buf` is valid for writes of its length for the call.
+    fn recv_flags(&self, buf: &mut [u8], flags: libc::c_int) -> io::Result<Option<Received>> {
+        // SAFETY: sockaddr_nl is plain data; all-zero is a valid value.
+        let mut from: libc::sockaddr_nl = unsafe { mem::zeroed() };
+        let mut from_len = mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t;
+        // SAFETY: `buf` is valid for writes of its length, and `from` for writes of
+        // `from_len` bytes, for the call.
         let n = unsafe {
-            libc::recv(
+            libc::recvfrom(
                 self.fd.as_raw_fd(),
                 buf.as_mut_ptr().cast(),
                 buf.len(),
                 flags,
+                (&mut from as *mut libc::sockaddr_nl).cast(),
+                &mut from_len,
             )
         };
         if n < 0 {
@@ -122,7 +128,32 @@ impl TraceSocket {
                 _ => Err(err),
             };
         }
-        Ok(Some(n as usize))
+        Ok(Some(Received::from_sender(n as usize, &from, from_len)))
+    }
+}
+
+/// One datagram read from a [`TraceSocket`], judged by its sender.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Received {
+    /// This many bytes, sent by the kernel (port id 0): trace messages to read.
+    Kernel(usize),
+    /// Sent by another socket (its port id, `None` when the kernel gave no address): any
+    /// process with `CAP_NET_ADMIN` in the
+    /// namespace, e.g. a container's root, may multicast to the trace group, so its
+    /// datagrams are not read.
+    NotFromKernel(Option<u32>),
+}
+
+impl Received {
+    fn from_sender(len: usize, from: &libc::sockaddr_nl, from_len: libc::socklen_t) -> Self {
+        let complete = from_len as usize >= mem::size_of::<libc::sockaddr_nl>()
+            && libc::c_int::from(from.nl_family) == libc::AF_NETLINK;
+        match (complete, from.nl_pid) {
+            (true, 0) => Received::Kernel(len),
+            (true, pid) => Received::NotFromKernel(Some(pid)),
+            // An address the kernel did not fill in names no sender: not trusted either.
+            (false, _) => Received::NotFromKernel(None),
+        }
     }
 }
 

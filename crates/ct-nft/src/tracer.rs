@@ -1,20 +1,20 @@
 //! The trace reader: a thread in the traced network namespace that owns the netlink
 //! socket and the trace table, and hands trace steps to the caller.
 
-use std::fs::File;
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use ct_bpf::NetnsFile;
 use ct_core::{NftTraceKind, NftVerdict};
 
+use crate::counts::TracerCounters;
 use crate::mark::Conjunction;
 use crate::message::{parse_datagram, MessageError};
 use crate::rules::RuleTexts;
-use crate::socket::{enter_netns, monotonic_ns, TraceSocket};
+use crate::socket::{enter_netns, monotonic_ns, Received, TraceSocket};
 use crate::step::TraceStep;
 use crate::table::{remove_stale_tables, TraceTable};
 use crate::NftError;
@@ -75,32 +75,34 @@ pub struct NftTracer {
     undelivered: Arc<AtomicU64>,
     thread: Option<JoinHandle<Result<(), NftError>>>,
     started: Started,
+    counters: Arc<TracerCounters>,
 }
 
 impl NftTracer {
-    /// Starts reading traces in the network namespace at `netns` (the caller's when
+    /// Starts reading traces in the open network namespace `netns` (the caller's when
     /// `None`), marking packets as `marking` says. Returns once the socket listens and
     /// the table (if any) is in place, so that no traced packet is missed after that.
-    pub fn start(netns: Option<&Path>, marking: Marking) -> Result<NftTracer, NftError> {
+    pub fn start(netns: Option<&NetnsFile>, marking: Marking) -> Result<NftTracer, NftError> {
         Self::start_with_queue(netns, marking, QUEUE_STEPS)
     }
 
     /// [`start`](Self::start) with room for `queue_steps` reports between the thread and
     /// the caller ([`QUEUE_STEPS`] there).
     pub fn start_with_queue(
-        netns: Option<&Path>,
+        netns: Option<&NetnsFile>,
         marking: Marking,
         queue_steps: usize,
     ) -> Result<NftTracer, NftError> {
         let ns = netns
-            .map(|path| {
-                File::open(path).map_err(|source| NftError::Netns {
-                    path: path.to_owned(),
+            .map(|ns| {
+                ns.try_clone().map_err(|source| NftError::Netns {
+                    path: ns.path().to_owned(),
                     source,
                 })
             })
             .transpose()?;
-        let ns_path = netns.map(Path::to_owned);
+        let counters = Arc::new(TracerCounters::default());
+        let thread_counters = Arc::clone(&counters);
         let (ready_tx, ready_rx) = mpsc::channel();
         let (events_tx, events) = mpsc::sync_channel(queue_steps.max(1));
         let stop = Arc::new(AtomicBool::new(false));
@@ -114,7 +116,7 @@ impl NftTracer {
         let thread = std::thread::Builder::new()
             .name("ct-nft".into())
             .spawn(move || {
-                let reader = match Reader::start(ns, ns_path, marking) {
+                let reader = match Reader::start(ns, marking, thread_counters) {
                     Ok((reader, started)) => {
                         let _ = ready_tx.send(Ok(started));
                         reader
@@ -134,7 +136,14 @@ impl NftTracer {
             undelivered,
             thread: Some(thread),
             started,
+            counters,
         })
+    }
+
+    /// What the reader refused or skipped (messages not from the kernel, rule texts not
+    /// looked up); valid after [`stop`](Self::stop) too.
+    pub fn counters(&self) -> Arc<TracerCounters> {
+        Arc::clone(&self.counters)
     }
 
     /// What starting did.
@@ -244,16 +253,20 @@ struct Reader {
     /// The trace table's name, kept after it is removed to recognise its last steps.
     own_table: Option<String>,
     rules: RuleTexts,
+    counters: Arc<TracerCounters>,
 }
 
 impl Reader {
     fn start(
-        ns: Option<File>,
-        ns_path: Option<PathBuf>,
+        ns: Option<NetnsFile>,
         marking: Marking,
+        counters: Arc<TracerCounters>,
     ) -> Result<(Reader, Started), NftError> {
-        if let (Some(ns), Some(path)) = (&ns, ns_path) {
-            enter_netns(ns).map_err(|source| NftError::Netns { path, source })?;
+        if let Some(ns) = &ns {
+            enter_netns(ns.file()).map_err(|source| NftError::Netns {
+                path: ns.path().to_owned(),
+                source,
+            })?;
         }
         let socket = TraceSocket::open(READ_TIMEOUT).map_err(NftError::Listen)?;
         let mut started = Started::default();
@@ -273,6 +286,7 @@ impl Reader {
                 own_table: table.as_ref().map(|t| t.name().to_owned()),
                 table,
                 rules: RuleTexts::default(),
+                counters,
             },
             started,
         ))
@@ -283,7 +297,7 @@ impl Reader {
         let mut result = Ok(());
         while !out.stopping() {
             match self.socket.recv(&mut buf) {
-                Ok(Some(n)) => self.deliver(&buf[..n], &mut out),
+                Ok(Some(received)) => self.receive(received, &buf, &mut out),
                 Ok(None) => {}
                 Err(err) if err.raw_os_error() == Some(libc::ENOBUFS) => {
                     out.send(TracerEvent::Lost);
@@ -301,7 +315,7 @@ impl Reader {
         let until = Instant::now() + HAND_OVER_AFTER_STOP;
         while Instant::now() < until {
             match self.socket.recv_queued(&mut buf) {
-                Ok(Some(n)) => self.deliver(&buf[..n], &mut out),
+                Ok(Some(received)) => self.receive(received, &buf, &mut out),
                 Err(err) if err.raw_os_error() == Some(libc::ENOBUFS) => {
                     out.send(TracerEvent::Lost);
                 }
@@ -309,6 +323,14 @@ impl Reader {
             }
         }
         removed.and(result)
+    }
+
+    /// Reads a datagram the kernel sent; counts and drops any other.
+    fn receive(&mut self, received: Received, buf: &[u8], out: &mut Outbox) {
+        match received {
+            Received::Kernel(n) => self.deliver(&buf[..n.min(buf.len())], out),
+            Received::NotFromKernel(_) => self.counters.count_not_from_kernel(),
+        }
     }
 
     /// Hands the trace messages of one datagram to the caller.
@@ -324,6 +346,8 @@ impl Reader {
                         self.rules
                             .get(message.family, &message.table, &message.chain, handle)
                     });
+                    let (refused, limited) = self.rules.skipped();
+                    self.counters.set_lookups(refused, limited);
                     TracerEvent::Step(Box::new(TraceStep::new(message, rule, received_ns)))
                 }
                 Err(err) => TracerEvent::Malformed(err),

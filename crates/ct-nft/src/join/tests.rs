@@ -251,3 +251,131 @@ fn old_packets_are_forgotten() {
     j.push(syn_step(1, 1), much_later);
     assert_eq!(tracking(&j.ready(much_later + WAIT_FOR_PACKET)), [None]);
 }
+
+/// Steps whose packet no probe saw, one every `gap`, with IP ids from `ip_id`; returns
+/// how many events came out (pushes, then a `ready` once every wait is over).
+fn flood_without_packets(j: &mut Joiner, n: u32, gap: Duration, ip_id: impl Fn(u32) -> u16) -> u64 {
+    let t0 = Instant::now();
+    let mut written = 0;
+    for i in 0..n {
+        let now = t0 + gap * i;
+        written += j.push(syn_step(i, ip_id(i)), now).len() as u64;
+    }
+    written + j.ready(t0 + gap * n + WAIT_FOR_PACKET).len() as u64
+}
+
+/// The cost of a step may not grow with the number waiting: 100,000 steps arriving for
+/// a second with no packet (some 30,000 waiting at any time) cost a few operations each,
+/// where looking at every waiting step per push costs billions.
+#[test]
+fn a_flood_of_steps_without_packets_costs_linear_work() {
+    let n = 100_000;
+    let gap = Duration::from_micros(10);
+    let distinct: fn(u32) -> u16 = |i| i as u16;
+    let same: fn(u32) -> u16 = |_| 7;
+    for (name, ip_id) in [("distinct packets", distinct), ("one header key", same)] {
+        let mut j = Joiner::new();
+        assert_eq!(
+            flood_without_packets(&mut j, n, gap, ip_id),
+            u64::from(n),
+            "{name}"
+        );
+        assert_eq!(j.unjoined(), u64::from(n), "{name}");
+        assert_eq!(j.overflowed(), 0, "{name}");
+        println!("{name}: {} operations for {n} steps", j.work);
+        assert!(
+            j.work <= 8 * u64::from(n),
+            "{name}: {} operations for {n} steps",
+            j.work
+        );
+        // Nothing is left behind in the indexes.
+        assert!(
+            j.by_key.is_empty() && j.by_trace.is_empty() && j.waiting.is_empty(),
+            "{name}"
+        );
+    }
+}
+
+/// Packets and their steps interleaved, the steps sometimes before their packet: every
+/// step joined, at a constant cost each.
+#[test]
+fn a_flood_of_joined_steps_costs_linear_work() {
+    let n: u32 = 100_000;
+    let t0 = Instant::now();
+    let mut j = Joiner::new();
+    let mut joined = 0;
+    for i in 0..n {
+        let now = t0 + Duration::from_micros(u64::from(i));
+        let id = i as u16;
+        let event = bpf_event(u64::from(i), u32::from(id), i % 3 == 0);
+        let out = if i % 2 == 0 {
+            j.observe(&event, now);
+            j.push(syn_step(i, id), now)
+        } else {
+            let mut out = j.push(syn_step(i, id), now);
+            j.observe(&event, now);
+            out.extend(j.ready(now));
+            out
+        };
+        joined += out.iter().filter(|e| e.tracking.is_some()).count();
+    }
+    assert_eq!(joined, n as usize);
+    assert_eq!(j.unjoined(), 0);
+    println!("{} operations for {n} steps and packets", j.work);
+    assert!(j.work <= 16 * u64::from(n), "{} operations", j.work);
+}
+
+/// More steps waiting than the bound: the oldest are written at once (counted), so the
+/// queue never holds more than the bound.
+#[test]
+fn waiting_steps_are_bounded() {
+    let n = MAX_WAITING_STEPS as u32 + 1000;
+    let mut j = Joiner::new();
+    let t0 = Instant::now();
+    let mut written = 0;
+    for i in 0..n {
+        written += j.push(syn_step(i, i as u16), t0).len();
+        assert!(j.live <= MAX_WAITING_STEPS);
+    }
+    assert_eq!(written, 1000);
+    assert_eq!(j.overflowed(), 1000);
+    assert_eq!(j.finish().len(), MAX_WAITING_STEPS);
+    assert_eq!(j.unjoined(), u64::from(n));
+}
+
+/// More header keys than the bound within two seconds: the oldest are forgotten early
+/// (counted); the newest still join.
+#[test]
+fn remembered_packets_are_bounded() {
+    let mut j = Joiner::new();
+    let t0 = Instant::now();
+    let n = MAX_PACKET_KEYS as u32 + 500;
+    for i in 0..n {
+        // IP ids repeat every 65,536 packets: the skb number makes each a new filing.
+        let mut event = bpf_event(u64::from(i), i & 0xffff, false);
+        if let Some(ip) = event.packet.as_mut().and_then(|p| p.ip.as_mut()) {
+            ip.src = ip4(i).into();
+        }
+        j.observe(&event, t0);
+        assert!(j.packets.map.len() <= MAX_PACKET_KEYS);
+        assert!(j.packets.order.len() <= 2 * MAX_PACKET_KEYS);
+    }
+    assert_eq!(j.forgotten_early(), 500);
+    let last = n - 1;
+    let newest = step(
+        1,
+        headers(
+            ip4(last).octets(),
+            SERVICE,
+            (last & 0xffff) as u16,
+            40000,
+            80,
+            2,
+        ),
+    );
+    assert_eq!(tracking(&j.push(newest, t0)), [Some(u64::from(last))]);
+}
+
+fn ip4(i: u32) -> Ipv4Addr {
+    Ipv4Addr::from(0x0a00_0000 | i)
+}
