@@ -528,7 +528,10 @@ pub struct ViewArgs {
     pub window: Duration,
 
     /// Most packets held open at once. Past it the oldest is taken as complete before its
-    /// window has passed, and the command says how often on stderr.
+    /// window has passed, and the command says how often on stderr. Memory is bounded in
+    /// events too: at most 4 per open packet (at least 1024) are held, and 1024 for one
+    /// packet; past those the oldest packets are written early and events without a
+    /// timestamp are written before the end.
     #[arg(long, value_name = "N", default_value_t = StreamLimits::DEFAULT_MAX_OPEN, value_parser = parse_max_open)]
     pub max_open: usize,
 }
@@ -539,10 +542,7 @@ const DEFAULT_WINDOW: &str = "100ms";
 impl ViewArgs {
     /// The limits of the streaming views.
     pub fn limits(&self) -> StreamLimits {
-        StreamLimits {
-            window: self.window,
-            max_open: self.max_open,
-        }
+        StreamLimits::new(self.window, self.max_open)
     }
 }
 
