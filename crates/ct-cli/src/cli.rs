@@ -244,9 +244,12 @@ pub struct CollectArgs {
     /// Trace one command: run 'COMMAND ARGS' with /bin/sh -c once every probe is
     /// attached, collect while it runs, stop when it exits (Ctrl-C, SIGTERM, -n and
     /// --duration stop it: SIGTERM, SIGKILL 2 s later) and give its exit status in the
-    /// summary. It runs as ct-cli does, in ct-cli's network namespace (--netns and the
-    /// filters choose the packets reported, not where it runs: use
-    /// `ip netns exec NAME COMMAND` for that).
+    /// summary. It runs in a process group of its own, and stopping reaches every
+    /// process in it (a pipeline, a background job), also after the shell has exited.
+    /// When events go to stdout, its stdout goes to stderr, so that its output never lands
+    /// inside the events; its stdin is /dev/null when ct-cli's is a terminal. It runs as
+    /// ct-cli does, in ct-cli's network namespace (--netns and the filters choose the
+    /// packets reported, not where it runs: use `ip netns exec NAME COMMAND` for that).
     #[arg(long, value_name = "'COMMAND ARGS'", value_parser = parse_command)]
     pub cmd: Option<String>,
 

@@ -222,7 +222,7 @@ impl Run {
         // After the readiness line: every probe is attached before the command's first
         // packet.
         if let Some(text) = &args.cmd {
-            match TracedCommand::start(text) {
+            match TracedCommand::start(text, self.stdout.is_some()) {
                 Ok(command) => {
                     eprintln!(
                         "ct-cli: running `{}` (pid {})",
@@ -295,8 +295,9 @@ impl Run {
             self.status.show(now - start, self.stats, lost);
         }
 
-        // Stopped first by a signal, -n or --duration: the command stops too, and what it
-        // sent until then is drained below.
+        // Stopped first by a signal, -n or --duration, or by the command's exit: what is
+        // left of it stops too (a pipeline's other members, a background job), and what
+        // it sent until then is drained below.
         if let Some(command) = &mut self.command {
             if let Err(err) = command.stop() {
                 fatal.get_or_insert(anyhow::Error::new(err).context("stopping the command failed"));
