@@ -283,6 +283,7 @@ VM_TESTS=(
     "ct-cli:static_binary"
     "ct-cli:default_probes"
     "ct-cli:nft"
+    "ct-cli:stopping"
     "own-tracer:kernel"
 )
 

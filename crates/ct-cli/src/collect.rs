@@ -303,9 +303,11 @@ impl Run {
                 fatal.get_or_insert(anyhow::Error::new(err).context("stopping the command failed"));
             }
         }
-        // Whatever the kernel already put in the ring buffer is written too.
+        // The probes stop first, then whatever the kernel already put in the ring buffer
+        // is written too: at most a ring's worth, so that stopping ends in seconds even
+        // while a flood goes on and the output is slow.
         if fatal.is_none() && self.stopped.is_none() {
-            if let Err(err) = collector.drain(|mut event| self.handle(event.as_mut())) {
+            if let Err(err) = collector.stop_and_drain(|mut event| self.handle(event.as_mut())) {
                 fatal = Some(err.into());
             }
         }

@@ -205,6 +205,9 @@ impl CollectorBuilder {
         Ok(Collector {
             links,
             ring,
+            ring_capacity: usize::try_from(self.ring_size).unwrap_or(usize::MAX)
+                / crate::raw::RING_EVENT_SIZE
+                + 1,
             queue,
             lost: shared.lost,
             _events: shared.events,

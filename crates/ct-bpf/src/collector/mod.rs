@@ -37,6 +37,9 @@ pub struct Collector {
     // their objects at build; the links hold them).
     links: Vec<Link>,
     ring: RingBuffer<'static>,
+    /// Most records the ring buffer holds at once (full-size events; the bound of
+    /// [`stop_and_drain`](Self::stop_and_drain)).
+    ring_capacity: usize,
     queue: Rc<RefCell<RecordQueue>>,
     lost: MapHandle,
     _events: MapHandle,
@@ -120,13 +123,26 @@ impl Collector {
         self.decode_batches(Self::MAX_PER_READ, on_event)
     }
 
-    /// Hands over every event already in the ring buffer without waiting (use it once
-    /// more after the last poll so that nothing read by the kernel is left behind).
-    pub fn drain(
+    /// Ends the collection: detaches every probe ([`detach`](Self::detach)), then hands
+    /// over, without waiting, the events the ring buffer holds, the last the kernel
+    /// wrote. Call it after the last poll so that nothing written by the kernel before
+    /// the stop is left behind. With the probes detached nothing refills the ring, so
+    /// this ends however fast events were coming and however slowly `on_event` takes
+    /// them: it hands over at most what the ring can hold.
+    pub fn stop_and_drain(
         &mut self,
         on_event: impl FnMut(Result<Event, DecodeError>),
     ) -> Result<usize, Error> {
-        self.decode_batches(usize::MAX, on_event)
+        self.detach();
+        self.decode_batches(self.ring_capacity, on_event)
+    }
+
+    /// Detaches every probe: from here on the kernel writes no event to the ring (a
+    /// program already running on another CPU finishes the one it reserved). The ring
+    /// buffer, the counters and the statistics stay readable; later polls hand over
+    /// what is left, then nothing.
+    pub fn detach(&mut self) {
+        self.links.clear();
     }
 
     fn decode_batches(
