@@ -69,6 +69,19 @@ pub fn run(args: &CollectArgs) -> anyhow::Result<ExitCode> {
         },
         None => None,
     };
+    // Paths can differ and still name one file (`x`, `./x`, a hard link): one file
+    // opened twice is one file.
+    if let (Some(events), Some(capture)) = (&file, &pcap_file) {
+        if events.same_file(capture).unwrap_or(false) {
+            for f in file.into_iter().chain(pcap_file) {
+                f.abandon();
+            }
+            anyhow::bail!(
+                "-o and -w name the same file: give the JSON events and the pcapng capture \
+                 different names"
+            );
+        }
+    }
     // Undoes what this run created, before any event.
     let abandon = |file: Option<OutputFile>, pcap_file: Option<OutputFile>| {
         file.into_iter()
