@@ -27,7 +27,7 @@ pub enum Program {
     /// A kretprobe.
     Kretprobe,
     /// The empty program measured beside a tracepoint probe
-    /// ([`CollectorBuilder::measure_floor`]).
+    /// ([`CollectorBuilder::measure_floor`](super::CollectorBuilder::measure_floor)).
     Floor,
 }
 

@@ -10,7 +10,8 @@ use crate::raw::RawCtEvent;
 use crate::ring_queue::RecordQueue;
 use crate::Error;
 
-/// One record read from the ring buffer, as [`Collector::poll_raw`] hands it over.
+/// One record read from the ring buffer, as [`Collector::poll_raw`](super::Collector::poll_raw)
+/// hands it over.
 #[derive(Debug, Clone)]
 // Every record is one of these: a box for the complete ones would allocate per event to
 // spare the rare short one some bytes.
