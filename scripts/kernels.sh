@@ -283,6 +283,7 @@ VM_TESTS=(
     "ct-cli:static_binary"
     "ct-cli:default_probes"
     "ct-cli:nft"
+    "ct-cli:stopping"
     "ct-nft:ct_nft"
     "ct-nft:trace_senders"
     "own-tracer:kernel"

@@ -77,13 +77,11 @@ fuzz_target!(|data: &[u8]| {
 
     // The streaming views: without bounds, the in-memory ones; with tight bounds, every
     // event once all the same.
-    let unbounded = StreamLimits {
-        window: std::time::Duration::MAX,
-        max_open: usize::MAX,
-    };
+    let unbounded = StreamLimits::UNBOUNDED;
     let tight = StreamLimits {
-        window: std::time::Duration::from_nanos(2),
-        max_open: 2,
+        max_events: 4,
+        max_packet_events: 2,
+        ..StreamLimits::new(std::time::Duration::from_nanos(2), 2)
     };
     for limits in [unbounded, tight] {
         let mut streamed: Vec<(Option<u64>, Vec<Event>)> = Vec::new();

@@ -245,9 +245,12 @@ pub struct CollectArgs {
     /// Trace one command: run 'COMMAND ARGS' with /bin/sh -c once every probe is
     /// attached, collect while it runs, stop when it exits (Ctrl-C, SIGTERM, -n and
     /// --duration stop it: SIGTERM, SIGKILL 2 s later) and give its exit status in the
-    /// summary. It runs as ct-cli does, in ct-cli's network namespace (--netns and the
-    /// filters choose the packets reported, not where it runs: use
-    /// `ip netns exec NAME COMMAND` for that).
+    /// summary. It runs in a process group of its own, and stopping reaches every
+    /// process in it (a pipeline, a background job), also after the shell has exited.
+    /// When events go to stdout, its stdout goes to stderr, so that its output never lands
+    /// inside the events; its stdin is /dev/null when ct-cli's is a terminal. It runs as
+    /// ct-cli does, in ct-cli's network namespace (--netns and the filters choose the
+    /// packets reported, not where it runs: use `ip netns exec NAME COMMAND` for that).
     #[arg(long, value_name = "'COMMAND ARGS'", value_parser = parse_command)]
     pub cmd: Option<String>,
 
@@ -529,7 +532,10 @@ pub struct ViewArgs {
     pub window: Duration,
 
     /// Most packets held open at once. Past it the oldest is taken as complete before its
-    /// window has passed, and the command says how often on stderr.
+    /// window has passed, and the command says how often on stderr. Memory is bounded in
+    /// events too: at most 4 per open packet (at least 1024) are held, and 1024 for one
+    /// packet; past those the oldest packets are written early and events without a
+    /// timestamp are written before the end.
     #[arg(long, value_name = "N", default_value_t = StreamLimits::DEFAULT_MAX_OPEN, value_parser = parse_max_open)]
     pub max_open: usize,
 }
@@ -540,10 +546,7 @@ const DEFAULT_WINDOW: &str = "100ms";
 impl ViewArgs {
     /// The limits of the streaming views.
     pub fn limits(&self) -> StreamLimits {
-        StreamLimits {
-            window: self.window,
-            max_open: self.max_open,
-        }
+        StreamLimits::new(self.window, self.max_open)
     }
 }
 

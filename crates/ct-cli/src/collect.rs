@@ -69,6 +69,19 @@ pub fn run(args: &CollectArgs) -> anyhow::Result<ExitCode> {
         },
         None => None,
     };
+    // Paths can differ and still name one file (`x`, `./x`, a hard link): one file
+    // opened twice is one file.
+    if let (Some(events), Some(capture)) = (&file, &pcap_file) {
+        if events.same_file(capture).unwrap_or(false) {
+            for f in file.into_iter().chain(pcap_file) {
+                f.abandon();
+            }
+            anyhow::bail!(
+                "-o and -w name the same file: give the JSON events and the pcapng capture \
+                 different names"
+            );
+        }
+    }
     // Undoes what this run created, before any event.
     let abandon = |file: Option<OutputFile>, pcap_file: Option<OutputFile>| {
         file.into_iter()
@@ -229,7 +242,7 @@ impl Run {
         // After the readiness line: every probe is attached before the command's first
         // packet.
         if let Some(text) = &args.cmd {
-            match TracedCommand::start(text) {
+            match TracedCommand::start(text, self.stdout.is_some()) {
                 Ok(command) => {
                     eprintln!(
                         "ct-cli: running `{}` (pid {})",
@@ -302,16 +315,19 @@ impl Run {
             self.status.show(now - start, self.stats, lost);
         }
 
-        // Stopped first by a signal, -n or --duration: the command stops too, and what it
-        // sent until then is drained below.
+        // Stopped first by a signal, -n or --duration, or by the command's exit: what is
+        // left of it stops too (a pipeline's other members, a background job), and what
+        // it sent until then is drained below.
         if let Some(command) = &mut self.command {
             if let Err(err) = command.stop() {
                 fatal.get_or_insert(anyhow::Error::new(err).context("stopping the command failed"));
             }
         }
-        // Whatever the kernel already put in the ring buffer is written too.
+        // The probes stop first, then whatever the kernel already put in the ring buffer
+        // is written too: at most a ring's worth, so that stopping ends in seconds even
+        // while a flood goes on and the output is slow.
         if fatal.is_none() && self.stopped.is_none() {
-            if let Err(err) = collector.drain(|mut event| self.handle(event.as_mut())) {
+            if let Err(err) = collector.stop_and_drain(|mut event| self.handle(event.as_mut())) {
                 fatal = Some(err.into());
             }
         }

@@ -1,8 +1,10 @@
 //! `collect --cmd`: the command traced, started once every probe is attached and stopped
 //! with collection.
 
-use std::io;
-use std::process::{Child, Command, ExitStatus};
+use std::io::{self, IsTerminal};
+use std::os::fd::AsFd;
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -21,12 +23,27 @@ pub struct TracedCommand {
 }
 
 impl TracedCommand {
-    /// Runs `text` with `/bin/sh -c`, in ct-cli's process group (so that Ctrl-C on a
-    /// terminal reaches it as it reaches ct-cli), with ct-cli's stdin, stdout and stderr.
-    pub fn start(text: &str) -> anyhow::Result<Self> {
-        let child = Command::new("/bin/sh")
-            .arg("-c")
-            .arg(text)
+    /// Runs `text` with `/bin/sh -c` in a process group of its own, so that stopping it
+    /// reaches every process it started (a pipeline, a background job), not only the
+    /// shell: Ctrl-C on a terminal reaches ct-cli alone, which stops the group. Its stdin
+    /// is ct-cli's unless that is a terminal (a background group reading the terminal
+    /// would be stopped by SIGTTIN), then `/dev/null`. Its stdout is ct-cli's, or, with
+    /// `stdout_to_stderr` (events are written to stdout), ct-cli's stderr, so that its
+    /// output never lands inside the event stream.
+    pub fn start(text: &str, stdout_to_stderr: bool) -> anyhow::Result<Self> {
+        let mut command = Command::new("/bin/sh");
+        command.arg("-c").arg(text).process_group(0);
+        if io::stdin().is_terminal() {
+            command.stdin(Stdio::null());
+        }
+        if stdout_to_stderr {
+            let stderr = io::stderr()
+                .as_fd()
+                .try_clone_to_owned()
+                .context("cannot hand stderr to the command")?;
+            command.stdout(Stdio::from(stderr));
+        }
+        let child = command
             .spawn()
             .with_context(|| format!("cannot start the command `{text}` with /bin/sh"))?;
         Ok(TracedCommand {
@@ -53,38 +70,76 @@ impl TracedCommand {
         Ok(self.status.is_some())
     }
 
-    /// Stops the command if it still runs: SIGTERM, then SIGKILL after [`STOP_GRACE`].
+    /// Stops whatever of the command still runs, the shell and every process left in its
+    /// group (a pipeline's other members, a background job, even after the shell has
+    /// exited): SIGTERM to the group, then SIGKILL after [`STOP_GRACE`]. Returns once the
+    /// shell is reaped and the group is empty (or after the SIGKILL: a process that
+    /// left the group with `setsid` is out of reach).
     pub fn stop(&mut self) -> io::Result<()> {
-        if self.exited()? {
+        let shell_ran = !self.exited()?;
+        if !self.signal_group(libc::SIGTERM, shell_ran)? && !shell_ran {
             return Ok(());
         }
-        self.signal(libc::SIGTERM)?;
         let deadline = Instant::now() + STOP_GRACE;
         while Instant::now() < deadline {
-            if self.exited()? {
+            if self.exited()? && !self.group_alive()? {
                 return Ok(());
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        self.signal(libc::SIGKILL)?;
-        self.status = Some(self.child.wait()?);
+        let shell_runs = !self.exited()?;
+        self.signal_group(libc::SIGKILL, shell_runs)?;
+        if self.status.is_none() {
+            self.status = Some(self.child.wait()?);
+        }
+        // What SIGKILL hit is gone once the kernel has torn it down: wait for that, so
+        // that nothing of the command outlives ct-cli.
+        let deadline = Instant::now() + STOP_GRACE;
+        while self.group_alive()? && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
         Ok(())
     }
 
-    fn signal(&mut self, signal: i32) -> io::Result<()> {
-        let pid = libc::pid_t::try_from(self.child.id())
-            .map_err(|_| io::Error::other("process id out of range"))?;
-        // SAFETY: kill(2) on our own child, which is not reaped yet (so the pid is still
-        // its own).
-        if unsafe { libc::kill(pid, signal) } != 0 {
+    /// The command's process group: the shell's pid (it leads the group it started in).
+    fn group(&self) -> io::Result<libc::pid_t> {
+        libc::pid_t::try_from(self.child.id())
+            .map_err(|_| io::Error::other("process id out of range"))
+    }
+
+    /// Sends `signal` to the command's process group; `to_shell` records it as what
+    /// stopped the shell. False when no process was left in the group.
+    fn signal_group(&mut self, signal: i32, to_shell: bool) -> io::Result<bool> {
+        let group = self.group()?;
+        // SAFETY: kill(2) with a negative pid signals a process group; the group is the one
+        // our child leads. Its id cannot be reused for another group while any member
+        // lives, nor while our child is not reaped.
+        if unsafe { libc::kill(-group, signal) } != 0 {
             let err = io::Error::last_os_error();
-            // Exited between the check and the signal: nothing to stop.
-            if err.raw_os_error() != Some(libc::ESRCH) {
-                return Err(err);
+            // Every member exited between the check and the signal: nothing to stop.
+            if err.raw_os_error() == Some(libc::ESRCH) {
+                return Ok(false);
             }
+            return Err(err);
         }
-        self.stopped_with = Some(signal);
-        Ok(())
+        if to_shell {
+            self.stopped_with = Some(signal);
+        }
+        Ok(true)
+    }
+
+    /// Whether a process is left in the command's group (signal 0 checks, sends nothing).
+    fn group_alive(&self) -> io::Result<bool> {
+        let group = self.group()?;
+        // SAFETY: as in `signal_group`; signal 0 only checks that the group has a member.
+        if unsafe { libc::kill(-group, 0) } == 0 {
+            return Ok(true);
+        }
+        let err = io::Error::last_os_error();
+        match err.raw_os_error() {
+            Some(libc::ESRCH) => Ok(false),
+            _ => Err(err),
+        }
     }
 
     /// `command `ping -c 3 x` exited with status 0`, `... stopped by ct-cli (SIGTERM)`,
@@ -127,7 +182,7 @@ mod tests {
     use super::*;
 
     fn finished(text: &str) -> TracedCommand {
-        let mut cmd = TracedCommand::start(text).unwrap();
+        let mut cmd = TracedCommand::start(text, false).unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
         while !cmd.exited().unwrap() {
             assert!(Instant::now() < deadline, "{text} did not end");
@@ -154,7 +209,7 @@ mod tests {
 
     #[test]
     fn stop_terminates_then_kills() {
-        let mut cmd = TracedCommand::start("exec sleep 30").unwrap();
+        let mut cmd = TracedCommand::start("exec sleep 30", false).unwrap();
         let started = Instant::now();
         cmd.stop().unwrap();
         assert!(started.elapsed() < STOP_GRACE);
@@ -163,13 +218,74 @@ mod tests {
             "command `exec sleep 30` was stopped by ct-cli (SIGTERM)"
         );
 
-        let mut cmd = TracedCommand::start("trap '' TERM; while :; do sleep 0.1; done").unwrap();
+        let mut cmd =
+            TracedCommand::start("trap '' TERM; while :; do sleep 0.1; done", false).unwrap();
         std::thread::sleep(Duration::from_millis(200)); // the trap is set
         cmd.stop().unwrap();
         assert!(
             cmd.summary().ends_with("was stopped by ct-cli (SIGKILL)"),
             "{}",
             cmd.summary()
+        );
+    }
+
+    fn unique_marker(what: &str) -> String {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        format!("ct-cmd-{what}-{}-{nanos}", std::process::id())
+    }
+
+    /// Processes whose command line or environment holds `marker`, but this test's own.
+    fn holding(marker: &str) -> Vec<String> {
+        let me = std::process::id().to_string();
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name == me || !name.bytes().all(|b| b.is_ascii_digit()) {
+                continue;
+            }
+            for part in ["cmdline", "environ"] {
+                let Ok(bytes) = std::fs::read(entry.path().join(part)) else {
+                    continue;
+                };
+                if bytes.windows(marker.len()).any(|w| w == marker.as_bytes()) {
+                    let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+                    found.push(format!("{name}: {}", String::from_utf8_lossy(&cmdline)));
+                    break;
+                }
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn stop_leaves_no_process_of_a_pipeline_behind() {
+        let marker = unique_marker("pipeline");
+        // `sleep` carries the marker in its environment, `cat` on its command line.
+        let text = format!("CT_TEST_MARK={marker} sleep 60 | cat - {marker}");
+        let mut cmd = TracedCommand::start(&text, false).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while holding(&marker).len() < 3 {
+            assert!(Instant::now() < deadline, "the pipeline did not start");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        cmd.stop().unwrap();
+        assert_eq!(holding(&marker), Vec::<String>::new(), "left running");
+        assert!(cmd.summary().ends_with("was stopped by ct-cli (SIGTERM)"));
+    }
+
+    #[test]
+    fn a_background_job_is_stopped_after_the_shell_exited() {
+        let marker = unique_marker("background");
+        let text = format!("CT_TEST_MARK={marker} sleep 60 & exit 0");
+        let mut cmd = finished(&text);
+        assert!(!holding(&marker).is_empty(), "the job runs on");
+        cmd.stop().unwrap();
+        assert_eq!(holding(&marker), Vec::<String>::new(), "left running");
+        assert_eq!(
+            cmd.summary(),
+            format!("command `{text}` exited with status 0")
         );
     }
 }

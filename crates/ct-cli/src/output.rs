@@ -17,7 +17,7 @@
 
 use std::fs::{File, OpenOptions, Permissions};
 use std::io::{self, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
@@ -137,7 +137,34 @@ impl OutputFile {
         if !meta.is_file() {
             bail!("the output file {shown} is not a regular file; give the path of a new file");
         }
+        // A hard link is another name of a file that may be anyone's (a link to a system
+        // file in a directory others can write), and another user's file is not ours to
+        // empty: --force overwrites only a file of ct-cli's user with no other name.
+        if meta.nlink() != 1 {
+            bail!(
+                "the output file {shown} has {} names (hard links); --force overwrites only a \
+                 file with no other name: remove it or give the path of a new file",
+                meta.nlink()
+            );
+        }
+        let user = effective_uid()
+            .with_context(|| format!("cannot tell whose the output file {shown} may be"))?;
+        if meta.uid() != user {
+            bail!(
+                "the output file {shown} belongs to user {}, not to the user ct-cli runs as \
+                 ({user}); --force overwrites only the user's own files: give the path of a \
+                 new file",
+                meta.uid()
+            );
+        }
         Ok(Self::new(file, path, false))
+    }
+
+    /// Whether this file and `other` are one file (same device and inode), whatever their
+    /// paths say.
+    pub fn same_file(&self, other: &OutputFile) -> io::Result<bool> {
+        let (a, b) = (self.file.metadata()?, other.file.metadata()?);
+        Ok(a.dev() == b.dev() && a.ino() == b.ino())
     }
 
     fn new(file: File, path: &Path, created: bool) -> Self {
@@ -332,6 +359,17 @@ impl OutputFile {
 /// Line ends in `bytes`. memchr's vector search: a line end per few hundred bytes
 /// costs little more than scanning them (counting eight bytes at a time in plain code
 /// was still ~8 % of the CPU of `collect -o` under `ping -f`; a byte at a time, a sixth).
+/// The process's effective user id, from `/proc/self/status` (`Uid:` real, effective, ...).
+fn effective_uid() -> io::Result<u32> {
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|ids| ids.split_whitespace().nth(1))
+        .and_then(|id| id.parse().ok())
+        .ok_or_else(|| io::Error::other("no effective user id in /proc/self/status"))
+}
+
 fn count_lines(bytes: &[u8]) -> usize {
     memchr::memchr_iter(b'\n', bytes).count()
 }
@@ -375,7 +413,6 @@ impl Write for OutputFile {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::MetadataExt;
 
     fn scratch(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("ct-cli-output-{}-{name}", std::process::id()));
@@ -435,6 +472,40 @@ mod tests {
 
         let err = OutputFile::create(&dir, true).unwrap_err();
         assert!(err.to_string().contains("not a regular file"), "{err:#}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn force_refuses_hard_links_and_others_files() {
+        let dir = scratch("force-links");
+        let target = dir.join("precious");
+        std::fs::write(&target, "keep").unwrap();
+        let link = dir.join("out.json");
+        std::fs::hard_link(&target, &link).unwrap();
+        let err = OutputFile::create(&link, true).unwrap_err();
+        assert!(err.to_string().contains("hard links"), "{err}");
+        assert_eq!(std::fs::read(&target).unwrap(), b"keep");
+
+        // Another user's file (only root can give one away; others skip this part).
+        let theirs = dir.join("theirs.json");
+        std::fs::write(&theirs, "theirs").unwrap();
+        if std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).is_ok() {
+            let err = OutputFile::create(&theirs, true).unwrap_err();
+            assert!(err.to_string().contains("belongs to user 65534"), "{err}");
+            assert_eq!(std::fs::read(&theirs).unwrap(), b"theirs");
+        }
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn one_file_by_two_paths_is_the_same_file() {
+        let dir = scratch("same");
+        let path = dir.join("out");
+        let first = OutputFile::create(&path, false).unwrap();
+        let again = OutputFile::create(&dir.join(".").join("out"), true).unwrap();
+        let other = OutputFile::create(&dir.join("other"), false).unwrap();
+        assert!(first.same_file(&again).unwrap());
+        assert!(!first.same_file(&other).unwrap());
         std::fs::remove_dir_all(dir).unwrap();
     }
 

@@ -157,14 +157,26 @@ fn read_stream<W: Write>(
 fn report_bounds(view: &str, stats: StreamStats, args: &ViewArgs) {
     let plural = |n: u64| if n == 1 { "" } else { "s" };
     if stats.forced > 0 {
+        let limits = args.limits();
         eprintln!(
-            "ct-cli: {view}: {} time{} more than --max-open {} packets were open at once and \
-             the oldest was taken as complete before --window {:?} had passed (a later event \
-             of it would be shown apart); raise --max-open",
+            "ct-cli: {view}: {} time{} a packet was taken as complete before --window {:?} had \
+             passed, to hold at most --max-open {} packets, {} events in all and {} for one \
+             packet (a later event of it would be shown apart); raise --max-open",
             stats.forced,
             plural(stats.forced),
-            args.max_open,
             args.window,
+            args.max_open,
+            limits.max_events,
+            limits.max_packet_events,
+        );
+    }
+    if stats.untimed_early > 0 {
+        eprintln!(
+            "ct-cli: {view}: {} event{} without a timestamp were written before the end (not \
+             joined to their packets) to keep at most {} events in memory; raise --max-open",
+            stats.untimed_early,
+            plural(stats.untimed_early),
+            args.limits().max_events,
         );
     }
     if stats.late > 0 {

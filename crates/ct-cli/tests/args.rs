@@ -281,6 +281,26 @@ fn capture_tool_arguments() {
         stderr(&out)
     );
     assert!(!same.exists());
+    // Two spellings of one path, with --force over an existing file: still one file.
+    std::fs::write(&same, "").unwrap();
+    let dir_name = same.parent().and_then(|d| d.file_name()).unwrap();
+    let dotted = scratch.path("..").join(dir_name).join("same");
+    let out = ct_cli(&[
+        "collect",
+        "-o",
+        s(&same),
+        "-w",
+        s(&dotted),
+        "--force",
+        "--duration",
+        "1s",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("-o and -w name the same file"),
+        "{}",
+        stderr(&out)
+    );
     let out = ct_cli(&["print", "-", "-"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(

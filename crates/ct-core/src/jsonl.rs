@@ -96,6 +96,9 @@ impl LineErrorKind {
         if let Some(at) = message.rfind(" at line ") {
             message.truncate(at);
         }
+        // The message quotes the input (an unknown field or variant, a bad string): the
+        // file's text must not reach a terminal as control or reordering characters.
+        let message = crate::escape::escaped(&message).into_owned();
         match err.classify() {
             Category::Io => {
                 LineErrorKind::Io(io::Error::other(format!("unexpected I/O error: {message}")))

@@ -78,6 +78,7 @@
 
 mod conns;
 mod ct;
+mod escape;
 mod event;
 mod fast;
 pub mod filter;

@@ -112,21 +112,14 @@ pub(crate) fn pad<W: Write + ?Sized>(w: &mut W, n: usize) -> fmt::Result {
 }
 
 /// Writes a name that came from the kernel or a file (comm, interface, probe, helper, rule)
-/// with control characters escaped, so that one event never spills onto extra lines.
+/// with control and bidirectional format characters escaped, so that one event never
+/// spills onto extra lines nor reads as something else.
 pub(crate) fn write_name<W: Write + ?Sized>(w: &mut W, s: &str) -> fmt::Result {
-    // Printable ASCII (the usual name) has no control character; anything else is checked
-    // character by character.
-    if printable_ascii(s) || !s.chars().any(char::is_control) {
+    // Printable ASCII (the usual name) has nothing to escape.
+    if printable_ascii(s) {
         return w.write_str(s);
     }
-    for c in s.chars() {
-        if c.is_control() {
-            write!(w, "{}", c.escape_default())?;
-        } else {
-            w.write_char(c)?;
-        }
-    }
-    Ok(())
+    crate::escape::write_escaped(w, s)
 }
 
 /// Joins parts with single spaces.

@@ -106,8 +106,9 @@ type NftCounts = HashMap<(Option<u64>, NftTrace, Option<CtState>), (u64, Key)>;
 /// ([`push`](ConnFolder::push)) and each connection keeps only its summary; the result,
 /// from [`finish`](ConnFolder::finish), is the same as the in-memory view's. What the
 /// summaries need per packet (distinct packets per direction, the ct state an nftables
-/// drop's packet had) is held for the window of [`StreamLimits`] only, so memory depends
-/// on the number of connections and on the limits, not on the number of events.
+/// drop's packet had) is held for the window of [`StreamLimits`] only, and never more than
+/// [`StreamLimits::max_events`] records of it ([`held`](ConnFolder::held)), so memory
+/// depends on the number of connections and on the limits, not on the number of events.
 ///
 /// ```
 /// use ct_core::{ConnFolder, Event, StreamLimits};
@@ -127,6 +128,11 @@ pub struct ConnFolder {
     packets: HashMap<u64, OpenPacket>,
     /// Packets in the order they were last seen (roughly): (time then, packet id).
     expiry: VecDeque<(u64, u64)>,
+    /// Packets first seen in an event without a timestamp, oldest first: no window closes
+    /// them, only the bound on what is held.
+    untimed: VecDeque<u64>,
+    /// Records held in the open packets: their `counted` and `nft_drops` entries.
+    packet_records: usize,
     nft: NftCounts,
     stats: StreamStats,
 }
@@ -153,9 +159,18 @@ impl ConnFolder {
             index: HashMap::new(),
             packets: HashMap::new(),
             expiry: VecDeque::new(),
+            untimed: VecDeque::new(),
+            packet_records: 0,
             nft: HashMap::new(),
             stats: StreamStats::default(),
         }
+    }
+
+    /// Per-packet records held now (the queue entries of open packets, the connections
+    /// each was counted in, its nftables drops waiting for its ct state): never more than
+    /// [`StreamLimits::max_events`] between two calls.
+    pub fn held(&self) -> usize {
+        self.expiry.len() + self.untimed.len() + self.packet_records
     }
 
     /// Takes the next event of the input.
@@ -173,8 +188,9 @@ impl ConnFolder {
             let open = match self.packets.get_mut(&skb) {
                 Some(open) => open,
                 None => {
-                    if let Some(ts) = event.timestamp {
-                        self.expiry.push_back((ts, skb));
+                    match event.timestamp {
+                        Some(ts) => self.expiry.push_back((ts, skb)),
+                        None => self.untimed.push_back(skb),
                     }
                     self.packets.entry(skb).or_default()
                 }
@@ -190,11 +206,24 @@ impl ConnFolder {
             if let Some(nft) = event.nft.as_ref().filter(|n| n.is_drop()) {
                 let conn = event.tracking.and_then(|t| t.conn);
                 open.nft_drops.push((key, nft.clone(), conn));
+                self.packet_records += 1;
             }
         } else if let Some(nft) = event.nft.as_ref().filter(|n| n.is_drop()) {
             count_nft(&mut self.nft, None, nft.clone(), None, key);
         }
         self.fold(event, key, packet);
+        if let Some(skb) = packet {
+            let records = self
+                .packets
+                .get(&skb)
+                .map_or(0, |p| p.counted.len() + p.nft_drops.len());
+            if records >= self.limits.max_packet_events {
+                // One packet id for ever (a crafted file): taken as complete, and a later
+                // event of it starts a new packet.
+                self.stats.forced += 1;
+                self.close_packet(skb);
+            }
+        }
         self.expire();
     }
 
@@ -244,6 +273,7 @@ impl ConnFolder {
                 Some(open) if open.counted.contains(&(i, reply)) => false,
                 Some(open) => {
                     open.counted.push((i, reply));
+                    self.packet_records += 1;
                     true
                 }
                 None => true,
@@ -278,15 +308,25 @@ impl ConnFolder {
     }
 
     /// Lets go of the packets whose window has closed, and of the oldest ones while over
-    /// the bound.
+    /// a bound: packets seen without a timestamp first, then those in time order.
     fn expire(&mut self) {
+        while self.held() > self.limits.max_events {
+            let Some(skb) = self.untimed.pop_front() else {
+                break;
+            };
+            if self.packets.contains_key(&skb) {
+                self.stats.forced += 1;
+                self.close_packet(skb);
+            }
+        }
         while let Some(&(seen, skb)) = self.expiry.front() {
             let last = self
                 .packets
                 .get(&skb)
                 .and_then(|p| p.last_ts)
                 .unwrap_or(seen);
-            let over = self.packets.len() > self.limits.max_open;
+            let over =
+                self.packets.len() > self.limits.max_open || self.held() > self.limits.max_events;
             if !over && !self.watermark.closes(seen, self.window) {
                 break;
             }
@@ -296,7 +336,7 @@ impl ConnFolder {
                 self.expiry.push_back((last, skb));
                 continue;
             }
-            if !self.watermark.closes(last, self.window) {
+            if self.packets.contains_key(&skb) && !self.watermark.closes(last, self.window) {
                 self.stats.forced += 1;
             }
             self.close_packet(skb);
@@ -306,6 +346,7 @@ impl ConnFolder {
     /// Charges a packet's nftables drops with its ct state, and forgets it.
     fn close_packet(&mut self, skb: u64) {
         if let Some(open) = self.packets.remove(&skb) {
+            self.packet_records -= open.counted.len() + open.nft_drops.len();
             let state = open.first_ct.map(|(_, s)| s);
             for (key, nft, conn) in open.nft_drops {
                 count_nft(&mut self.nft, conn, nft, state, key);

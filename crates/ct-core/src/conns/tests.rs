@@ -950,17 +950,11 @@ fn folded(events: &[Event], limits: crate::StreamLimits) -> (Connections, crate:
     folder.finish()
 }
 
-const UNBOUNDED: crate::StreamLimits = crate::StreamLimits {
-    window: std::time::Duration::MAX,
-    max_open: usize::MAX,
-};
+const UNBOUNDED: crate::StreamLimits = crate::StreamLimits::UNBOUNDED;
 
 #[test]
 fn streaming_forgets_packets_once_their_window_has_passed() {
-    let limits = crate::StreamLimits {
-        window: std::time::Duration::from_nanos(20),
-        max_open: 4,
-    };
+    let limits = crate::StreamLimits::new(std::time::Duration::from_nanos(20), 4);
     // One DNS query a packet, all of one connection.
     let query = conn(
         tuple("10.0.0.5", "10.0.0.1", udp(1, 53)),
@@ -997,12 +991,141 @@ proptest! {
             })
     ) {
         let events = testing::in_window(events, &steps);
-        let limits = crate::StreamLimits {
-            window: std::time::Duration::from_nanos(testing::TEST_WINDOW_NS),
-            max_open: 1024,
-        };
+        let limits = crate::StreamLimits::new(std::time::Duration::from_nanos(testing::TEST_WINDOW_NS), 1024);
         let (conns, stats) = folded(&events, limits);
         prop_assert!(stats.exact(), "{:?}", stats);
         prop_assert_eq!(conns, connections(&events));
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Crafted streams: the bound on what the folder holds
+
+/// 16 packets open, so at most 1024 records held, 1024 per packet.
+fn small_bound() -> crate::StreamLimits {
+    crate::StreamLimits::new(std::time::Duration::from_millis(100), 16)
+}
+
+/// Folds `events`, checking after every push that the folder holds no more than the bound.
+fn folded_within_bound(
+    events: &[Event],
+    limits: crate::StreamLimits,
+) -> (Connections, crate::StreamStats) {
+    let mut folder = ConnFolder::new(limits);
+    let mut most = 0;
+    for event in events {
+        folder.push(event);
+        most = most.max(folder.held());
+    }
+    assert!(
+        most <= limits.max_events,
+        "held {most} records, bound {}",
+        limits.max_events
+    );
+    folder.finish()
+}
+
+fn dns_query() -> crate::CtConnEvent {
+    conn(
+        tuple("10.0.0.5", "10.0.0.1", udp(1, 53)),
+        tuple("10.0.0.1", "10.0.0.5", udp(53, 1)),
+        St::CONFIRMED,
+    )
+}
+
+fn nft_policy_drop() -> NftTrace {
+    NftTrace {
+        family: crate::NftFamily::Inet,
+        table: "f".into(),
+        chain: "in".into(),
+        kind: NftTraceKind::Policy,
+        handle: None,
+        rule: None,
+        verdict: crate::NftVerdict::Drop,
+        target: None,
+    }
+}
+
+#[test]
+fn packets_without_timestamps_are_let_go_within_the_bound() {
+    // Each event its own packet, none timed: nothing closes them but the bound.
+    let events: Vec<Event> = (0..20_000u64)
+        .map(|i| Event {
+            timestamp: None,
+            ct: Some(ct(CtState::New, dns_query())),
+            ..at(0, "net:netif_receive_skb", i, Some(1))
+        })
+        .collect();
+    let (conns, stats) = folded_within_bound(&events, small_bound());
+    assert!(stats.forced > 0, "{stats:?}");
+    // Distinct packets: letting them go early changes nothing.
+    assert_eq!(conns, connections(&events));
+    assert_eq!(conns.conns[0].packets.orig, 20_000);
+}
+
+#[test]
+fn endless_nft_drops_of_one_packet_stay_within_the_bound() {
+    // One packet id, dropped by the policy over and over, always within the window.
+    let events: Vec<Event> = (0..20_000u64)
+        .map(|i| Event {
+            nft: Some(nft_policy_drop()),
+            probe: None,
+            ct: None,
+            ..at(i * 1000, "net:netif_receive_skb", 9, Some(1))
+        })
+        .collect();
+    let (conns, stats) = folded_within_bound(&events, small_bound());
+    assert!(stats.forced > 0, "{stats:?}");
+    // Without a ct state to charge them with, the counts are the in-memory view's.
+    assert_eq!(conns, connections(&events));
+    assert_eq!(conns.unattributed_nft_drops[0].packets, 20_000);
+}
+
+#[test]
+fn endless_untimed_nft_drops_stay_within_the_bound() {
+    let events: Vec<Event> = (0..20_000u64)
+        .map(|i| Event {
+            timestamp: None,
+            nft: Some(nft_policy_drop()),
+            probe: None,
+            ct: None,
+            ..at(0, "net:netif_receive_skb", i % 3, Some(1))
+        })
+        .collect();
+    let (conns, _) = folded_within_bound(&events, small_bound());
+    assert_eq!(conns, connections(&events));
+}
+
+#[test]
+fn one_packet_id_counted_in_ever_more_connections_stays_within_the_bound() {
+    // A crafted file: one packet id in 5,000 connections, each seen once.
+    let events: Vec<Event> = (0..5_000u64)
+        .map(|i| Event {
+            ct: Some(ct(CtState::New, dns_query())),
+            ..at(i * 1000, "net:netif_receive_skb", 3, Some(i))
+        })
+        .collect();
+    let (conns, stats) = folded_within_bound(&events, small_bound());
+    assert!(stats.forced > 0, "{stats:?}");
+    assert_eq!(conns.conns.len(), 5_000);
+    assert!(conns.conns.iter().all(|c| c.packets.orig == 1));
+}
+
+proptest! {
+    #[test]
+    fn a_tiny_bound_holds_and_still_counts_every_event(events in events()) {
+        let limits = crate::StreamLimits {
+            max_events: 3,
+            max_packet_events: 2,
+            ..crate::StreamLimits::new(std::time::Duration::from_nanos(testing::TEST_WINDOW_NS), 2)
+        };
+        let (conns, stats) = folded_within_bound(&events, limits);
+        prop_assert_eq!(stats.events, events.len() as u64);
+        let expected = connections(&events);
+        prop_assert_eq!(conns.conns.len(), expected.conns.len());
+        prop_assert_eq!(
+            conns.conns.iter().map(|c| c.events).sum::<u64>(),
+            expected.conns.iter().map(|c| c.events).sum::<u64>()
+        );
     }
 }

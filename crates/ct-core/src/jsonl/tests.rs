@@ -714,3 +714,20 @@ fn nodes(v: &mut Value, n: &mut usize, with: &Value) -> usize {
         _ => 0,
     }
 }
+
+#[test]
+fn error_messages_escape_what_they_quote_from_the_line() {
+    // serde quotes an unknown variant and a wrong string as they are in the file.
+    for line in [
+        r#"{"probe":{"type":"x\u001b[2J\u202e","name":"p"}}"#,
+        r#"{"timestamp":"\u2066evil\n\u2069"}"#,
+    ] {
+        let err = parse_event_line(line).unwrap_err().to_string();
+        assert!(
+            !err.contains(|c: char| c.is_control()
+                || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')),
+            "{err:?}"
+        );
+        assert!(err.contains(r"\u{"), "{err}");
+    }
+}

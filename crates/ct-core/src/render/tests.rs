@@ -715,6 +715,27 @@ fn control_characters_in_names_are_escaped() {
     assert!(!line.contains(['\n', '\t', '\u{1b}']));
 }
 
+#[test]
+fn bidi_format_characters_in_names_are_escaped() {
+    let mut event = syn_event();
+    // "eth0" reversed on screen by an override, isolates and marks around it.
+    event.packet.as_mut().unwrap().ifname = Some(FixedStr::new("\u{202e}0hte\u{202c}"));
+    event.task.as_mut().unwrap().comm = FixedStr::new("a\u{2066}b\u{2069}\u{200f}\u{061c}");
+    for layout in [Layout::SingleLine, Layout::MultiLine] {
+        let text = render(&event, layout, 0);
+        for c in [
+            '\u{202e}', '\u{202c}', '\u{2066}', '\u{2069}', '\u{200f}', '\u{061c}',
+        ] {
+            assert!(!text.contains(c), "{c:?} shown as is in {text}");
+        }
+        assert!(text.contains(r"\u{202e}0hte\u{202c}"), "{text}");
+        assert!(
+            text.contains(r"a\u{2066}b\u{2069}\u{200f}\u{61c}"),
+            "{text}"
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Properties
 

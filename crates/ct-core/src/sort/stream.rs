@@ -29,8 +29,10 @@ enum Slot {
 /// time ([`push`](PacketSorter::push)) and each [`PacketGroup`] comes out, in the same
 /// order and with the same events, once the window ([`StreamLimits`]) says no event can
 /// join it; [`finish`](PacketSorter::finish) writes the rest. Memory depends on the limits,
-/// not on the input: events without a timestamp, which the order puts last, are the
-/// exception and are held to the end.
+/// not on the input: at most [`StreamLimits::max_events`] events are held
+/// ([`held_events`](PacketSorter::held_events)). Events without a timestamp, which the
+/// order puts last, are held to the end while they fit that bound; past it they are
+/// written early ([`StreamStats::untimed_early`]).
 ///
 /// ```
 /// use ct_core::{Event, PacketSorter, StreamLimits, Tracking};
@@ -62,6 +64,8 @@ pub struct PacketSorter {
     open: HashMap<u64, OpenGroup>,
     /// Events without a timestamp, in input order.
     untimed: Vec<(u64, Event)>,
+    /// Events held: in open groups, alone in the order, and without a timestamp.
+    held: usize,
     stats: StreamStats,
 }
 
@@ -75,8 +79,15 @@ impl PacketSorter {
             order: BTreeMap::new(),
             open: HashMap::new(),
             untimed: Vec::new(),
+            held: 0,
             stats: StreamStats::default(),
         }
+    }
+
+    /// Events held now, waiting to be written: never more than
+    /// [`StreamLimits::max_events`] between two calls.
+    pub fn held_events(&self) -> usize {
+        self.held
     }
 
     /// Takes the next event of the input; gives `sink` every group that is now complete.
@@ -87,14 +98,16 @@ impl PacketSorter {
     ) -> Result<(), E> {
         let seq = self.stats.events;
         self.stats.events += 1;
+        self.held += 1;
         let Some(ts) = event.timestamp else {
             self.untimed.push((seq, event));
-            return Ok(());
+            return self.write_complete(None, sink);
         };
         if self.watermark.advance(ts, self.window) {
             self.stats.late += 1;
         }
         let key = order_key(Some(ts), seq);
+        let mut overfull = None;
         match event.tracking.map(|t| t.skb) {
             None => {
                 self.order.insert(key, Slot::Alone(Box::new(event)));
@@ -108,6 +121,9 @@ impl PacketSorter {
                     }
                     group.last_ts = group.last_ts.max(ts);
                     group.events.push((seq, event));
+                    if group.events.len() >= self.limits.max_packet_events {
+                        overfull = Some(skb);
+                    }
                 }
                 None => {
                     self.order.insert(key, Slot::Packet(skb));
@@ -122,13 +138,16 @@ impl PacketSorter {
                 }
             },
         }
-        self.write_complete(sink)
+        self.write_complete(overfull, sink)
     }
 
     /// Writes the groups at the head of the order that are complete, and more while over
-    /// the bound on open groups.
+    /// a bound: open groups, events held, or `overfull`'s events (a group that reached
+    /// the bound per group, written with every group before it). Past the bound on
+    /// events held with mostly events without a timestamp, those are written.
     fn write_complete<E>(
         &mut self,
+        overfull: Option<u64>,
         sink: &mut impl FnMut(&PacketGroup<'_>) -> Result<(), E>,
     ) -> Result<(), E> {
         while let Some((_, head)) = self.order.first_key_value() {
@@ -137,7 +156,11 @@ impl PacketSorter {
                 Slot::Packet(skb) => self.open.get(skb).map_or(0, |g| g.last_ts),
             };
             if !self.watermark.closes(last, self.window) {
-                if self.order.len() <= self.limits.max_open {
+                let over = self.order.len() > self.limits.max_open
+                    || overfull.is_some_and(|skb| self.open.contains_key(&skb))
+                    || (self.held > self.limits.max_events
+                        && self.untimed.len().saturating_mul(2) < self.held);
+                if !over {
                     break;
                 }
                 self.stats.forced += 1;
@@ -145,6 +168,24 @@ impl PacketSorter {
             if let Some((_, slot)) = self.order.pop_first() {
                 self.write_slot(slot, Vec::new(), sink)?;
             }
+        }
+        if self.held > self.limits.max_events {
+            self.write_untimed(sink)?;
+        }
+        Ok(())
+    }
+
+    /// Writes the events without a timestamp held so far, grouped by packet in input
+    /// order (as [`finish`](Self::finish) writes those whose packet has no open group).
+    fn write_untimed<E>(
+        &mut self,
+        sink: &mut impl FnMut(&PacketGroup<'_>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let untimed = std::mem::take(&mut self.untimed);
+        self.held -= untimed.len();
+        self.stats.untimed_early += untimed.len() as u64;
+        for (skb, events) in untimed_groups(untimed.iter().map(|(_, e)| e)) {
+            sink(&PacketGroup { skb, events })?;
         }
         Ok(())
     }
@@ -157,14 +198,18 @@ impl PacketSorter {
         sink: &mut impl FnMut(&PacketGroup<'_>) -> Result<(), E>,
     ) -> Result<(), E> {
         match slot {
-            Slot::Alone(event) => sink(&PacketGroup {
-                skb: None,
-                events: vec![&*event],
-            }),
+            Slot::Alone(event) => {
+                self.held -= 1;
+                sink(&PacketGroup {
+                    skb: None,
+                    events: vec![&*event],
+                })
+            }
             Slot::Packet(skb) => {
                 let Some(mut group) = self.open.remove(&skb) else {
                     return Ok(());
                 };
+                self.held -= group.events.len();
                 group
                     .events
                     .sort_by_key(|(seq, e)| order_key(e.timestamp, *seq));
@@ -188,23 +233,16 @@ impl PacketSorter {
         // Untimed events join the open group of their packet, else groups of their own
         // after every timed one, in input order.
         let mut joining: HashMap<u64, Vec<&Event>> = HashMap::new();
-        let mut own: Vec<(Option<u64>, Vec<&Event>)> = Vec::new();
-        let mut own_index: HashMap<u64, usize> = HashMap::new();
+        let mut own: Vec<&Event> = Vec::new();
         for (_, event) in &untimed {
             match event.tracking.map(|t| t.skb) {
                 Some(skb) if self.open.contains_key(&skb) => {
                     joining.entry(skb).or_default().push(event);
                 }
-                Some(skb) => {
-                    let i = *own_index.entry(skb).or_insert_with(|| {
-                        own.push((Some(skb), Vec::new()));
-                        own.len() - 1
-                    });
-                    own[i].1.push(event);
-                }
-                None => own.push((None, vec![event])),
+                _ => own.push(event),
             }
         }
+        let own = untimed_groups(own);
         while let Some((_, slot)) = self.order.pop_first() {
             let later = match &slot {
                 Slot::Packet(skb) => joining.remove(skb).unwrap_or_default(),
@@ -222,4 +260,26 @@ impl PacketSorter {
     pub fn stats(&self) -> StreamStats {
         self.stats
     }
+}
+
+/// Events without a timestamp in groups of their own: by packet, in input order of each
+/// packet's first one; each event without tracking ids alone.
+fn untimed_groups<'a>(
+    events: impl IntoIterator<Item = &'a Event>,
+) -> Vec<(Option<u64>, Vec<&'a Event>)> {
+    let mut own: Vec<(Option<u64>, Vec<&Event>)> = Vec::new();
+    let mut own_index: HashMap<u64, usize> = HashMap::new();
+    for event in events {
+        match event.tracking.map(|t| t.skb) {
+            Some(skb) => {
+                let i = *own_index.entry(skb).or_insert_with(|| {
+                    own.push((Some(skb), Vec::new()));
+                    own.len() - 1
+                });
+                own[i].1.push(event);
+            }
+            None => own.push((None, vec![event])),
+        }
+    }
+    own
 }

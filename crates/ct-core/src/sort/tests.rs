@@ -467,16 +467,13 @@ fn streamed(events: &[Event], limits: StreamLimits) -> (OwnedGroups, StreamStats
     (out, stats)
 }
 
-const UNBOUNDED: StreamLimits = StreamLimits {
-    window: std::time::Duration::MAX,
-    max_open: usize::MAX,
-};
+const UNBOUNDED: StreamLimits = StreamLimits::UNBOUNDED;
 
 fn test_window() -> StreamLimits {
-    StreamLimits {
-        window: std::time::Duration::from_nanos(testing::TEST_WINDOW_NS),
-        max_open: 1024,
-    }
+    StreamLimits::new(
+        std::time::Duration::from_nanos(testing::TEST_WINDOW_NS),
+        1024,
+    )
 }
 
 #[test]
@@ -561,5 +558,113 @@ fn groups_written_one_at_a_time_are_the_view_written_at_once() {
             String::from_utf8(one_by_one).unwrap(),
             String::from_utf8(at_once).unwrap()
         );
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Crafted streams: the bound on events held
+
+/// The sorter's limits in these tests: 16 groups, so at most 1024 events held (the floor
+/// of one full group), 1024 per group.
+fn small_bound() -> StreamLimits {
+    StreamLimits::new(std::time::Duration::from_millis(100), 16)
+}
+
+/// Streams `events`, checking after every push that the sorter holds no more than the
+/// bound; returns the groups written and the stats.
+fn streamed_within_bound(
+    events: impl IntoIterator<Item = Event>,
+    limits: StreamLimits,
+) -> (OwnedGroups, StreamStats) {
+    let mut out: OwnedGroups = Vec::new();
+    let mut sink = |g: &PacketGroup<'_>| -> Result<(), ()> {
+        out.push((g.skb, g.events.iter().map(|&e| e.clone()).collect()));
+        Ok(())
+    };
+    let mut sorter = PacketSorter::new(limits);
+    let mut most = 0;
+    for event in events {
+        sorter.push(event, &mut sink).unwrap();
+        most = most.max(sorter.held_events());
+    }
+    assert!(
+        most <= limits.max_events,
+        "held {most} events, bound {}",
+        limits.max_events
+    );
+    let stats = sorter.finish(&mut sink).unwrap();
+    (out, stats)
+}
+
+#[test]
+fn events_without_timestamps_are_written_early_within_the_bound() {
+    let limits = small_bound();
+    let n = 20_000u64;
+    let events: Vec<Event> = (0..n)
+        .map(|i| bare(None, (i % 3 != 0).then_some(i % 50)))
+        .collect();
+    let (groups, stats) = streamed_within_bound(events.clone(), limits);
+    assert_eq!(stats.events, n);
+    assert!(stats.untimed_early > 0, "{stats:?}");
+    assert!(!stats.exact());
+    // Every event once, and each packet's events in input order.
+    let written: Vec<Event> = groups.iter().flat_map(|(_, e)| e.clone()).collect();
+    assert_eq!(written.len() as u64, n);
+    for (skb, events) in &groups {
+        assert!(events.iter().all(|e| e.tracking.map(|t| t.skb) == *skb));
+    }
+    let mut sorted = written;
+    sorted.sort_by_key(|e| e.tracking.map(|t| t.skb));
+    let mut expected = events;
+    expected.sort_by_key(|e| e.tracking.map(|t| t.skb));
+    assert_eq!(sorted, expected);
+}
+
+#[test]
+fn a_packet_id_that_never_closes_is_written_in_parts() {
+    let limits = small_bound();
+    let n = 10_000u64;
+    // One packet, an event every microsecond: always inside the 100 ms window.
+    let events: Vec<Event> = (0..n).map(|i| bare(Some(i * 1000), Some(7))).collect();
+    let (groups, stats) = streamed_within_bound(events.clone(), limits);
+    assert!(groups.len() >= (n as usize) / limits.max_packet_events);
+    assert!(groups
+        .iter()
+        .all(|(skb, e)| *skb == Some(7) && e.len() <= limits.max_packet_events));
+    assert_eq!(stats.forced, groups.len() as u64 - 1, "{stats:?}");
+    // The parts, in order, are the input.
+    let written: Vec<Event> = groups.into_iter().flat_map(|(_, e)| e).collect();
+    assert_eq!(written, events);
+}
+
+#[test]
+fn a_never_closing_packet_among_others_leaves_the_others_exact() {
+    let limits = small_bound();
+    // Packet 1 forever; packets 100.. one event each, a window apart from each other.
+    let mut events = Vec::new();
+    for i in 0..5_000u64 {
+        events.push(bare(Some(i * 1000), Some(1)));
+        if i % 100 == 0 {
+            events.push(bare(Some(i * 1000), Some(100 + i)));
+        }
+    }
+    let (groups, _) = streamed_within_bound(events.clone(), limits);
+    let others: Vec<_> = groups.iter().filter(|(skb, _)| *skb != Some(1)).collect();
+    let expected = owned(&group_packets(&events));
+    let expected_others: Vec<_> = expected.iter().filter(|(skb, _)| *skb != Some(1)).collect();
+    assert_eq!(others, expected_others);
+}
+
+proptest! {
+    #[test]
+    fn a_tiny_bound_holds_and_still_writes_every_event_once(events in events()) {
+        let limits = StreamLimits {
+            max_events: 3,
+            max_packet_events: 2,
+            ..StreamLimits::new(std::time::Duration::from_nanos(testing::TEST_WINDOW_NS), 2)
+        };
+        let (groups, stats) = streamed_within_bound(events.clone(), limits);
+        prop_assert_eq!(stats.events, events.len() as u64);
+        prop_assert_eq!(groups.iter().map(|(_, e)| e.len()).sum::<usize>(), events.len());
     }
 }
