@@ -10,6 +10,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::rc::Rc;
 use std::time::Duration;
 
+use ct_core::filter::Follow;
 use ct_core::{Event, ProbeInfo};
 use ct_pcap::PcapFilter;
 use libbpf_rs::{Link, MapCore, MapFlags, MapHandle, Object, ObjectBuilder, RingBuffer};
@@ -78,14 +79,24 @@ enum SharedMap {
     Lost,
     Scratch,
     Track,
+    FollowPackets,
+    FollowConns,
+    FollowTuples,
+    FollowState,
+    FollowScratch,
 }
 
 impl SharedMap {
-    const ALL: [SharedMap; 4] = [
+    const ALL: [SharedMap; 9] = [
         SharedMap::Events,
         SharedMap::Lost,
         SharedMap::Scratch,
         SharedMap::Track,
+        SharedMap::FollowPackets,
+        SharedMap::FollowConns,
+        SharedMap::FollowTuples,
+        SharedMap::FollowState,
+        SharedMap::FollowScratch,
     ];
 
     /// The map's name in the BPF object.
@@ -95,6 +106,11 @@ impl SharedMap {
             SharedMap::Lost => "ct_lost",
             SharedMap::Scratch => "ct_scratch_map",
             SharedMap::Track => "ct_track",
+            SharedMap::FollowPackets => "ct_follow_pkt",
+            SharedMap::FollowConns => "ct_follow_conn",
+            SharedMap::FollowTuples => "ct_follow_tuple",
+            SharedMap::FollowState => "ct_follow_state_map",
+            SharedMap::FollowScratch => "ct_follow_scratch_map",
         }
     }
 
@@ -155,6 +171,7 @@ pub struct CollectorBuilder {
     filters: KernelFilters,
     headers: bool,
     pcap: Option<PcapFilter>,
+    follow: Follow,
     omit: u32,
 }
 
@@ -171,6 +188,7 @@ impl Default for CollectorBuilder {
             filters: KernelFilters::default(),
             headers: false,
             pcap: None,
+            follow: Follow::None,
             omit: 0,
         }
     }
@@ -261,6 +279,18 @@ impl CollectorBuilder {
         self
     }
 
+    /// How far a filter's choice reaches (none by default: every hit judged on its own).
+    /// With [`Follow::Packet`], a packet the filters (packet, tcpdump, conntrack and meta
+    /// filters; not the namespace, `only_tracked` or drop filters, which judge each hit)
+    /// selected at one hit is reported at every later hit until it is freed, whatever NAT
+    /// did to its headers; with [`Follow::Conn`], so is every packet of its conntrack
+    /// entry. Done in the kernel, in LRU maps of bounded size. Without a filter that
+    /// selects packets there is nothing to follow and this changes nothing.
+    pub fn follow(mut self, follow: Follow) -> Self {
+        self.follow = follow;
+        self
+    }
+
     /// A tcpdump filter, run in the kernel on the first [`PCAP_COPY_LEN`](crate::PCAP_COPY_LEN)
     /// bytes of each packet from its MAC header (or its network header where it has no
     /// MAC header), before an event is reserved. A load past those bytes does not match.
@@ -310,7 +340,7 @@ impl CollectorBuilder {
         let queue: Rc<RefCell<RecordQueue>> = Rc::default();
         let sink = Rc::clone(&queue);
         let mut ring = libbpf_rs::RingBufferBuilder::new();
-        ring.add(&shared.events, move |bytes: &[u8]| {
+        ring.add(shared.handle(SharedMap::Events), move |bytes: &[u8]| {
             sink.borrow_mut().push(bytes);
             0
         })
@@ -325,10 +355,7 @@ impl CollectorBuilder {
             links,
             ring,
             queue,
-            lost: shared.lost,
-            _events: shared.events,
-            _scratch: shared.scratch,
-            _track: shared.track,
+            shared,
             decoder: Decoder::new(infos.clone())
                 .with_drop_reasons(reasons)
                 .with_headers(self.headers),
@@ -368,6 +395,12 @@ impl CollectorBuilder {
     /// `sk_buff`, each probe resolved, the filters compiled, the kernel's drop reasons,
     /// privileges.
     #[allow(clippy::type_complexity)]
+    /// Whether a filter chooses packets (what following keeps).
+    fn selects_packets(&self) -> bool {
+        let f = &self.filters;
+        f.packet.is_some() || !f.ct.is_empty() || !f.meta.is_empty() || self.pcap.is_some()
+    }
+
     fn prepare(&self) -> Result<(Vec<ResolvedProbe>, CompiledFilters, Option<DropReasons>), Error> {
         if self.probes.is_empty() {
             return Err(Error::NoProbes);
@@ -442,6 +475,11 @@ impl CollectorBuilder {
             reason_arg: probe.reason_arg.filter(|_| reasons.is_some()),
             consumed: reasons.and_then(DropReasons::consumed),
             pcap: self.pcap.is_some(),
+            follow: if self.selects_packets() {
+                self.follow
+            } else {
+                Follow::None
+            },
             omit: self.omit,
         };
         let label = probe.spec.to_string();
@@ -504,11 +542,9 @@ pub struct LoadedProbe {
     pub fallback: Option<Error>,
 }
 
+/// The shared maps' descriptors, in [`SharedMap::ALL`]'s order.
 struct SharedMaps {
-    events: MapHandle,
-    lost: MapHandle,
-    scratch: MapHandle,
-    track: MapHandle,
+    handles: Vec<MapHandle>,
 }
 
 impl SharedMaps {
@@ -521,20 +557,15 @@ impl SharedMaps {
                 .and_then(|m| MapHandle::try_from(&m).map_err(Error::Ring))
         };
         Ok(SharedMaps {
-            events: find(SharedMap::Events)?,
-            lost: find(SharedMap::Lost)?,
-            scratch: find(SharedMap::Scratch)?,
-            track: find(SharedMap::Track)?,
+            handles: SharedMap::ALL
+                .into_iter()
+                .map(find)
+                .collect::<Result<_, _>>()?,
         })
     }
 
     fn handle(&self, map: SharedMap) -> &MapHandle {
-        match map {
-            SharedMap::Events => &self.events,
-            SharedMap::Lost => &self.lost,
-            SharedMap::Scratch => &self.scratch,
-            SharedMap::Track => &self.track,
-        }
+        &self.handles[map as usize]
     }
 }
 
@@ -636,10 +667,7 @@ pub struct Collector {
     links: Vec<Link>,
     ring: RingBuffer<'static>,
     queue: Rc<RefCell<RecordQueue>>,
-    lost: MapHandle,
-    _events: MapHandle,
-    _scratch: MapHandle,
-    _track: MapHandle,
+    shared: SharedMaps,
     decoder: Decoder,
     probes: Vec<ProbeInfo>,
     /// Every program attached, with its kernel id, for run-time statistics.
@@ -805,7 +833,8 @@ impl Collector {
     /// Events lost, by cause, since start.
     pub fn lost_detail(&self) -> Result<Lost, Error> {
         let values = self
-            .lost
+            .shared
+            .handle(SharedMap::Lost)
             .lookup_percpu(&0u32.to_ne_bytes(), MapFlags::ANY)
             .map_err(Error::LostCounter)?
             .unwrap_or_default();
