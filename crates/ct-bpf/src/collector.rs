@@ -188,7 +188,7 @@ impl Default for CollectorBuilder {
             filters: KernelFilters::default(),
             headers: false,
             pcap: None,
-            follow: Follow::None,
+            follow: Follow::default(),
             omit: 0,
         }
     }

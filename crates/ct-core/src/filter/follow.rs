@@ -21,10 +21,10 @@
 #[strum(serialize_all = "lowercase")]
 pub enum Follow {
     /// Every hit is judged on its own.
+    #[default]
     None,
     /// A packet selected at one hit is kept at every later hit, until it is freed (or
     /// unseen for as long as a packet's tracking id lasts).
-    #[default]
     Packet,
     /// Besides, every packet of a selected packet's conntrack entry, both directions,
     /// before and after NAT.
@@ -45,11 +45,11 @@ mod tests {
     use strum::IntoEnumIterator;
 
     #[test]
-    fn names_round_trip_and_packet_is_the_default() {
+    fn names_round_trip_and_none_is_the_default() {
         for follow in Follow::iter() {
             assert_eq!(Follow::from_str(&follow.to_string()), Ok(follow));
         }
-        assert_eq!(Follow::default(), Follow::Packet);
+        assert_eq!(Follow::default(), Follow::None);
         assert_eq!(Follow::from_str("conn"), Ok(Follow::Conn));
         assert!(Follow::from_str("connection").is_err());
         assert!(!Follow::None.follows() && Follow::Conn.follows());
