@@ -12,6 +12,8 @@
 
 use std::mem::{offset_of, size_of};
 
+use ct_core::filter::Follow;
+
 use crate::skel::types as c;
 
 /// The layout version this library reads (`CT_RECORD_VERSION` in `ct_event.h`, through
@@ -258,6 +260,8 @@ pub struct ProbeConfig {
     pub hz: u32,
     /// Run the tcpdump filter written into the program's regions.
     pub pcap: bool,
+    /// Following selected packets (and their connections) past the filters.
+    pub follow: Follow,
     /// Steps left out (`ct_omit`, [`OmitStep`](crate::OmitStep) bits): benches only.
     pub omit: u32,
 }
@@ -290,6 +294,11 @@ pub(crate) fn write_rodata(
         (cfg.frees_skb, c::ct_cfg_flag::CT_CFG_FREES_SKB),
         (cfg.drop_probe, c::ct_cfg_flag::CT_CFG_DROP_PROBE),
         (cfg.pcap, c::ct_cfg_flag::CT_CFG_PCAP_FILTER),
+        (cfg.follow.follows(), c::ct_cfg_flag::CT_CFG_FOLLOW_PACKET),
+        (
+            cfg.follow == Follow::Conn,
+            c::ct_cfg_flag::CT_CFG_FOLLOW_CONN,
+        ),
     ] {
         if on {
             value.flags |= flag.0;

@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use ct_bpf::{KernelFilters, MetaFilter, ProbeSpec};
 use ct_bpf::{PcapError, PcapFilter};
 use ct_bpf::{RAW_EVENT_SIZE, RING_EVENT_SIZE, RING_HDR_SIZE};
-use ct_core::filter::{CtFilter, DropFilter, EventFilter, OptionValueError, PacketFilter};
+use ct_core::filter::{CtFilter, DropFilter, EventFilter, Follow, OptionValueError, PacketFilter};
 use ct_core::{CtState, CtStatus, Format, StreamLimits};
 use strum::VariantNames;
 
@@ -273,6 +273,20 @@ pub struct CollectArgs {
     /// Report only packets that carry conntrack data (filtered in the kernel).
     #[arg(long)]
     pub ct_only: bool,
+
+    /// What a filter's match selects: `packet` (the default) keeps a packet the filters
+    /// (-f, --ct-*, -m) selected at one probe at every later probe until it is freed,
+    /// whatever NAT, clones, veth crossings or namespace changes did to its headers;
+    /// `conn` also keeps every packet of its conntrack entry, both directions, before and
+    /// after NAT (filter on a service address, see the backend's replies); `none` judges
+    /// every probe hit on its own. --netns, --ct-only and --drops still judge every hit.
+    #[arg(
+        long,
+        value_name = "WHAT",
+        default_value = "packet",
+        ignore_case = true
+    )]
+    pub follow: Follow,
 
     /// Also report nftables verdicts: for each traced packet, every rule (or chain
     /// policy) that decided something, from nftables' own tracing (no kprobes needed).

@@ -107,6 +107,7 @@ pub fn run(args: &CollectArgs) -> anyhow::Result<ExitCode> {
     let mut builder = CollectorBuilder::new()
         .probes(specs.iter().cloned())
         .only_tracked(args.ct_only)
+        .follow(args.follow)
         .raw_tracepoints(args.raw_tracepoints)
         .headers(args.raw_headers || args.pcapng.is_some())
         .filters(args.kernel_filters());

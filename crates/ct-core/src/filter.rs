@@ -19,6 +19,7 @@ mod ct;
 mod drop;
 mod error;
 mod event;
+mod follow;
 mod lexer;
 mod packet;
 mod parser;
@@ -30,6 +31,7 @@ pub use ct::CtFilter;
 pub use drop::{DropFilter, DROP_REASON_PREFIX};
 pub use error::{FilterError, OptionValueError};
 pub use event::EventFilter;
+pub use follow::Follow;
 pub use packet::{Dir, Expr, PacketFilter, PacketView, Test};
 
 pub use parser::parse_number;

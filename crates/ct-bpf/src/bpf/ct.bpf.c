@@ -16,6 +16,8 @@
 #include "ct_pcap.h"
 #include "ct_fill.h"
 #include "ct_filter.h"
+#include "ct_track.h"
+#include "ct_follow.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -58,6 +60,7 @@ struct ct_abi {
 	enum ct_limit limit;
 	enum ct_pcap_layout pcap_layout;
 	enum ct_omit_step omit_step;
+	enum ct_follow_limit follow_limit;
 };
 const volatile struct ct_abi ct_abi_witness = {};
 
@@ -84,133 +87,6 @@ struct {
 	__type(key, __u32);
 	__type(value, __u64);
 } ct_lost SEC(".maps");
-
-/*
- * Packet tracking: a packet is named by the time it was first reported. It is found
- * again by a fingerprint of header fields that no probe point, clone, copy or NAT
- * changes: IPv4 id and length, IPv6 flow label and length, protocol, TCP sequence and
- * acknowledgement numbers, ICMP type and echo sequence, the first payload bytes of UDP
- * and ICMP, and the addresses where NAT cannot apply (multicast, IPv6 link-local).
- * Keying on content rather than on skb->head follows a packet into a new buffer (NAT on
- * a clone, a copy for headroom). A fingerprint not seen for 50 ms starts a new packet:
- * one packet is seen again within microseconds along its path, while an identical packet
- * sent again (a repeated multicast report) mostly comes later; and when a probe sees the
- * last reference to a packet freed (kfree_skb, consume_skb), its fingerprint is retired
- * at once. No hook on every free is needed, which many free paths never announce anyway.
- */
-struct ct_track_slot {
-	__u64 key;
-	__u64 first_ts;
-	__u64 last_ts;
-};
-
-#define CT_TRACK_WINDOW_NS 50000000ULL
-#define CT_TRACK_SLOTS (1 << 16)
-
-/*
- * A direct-mapped table rather than a hash map: a lookup is an inlined array index and
- * an insert three stores, where a hash map insert costs more than the rest of the
- * program. Two packets whose keys share a slot within one packet's path (microseconds)
- * would split the first one's id; writes racing on two CPUs likewise. Both are rare and
- * cost only grouping, never an event.
- */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, CT_TRACK_SLOTS);
-	__type(key, __u32);
-	__type(value, struct ct_track_slot);
-} ct_track SEC(".maps");
-
-static __always_inline __u32 ct_be16(const __u8 *p, __u32 at)
-{
-	return (__u32)ct_hdr_at(p, at) << 8 | ct_hdr_at(p, at + 1);
-}
-
-static __always_inline __u32 ct_be32(const __u8 *p, __u32 at)
-{
-	return ct_be16(p, at) << 16 | ct_be16(p, at + 2);
-}
-
-static __always_inline __u64 ct_mix(__u64 h, __u64 v)
-{
-	h ^= v;
-	h *= 0x9e3779b97f4a7c15ULL;
-	return h ^ (h >> 29);
-}
-
-/* Header fields that stay the same for one packet all along its path; 0 if not IP. */
-static __always_inline __u64 ct_fingerprint(const __u8 *hdr, __u32 len)
-{
-	__u64 fp;
-	__u32 l4;
-	__u8 proto;
-
-	if (len < 20)
-		return 0;
-	if ((hdr[0] >> 4) == 4) {
-		proto = hdr[9];
-		fp = ct_mix(proto, (__u64)ct_be16(hdr, 4) << 16 | ct_be16(hdr, 2));
-		if ((hdr[16] & 0xf0) == 0xe0) /* multicast: never NATed */
-			fp = ct_mix(fp, (__u64)ct_be32(hdr, 12) << 32 | ct_be32(hdr, 16));
-		l4 = (hdr[0] & 0x0f) * 4;
-	} else if ((hdr[0] >> 4) == 6 && len >= 40) {
-		proto = hdr[6];
-		fp = ct_mix(proto, (__u64)(ct_be32(hdr, 0) & 0xfffff) << 16 | ct_be16(hdr, 4));
-		if (hdr[24] == 0xff || (hdr[8] == 0xfe && (hdr[9] & 0xc0) == 0x80)) {
-			/* multicast destination or link-local source: never NATed */
-			fp = ct_mix(fp, (__u64)ct_be32(hdr, 20) << 32 | ct_be32(hdr, 36));
-			fp = ct_mix(fp, (__u64)ct_be32(hdr, 12) << 32 | ct_be32(hdr, 16));
-		}
-		l4 = 40;
-	} else {
-		return 0;
-	}
-	if (l4 > CT_PKT_HDR_LEN - 16 || l4 + 16 > len)
-		return fp ? fp : 1;
-	switch (proto) {
-	case IPPROTO_TCP: /* sequence and acknowledgement numbers */
-		fp = ct_mix(fp, (__u64)ct_be32(hdr, l4 + 4) << 32 | ct_be32(hdr, l4 + 8));
-		break;
-	case IPPROTO_UDP: /* the first payload bytes */
-	case IPPROTO_UDPLITE:
-		fp = ct_mix(fp, (__u64)ct_be32(hdr, l4 + 8) << 32 | ct_be32(hdr, l4 + 12));
-		break;
-	case IPPROTO_ICMP: /* type, echo sequence, first payload bytes (the id may be NATed) */
-	case IPPROTO_ICMPV6:
-		fp = ct_mix(fp, (__u64)ct_hdr_at(hdr, l4) << 48 | (__u64)ct_be16(hdr, l4 + 6) << 32 |
-				    ct_be32(hdr, l4 + 8));
-		break;
-	}
-	return fp ? fp : 1;
-}
-
-/* `key`: the packet's fingerprint, or its data buffer when it is not IP. */
-static __always_inline __u64 ct_track_first_seen(__u64 key, __u64 now)
-{
-	__u32 idx = (__u32)(key ^ (key >> 32)) & (CT_TRACK_SLOTS - 1);
-	struct ct_track_slot *slot = bpf_map_lookup_elem(&ct_track, &idx);
-
-	if (!slot)
-		return now;
-	if (slot->key == key && now - slot->last_ts < CT_TRACK_WINDOW_NS) {
-		slot->last_ts = now;
-		return slot->first_ts;
-	}
-	slot->key = key;
-	slot->first_ts = now;
-	slot->last_ts = now;
-	return now;
-}
-
-/* The packet at `key` is gone: the next one with that fingerprint is another packet. */
-static __always_inline void ct_track_end(__u64 key)
-{
-	__u32 idx = (__u32)(key ^ (key >> 32)) & (CT_TRACK_SLOTS - 1);
-	struct ct_track_slot *slot = bpf_map_lookup_elem(&ct_track, &idx);
-
-	if (slot && slot->key == key)
-		slot->last_ts = 0;
-}
 
 /*
  * The sk_buff fields the program uses, read once per hit: through one bulk copy where
@@ -421,6 +297,67 @@ static __always_inline bool ct_conn_filters(unsigned long nfct, __u8 *buf)
 }
 
 /*
+ * The filters that select packets (--ct-state and the other conntrack filters, the
+ * tcpdump filter, -f, -m), cheapest first; each one not configured is pruned at load
+ * time. The header copy one of them makes is kept in `scratch->hdr` (`*hdr_ready`), the
+ * connection copy in `scratch->conn` (`*conn_ready`), for the record.
+ */
+static __always_inline bool ct_selected(const struct ct_skb_view *v, struct sk_buff *skb,
+					struct ct_scratch *scratch, const bool direct,
+					__u32 *hdr_len, bool *hdr_ready, bool *conn_ready)
+{
+	__u32 size = bpf_core_type_size(struct sk_buff);
+
+	if ((ct_cfg.flags & CT_CFG_CT_STATE) &&
+	    (!v->nfct || !(ct_cfg.ct_states & (1U << (v->nfct & CT_CTINFO_MASK)))))
+		return false;
+
+	if (ct_cfg.flags & CT_CFG_CT_CONN_FILTERS) {
+		if (!ct_conn_filters(v->nfct, scratch->conn))
+			return false;
+		*conn_ready = true;
+	}
+
+	if (ct_cfg.flags & CT_CFG_PCAP_FILTER) {
+		struct ct_pcap_skb where = {
+			.head = v->head,
+			.data = v->data,
+			.len = v->len,
+			.tail = v->tail,
+			.network_header = v->network_header,
+			.mac_header = v->mac_header,
+		};
+
+		if (!ct_pcap_match(&where, scratch->frame, scratch->pcap_mem))
+			return false;
+	}
+
+	if (ct_cfg.flags & CT_CFG_PKT_FILTER) {
+		struct ct_pkt_view *view = ct_follow_flow();
+
+		if (!view)
+			return false;
+		if (!*hdr_ready) {
+			*hdr_len = ct_read_header(scratch->hdr, v);
+			*hdr_ready = true;
+		}
+		__builtin_memset(view, 0, sizeof(*view));
+		ct_parse_view(view, scratch->hdr, *hdr_len, v->protocol, v->len);
+		if (!ct_pkt_filter(&ct_cfg, view))
+			return false;
+	}
+
+#pragma unroll
+	for (int i = 0; i < CT_META_MAX; i++) {
+		if (i >= ct_cfg.n_meta)
+			break;
+		if (!ct_meta_match(&ct_cfg.meta[i], skb, direct ? NULL : scratch->skb, size))
+			return false;
+	}
+	return true;
+}
+
+/*
  * One probe hit: decide whether to report the packet (cheapest tests first; every
  * filter not configured is pruned at load time) and, if so, reserve a record, fill it in
  * place and submit it. `direct`: the skb pointer is typed (BTF tracepoint), so its fields
@@ -433,8 +370,11 @@ static __always_inline int ct_handle(struct sk_buff *skb, const bool direct, __u
 	struct ct_raw_event *ev;
 	__u32 size = bpf_core_type_size(struct sk_buff);
 	__u32 netns = 0, hdr_len = 0;
-	bool conn_ready = false;
+	bool conn_ready = false, hdr_ready = false, followed = false;
 	bool is_drop = ct_cfg.flags & CT_CFG_DROP_PROBE;
+	const bool follow = ct_cfg.flags & (CT_CFG_FOLLOW_PACKET | CT_CFG_FOLLOW_CONN);
+	struct ct_follow_state *follow_st = NULL;
+	__u64 now = 0, track_key = 0;
 
 	/* Freed after use rather than dropped: not a drop (kernels with SKB_CONSUMED route
 	 * these to consume_skb; this keeps the rule where one does not). */
@@ -462,58 +402,54 @@ static __always_inline int ct_handle(struct sk_buff *skb, const bool direct, __u
 	}
 	if ((ct_cfg.flags & CT_CFG_REQUIRE_CT) && !v.nfct)
 		return 0;
-	if ((ct_cfg.flags & CT_CFG_CT_STATE) &&
-	    (!v.nfct || !(ct_cfg.ct_states & (1U << (v.nfct & CT_CTINFO_MASK)))))
-		return 0;
 
 	if (direct)
 		ct_view_rest_direct(&v, skb);
 	else
 		ct_view_rest_from_copy(&v, scratch->skb);
 
+	/* Where the hit is and what kind it is (--netns, --ct-only, --drops) are judged on
+	 * every hit; which packet it is (the filters below) is judged once when following. */
 	if (ct_cfg.flags & CT_CFG_NETNS) {
 		netns = ct_netns_of(v.dev, v.sk, direct);
 		if (netns != ct_cfg.netns)
 			return 0;
 	}
 
-	if (ct_cfg.flags & CT_CFG_CT_CONN_FILTERS) {
-		if (!ct_conn_filters(v.nfct, scratch->conn))
-			return 0;
-		conn_ready = true;
+	if (follow) {
+		follow_st = ct_follow_state();
+		now = bpf_ktime_get_ns();
+		if ((ct_cfg.flags & CT_CFG_FOLLOW_CONN) &&
+		    ct_follow_conn_hit(follow_st, (const void *)(v.nfct & ~CT_CTINFO_MASK)))
+			followed = true;
+		if (!followed && ct_follow_pkt_live(follow_st, now)) {
+			hdr_len = ct_read_header(scratch->hdr, &v);
+			hdr_ready = true;
+			track_key = ct_track_key(scratch->hdr, hdr_len, ct_address_value(v.head));
+			followed = ct_follow_pkt_hit(follow_st, track_key, now);
+		}
+		if (!followed && (ct_cfg.flags & CT_CFG_FOLLOW_CONN) &&
+		    !(v.nfct & ~CT_CTINFO_MASK) && follow_st && follow_st->conns) {
+			if (!hdr_ready) {
+				hdr_len = ct_read_header(scratch->hdr, &v);
+				hdr_ready = true;
+			}
+			followed = ct_follow_flow_hit(follow_st, scratch->hdr, hdr_len,
+						      v.protocol, v.len);
+		}
 	}
 
-	if (ct_cfg.flags & CT_CFG_PCAP_FILTER) {
-		struct ct_pcap_skb where = {
-			.head = v.head,
-			.data = v.data,
-			.len = v.len,
-			.tail = v.tail,
-			.network_header = v.network_header,
-			.mac_header = v.mac_header,
-		};
-
-		if (!ct_pcap_match(&where, scratch->frame, scratch->pcap_mem))
-			return 0;
+	if (!followed && !ct_selected(&v, skb, scratch, direct, &hdr_len, &hdr_ready, &conn_ready))
+		return 0;
+	if (follow && !followed) {
+		/* Selected here: follow the packet from this hit on. */
+		if (!hdr_ready) {
+			hdr_len = ct_read_header(scratch->hdr, &v);
+			hdr_ready = true;
+		}
+		track_key = ct_track_key(scratch->hdr, hdr_len, ct_address_value(v.head));
+		ct_follow_pkt_add(follow_st, track_key, now);
 	}
-
-	if (ct_cfg.flags & CT_CFG_PKT_FILTER) {
-		struct ct_pkt_view view = {};
-
-		hdr_len = ct_read_header(scratch->hdr, &v);
-		ct_parse_view(&view, scratch->hdr, hdr_len, v.protocol, v.len);
-		if (!ct_pkt_filter(&ct_cfg, &view))
-			return 0;
-	}
-
-#pragma unroll
-	for (int i = 0; i < CT_META_MAX; i++) {
-		if (i >= ct_cfg.n_meta)
-			break;
-		if (!ct_meta_match(&ct_cfg.meta[i], skb, direct ? NULL : scratch->skb, size))
-			return 0;
-	}
-
 	/* From here on the packet is reported. */
 	if (ct_omit & CT_OMIT_REPORT)
 		return 0;
@@ -560,7 +496,7 @@ static __always_inline int ct_handle(struct sk_buff *skb, const bool direct, __u
 		}
 		ev->pkt_flags |= CT_PKT_HAS_DEV;
 	}
-	if (ct_cfg.flags & CT_CFG_PKT_FILTER) {
+	if (hdr_ready) {
 		__builtin_memcpy(ev->hdr, scratch->hdr, CT_PKT_HDR_LEN);
 		ev->hdr_len = hdr_len;
 	} else if (!(ct_omit & CT_OMIT_HDR)) {
@@ -570,15 +506,24 @@ static __always_inline int ct_handle(struct sk_buff *skb, const bool direct, __u
 		if (v.nfct & ~CT_CTINFO_MASK)
 			ct_read_conn(scratch->conn, (const void *)(v.nfct & ~CT_CTINFO_MASK));
 	} else if (!(ct_omit & CT_OMIT_CT)) {
-		ct_fill(ev, v.nfct, scratch, conn_ready);
+		/* A packet selected or followed takes its connection along (it may have had
+		 * none when it was selected, before conntrack saw it). */
+		if (!ct_fill(ev, v.nfct, scratch, conn_ready) &&
+		    (ct_cfg.flags & CT_CFG_FOLLOW_CONN) && (v.nfct & ~CT_CTINFO_MASK))
+			ct_follow_conn_add(follow_st, (const void *)(v.nfct & ~CT_CTINFO_MASK),
+					   &ev->base);
 	}
-	if ((ct_cfg.flags & CT_CFG_TRACK) && !(ct_omit & CT_OMIT_TRACK)) {
-		__u64 fp = ct_fingerprint(ev->hdr, ev->hdr_len);
-		__u64 key = fp ? fp : ev->skb_key;
+	if (((ct_cfg.flags & CT_CFG_TRACK) && !(ct_omit & CT_OMIT_TRACK)) || follow) {
+		__u64 key = ct_track_key(ev->hdr, ev->hdr_len, ev->skb_key);
+		bool freed = (ct_cfg.flags & CT_CFG_FREES_SKB) && ct_frees_data(&v);
 
-		ev->skb_first_ts = ct_track_first_seen(key, ev->ts);
-		if ((ct_cfg.flags & CT_CFG_FREES_SKB) && ct_frees_data(&v))
-			ct_track_end(key);
+		if ((ct_cfg.flags & CT_CFG_TRACK) && !(ct_omit & CT_OMIT_TRACK)) {
+			ev->skb_first_ts = ct_track_first_seen(key, ev->ts);
+			if (freed)
+				ct_track_end(key);
+		}
+		if (follow && freed)
+			ct_follow_pkt_end(key);
 	}
 
 	bpf_ringbuf_submit(ev, (ct_omit & CT_OMIT_WAKEUP) ? 0 : ct_wakeup_flags());

@@ -103,6 +103,8 @@ enum ct_cfg_flag {
 	CT_CFG_DROP_REASONS = 1 << 13, /* report only drops whose reason is in drop_reasons */
 	CT_CFG_CONSUMED = 1 << 14,     /* reason `consumed` (SKB_CONSUMED) is not a drop */
 	CT_CFG_PCAP_FILTER = 1 << 15,  /* run the tcpdump filter written into ct_pcap.h's regions */
+	CT_CFG_FOLLOW_PACKET = 1 << 16, /* a selected packet's later hits skip the filters */
+	CT_CFG_FOLLOW_CONN = 1 << 17,  /* so do the packets of its conntrack entry */
 };
 
 #define CT_CFG_CT_CONN_FILTERS \

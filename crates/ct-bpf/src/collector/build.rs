@@ -4,11 +4,14 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
+use ct_core::filter::Follow;
 use ct_core::ProbeInfo;
 use ct_pcap::PcapFilter;
 use libbpf_rs::Object;
 
-use super::object::{attach, load_object, program_for, Program, Setup, SharedMaps, BPF_OBJECT};
+use super::object::{
+    attach, load_object, program_for, Program, Setup, SharedMap, SharedMaps, BPF_OBJECT,
+};
 use super::{Attached, Collector, Role};
 use crate::decode::Decoder;
 use crate::filter::{CompiledFilters, KernelFilters};
@@ -36,6 +39,7 @@ pub struct CollectorBuilder {
     filters: KernelFilters,
     headers: bool,
     pcap: Option<PcapFilter>,
+    follow: Follow,
     omit: u32,
 }
 
@@ -52,6 +56,7 @@ impl Default for CollectorBuilder {
             filters: KernelFilters::default(),
             headers: false,
             pcap: None,
+            follow: Follow::default(),
             omit: 0,
         }
     }
@@ -142,6 +147,19 @@ impl CollectorBuilder {
         self
     }
 
+    /// How far a filter's choice reaches ([`Follow::None`] by default: every hit judged on
+    /// its own). With [`Follow::Packet`], a packet the filters (packet, tcpdump,
+    /// conntrack and meta filters; not the namespace, `only_tracked` or drop filters,
+    /// which judge each hit) selected at one hit is reported at every later hit until it
+    /// is freed, whatever NAT did to its headers; with [`Follow::Conn`], so is every
+    /// packet of its conntrack entry. Done in the kernel, in LRU maps of bounded size.
+    /// Without a filter that selects packets there is nothing to follow and this changes
+    /// nothing.
+    pub fn follow(mut self, follow: Follow) -> Self {
+        self.follow = follow;
+        self
+    }
+
     /// A tcpdump filter, run in the kernel on the first [`PCAP_COPY_LEN`](crate::PCAP_COPY_LEN)
     /// bytes of each packet from its MAC header (or its network header where it has no
     /// MAC header), before an event is reserved. A load past those bytes does not match.
@@ -191,7 +209,7 @@ impl CollectorBuilder {
         let queue: Rc<RefCell<RecordQueue>> = Rc::default();
         let sink = Rc::clone(&queue);
         let mut ring = libbpf_rs::RingBufferBuilder::new();
-        ring.add(&shared.events, move |bytes: &[u8]| {
+        ring.add(shared.handle(SharedMap::Events), move |bytes: &[u8]| {
             sink.borrow_mut().push(bytes);
             0
         })
@@ -209,10 +227,7 @@ impl CollectorBuilder {
                 / crate::raw::RING_EVENT_SIZE
                 + 1,
             queue,
-            lost: shared.lost,
-            _events: shared.events,
-            _scratch: shared.scratch,
-            _track: shared.track,
+            shared,
             decoder: Decoder::new(infos.clone())
                 .with_drop_reasons(reasons)
                 .with_headers(self.headers),
@@ -252,6 +267,12 @@ impl CollectorBuilder {
     /// `sk_buff`, each probe resolved, the filters compiled, the kernel's drop reasons,
     /// privileges.
     #[allow(clippy::type_complexity)]
+    /// Whether a filter chooses packets (what following keeps).
+    fn selects_packets(&self) -> bool {
+        let f = &self.filters;
+        f.packet.is_some() || !f.ct.is_empty() || !f.meta.is_empty() || self.pcap.is_some()
+    }
+
     fn prepare(&self) -> Result<(Vec<ResolvedProbe>, CompiledFilters, Option<DropReasons>), Error> {
         if self.probes.is_empty() {
             return Err(Error::NoProbes);
@@ -326,6 +347,11 @@ impl CollectorBuilder {
             reason_arg: probe.reason_arg.filter(|_| reasons.is_some()),
             consumed: reasons.and_then(DropReasons::consumed),
             pcap: self.pcap.is_some(),
+            follow: if self.selects_packets() {
+                self.follow
+            } else {
+                Follow::None
+            },
             omit: self.omit,
         };
         let label = probe.spec.to_string();

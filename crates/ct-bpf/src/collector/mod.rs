@@ -16,7 +16,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use ct_core::{Event, ProbeInfo};
-use libbpf_rs::{Link, MapHandle, Object, RingBuffer};
+use libbpf_rs::{Link, Object, RingBuffer};
 
 pub use build::{CollectorBuilder, LoadedProbe, DEFAULT_RING_SIZE};
 pub use object::Program;
@@ -27,6 +27,7 @@ use crate::decode::{DecodeError, Decoder};
 use crate::kernel::DropReasons;
 use crate::ring_queue::RecordQueue;
 use crate::Error;
+use object::SharedMaps;
 use ring::{read_in_batches, READ_BATCH};
 
 /// Attached probes and the ring buffer they write to.
@@ -41,10 +42,7 @@ pub struct Collector {
     /// [`stop_and_drain`](Self::stop_and_drain)).
     ring_capacity: usize,
     queue: Rc<RefCell<RecordQueue>>,
-    lost: MapHandle,
-    _events: MapHandle,
-    _scratch: MapHandle,
-    _track: MapHandle,
+    shared: SharedMaps,
     decoder: Decoder,
     probes: Vec<ProbeInfo>,
     /// Every program attached, with its kernel id, for run-time statistics.

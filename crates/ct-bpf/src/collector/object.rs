@@ -67,14 +67,24 @@ pub(super) enum SharedMap {
     Lost,
     Scratch,
     Track,
+    FollowPackets,
+    FollowConns,
+    FollowTuples,
+    FollowState,
+    FollowScratch,
 }
 
 impl SharedMap {
-    pub(super) const ALL: [SharedMap; 4] = [
+    pub(super) const ALL: [SharedMap; 9] = [
         SharedMap::Events,
         SharedMap::Lost,
         SharedMap::Scratch,
         SharedMap::Track,
+        SharedMap::FollowPackets,
+        SharedMap::FollowConns,
+        SharedMap::FollowTuples,
+        SharedMap::FollowState,
+        SharedMap::FollowScratch,
     ];
 
     /// The map's name in the BPF object.
@@ -84,6 +94,11 @@ impl SharedMap {
             SharedMap::Lost => "ct_lost",
             SharedMap::Scratch => "ct_scratch_map",
             SharedMap::Track => "ct_track",
+            SharedMap::FollowPackets => "ct_follow_pkt",
+            SharedMap::FollowConns => "ct_follow_conn",
+            SharedMap::FollowTuples => "ct_follow_tuple",
+            SharedMap::FollowState => "ct_follow_state_map",
+            SharedMap::FollowScratch => "ct_follow_scratch_map",
         }
     }
 
@@ -92,11 +107,9 @@ impl SharedMap {
     }
 }
 
+/// The shared maps' descriptors, in [`SharedMap::ALL`]'s order.
 pub(super) struct SharedMaps {
-    pub(super) events: MapHandle,
-    pub(super) lost: MapHandle,
-    pub(super) scratch: MapHandle,
-    pub(super) track: MapHandle,
+    handles: Vec<MapHandle>,
 }
 
 impl SharedMaps {
@@ -109,20 +122,15 @@ impl SharedMaps {
                 .and_then(|m| MapHandle::try_from(&m).map_err(Error::Ring))
         };
         Ok(SharedMaps {
-            events: find(SharedMap::Events)?,
-            lost: find(SharedMap::Lost)?,
-            scratch: find(SharedMap::Scratch)?,
-            track: find(SharedMap::Track)?,
+            handles: SharedMap::ALL
+                .into_iter()
+                .map(find)
+                .collect::<Result<_, _>>()?,
         })
     }
 
-    fn handle(&self, map: SharedMap) -> &MapHandle {
-        match map {
-            SharedMap::Events => &self.events,
-            SharedMap::Lost => &self.lost,
-            SharedMap::Scratch => &self.scratch,
-            SharedMap::Track => &self.track,
-        }
+    pub(super) fn handle(&self, map: SharedMap) -> &MapHandle {
+        &self.handles[map as usize]
     }
 }
 

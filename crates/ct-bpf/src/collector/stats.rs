@@ -2,7 +2,7 @@
 
 use libbpf_rs::{MapCore, MapFlags};
 
-use super::object::Program;
+use super::object::{Program, SharedMap};
 use super::{Collector, Role};
 use crate::Error;
 
@@ -47,7 +47,8 @@ impl Collector {
     /// Events lost, by cause, since start.
     pub fn lost_detail(&self) -> Result<Lost, Error> {
         let values = self
-            .lost
+            .shared
+            .handle(SharedMap::Lost)
             .lookup_percpu(&0u32.to_ne_bytes(), MapFlags::ANY)
             .map_err(Error::LostCounter)?
             .unwrap_or_default();
