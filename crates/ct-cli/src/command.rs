@@ -236,29 +236,6 @@ mod tests {
         format!("ct-cmd-{what}-{}-{nanos}", std::process::id())
     }
 
-    /// Processes whose command line or environment holds `marker`, but this test's own.
-    fn holding(marker: &str) -> Vec<String> {
-        let me = std::process::id().to_string();
-        let mut found = Vec::new();
-        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name == me || !name.bytes().all(|b| b.is_ascii_digit()) {
-                continue;
-            }
-            for part in ["cmdline", "environ"] {
-                let Ok(bytes) = std::fs::read(entry.path().join(part)) else {
-                    continue;
-                };
-                if bytes.windows(marker.len()).any(|w| w == marker.as_bytes()) {
-                    let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-                    found.push(format!("{name}: {}", String::from_utf8_lossy(&cmdline)));
-                    break;
-                }
-            }
-        }
-        found
-    }
-
     #[test]
     fn stop_leaves_no_process_of_a_pipeline_behind() {
         let marker = unique_marker("pipeline");
@@ -266,12 +243,16 @@ mod tests {
         let text = format!("CT_TEST_MARK={marker} sleep 60 | cat - {marker}");
         let mut cmd = TracedCommand::start(&text, false).unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
-        while holding(&marker).len() < 3 {
+        while ct_lab::processes_holding(&marker).len() < 3 {
             assert!(Instant::now() < deadline, "the pipeline did not start");
             std::thread::sleep(Duration::from_millis(10));
         }
         cmd.stop().unwrap();
-        assert_eq!(holding(&marker), Vec::<String>::new(), "left running");
+        assert_eq!(
+            ct_lab::processes_holding(&marker),
+            Vec::<String>::new(),
+            "left running"
+        );
         assert!(cmd.summary().ends_with("was stopped by ct-cli (SIGTERM)"));
     }
 
@@ -280,9 +261,16 @@ mod tests {
         let marker = unique_marker("background");
         let text = format!("CT_TEST_MARK={marker} sleep 60 & exit 0");
         let mut cmd = finished(&text);
-        assert!(!holding(&marker).is_empty(), "the job runs on");
+        assert!(
+            !ct_lab::processes_holding(&marker).is_empty(),
+            "the job runs on"
+        );
         cmd.stop().unwrap();
-        assert_eq!(holding(&marker), Vec::<String>::new(), "left running");
+        assert_eq!(
+            ct_lab::processes_holding(&marker),
+            Vec::<String>::new(),
+            "left running"
+        );
         assert_eq!(
             cmd.summary(),
             format!("command `{text}` exited with status 0")

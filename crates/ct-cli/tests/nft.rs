@@ -138,16 +138,10 @@ fn assert_trace_table_removed(lab: &Lab, signal: &str) {
 }
 
 fn trace_tables(lab: &Lab, node: Node) -> Vec<String> {
-    let out = lab
-        .exec(node, &["nft", "list", "tables"])
+    lab.inet_tables(node)
         .unwrap()
-        .ok()
-        .unwrap();
-    out.stdout
-        .lines()
-        .filter_map(|l| l.trim().strip_prefix("table inet "))
+        .into_iter()
         .filter(|t| t.starts_with(ct_nft::TABLE_PREFIX))
-        .map(str::to_owned)
         .collect()
 }
 

@@ -80,28 +80,6 @@ fn ctrl_c_during_a_flood_to_a_slow_reader_returns_within_seconds_with_the_output
     assert!(text.lines().all(|l| !l.trim().is_empty()));
 }
 
-/// Processes whose command line or environment holds `marker`.
-fn holding(marker: &str) -> Vec<String> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if !name.bytes().all(|b| b.is_ascii_digit()) {
-            continue;
-        }
-        for part in ["cmdline", "environ"] {
-            let Ok(bytes) = std::fs::read(entry.path().join(part)) else {
-                continue;
-            };
-            if bytes.windows(marker.len()).any(|w| w == marker.as_bytes()) {
-                let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-                found.push(format!("{name}: {}", String::from_utf8_lossy(&cmdline)));
-                break;
-            }
-        }
-    }
-    found
-}
-
 fn unique_marker(what: &str) -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -139,7 +117,11 @@ fn a_cmd_pipeline_leaves_no_process_behind() {
         "{}",
         summary_line(&stderr)
     );
-    assert_eq!(holding(&marker), Vec::<String>::new(), "left running");
+    assert_eq!(
+        ct_lab::processes_holding(&marker),
+        Vec::<String>::new(),
+        "left running"
+    );
 }
 
 #[test]

@@ -68,7 +68,7 @@ pub use flood::{
     run_on_flood, spawn_reading_stdin, wait_with_usage, write_flood, ChildUsage, FloodRun,
     FLOOD_EVENT_GAP_NS,
 };
-pub use process::{BpfIds, Collect};
+pub use process::{processes_holding, BpfIds, Collect};
 pub use scratch::Scratch;
 pub use traffic::{SctpHandshake, TcpClientResult, UdpClientResult};
 
@@ -436,6 +436,17 @@ impl Lab {
     }
 
     /// Sets sysctls (`key=value`) in `node`.
+    /// The names of the `inet` tables in `node` (`nft list tables inet`).
+    pub fn inet_tables(&self, node: Node) -> Result<Vec<String>, LabError> {
+        let out = self.exec(node, &["nft", "list", "tables", "inet"])?.ok()?;
+        Ok(out
+            .stdout
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("table inet "))
+            .map(str::to_owned)
+            .collect())
+    }
+
     pub fn sysctl(&self, node: Node, settings: &[&str]) -> Result<(), LabError> {
         self.sysctl_in(self.name(node), settings)
     }

@@ -308,3 +308,27 @@ impl BpfIds {
         }
     }
 }
+
+/// Processes other than this one whose command line or environment holds `marker`, as
+/// `PID: command line`: what a test that gave a command a unique marker finds of it.
+pub fn processes_holding(marker: &str) -> Vec<String> {
+    let me = std::process::id().to_string();
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name == me || !name.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        for part in ["cmdline", "environ"] {
+            let Ok(bytes) = std::fs::read(entry.path().join(part)) else {
+                continue;
+            };
+            if bytes.windows(marker.len()).any(|w| w == marker.as_bytes()) {
+                let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+                found.push(format!("{name}: {}", String::from_utf8_lossy(&cmdline)));
+                break;
+            }
+        }
+    }
+    found
+}

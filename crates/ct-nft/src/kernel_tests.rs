@@ -32,22 +32,9 @@ fn in_netns<T: Send>(lab: &Lab, node: Node, f: impl FnOnce() -> T + Send) -> T {
     })
 }
 
-/// The inet tables in `node`.
-fn tables(lab: &Lab, node: Node) -> Vec<String> {
-    let out = lab
-        .exec(node, &["nft", "list", "tables", "inet"])
-        .unwrap()
-        .ok()
-        .unwrap();
-    out.stdout
-        .lines()
-        .filter_map(|l| l.trim().strip_prefix("table inet "))
-        .map(str::to_owned)
-        .collect()
-}
-
 fn trace_tables(lab: &Lab, node: Node) -> Vec<String> {
-    tables(lab, node)
+    lab.inet_tables(node)
+        .unwrap()
         .into_iter()
         .filter(|t| t.starts_with(TABLE_PREFIX))
         .collect()
