@@ -80,6 +80,25 @@ fn reader_thread<R: Read + Send + 'static>(r: Option<R>) -> Option<JoinHandle<St
     })
 }
 
+/// Set to a whole number N to give every lab command N times its time limit: the kernel
+/// matrix sets it, whose emulated VMs run commands several times slower than a host and
+/// sometimes stall for seconds.
+pub const TIME_SCALE_ENV: &str = "CT_LAB_TIME_SCALE";
+
+/// `limit` times [`TIME_SCALE_ENV`] (1 when unset or not a whole number from 1 to 100).
+pub fn scaled(limit: Duration) -> Duration {
+    static SCALE: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    let scale = *SCALE.get_or_init(|| time_scale(std::env::var(TIME_SCALE_ENV).ok().as_deref()));
+    limit * scale
+}
+
+fn time_scale(value: Option<&str>) -> u32 {
+    value
+        .and_then(|v| v.trim().parse().ok())
+        .filter(|n| (1..=100).contains(n))
+        .unwrap_or(1)
+}
+
 /// Waits for `child` until `deadline`; kills it past that. `None` on timeout.
 fn wait_until(child: &mut Child, deadline: Instant) -> std::io::Result<Option<ExitStatus>> {
     let mut pause = Duration::from_millis(1);
@@ -100,6 +119,7 @@ fn wait_until(child: &mut Child, deadline: Instant) -> std::io::Result<Option<Ex
 
 /// Runs `cmd` to completion, feeding it `stdin`, killing it after `timeout`.
 pub fn run(cmd: &mut Command, stdin: Option<&[u8]>, timeout: Duration) -> Result<Output, LabError> {
+    let timeout = scaled(timeout);
     let line = describe(cmd);
     cmd.stdin(if stdin.is_some() {
         Stdio::piped()
@@ -179,6 +199,7 @@ impl Bg {
     /// Waits until the process prints a line starting with `prefix` (e.g. `ready`) and
     /// returns that line.
     pub fn wait_for_line(&mut self, prefix: &str, timeout: Duration) -> Result<String, LabError> {
+        let timeout = scaled(timeout);
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -214,6 +235,7 @@ impl Bg {
     /// Waits for the process to exit (killing it after `timeout`) and returns everything
     /// it printed.
     pub fn finish(&mut self, timeout: Duration) -> Result<Output, LabError> {
+        let timeout = scaled(timeout);
         let mut child = self
             .child
             .take()
@@ -250,6 +272,21 @@ impl Drop for Bg {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_time_scale_is_a_whole_number_from_1_to_100() {
+        assert_eq!(time_scale(None), 1);
+        assert_eq!(time_scale(Some("3")), 3);
+        assert_eq!(time_scale(Some(" 7 ")), 7);
+        for bad in ["0", "101", "-2", "1.5", "x", ""] {
+            assert_eq!(time_scale(Some(bad)), 1, "{bad}");
         }
     }
 }

@@ -63,7 +63,7 @@ mod traffic;
 pub use capture::{Capture, Captured, LAB_PROBES};
 pub use conntrack::{parse_conntrack, CtEntry, CtEntryTuple};
 pub use drops::{ExpectedReason, NFT_DROP_ECHO, NFT_DROP_INVALID};
-pub use exec::{Bg, LabError, Output};
+pub use exec::{scaled, Bg, LabError, Output, TIME_SCALE_ENV};
 pub use flood::{
     run_on_flood, spawn_reading_stdin, wait_with_usage, write_flood, ChildUsage, FloodRun,
     FLOOD_EVENT_GAP_NS,

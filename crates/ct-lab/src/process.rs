@@ -149,7 +149,7 @@ impl Collect {
     /// [`finish`](Self::finish), also returning every BPF object seen held by the process
     /// from its start to its exit.
     pub fn finish_held(mut self, limit: Duration) -> (ExitStatus, String, Vec<String>, BpfIds) {
-        let deadline = Instant::now() + limit;
+        let deadline = Instant::now() + crate::exec::scaled(limit);
         let mut stdout = String::new();
         let reader = self.child.stdout.take().map(|mut out| {
             std::thread::spawn(move || {
