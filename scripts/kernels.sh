@@ -284,6 +284,7 @@ VM_TESTS=(
     "ct-cli:default_probes"
     "ct-cli:nft"
     "ct-cli:stopping"
+    "ct-cli:follow"
     "ct-nft:ct_nft"
     "ct-nft:trace_senders"
     "own-tracer:kernel"
