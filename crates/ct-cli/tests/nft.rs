@@ -30,6 +30,26 @@ struct Monitor {
     lines: Arc<Mutex<Vec<String>>>,
 }
 
+/// `NETLINK_NETFILTER` and the bit of `NFNLGRP_NFTRACE` (group 9) in
+/// `/proc/net/netlink`'s group mask.
+const NETLINK_NETFILTER: u32 = 12;
+const NFTRACE_GROUP_BIT: u64 = 1 << (9 - 1);
+
+/// Whether process `pid` has a netfilter netlink socket in `node` that is a member of the
+/// trace group, as `/proc/net/netlink` there lists its sockets (`sk Eth Pid Groups ...`).
+fn subscribed(lab: &Lab, node: Node, pid: u32) -> bool {
+    let Ok(out) = lab.exec(node, &["cat", "/proc/net/netlink"]) else {
+        return false;
+    };
+    out.stdout.lines().skip(1).any(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        f.len() > 3
+            && f[1].parse() == Ok(NETLINK_NETFILTER)
+            && f[2].parse() == Ok(pid)
+            && u64::from_str_radix(f[3], 16).is_ok_and(|g| g & NFTRACE_GROUP_BIT != 0)
+    })
+}
+
 impl Monitor {
     fn start(lab: &Lab, node: Node) -> Monitor {
         let mut child = Command::new("ip")
@@ -48,8 +68,16 @@ impl Monitor {
                 sink.lock().unwrap().push(line);
             }
         });
-        // It prints nothing when it has subscribed: give it time to.
-        std::thread::sleep(Duration::from_millis(500));
+        // It prints nothing when it has subscribed: wait until its socket is in the trace
+        // group (an emulated VM can take seconds to start it).
+        let deadline = Instant::now() + ct_lab::scaled(Duration::from_secs(10));
+        while !subscribed(lab, node, child.id()) {
+            assert!(
+                Instant::now() < deadline,
+                "nft monitor trace did not join the trace group"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
         Monitor { child, lines }
     }
 
