@@ -37,6 +37,13 @@ fn read_slowly(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<
 
 #[test]
 fn ctrl_c_during_a_flood_to_a_slow_reader_returns_within_seconds_with_the_output_complete() {
+    // What is tested is user space (stopping, draining, writing); under emulation a flood
+    // beside the other cases once ended a 6.12 VM of the matrix (unexplained, it passed
+    // there alone): the matrix's quick mode leaves it to the host.
+    if ct_lab::quick_kernel_tests() {
+        eprintln!("skipping: the flood case runs on the host only (CT_QUICK_KERNEL_TESTS)");
+        return;
+    }
     let Some(k) = KernelLab::start("stopping-flood") else {
         return;
     };
