@@ -1,6 +1,6 @@
 //! `ct-cli collect`: attach, read events until told to stop, write them, report.
 
-use std::io::{self, BufWriter, IsTerminal, Stdout, Write};
+use std::io::{self, BufWriter, IsTerminal, Stdout};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -27,6 +27,9 @@ const NO_CT_HINT_AFTER: Duration = Duration::from_secs(5);
 const DECODE_ERRORS_PER_SECOND: u32 = 5;
 /// Shortest time between two "events lost" warnings.
 const LOST_WARNING_INTERVAL: Duration = Duration::from_secs(2);
+
+mod terminal;
+use terminal::{RateLimit, Status};
 
 pub fn run(args: &CollectArgs) -> anyhow::Result<ExitCode> {
     let specs: Vec<ProbeSpec> = if args.probes.is_empty() {
@@ -648,84 +651,6 @@ fn no_ct_hint(events: u64, ct_only: bool) -> String {
     )
 }
 
-/// The live status line on a terminal's stderr.
-struct Status {
-    enabled: bool,
-    shown: bool,
-}
-
-impl Status {
-    fn new(enabled: bool) -> Self {
-        Status {
-            enabled,
-            shown: false,
-        }
-    }
-
-    fn show(&mut self, elapsed: Duration, stats: Stats, lost: u64) {
-        if !self.enabled {
-            return;
-        }
-        let mut err = io::stderr().lock();
-        let _ = write!(
-            err,
-            "\r\x1b[Kct-cli: {:.1} s: {} events ({} with conntrack), {lost} lost",
-            elapsed.as_secs_f64(),
-            stats.events,
-            stats.with_ct,
-        );
-        if stats.decode_errors > 0 {
-            let _ = write!(err, ", {} undecodable", stats.decode_errors);
-        }
-        let _ = err.flush();
-        self.shown = true;
-    }
-
-    fn clear(&mut self) {
-        if self.shown {
-            let mut err = io::stderr().lock();
-            let _ = write!(err, "\r\x1b[K");
-            let _ = err.flush();
-            self.shown = false;
-        }
-    }
-}
-
-/// Lets a few reports through per second and counts the rest.
-#[derive(Debug, Default)]
-struct RateLimit {
-    window: Option<Instant>,
-    shown: u32,
-    suppressed: u64,
-}
-
-impl RateLimit {
-    fn allow(&mut self, now: Instant) -> bool {
-        if self
-            .window
-            .is_none_or(|w| now - w >= Duration::from_secs(1))
-        {
-            self.window = Some(now);
-            self.shown = 0;
-        }
-        if self.shown < DECODE_ERRORS_PER_SECOND {
-            self.shown += 1;
-            true
-        } else {
-            self.suppressed += 1;
-            false
-        }
-    }
-
-    /// The count of reports held back, once their second is over.
-    fn take_suppressed(&mut self, now: Instant) -> Option<u64> {
-        let over = self
-            .window
-            .is_some_and(|w| now - w >= Duration::from_secs(1));
-        (self.suppressed > 0 && over).then(|| std::mem::take(&mut self.suppressed))
-    }
-}
-
 /// Hands the heap that loading freed back to the kernel. Resolving probes and loading
 /// programs parses the kernel's BTF (megabytes, freed once the programs are loaded), and
 /// the allocator keeps freed memory resident. Measured while collecting (2026-11-30): the
@@ -741,18 +666,6 @@ fn release_startup_memory() {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn rate_limit_counts_what_it_holds_back() {
-        let mut r = RateLimit::default();
-        let t = Instant::now();
-        let shown = (0..12).filter(|_| r.allow(t)).count();
-        assert_eq!(shown, DECODE_ERRORS_PER_SECOND as usize);
-        assert_eq!(r.take_suppressed(t), None);
-        let later = t + Duration::from_secs(1);
-        assert_eq!(r.take_suppressed(later), Some(7));
-        assert!(r.allow(later));
-    }
 
     #[test]
     fn hint_names_the_usual_cause() {
