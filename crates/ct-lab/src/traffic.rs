@@ -282,7 +282,10 @@ impl Lab {
     pub fn ftp_client(&self, node: Node, host: IpAddr, port: u16) -> Result<u16, LabError> {
         let out = self.python(node, FTP_PY, &[&"client", &host, &port])?;
         if !out.stdout.contains("data ct-lab data") {
-            return Err(LabError(format!("ftp client got no data:\n{}", out.stdout)));
+            return Err(LabError(format!(
+                "ftp client got no data ({}):\n{}{}",
+                out.status, out.stdout, out.stderr
+            )));
         }
         sport_of(&out, "ftp client")
     }

@@ -30,7 +30,7 @@ if mode == "server":
             data_listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             data_listener.bind((addr, 0))
             data_listener.listen(1)
-            data_listener.settimeout(5)
+            data_listener.settimeout(scaled(5))
             data_port = data_listener.getsockname()[1]
             send("227 Entering Passive Mode (%s,%d,%d)"
                  % (addr.replace(".", ","), data_port >> 8, data_port & 255))
@@ -53,7 +53,7 @@ else:
     import ftplib
 
     ftp = ftplib.FTP()
-    ftp.connect(addr, port, timeout=5)
+    ftp.connect(addr, port, timeout=scaled(5))
     print("sport %d" % ftp.sock.getsockname()[1], flush=True)
     ftp.login("lab", "lab")
     lines = []

@@ -20,7 +20,7 @@ if mode == "server":
     print("served %s %d %d" % (peer[0], peer[1], total), flush=True)
 else:
     s = socket.socket(family, socket.SOCK_STREAM)
-    s.settimeout(5)
+    s.settimeout(scaled(5))
     s.connect((addr, port))
     print("sport %d" % s.getsockname()[1], flush=True)
     s.sendall(payload)
