@@ -9,6 +9,11 @@
 //! `--steps` first prints where the nanoseconds of a reported hit go: the program with
 //! one step left out at a time ([`OmitStep`]), each beside the empty program.
 //!
+//! `--follow` prints only what following costs (`collect --follow`): hits rejected by
+//! `-f` while nothing is followed, and a flood whose echo requests are selected while their replies are
+//! not (rejected with `--follow none` and `packet`, followed with `conn`), each with the
+//! three follow modes.
+//!
 //! Environment: `CT_BENCH_RING_KIB` (ring size), `CT_BENCH_STEPS_ONLY` (stop after the
 //! step table), `CT_BENCH_NO_TRACK` (no packet tracking).
 //!
@@ -18,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use ct_benches::{pings, Netns};
 use ct_bpf::{CollectorBuilder, KernelFilters, OmitStep, ProbeSpec};
-use ct_core::filter::CtFilter;
+use ct_core::filter::{CtFilter, Follow};
 
 struct BpfStats {
     previous: String,
@@ -55,7 +60,7 @@ fn per_hit(
     pcap: Option<&str>,
     raw: bool,
 ) -> Result<Row, String> {
-    per_hit_omitting(case, conntrack, filters, pcap, raw, &[])
+    per_hit_omitting(case, conntrack, filters, pcap, raw, &[], Follow::None)
 }
 
 /// One flood with our program (less `omit`, when given) and the empty one beside it.
@@ -66,12 +71,16 @@ fn per_hit_omitting(
     pcap: Option<&str>,
     raw: bool,
     omit: &[OmitStep],
+    follow: Follow,
 ) -> Result<Row, String> {
     let ns = Netns::new(&case[..2], conntrack)?;
     let xmit: ProbeSpec = "tp:net:net_dev_start_xmit"
         .parse()
         .map_err(|e| format!("{e}"))?;
-    let mut builder = CollectorBuilder::new().probe(xmit).filters(filters);
+    let mut builder = CollectorBuilder::new()
+        .probe(xmit)
+        .filters(filters)
+        .follow(follow);
     if let Some(expr) = pcap {
         let filter = ct_bpf::PcapFilter::compile(expr, ct_bpf::PCAP_COPY_LEN)
             .map_err(|e| format!("{expr}: {e}"))?;
@@ -161,7 +170,15 @@ fn step_table(rounds: usize) {
         let mut ours = Vec::new();
         let mut floors = Vec::new();
         for _ in 0..rounds {
-            match per_hit_omitting("st", true, KernelFilters::default(), None, false, &omit) {
+            match per_hit_omitting(
+                "st",
+                true,
+                KernelFilters::default(),
+                None,
+                false,
+                &omit,
+                Follow::None,
+            ) {
                 Ok(r) => {
                     ours.push(r.ours);
                     floors.push(r.floor);
@@ -186,6 +203,45 @@ fn step_table(rounds: usize) {
     println!();
 }
 
+/// What following costs: each case with `--follow none`, `packet` and `conn` (tp_btf,
+/// with ct in the sender's namespace only, so that the replies carry no entry and
+/// `--follow conn` finds them by their tuple).
+fn follow_table() {
+    let filter = |expr: &str| KernelFilters {
+        packet: Some(expr.parse().expect("valid filter")),
+        ..Default::default()
+    };
+    let cases = [
+        (
+            "every hit rejected by -f 'tcp port 9' (nothing followed)",
+            "tcp port 9",
+        ),
+        (
+            "-f 'dst host 10.201.0.2': requests selected, replies not",
+            "dst host 10.201.0.2",
+        ),
+    ];
+    println!("| case (tp_btf, net:net_dev_start_xmit, ping -f -c {}) | --follow | ours ns/hit | floor ns/hit | ratio | hits | events | lost |", pings());
+    println!("|---|---|---|---|---|---|---|---|");
+    for (case, expr) in cases {
+        for follow in [Follow::None, Follow::Packet, Follow::Conn] {
+            match per_hit_omitting("fo", true, filter(expr), None, false, &[], follow) {
+                Ok(r) => println!(
+                    "| {case} | {follow} | {:.0} | {:.0} | {:.2}x | {} | {} | {} |",
+                    r.ours,
+                    r.floor,
+                    if r.floor > 0.0 { r.ours / r.floor } else { 0.0 },
+                    r.hits,
+                    r.events,
+                    r.lost
+                ),
+                Err(e) => println!("| {case} | {follow} | error: {e} | | | | | |"),
+            }
+        }
+    }
+    println!();
+}
+
 fn main() {
     let steps = std::env::args().skip(1).any(|a| a == "--steps");
     let _stats = match BpfStats::enable() {
@@ -200,6 +256,10 @@ fn main() {
         if std::env::var_os("CT_BENCH_STEPS_ONLY").is_some() {
             return;
         }
+    }
+    if std::env::args().skip(1).any(|a| a == "--follow") {
+        follow_table();
+        return;
     }
     let ct_filter = KernelFilters {
         ct: CtFilter {

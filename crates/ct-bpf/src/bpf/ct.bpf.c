@@ -418,11 +418,14 @@ static __always_inline int ct_handle(struct sk_buff *skb, const bool direct, __u
 
 	if (follow) {
 		follow_st = ct_follow_state();
-		now = bpf_ktime_get_ns();
 		if ((ct_cfg.flags & CT_CFG_FOLLOW_CONN) &&
 		    ct_follow_conn_hit(follow_st, (const void *)(v.nfct & ~CT_CTINFO_MASK)))
 			followed = true;
-		if (!followed && ct_follow_pkt_live(follow_st, now)) {
+		/* The clock only once some packet was followed: until then a hit the filters
+		 * reject costs what it costs without following. */
+		if (!followed && follow_st && follow_st->pkt_last_ts)
+			now = bpf_ktime_get_ns();
+		if (!followed && now && ct_follow_pkt_live(follow_st, now)) {
 			hdr_len = ct_read_header(scratch->hdr, &v);
 			hdr_ready = true;
 			track_key = ct_track_key(scratch->hdr, hdr_len, ct_address_value(v.head));
@@ -448,6 +451,8 @@ static __always_inline int ct_handle(struct sk_buff *skb, const bool direct, __u
 			hdr_ready = true;
 		}
 		track_key = ct_track_key(scratch->hdr, hdr_len, ct_address_value(v.head));
+		if (!now)
+			now = bpf_ktime_get_ns();
 		ct_follow_pkt_add(follow_st, track_key, now);
 	}
 	/* From here on the packet is reported. */
@@ -461,8 +466,9 @@ static __always_inline int ct_handle(struct sk_buff *skb, const bool direct, __u
 	if (!(ct_omit & CT_OMIT_ZERO))
 		__builtin_memset(ev, 0, sizeof(*ev));
 
+	/* A followed hit has read the clock already. */
 	if (!(ct_omit & CT_OMIT_TIME))
-		ev->ts = bpf_ktime_get_ns();
+		ev->ts = now ? now : bpf_ktime_get_ns();
 	ev->skb_key = (__u64)v.head;
 	if (!(ct_omit & CT_OMIT_TASK))
 		ct_fill_task(ev, direct);

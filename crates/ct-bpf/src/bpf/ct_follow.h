@@ -18,9 +18,10 @@
  * and nothing grows without bound. A connection's entries last until pushed out (no
  * probe sees connections destroyed).
  *
- * What an unfollowed hit costs: while no packet was followed for CT_TRACK_WINDOW_NS and
- * no connection ever was, one array lookup and a clock read; otherwise also the header
- * copy and fingerprint (which a reported hit needs anyway) and one or two hash lookups.
+ * What an unfollowed hit costs: until a packet or connection is followed, one array
+ * lookup; while no packet was followed for CT_TRACK_WINDOW_NS and no connection ever
+ * was, also a clock read; otherwise also the header copy and fingerprint (which a
+ * reported hit needs anyway) and one or two hash lookups.
  */
 #ifndef __CT_FOLLOW_H__
 #define __CT_FOLLOW_H__
