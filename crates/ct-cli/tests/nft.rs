@@ -101,7 +101,7 @@ impl Monitor {
                 .cloned()
                 .collect()
         };
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + ct_lab::scaled(Duration::from_secs(20));
         while Instant::now() < deadline
             && (matching(&self.lines.lock().unwrap()).len() as u64) < expected
         {
@@ -486,7 +486,7 @@ fn a_table_left_by_a_killed_run_is_removed() {
     assert!(!status.success());
     if owner_tables {
         // The owner `nft -i` gets SIGKILL with ct-cli; its socket closing removes the table.
-        let deadline = Instant::now() + Duration::from_secs(3);
+        let deadline = Instant::now() + ct_lab::scaled(Duration::from_secs(3));
         while !trace_tables(&lab, Node::Router).is_empty() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
         }

@@ -68,8 +68,8 @@ impl Collect {
     /// Waits for the readiness line, then records the BPF objects the child holds.
     pub fn wait_ready(&mut self) -> String {
         // Generous: an emulated VM of the kernel matrix on a busy host has taken over a
-        // minute to load the programs.
-        let deadline = Instant::now() + Duration::from_secs(120);
+        // minute to load the programs (and scaled: the matrix runs two such VMs at once).
+        let deadline = Instant::now() + crate::exec::scaled(Duration::from_secs(120));
         while let Some(left) = deadline.checked_duration_since(Instant::now()) {
             match self.lines.recv_timeout(left) {
                 Ok(line) if line.ends_with("; collecting") => {
@@ -91,7 +91,7 @@ impl Collect {
 
     /// Waits until the child has installed its SIGINT and SIGTERM handlers.
     pub fn wait_for_signal_handlers(&self) {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + crate::exec::scaled(Duration::from_secs(10));
         let wanted = (1u64 << (libc::SIGINT - 1)) | (1u64 << (libc::SIGTERM - 1));
         while Instant::now() < deadline {
             let caught = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
@@ -295,7 +295,7 @@ impl BpfIds {
     /// [`assert_all_gone`](Self::assert_all_gone) for a process that may have been stopped
     /// before it attached anything.
     pub fn assert_gone(&self, what: &str) {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + crate::exec::scaled(Duration::from_secs(10));
         loop {
             let left = self.still_live(&BpfIds::live());
             if left.is_empty() {

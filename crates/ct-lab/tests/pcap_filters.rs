@@ -141,7 +141,7 @@ impl Tcpdump {
         // It says on stderr when it captures.
         let mut err = BufReader::new(child.stderr.take().unwrap());
         let mut line = String::new();
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + ct_lab::scaled(Duration::from_secs(30));
         while Instant::now() < deadline {
             line.clear();
             if err.read_line(&mut line).unwrap_or(0) == 0 {

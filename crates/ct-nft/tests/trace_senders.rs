@@ -53,7 +53,7 @@ fn trace_messages_not_from_the_kernel_are_ignored_and_counted() {
     lab.ping(Node::Client, SERVER4.into(), 1).unwrap();
 
     let mut steps = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + ct_lab::scaled(Duration::from_secs(10));
     let dropped = |steps: &[ct_nft::TraceStep]| {
         steps
             .iter()
