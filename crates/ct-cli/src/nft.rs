@@ -55,7 +55,9 @@ pub struct NftSide {
 /// Says on stderr what starting the reader of `place` did.
 fn tell_started(started: &Started, place: &str, what: &str) {
     for table in &started.removed_stale {
-        eprintln!("ct-cli: removed trace table inet {table} left by a run that was killed, in {place}");
+        eprintln!(
+            "ct-cli: removed trace table inet {table} left by a run that was killed, in {place}"
+        );
     }
     if let Some(table) = &started.table {
         eprintln!(
@@ -141,9 +143,9 @@ impl NftSide {
         } else {
             None
         };
-        let what = filter
-            .as_ref()
-            .map_or("every packet".to_owned(), |f| format!("packets matching '{f}'"));
+        let what = filter.as_ref().map_or("every packet".to_owned(), |f| {
+            format!("packets matching '{f}'")
+        });
         let tracers = match &args.netns {
             Some(ns) => {
                 let marking = rules.map_or(Marking::UserRuleset, Marking::Table);

@@ -139,7 +139,10 @@ mod tests {
         assert_eq!(inodes.len(), scan.new.len(), "each namespace once");
         let again = scan_netns(&scan.present);
         assert!(again.present.contains(&own));
-        assert!(again.new.iter().all(|ns| !scan.present.contains(&ns.inode())));
+        assert!(again
+            .new
+            .iter()
+            .all(|ns| !scan.present.contains(&ns.inode())));
     }
 
     #[test]

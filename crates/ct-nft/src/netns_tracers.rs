@@ -215,12 +215,7 @@ impl Watcher {
     }
 
     fn rescan(&mut self) {
-        let known: HashSet<u32> = self
-            .readers
-            .keys()
-            .chain(&self.refused)
-            .copied()
-            .collect();
+        let known: HashSet<u32> = self.readers.keys().chain(&self.refused).copied().collect();
         let scan = scan_netns(&known);
         self.refused.retain(|netns| scan.present.contains(netns));
         let gone: Vec<u32> = self
