@@ -190,7 +190,8 @@ impl Watcher {
         }
         for (mut reader, ready) in starting {
             let netns = reader.netns;
-            match ready.recv().map_err(|_| NftError::ThreadGone).flatten() {
+            let result = ready.recv().unwrap_or(Err(NftError::ThreadGone));
+            match result {
                 Ok(started) => {
                     self.readers.insert(netns, reader);
                     results.push((netns, Ok(started)));

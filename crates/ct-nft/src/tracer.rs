@@ -180,12 +180,11 @@ impl NftTracer {
     fn end_thread(&mut self, mut keep: impl FnMut(TracerEvent)) -> Result<(), NftError> {
         self.reader.ask_stop();
         let events = &self.events;
-        let result = self
-            .reader
-            .join(|| match events.recv_timeout(Duration::from_millis(10)) {
-                Ok(event) => keep(event),
-                Err(_) => {}
-            });
+        let result = self.reader.join(|| {
+            if let Ok(event) = events.recv_timeout(Duration::from_millis(10)) {
+                keep(event);
+            }
+        });
         self.events.try_iter().for_each(keep);
         result
     }
