@@ -292,14 +292,17 @@ pub struct CollectArgs {
     /// policy) that decided something, from nftables' own tracing (no kprobes needed).
     /// Only packets carrying the nftrace mark are reported: those the ruleset marks with
     /// `meta nftrace set 1`, or, with --allow-system-changes, those ct-cli marks itself.
-    /// Rules that only matched and went on (counter, log) are not reported.
+    /// Rules that only matched and went on (counter, log) are not reported. Traces the
+    /// --netns namespace, or else every network namespace (those of processes and
+    /// `ip netns` names, found at start and while running); each step carries its netns.
     #[arg(long)]
     pub nft: bool,
 
-    /// With --nft: install a temporary nftables table (inet ct_trace_PID, in the --netns
-    /// namespace or the current one) that marks the packets -f selects for tracing, at
-    /// the first priority of the prerouting and output hooks. It is removed at exit,
-    /// Ctrl-C and SIGTERM; one left by a killed run is removed at the next start.
+    /// With --nft: install a temporary nftables table (inet ct_trace_PID) that marks the
+    /// packets -f selects for tracing, at the first priority of the prerouting and output
+    /// hooks: in the --netns namespace, or else in each traced namespace that has an
+    /// nftables ruleset (once it has one). They are removed at exit, Ctrl-C and SIGTERM;
+    /// one left by a killed run is removed at the next start.
     #[arg(long, requires = "nft")]
     pub allow_system_changes: bool,
 

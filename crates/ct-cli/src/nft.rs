@@ -8,21 +8,84 @@ use ct_core::filter::PacketFilter;
 use ct_core::Event;
 use std::sync::Arc;
 
-use ct_nft::{mark_rules, Joiner, Marking, NftTracer, TracerCounters, TracerCounts, TracerEvent};
+use ct_nft::{
+    mark_rules, Joiner, Marking, NetnsChange, NetnsTracers, NftTracer, Started, TracerCounters,
+    TracerCounts, TracerEvent,
+};
 
 use crate::cli::CollectArgs;
+
+/// The trace readers: of the --netns namespace, or of every namespace.
+enum Tracers {
+    One(NftTracer),
+    Every(NetnsTracers),
+}
+
+impl Tracers {
+    fn try_collect(&self) -> Vec<TracerEvent> {
+        match self {
+            Tracers::One(t) => t.try_iter().collect(),
+            Tracers::Every(t) => t.try_iter().collect(),
+        }
+    }
+
+    fn stop(self) -> Result<Vec<TracerEvent>, ct_nft::NftError> {
+        match self {
+            Tracers::One(t) => t.stop(),
+            Tracers::Every(t) => t.stop(),
+        }
+    }
+}
 
 /// The trace reader and what it has reported.
 pub struct NftSide {
     /// `None` once stopped.
-    tracer: Option<NftTracer>,
+    tracer: Option<Tracers>,
     joiner: Joiner,
     /// `-f`, applied to the steps' packets (the trace table marks a superset, or the
     /// user's ruleset whatever it marks).
     filter: Option<PacketFilter>,
+    /// Which packets the trace tables mark, in words.
+    marked: String,
     pub stats: NftStats,
     /// What the reader refused or skipped; readable after it stopped.
     counters: Arc<TracerCounters>,
+}
+
+/// Says on stderr what starting the reader of `place` did.
+fn tell_started(started: &Started, place: &str, what: &str) {
+    for table in &started.removed_stale {
+        eprintln!(
+            "ct-cli: removed trace table inet {table} left by a run that was killed, in {place}"
+        );
+    }
+    if let Some(table) = &started.table {
+        eprintln!(
+            "ct-cli: installed nftables table inet {table} in {place} to mark {what} for \
+             tracing; it is removed when ct-cli stops"
+        );
+    }
+}
+
+/// Says on stderr what happened to the tracing of a namespace while collecting.
+fn tell_change(netns: u32, change: NetnsChange, what: &str) {
+    let place = format!("network namespace {netns}");
+    match change {
+        NetnsChange::Traced(started) => {
+            eprintln!("ct-cli: tracing nftables in {place} (new)");
+            tell_started(&started, &place, what);
+        }
+        NetnsChange::TableInstalled(started) => {
+            tell_started(&started, &place, what);
+        }
+        NetnsChange::Failed(err) => {
+            eprintln!("ct-cli: cannot trace nftables in {place}: {err}");
+        }
+        NetnsChange::Ended(None) => {}
+        NetnsChange::Ended(Some(err)) => {
+            eprintln!("ct-cli: {place} is gone; ending its nftables trace reader: {err}");
+        }
+    }
 }
 
 /// Counts for the summary.
@@ -61,8 +124,8 @@ impl NftSide {
             .filter
             .as_ref()
             .and_then(|f| f.events.clone().ok());
-        let marking = if args.allow_system_changes {
-            Marking::Table(match &filter {
+        let rules = if args.allow_system_changes {
+            Some(match &filter {
                 Some(f) => {
                     let rules = mark_rules(&f.expr);
                     if rules.is_none() {
@@ -78,39 +141,56 @@ impl NftSide {
                 None => None,
             })
         } else {
-            Marking::UserRuleset
+            None
         };
-        let tracer =
-            NftTracer::start(netns, marking).context("cannot trace nftables verdicts (--nft)")?;
-        let started = tracer.started();
-        for table in &started.removed_stale {
-            eprintln!("ct-cli: removed trace table inet {table} left by a run that was killed");
-        }
-        let place = match &args.netns {
-            Some(ns) => format!("network namespace {}", ns.spec),
-            None => "this network namespace".to_owned(),
+        let what = filter.as_ref().map_or("every packet".to_owned(), |f| {
+            format!("packets matching '{f}'")
+        });
+        let tracers = match &args.netns {
+            Some(ns) => {
+                let marking = rules.map_or(Marking::UserRuleset, Marking::Table);
+                let tracer = NftTracer::start(netns, marking)
+                    .context("cannot trace nftables verdicts (--nft)")?;
+                let place = format!("network namespace {}", ns.spec);
+                tell_started(tracer.started(), &place, &what);
+                Tracers::One(tracer)
+            }
+            None => {
+                let marking = rules.map_or(Marking::UserRuleset, Marking::TableWithRuleset);
+                let tracers = NetnsTracers::start(marking)
+                    .context("cannot trace nftables verdicts (--nft)")?;
+                let started = tracers.started();
+                for (netns, s) in started {
+                    tell_started(s, &format!("network namespace {netns}"), &what);
+                }
+                let with_table = started.iter().filter(|(_, s)| s.table.is_some()).count();
+                eprintln!(
+                    "ct-cli: tracing nftables in every network namespace: {} now ({} with \
+                     a trace table), and those that appear while collecting (give --netns \
+                     for one)",
+                    started.len(),
+                    with_table
+                );
+                Tracers::Every(tracers)
+            }
         };
-        match &started.table {
-            Some(table) => eprintln!(
-                "ct-cli: installed nftables table inet {table} in {place} to mark {} for \
-                 tracing; it is removed when ct-cli stops",
-                filter
-                    .as_ref()
-                    .map_or("every packet".to_owned(), |f| format!(
-                        "packets matching '{f}'"
-                    ))
-            ),
-            None => eprintln!(
+        if !args.allow_system_changes {
+            eprintln!(
                 "ct-cli: --nft without --allow-system-changes: verdicts are reported only for \
-                 packets the ruleset in {place} marks with `meta nftrace set 1`; give \
+                 packets the ruleset marks with `meta nftrace set 1`; give \
                  --allow-system-changes to let ct-cli mark them with a temporary table"
-            ),
+            );
         }
+        let counters = match &tracers {
+            Tracers::One(t) => t.counters(),
+            Tracers::Every(t) => t.counters(),
+        };
         Ok(Some(NftSide {
-            counters: tracer.counters(),
-            tracer: Some(tracer),
+            counters,
+            tracer: Some(tracers),
             joiner: Joiner::new(),
             filter,
+            marked: what,
             stats: NftStats::default(),
         }))
     }
@@ -127,7 +207,7 @@ impl NftSide {
         let reports: Vec<TracerEvent> = self
             .tracer
             .as_ref()
-            .map(|t| t.try_iter().collect())
+            .map(Tracers::try_collect)
             .unwrap_or_default();
         for report in reports {
             out.extend(self.report(report, now));
@@ -166,6 +246,18 @@ impl NftSide {
             TracerEvent::Malformed(err) => {
                 self.stats.malformed += 1;
                 eprintln!("ct-cli: unreadable nftables trace message skipped: {err}");
+                Vec::new()
+            }
+            TracerEvent::Netns { netns, change } => {
+                tell_change(netns, change, &self.marked);
+                Vec::new()
+            }
+            TracerEvent::TooManyNetns(limit) => {
+                eprintln!(
+                    "ct-cli: more than {limit} network namespaces: the nftables of those \
+                     beyond are not traced (until others are gone); give --netns to trace \
+                     one"
+                );
                 Vec::new()
             }
         }

@@ -39,11 +39,13 @@ impl TracerCounters {
         self.not_from_kernel.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Publishes the rule-text look-up counts (kept by the reader's
-    /// [`RuleTexts`](crate::RuleTexts), which only the reader touches).
-    pub(crate) fn set_lookups(&self, names_refused: u64, lookups_limited: u64) {
-        self.names_refused.store(names_refused, Ordering::Relaxed);
+    /// Adds rule-text look-ups skipped since a reader last published its counts (each
+    /// reader keeps its own in its [`RuleTexts`](crate::RuleTexts); the readers of
+    /// several namespaces share these counters).
+    pub(crate) fn add_lookups(&self, names_refused: u64, lookups_limited: u64) {
+        self.names_refused
+            .fetch_add(names_refused, Ordering::Relaxed);
         self.lookups_limited
-            .store(lookups_limited, Ordering::Relaxed);
+            .fetch_add(lookups_limited, Ordering::Relaxed);
     }
 }

@@ -8,6 +8,12 @@
 //!   ([`Marking::Table`]); it removes the table when stopped or dropped. Where the kernel
 //!   has owner tables (5.12+) the table also goes when the process ends in any other way;
 //!   elsewhere the next run removes tables left by killed runs when it starts.
+//! - [`NetnsTracers`] does the same in every network namespace: a reader per namespace
+//!   (the trace group only reports the namespace a socket was opened in), those that
+//!   exist at start and those found later ([`RESCAN_EVERY`], at most
+//!   [`MAX_TRACED_NETNS`]); each step carries its namespace's inode. With
+//!   [`Marking::TableWithRuleset`] a namespace gets the trace table only once it has an
+//!   nftables ruleset of its own.
 //! - Every `nft` run goes through [`NftProgram`]: by absolute path, in a clean
 //!   environment, under a timeout.
 //! - [`Joiner`] joins each step to the BPF events of the same packet (tracking ids) and
@@ -25,6 +31,7 @@ mod kernel_tests;
 mod mark;
 mod message;
 mod netns;
+mod netns_tracers;
 mod nft_program;
 mod owner;
 mod rules;
@@ -40,12 +47,13 @@ pub use join::{Joiner, MAX_PACKET_KEYS, MAX_TRACE_IDS, MAX_WAITING_STEPS, WAIT_F
 pub use mark::{mark_rules, Conjunction, MAX_MARK_RULES};
 pub use message::{parse_datagram, parse_trace, MessageError, TraceMessage};
 pub use netns::find_netns;
+pub use netns_tracers::{NetnsTracers, MAX_TRACED_NETNS, RESCAN_EVERY};
 pub use nft_program::{NftProgram, NftRunError, CLEAN_PATH, NFT_DIRS, NFT_PROGRAM, NFT_TIMEOUT};
 pub use rules::{is_plain_identifier, parse_listing, RuleTexts};
 pub use step::TraceStep;
 pub use table::{remove_stale_tables, remove_stale_tables_with, TraceTable};
 pub use table_name::{new_table_name, parse_table_name, TableRun, TABLE_PREFIX};
-pub use tracer::{Marking, NftTracer, Started, TracerEvent, QUEUE_STEPS};
+pub use tracer::{Marking, NetnsChange, NftTracer, Started, TracerEvent, QUEUE_STEPS};
 
 use std::io;
 use std::path::PathBuf;

@@ -13,12 +13,16 @@ use std::time::Duration;
 /// `NFNLGRP_NFTRACE` from `<linux/netfilter/nfnetlink.h>`: the multicast group nftables
 /// sends `NFT_MSG_TRACE` messages to.
 pub const NFNLGRP_NFTRACE: u32 = 9;
+/// `NFNLGRP_NFTABLES`: the group nftables announces ruleset changes to (what `nft monitor`
+/// prints); the reader of a namespace without a ruleset watches it to learn when one
+/// comes.
+pub const NFNLGRP_NFTABLES: u32 = 7;
 
 /// Receive buffer asked for: trace messages come in bursts of one per rule per packet.
 const RECEIVE_BUFFER_BYTES: libc::c_int = 8 << 20;
 
-/// A `NETLINK_NETFILTER` socket in the calling thread's network namespace, member of
-/// [`NFNLGRP_NFTRACE`].
+/// A `NETLINK_NETFILTER` socket in the calling thread's network namespace, member of one
+/// multicast group ([`NFNLGRP_NFTRACE`] unless opened with [`open_group`](Self::open_group)).
 #[derive(Debug)]
 pub struct TraceSocket {
     fd: OwnedFd,
@@ -28,6 +32,11 @@ impl TraceSocket {
     /// Opens the socket; `timeout` bounds each [`recv`](Self::recv) so that the reader can
     /// look at its stop flag.
     pub fn open(timeout: Duration) -> io::Result<Self> {
+        Self::open_group(NFNLGRP_NFTRACE, timeout)
+    }
+
+    /// Opens a socket that is a member of `group`.
+    pub fn open_group(group: u32, timeout: Duration) -> io::Result<Self> {
         // SAFETY: plain system call; the result is checked before use.
         let raw = unsafe {
             libc::socket(
@@ -56,11 +65,7 @@ impl TraceSocket {
             return Err(io::Error::last_os_error());
         }
         let socket = TraceSocket { fd };
-        socket.set(
-            libc::SOL_NETLINK,
-            libc::NETLINK_ADD_MEMBERSHIP,
-            NFNLGRP_NFTRACE,
-        )?;
+        socket.set(libc::SOL_NETLINK, libc::NETLINK_ADD_MEMBERSHIP, group)?;
         // Root may exceed net.core.rmem_max; anyone else gets what the limit allows.
         if socket
             .set(libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, RECEIVE_BUFFER_BYTES)

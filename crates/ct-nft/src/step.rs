@@ -25,6 +25,10 @@ pub struct TraceStep {
     pub packet: Option<Packet>,
     /// When the message was read (`CLOCK_MONOTONIC`, nanoseconds).
     pub received_ns: u64,
+    /// The inode of the network namespace whose nftables reported the step (the reader's),
+    /// when known: it wins over the namespace of the BPF events it is joined to, which
+    /// may have seen the packet in another namespace.
+    pub netns: Option<u32>,
 }
 
 impl TraceStep {
@@ -36,16 +40,25 @@ impl TraceStep {
             rule,
             packet,
             received_ns,
+            netns: None,
         }
     }
 
-    /// The step as an event, with the tracking ids and namespace of its packet's BPF
-    /// events when it was joined to them.
+    /// The step, reported by the nftables of network namespace `netns`.
+    pub fn in_netns(self, netns: u32) -> Self {
+        TraceStep {
+            netns: Some(netns),
+            ..self
+        }
+    }
+
+    /// The step as an event, with the tracking ids of its packet's BPF events when it was
+    /// joined to them, and its own namespace (else theirs).
     pub fn into_event(self, tracking: Option<Tracking>, netns: Option<u32>) -> Event {
         let m = self.message;
         Event {
             timestamp: Some(self.received_ns),
-            netns,
+            netns: self.netns.or(netns),
             tracking,
             packet: self.packet,
             nft: Some(NftTrace {

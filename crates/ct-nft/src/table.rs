@@ -194,6 +194,24 @@ pub fn remove_stale_tables_with(program: &NftProgram) -> Result<Vec<String>, Nft
     Ok(removed)
 }
 
+/// Whether the namespace `program` runs in has an nftables ruleset: a table of any family
+/// other than a trace table (iptables-nft's tables count).
+pub(crate) fn has_ruleset(program: &NftProgram) -> Result<bool, NftError> {
+    let listing = program
+        .run(&["list", "tables"], None)
+        .map_err(|err| NftError::List(err.to_string()))?;
+    let has = table_names(&listing).any(|name| !TraceTable::is_trace_table(name));
+    Ok(has)
+}
+
+/// The names in `nft list tables` output (`table FAMILY NAME` lines).
+fn table_names(listing: &str) -> impl Iterator<Item = &str> {
+    listing
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("table "))
+        .filter_map(|rest| rest.split_whitespace().nth(1))
+}
+
 fn delete_table(program: &NftProgram, name: &str) -> Result<(), NftRunError> {
     program
         .run(&["delete", "table", "inet", name], None)
@@ -249,6 +267,16 @@ mod tests {
         let owned = table_commands("t", true, None).unwrap();
         assert_eq!(owned[0], "create table inet t { flags owner; }");
         assert!(owned.contains(&"add rule inet t output meta nftrace set 1".to_owned()));
+    }
+
+    #[test]
+    fn table_names_are_read_from_every_family() {
+        let listing = "table ip nat\ntable inet ct_trace_x\ntable bridge b\n";
+        assert_eq!(
+            table_names(listing).collect::<Vec<_>>(),
+            ["nat", "ct_trace_x", "b"]
+        );
+        assert_eq!(table_names("").count(), 0);
     }
 
     #[test]
