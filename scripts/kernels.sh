@@ -324,6 +324,7 @@ VM_TESTS=(
     "ct-cli:static_binary"
     "ct-cli:default_probes"
     "ct-cli:nft"
+    "ct-cli:nft_netns"
     "ct-cli:stopping"
     "ct-nft:ct_nft"
     "ct-nft:trace_senders"
