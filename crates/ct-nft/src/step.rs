@@ -2,8 +2,11 @@
 
 use std::sync::Arc;
 
-use ct_core::{Event, HeaderBytes, NftTrace, Packet, Tracking};
+use std::time::Instant;
 
+use ct_core::{Event, FixedStr, HeaderBytes, NftDevice, NftTrace, Packet, Tracking};
+
+use crate::devices::DeviceNames;
 use crate::message::{TraceMessage, NFPROTO_IPV4, NFPROTO_IPV6};
 
 /// `ETH_P_IP` and `ETH_P_IPV6`, as the header parser takes the layer-3 protocol.
@@ -25,6 +28,10 @@ pub struct TraceStep {
     pub packet: Option<Packet>,
     /// When the message was read (`CLOCK_MONOTONIC`, nanoseconds).
     pub received_ns: u64,
+    /// The names of the message's input and output devices in the traced namespace when
+    /// it was read; `None` where there is no such device (any more).
+    pub iif_name: Option<FixedStr>,
+    pub oif_name: Option<FixedStr>,
 }
 
 impl TraceStep {
@@ -36,6 +43,21 @@ impl TraceStep {
             rule,
             packet,
             received_ns,
+            iif_name: None,
+            oif_name: None,
+        }
+    }
+
+    /// Names the step's devices as the calling thread's network namespace has them now.
+    pub(crate) fn name_devices(&mut self, names: &mut DeviceNames, now: Instant) {
+        self.iif_name = self.message.iif.and_then(|i| names.name(i, now));
+        self.oif_name = self.message.oif.and_then(|i| names.name(i, now));
+        if let Some(packet) = &mut self.packet {
+            // The packet's device is the input device, else the output one.
+            packet.ifname = match self.message.iif {
+                Some(_) => self.iif_name,
+                None => self.oif_name,
+            };
         }
     }
 
@@ -57,6 +79,14 @@ impl TraceStep {
                 rule: self.rule,
                 verdict: m.verdict,
                 target: m.target.map(Into::into),
+                iif: m.iif.map(|ifindex| NftDevice {
+                    ifindex,
+                    ifname: self.iif_name,
+                }),
+                oif: m.oif.map(|ifindex| NftDevice {
+                    ifindex,
+                    ifname: self.oif_name,
+                }),
             }),
             ..Event::default()
         }

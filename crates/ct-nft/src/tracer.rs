@@ -8,11 +8,13 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use ct_bpf::NetnsFile;
-use ct_core::{NftTraceKind, NftVerdict};
+use ct_core::NftTraceKind;
 
 use crate::counts::TracerCounters;
+use crate::devices::DeviceNames;
+use crate::hook_packet::HookPackets;
 use crate::mark::Conjunction;
-use crate::message::{parse_datagram, MessageError};
+use crate::message::{parse_datagram, MessageError, TraceMessage};
 use crate::rules::RuleTexts;
 use crate::socket::{enter_netns, monotonic_ns, Received, TraceSocket};
 use crate::step::TraceStep;
@@ -254,6 +256,10 @@ struct Reader {
     own_table: Option<String>,
     rules: RuleTexts,
     counters: Arc<TracerCounters>,
+    /// The packet of each hook evaluation, for its steps sent without it.
+    hooks: HookPackets,
+    /// Device names in this namespace.
+    devices: DeviceNames,
 }
 
 impl Reader {
@@ -287,6 +293,8 @@ impl Reader {
                 table,
                 rules: RuleTexts::default(),
                 counters,
+                hooks: HookPackets::default(),
+                devices: DeviceNames::default(),
             },
             started,
         ))
@@ -338,8 +346,11 @@ impl Reader {
         let received_ns = monotonic_ns();
         for message in parse_datagram(datagram) {
             let event = match message {
-                Ok(message) => {
-                    if !self.reports(&message.table, message.kind, message.verdict) {
+                Ok(mut message) => {
+                    // Before the trace table's own steps are left out: its step is often
+                    // the one that carries the evaluation's packet.
+                    self.hooks.fill(&mut message);
+                    if !self.reports(&message) {
                         continue;
                     }
                     let rule = message.handle.and_then(|handle| {
@@ -348,7 +359,9 @@ impl Reader {
                     });
                     let (refused, limited) = self.rules.skipped();
                     self.counters.set_lookups(refused, limited);
-                    TracerEvent::Step(Box::new(TraceStep::new(message, rule, received_ns)))
+                    let mut step = TraceStep::new(message, rule, received_ns);
+                    step.name_devices(&mut self.devices, Instant::now());
+                    TracerEvent::Step(Box::new(step))
                 }
                 Err(err) => TracerEvent::Malformed(err),
             };
@@ -356,12 +369,20 @@ impl Reader {
         }
     }
 
-    /// Whether a step is worth reporting: not one of the trace table's own (marking is
-    /// not a decision), and not a rule that only matched and went on (`continue`: a
-    /// counter, a log statement).
-    fn reports(&self, table: &str, kind: NftTraceKind, verdict: NftVerdict) -> bool {
-        let own = self.own_table.as_deref() == Some(table);
-        let went_on = kind == NftTraceKind::Rule && verdict == NftVerdict::Continue;
-        !own && !went_on
+    /// Whether a step is reported: every step of the traced rulesets (a rule that matched
+    /// and went on, `continue`, too, as `nft monitor trace` shows it), but not the trace
+    /// table's own (marking is ct-cli's doing, not the ruleset's), nor a chain's end
+    /// (a rule step without a rule: counted, see [`TracerCounts::chain_ends`]).
+    ///
+    /// [`TracerCounts::chain_ends`]: crate::TracerCounts::chain_ends
+    fn reports(&self, m: &TraceMessage) -> bool {
+        if self.own_table.as_deref() == Some(&*m.table) {
+            return false;
+        }
+        if m.kind == NftTraceKind::Rule && m.handle.is_none() {
+            self.counters.count_chain_end();
+            return false;
+        }
+        true
     }
 }
