@@ -111,7 +111,10 @@ impl Monitor {
         // It prints nothing when it has subscribed: wait until its socket is in the group.
         let deadline = Instant::now() + ct_lab::scaled(Duration::from_secs(10));
         while !subscribed(lab, node, child.id()) {
-            assert!(Instant::now() < deadline, "nft monitor trace did not subscribe");
+            assert!(
+                Instant::now() < deadline,
+                "nft monitor trace did not subscribe"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         Monitor { child, lines }
@@ -228,7 +231,10 @@ fn monitor_steps(lines: &[String], table: &str) -> BTreeMap<PacketKey, Vec<Step>
             .get(id)
             .unwrap_or_else(|| panic!("no packet line before {line}"))
             .clone();
-        steps.entry(key).or_default().push(monitor_step(chain, rest));
+        steps
+            .entry(key)
+            .or_default()
+            .push(monitor_step(chain, rest));
     }
     steps
 }
@@ -289,8 +295,11 @@ fn every_step_of_a_multi_chain_trace_as_nft_monitor_shows_it() {
     // Accepted in a sub-chain, after a goto and a verdict map; the reply goes out.
     lab.ping(Node::Client, SERVER4.into(), 1).unwrap();
     // Not in the set any more: the empty chains, then the input chain's policy drop.
-    lab.exec(Node::Server, &["nft", "flush", "set", "inet", TABLE, "allowed"])
-        .unwrap();
+    lab.exec(
+        Node::Server,
+        &["nft", "flush", "set", "inet", TABLE, "allowed"],
+    )
+    .unwrap();
     lab.ping(Node::Client, SERVER4.into(), 1).unwrap();
 
     let wanted = format!(" {TABLE} input policy drop");
@@ -307,7 +316,10 @@ fn every_step_of_a_multi_chain_trace_as_nft_monitor_shows_it() {
     // The comparison, for the record.
     println!("step-for-step: nft monitor trace | collect --nft");
     for (key, steps) in &witness {
-        println!("packet {} > {} id {} icmp type {}", key.0, key.1, key.2, key.3);
+        println!(
+            "packet {} > {} id {} icmp type {}",
+            key.0, key.1, key.2, key.3
+        );
         let mine = written.get(key).map_or(&[][..], Vec::as_slice);
         for i in 0..steps.len().max(mine.len()) {
             let show = |s: Option<&Step>| s.map_or("-".to_owned(), ToString::to_string);
@@ -338,7 +350,10 @@ fn every_step_of_a_multi_chain_trace_as_nft_monitor_shows_it() {
     // events, and names its hook's device as the packet's events on it do.
     let steps: Vec<&Event> = events.iter().filter(|e| e.nft.is_some()).collect();
     for step in &steps {
-        let skb = step.tracking.unwrap_or_else(|| panic!("not joined: {step:?}")).skb;
+        let skb = step
+            .tracking
+            .unwrap_or_else(|| panic!("not joined: {step:?}"))
+            .skb;
         let packet_events: Vec<&Event> = events
             .iter()
             .filter(|e| e.probe.is_some() && e.tracking.is_some_and(|t| t.skb == skb))
@@ -348,7 +363,10 @@ fn every_step_of_a_multi_chain_trace_as_nft_monitor_shows_it() {
             assert!(step.task.is_some(), "no task: {step:?}");
         }
         let nft = step.nft.as_ref().unwrap();
-        let device = nft.iif.or(nft.oif).unwrap_or_else(|| panic!("no device: {step:?}"));
+        let device = nft
+            .iif
+            .or(nft.oif)
+            .unwrap_or_else(|| panic!("no device: {step:?}"));
         for e in &packet_events {
             let p = e.packet.as_ref().unwrap();
             if p.ifindex == Some(device.ifindex) && p.ifname.is_some() {

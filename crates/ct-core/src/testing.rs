@@ -9,8 +9,8 @@ use strum::IntoEnumIterator;
 
 use crate::{
     CtConnEvent, CtEvent, CtIp, CtProto, CtState, CtStatus, CtTuple, DropInfo, Event, FixedStr,
-    HeaderBytes, IpVersion, NftDevice, NftFamily, NftTrace, NftTraceKind, NftVerdict, Packet, PacketIp,
-    PacketL4, ProbeInfo, ProbeKind, SctpState, Task, TcpState, Tracking, ZoneDir,
+    HeaderBytes, IpVersion, NftDevice, NftFamily, NftTrace, NftTraceKind, NftVerdict, Packet,
+    PacketIp, PacketL4, ProbeInfo, ProbeKind, SctpState, Task, TcpState, Tracking, ZoneDir,
 };
 
 /// A writer whose every write fails as on a full disk (`StorageFull`).

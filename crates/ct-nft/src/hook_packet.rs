@@ -97,7 +97,11 @@ impl HookPackets {
             let Some((filing, oldest)) = self.order.pop_front() else {
                 break;
             };
-            if self.by_id.get(&oldest).is_some_and(|(last, _)| *last == filing) {
+            if self
+                .by_id
+                .get(&oldest)
+                .is_some_and(|(last, _)| *last == filing)
+            {
                 self.by_id.remove(&oldest);
                 self.forgotten += 1;
             }
@@ -156,7 +160,10 @@ mod tests {
         );
         assert_eq!(b.nfproto, a.nfproto);
         // The verdict and the kind are the message's own.
-        assert_eq!((b.kind, b.verdict), (NftTraceKind::Policy, NftVerdict::Drop));
+        assert_eq!(
+            (b.kind, b.verdict),
+            (NftTraceKind::Policy, NftVerdict::Drop)
+        );
     }
 
     #[test]

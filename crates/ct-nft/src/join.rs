@@ -242,7 +242,10 @@ impl Joiner {
         let Some(key) = event.packet.as_ref().and_then(packet_key) else {
             return;
         };
-        let device = event.packet.as_ref().and_then(|p| Some((p.ifindex?, p.ifname?)));
+        let device = event
+            .packet
+            .as_ref()
+            .and_then(|p| Some((p.ifindex?, p.ifname?)));
         let seen = Seen {
             tracking,
             netns: event.netns,

@@ -14,8 +14,9 @@ use std::sync::Arc;
 use crate::labels::parse_labels;
 use crate::{
     CtConnEvent, CtEvent, CtIp, CtProto, CtState, CtStatus, CtTuple, DropInfo, Event, FixedStr,
-    HeaderBytes, IpVersion, NftDevice, NftFamily, NftTrace, NftTraceKind, NftVerdict, Packet, PacketIp,
-    PacketL4, ProbeInfo, ProbeKind, SctpState, Task, TcpState, Tracking, ZoneDir, NAME_LEN,
+    HeaderBytes, IpVersion, NftDevice, NftFamily, NftTrace, NftTraceKind, NftVerdict, Packet,
+    PacketIp, PacketL4, ProbeInfo, ProbeKind, SctpState, Task, TcpState, Tracking, ZoneDir,
+    NAME_LEN,
 };
 
 /// Probe names kept to share one allocation between the events of a probe.
@@ -797,8 +798,7 @@ fn nft(c: &mut Cursor<'_>) -> Option<NftTrace> {
     let (mut iif, mut oif) = (None, None);
     c.fields_of(
         &[
-            "family", "table", "chain", "type", "handle", "rule", "verdict", "target", "iif",
-            "oif",
+            "family", "table", "chain", "type", "handle", "rule", "verdict", "target", "iif", "oif",
         ],
         |c, index| {
             match index {

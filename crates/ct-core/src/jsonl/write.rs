@@ -12,8 +12,8 @@ use std::io;
 
 use crate::fast::Out;
 use crate::{
-    CtConnEvent, CtEvent, CtProto, CtState, CtTuple, DropInfo, Event, IoSink, IpVersion, NftDevice, NftTrace,
-    Packet, PacketIp, PacketL4, ProbeInfo, ProbeKind, Task, Tracking, ZoneDir,
+    CtConnEvent, CtEvent, CtProto, CtState, CtTuple, DropInfo, Event, IoSink, IpVersion, NftDevice,
+    NftTrace, Packet, PacketIp, PacketL4, ProbeInfo, ProbeKind, Task, Tracking, ZoneDir,
 };
 
 /// Bytes of the stack buffer: a whole event with both connections fits.

@@ -1,9 +1,8 @@
 use std::net::Ipv4Addr;
 
 use ct_core::{
-    FixedStr, NftDevice,
-    CtConnEvent, CtEvent, CtIp, CtState, CtStatus, IpVersion, NftVerdict, PacketIp, PacketL4,
-    ZoneDir,
+    CtConnEvent, CtEvent, CtIp, CtState, CtStatus, FixedStr, IpVersion, NftDevice, NftVerdict,
+    PacketIp, PacketL4, ZoneDir,
 };
 
 use super::*;
