@@ -288,13 +288,14 @@ pub struct CollectArgs {
     )]
     pub follow: Follow,
 
-    /// Also report nftables verdicts: for each traced packet, every rule (or chain
-    /// policy) that decided something, from nftables' own tracing (no kprobes needed).
-    /// Only packets carrying the nftrace mark are reported: those the ruleset marks with
-    /// `meta nftrace set 1`, or, with --allow-system-changes, those ct-cli marks itself.
-    /// Rules that only matched and went on (counter, log) are not reported. Traces the
-    /// --netns namespace, or else every network namespace (those of processes and
-    /// `ip netns` names, found at start and while running); each step carries its netns.
+    /// Also report nftables verdicts: for each traced packet, every step nftables
+    /// reports (each rule that matched, with its verdict or `continue`, and chain
+    /// policies), from nftables' own tracing (no kprobes needed), with the task and
+    /// devices of the packet. Only packets carrying the nftrace mark are reported: those
+    /// the ruleset marks with `meta nftrace set 1`, or, with --allow-system-changes, those
+    /// ct-cli marks itself. Traces the --netns namespace, or else every network namespace
+    /// (those of processes and `ip netns` names, found at start and while running); each
+    /// step carries its netns.
     #[arg(long)]
     pub nft: bool,
 

@@ -405,6 +405,13 @@ impl Run {
                     s.lost
                 ));
             }
+            if s.filtered > 0 {
+                line.push_str(&format!(
+                    ", {} nftables steps left out by the filter (not joined to a selected \
+                     packet, and their own headers do not match)",
+                    s.filtered
+                ));
+            }
             if s.malformed > 0 {
                 line.push_str(&format!(", {} unreadable trace messages", s.malformed));
             }
@@ -427,6 +434,13 @@ impl Run {
                     ", {} rule texts not looked up (table or chain name not a plain nftables \
                      identifier)",
                     c.names_refused
+                ));
+            }
+            if c.chain_ends > 0 {
+                line.push_str(&format!(
+                    ", {} chain ends without a rule not written (as `nft monitor trace` \
+                     leaves them out)",
+                    c.chain_ends
                 ));
             }
             if c.lookups_limited > 0 {

@@ -91,7 +91,11 @@ fn tell_change(netns: u32, change: NetnsChange, what: &str) {
 /// Counts for the summary.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct NftStats {
+    /// Steps the reader handed over (each is written, or counted in `filtered`).
     pub steps: u64,
+    /// Steps left out by `-f`: neither their own packet matched nor were they joined to
+    /// the events of a packet that did.
+    pub filtered: u64,
     /// Times the kernel dropped trace messages (the socket's buffer was full).
     pub lost: u64,
     pub malformed: u64,
@@ -263,15 +267,17 @@ impl NftSide {
         }
     }
 
-    fn keep(&self, events: Vec<Event>) -> Vec<Event> {
+    /// The steps `-f` keeps: those whose packet matches, and those joined to a packet's
+    /// events (which the kernel filter selected, whatever the step's own headers show);
+    /// the others are counted.
+    fn keep(&mut self, mut events: Vec<Event>) -> Vec<Event> {
+        let Some(filter) = &self.filter else {
+            return events;
+        };
+        let before = events.len();
+        events.retain(|e| e.tracking.is_some() || filter.matches(e.packet.as_ref()));
+        self.stats.filtered += (before - events.len()) as u64;
         events
-            .into_iter()
-            .filter(|e| {
-                self.filter
-                    .as_ref()
-                    .is_none_or(|f| f.matches(e.packet.as_ref()))
-            })
-            .collect()
     }
 
     /// What the reader refused or skipped so far.

@@ -190,7 +190,8 @@ fn nft_events_in_print_sort_and_conns() {
 
     let text = ok(&["print", "--format", "singleline", "nft.jsonl"]);
     assert!(text.contains(
-        "1009000 nft inet f in handle 3 drop (tcp dport 81 drop) #skb 71 conn e5 netns 4026531840 if 3"
+        "1009000 [swapper/0] 0 nft inet f in handle 3 drop (tcp dport 81 drop) iif veth-client \
+         #skb 71 conn e5 netns 4026531840 if 3"
     ));
     let sorted = ok(&["sort", "nft.jsonl"]);
     assert!(sorted.contains("packet #skb 71 (3 events, first seen 1000000)"));

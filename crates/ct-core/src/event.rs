@@ -134,6 +134,25 @@ pub struct NftTrace {
     pub verdict: NftVerdict,
     /// The chain a `jump` or `goto` verdict continues in.
     pub target: Option<Arc<str>>,
+    /// The device the packet came in on, as the hook saw it (`NFTA_TRACE_IIF`); absent
+    /// at hooks without one (output, postrouting of a local packet).
+    pub iif: Option<NftDevice>,
+    /// The device the packet goes out on, as the hook saw it (`NFTA_TRACE_OIF`); absent
+    /// at hooks before routing.
+    pub oif: Option<NftDevice>,
+}
+
+/// A device an nftables trace step names: its index in the traced network namespace,
+/// and its name when it could be read (from that namespace's links while tracing, or
+/// from the joined packet's BPF event on the same device); `None` once the device is
+/// gone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct NftDevice {
+    /// The device's index in the traced network namespace.
+    pub ifindex: u32,
+    /// The device's name; `None` when it could not be read.
+    #[serde(default)]
+    pub ifname: Option<FixedStr>,
 }
 
 impl NftTrace {

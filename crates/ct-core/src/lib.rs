@@ -104,8 +104,8 @@ pub use ct::{
     SctpState, TcpState, ZoneDir,
 };
 pub use event::{
-    ip_proto_name, DropInfo, Event, NftFamily, NftTrace, NftTraceKind, NftVerdict, Packet,
-    PacketIp, PacketL4, ProbeInfo, ProbeKind, Task, Tracking,
+    ip_proto_name, DropInfo, Event, NftDevice, NftFamily, NftTrace, NftTraceKind, NftVerdict,
+    Packet, PacketIp, PacketL4, ProbeInfo, ProbeKind, Task, Tracking,
 };
 pub use fixed::{FixedStr, NAME_LEN};
 pub use header_bytes::{HeaderBytes, HeaderBytesError};

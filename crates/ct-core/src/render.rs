@@ -539,7 +539,8 @@ fn write_tracking<W: Write + ?Sized>(w: &mut Text<'_, W>, tracking: &Tracking) -
 /// `nft {family} {table} {chain}{ handle H} {what}{ target}{ (rule text)}`, where `what` is
 /// the verdict of a rule (`drop`, `jump`), `policy {verdict}` for a base chain's policy, and
 /// `return` for the end of a regular chain (`return {verdict}` if the kernel reported
-/// another verdict than `return` there).
+/// another verdict than `return` there); then ` iif {device}` and ` oif {device}` where the
+/// hook had them, each by name, or by index where the name is not known.
 pub fn write_nft<W: Write + ?Sized>(w: &mut W, nft: &NftTrace) -> fmt::Result {
     buffered(w, |w| nft_text(w, nft))
 }
@@ -563,10 +564,19 @@ fn nft_text<W: Write + ?Sized>(w: &mut Text<'_, W>, nft: &NftTrace) -> fmt::Resu
         w.write_char(' ')?;
         write_name(w, target)?;
     }
-    match &nft.rule {
-        Some(rule) => write_in_parens(w, rule),
-        None => Ok(()),
+    if let Some(rule) = &nft.rule {
+        write_in_parens(w, rule)?;
     }
+    for (label, device) in [(" iif ", &nft.iif), (" oif ", &nft.oif)] {
+        if let Some(device) = device {
+            w.write_str(label)?;
+            match &device.ifname {
+                Some(name) => write_name(w, name.as_str())?,
+                None => put!(w, device.ifindex)?,
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `drop`, then ` ({reason})` when the kernel gave one.

@@ -9,8 +9,8 @@ use strum::IntoEnumIterator;
 
 use crate::{
     CtConnEvent, CtEvent, CtIp, CtProto, CtState, CtStatus, CtTuple, DropInfo, Event, FixedStr,
-    HeaderBytes, IpVersion, NftFamily, NftTrace, NftTraceKind, NftVerdict, Packet, PacketIp,
-    PacketL4, ProbeInfo, ProbeKind, SctpState, Task, TcpState, Tracking, ZoneDir,
+    HeaderBytes, IpVersion, NftDevice, NftFamily, NftTrace, NftTraceKind, NftVerdict, Packet,
+    PacketIp, PacketL4, ProbeInfo, ProbeKind, SctpState, Task, TcpState, Tracking, ZoneDir,
 };
 
 /// A writer whose every write fails as on a full disk (`StorageFull`).
@@ -274,9 +274,11 @@ pub fn nft_trace() -> BoxedStrategy<NftTrace> {
         proptest::option::of(nft_name()),
         select(NftVerdict::iter().collect::<Vec<_>>()),
         proptest::option::of(nft_name()),
+        proptest::option::of(nft_device()),
+        proptest::option::of(nft_device()),
     )
         .prop_map(
-            |(family, table, chain, kind, handle, rule, verdict, target)| NftTrace {
+            |(family, table, chain, kind, handle, rule, verdict, target, iif, oif)| NftTrace {
                 family,
                 table,
                 chain,
@@ -285,8 +287,17 @@ pub fn nft_trace() -> BoxedStrategy<NftTrace> {
                 rule,
                 verdict,
                 target,
+                iif,
+                oif,
             },
         )
+        .boxed()
+}
+
+/// A device of a trace step, its name known or not.
+fn nft_device() -> BoxedStrategy<NftDevice> {
+    (any::<u32>(), proptest::option::of(fixed_str()))
+        .prop_map(|(ifindex, ifname)| NftDevice { ifindex, ifname })
         .boxed()
 }
 
@@ -751,6 +762,8 @@ pub fn nft(
         rule: rule.map(Arc::from),
         verdict,
         target: None,
+        iif: None,
+        oif: None,
     }
 }
 
@@ -810,14 +823,22 @@ pub fn nft_scenario() -> Vec<Event> {
         dropped.packet = Some(syn.clone());
         dropped.drop = Some(DropInfo::reason("NETFILTER_DROP"));
         dropped.ct = Some(build::ct(S::New, e5.clone()));
-        // Received from netlink after the BPF events of the same packet.
-        let rule = trace(
+        // Received from netlink after the BPF events of the same packet; joined to them,
+        // it carries their task, and its input device by name.
+        let mut rule = trace(
             t + 9_000,
             skb,
             Some(0xe5),
-            nft("in", K::Rule, Some(3), Some(RULE), V::Drop),
+            NftTrace {
+                iif: Some(crate::NftDevice {
+                    ifindex: 3,
+                    ifname: Some(FixedStr::new("veth-client")),
+                }),
+                ..nft("in", K::Rule, Some(3), Some(RULE), V::Drop)
+            },
             Some(syn),
         );
+        rule.task = rx.task.clone();
         events.extend([rx, rule, dropped]);
     }
 
@@ -879,7 +900,14 @@ pub fn nft_scenario() -> Vec<Event> {
         4_000_000,
         0x91,
         None,
-        nft("in", K::Policy, None, None, V::Drop),
+        // Not joined: its device by index alone (gone before its name was read).
+        NftTrace {
+            iif: Some(crate::NftDevice {
+                ifindex: 3,
+                ifname: None,
+            }),
+            ..nft("in", K::Policy, None, None, V::Drop)
+        },
         Some(stray.clone()),
     ));
     events.push(trace(

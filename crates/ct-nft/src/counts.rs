@@ -10,6 +10,7 @@ pub struct TracerCounters {
     not_from_kernel: AtomicU64,
     names_refused: AtomicU64,
     lookups_limited: AtomicU64,
+    chain_ends: AtomicU64,
 }
 
 /// The counters at one moment.
@@ -23,6 +24,11 @@ pub struct TracerCounts {
     /// Steps whose rule text was not looked up because `nft` had been run as often as
     /// the rate limit allows.
     pub lookups_limited: u64,
+    /// Messages of the rule type without a rule: the kernel's note that a chain's rules
+    /// ran out (before a base chain's policy, or back from a regular chain to its caller).
+    /// They name no rule and decide nothing; `nft monitor trace` does not print them
+    /// either, so they are counted, not written.
+    pub chain_ends: u64,
 }
 
 impl TracerCounters {
@@ -32,7 +38,12 @@ impl TracerCounters {
             not_from_kernel: self.not_from_kernel.load(Ordering::Relaxed),
             names_refused: self.names_refused.load(Ordering::Relaxed),
             lookups_limited: self.lookups_limited.load(Ordering::Relaxed),
+            chain_ends: self.chain_ends.load(Ordering::Relaxed),
         }
+    }
+
+    pub(crate) fn count_chain_end(&self) {
+        self.chain_ends.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn count_not_from_kernel(&self) {

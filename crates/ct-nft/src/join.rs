@@ -13,7 +13,7 @@ use std::hash::Hash;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use ct_core::{CtProto, CtTuple, Event, Packet, Tracking};
+use ct_core::{CtProto, CtTuple, Event, FixedStr, NftDevice, Packet, Task, Tracking};
 
 use crate::TraceStep;
 
@@ -28,7 +28,7 @@ const TRACE_ID_LIFETIME: Duration = Duration::from_millis(100);
 /// netlink socket are read in turn) before it is written without tracking ids.
 pub const WAIT_FOR_PACKET: Duration = Duration::from_millis(300);
 /// Most header keys remembered (up to five per BPF event, for two seconds): beyond, the
-/// oldest are forgotten early ([`Joiner::forgotten_early`]). About 25 MB at the bound.
+/// oldest are forgotten early ([`Joiner::forgotten_early`]). About 40 MB at the bound.
 pub const MAX_PACKET_KEYS: usize = 1 << 18;
 /// Most trace ids of joined packets remembered; beyond, the oldest are forgotten early.
 pub const MAX_TRACE_IDS: usize = 1 << 16;
@@ -50,12 +50,43 @@ struct HeaderKey {
     tcp_flags: u8,
 }
 
-/// What a step takes from the BPF events of its packet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What a step takes from the BPF events of its packet (the latest filed under a key).
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct Seen {
     tracking: Tracking,
     netns: Option<u32>,
+    /// The task the probe fired in.
+    task: Option<Task>,
+    /// The packet's device there: index and name.
+    device: Option<(u32, FixedStr)>,
     at: Instant,
+}
+
+impl Seen {
+    /// `step` as an event joined to this packet: its ids, namespace and task, and the
+    /// name of a device of the step that the reader could not name (gone by then) when
+    /// the packet's event was on a device of that index.
+    fn join(&self, step: TraceStep) -> Event {
+        let mut event = step.into_event(Some(self.tracking), self.netns);
+        event.task = self.task.clone();
+        if let (Some(nft), Some((ifindex, ifname))) = (&mut event.nft, self.device) {
+            for device in [&mut nft.iif, &mut nft.oif].into_iter().flatten() {
+                name_from_packet(device, ifindex, ifname);
+            }
+        }
+        if let (Some(packet), Some((ifindex, ifname))) = (&mut event.packet, self.device) {
+            if packet.ifname.is_none() && packet.ifindex == Some(ifindex) {
+                packet.ifname = Some(ifname);
+            }
+        }
+        event
+    }
+}
+
+fn name_from_packet(device: &mut NftDevice, ifindex: u32, ifname: FixedStr) {
+    if device.ifname.is_none() && device.ifindex == ifindex {
+        device.ifname = Some(ifname);
+    }
 }
 
 /// A map whose entries are forgotten oldest first, in time or over a bound, without
@@ -81,8 +112,8 @@ impl<K: Copy + Eq + Hash> Remembered<K> {
     }
 
     fn insert(&mut self, key: K, seen: Seen, work: &mut u64) {
-        self.map.insert(key, seen);
         self.order.push_back((seen.at, key));
+        self.map.insert(key, seen);
         // The order may hold a key several times (refreshed): it is bounded too.
         while !self.order.is_empty()
             && (self.map.len() > self.bound || self.order.len() > 2 * self.bound)
@@ -211,12 +242,18 @@ impl Joiner {
         let Some(key) = event.packet.as_ref().and_then(packet_key) else {
             return;
         };
+        let device = event
+            .packet
+            .as_ref()
+            .and_then(|p| Some((p.ifindex?, p.ifname?)));
         let seen = Seen {
             tracking,
             netns: event.netns,
+            task: event.task.clone(),
+            device,
             at: now,
         };
-        self.file_packet(key, seen);
+        self.file_packet(key, seen.clone());
         if let Some(base) = event.ct.as_ref().and_then(|ct| ct.base.as_ref()) {
             // The packet as the entry saw it arrive, and as it leaves after translation,
             // in whichever direction it travels.
@@ -229,7 +266,7 @@ impl Joiner {
                         dport,
                         ..key
                     };
-                    self.file_packet(translated, seen);
+                    self.file_packet(translated, seen.clone());
                 }
             }
         }
@@ -314,7 +351,7 @@ impl Joiner {
         while let Some(slot) = self.waiting.pop_front() {
             let Some(waiting) = slot else { continue };
             match self.find(&waiting.step, waiting.since) {
-                Some(seen) => out.push(waiting.step.into_event(Some(seen.tracking), seen.netns)),
+                Some(seen) => out.push(seen.join(waiting.step)),
                 None => {
                     self.unjoined += 1;
                     out.push(waiting.step.into_event(None, None));
@@ -360,7 +397,7 @@ impl Joiner {
                 .get(&step.message.id)
                 .filter(|seen| since.saturating_duration_since(seen.at) < TRACE_ID_LIFETIME)
         };
-        by_headers.or_else(by_trace_id).copied()
+        by_headers.or_else(by_trace_id).cloned()
     }
 
     /// Writes a step taken out of the queue: joined if its packet is known (then its
@@ -370,10 +407,12 @@ impl Joiner {
         self.live -= 1;
         self.prune(&waiting);
         let Waiting { since, step, .. } = waiting;
+        let event_trace_id = step.message.id;
         let event = match self.find(&step, since) {
             Some(seen) => {
-                self.remember_trace(step.message.id, Seen { at: since, ..seen });
-                step.into_event(Some(seen.tracking), seen.netns)
+                let event = seen.join(step);
+                self.remember_trace(event_trace_id, Seen { at: since, ..seen });
+                event
             }
             None => {
                 self.unjoined += 1;

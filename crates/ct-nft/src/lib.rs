@@ -23,8 +23,10 @@
 mod bucket;
 mod check;
 mod counts;
+mod devices;
 #[cfg(test)]
 mod fake_nft;
+mod hook_packet;
 mod join;
 #[cfg(test)]
 mod kernel_tests;

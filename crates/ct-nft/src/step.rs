@@ -2,8 +2,11 @@
 
 use std::sync::Arc;
 
-use ct_core::{Event, HeaderBytes, NftTrace, Packet, Tracking};
+use std::time::Instant;
 
+use ct_core::{Event, FixedStr, HeaderBytes, NftDevice, NftTrace, Packet, Tracking};
+
+use crate::devices::DeviceNames;
 use crate::message::{TraceMessage, NFPROTO_IPV4, NFPROTO_IPV6};
 
 /// `ETH_P_IP` and `ETH_P_IPV6`, as the header parser takes the layer-3 protocol.
@@ -29,6 +32,10 @@ pub struct TraceStep {
     /// when known: it wins over the namespace of the BPF events it is joined to, which
     /// may have seen the packet in another namespace.
     pub netns: Option<u32>,
+    /// The names of the message's input and output devices in the traced namespace when
+    /// it was read; `None` where there is no such device (any more).
+    pub iif_name: Option<FixedStr>,
+    pub oif_name: Option<FixedStr>,
 }
 
 impl TraceStep {
@@ -41,6 +48,21 @@ impl TraceStep {
             packet,
             received_ns,
             netns: None,
+            iif_name: None,
+            oif_name: None,
+        }
+    }
+
+    /// Names the step's devices as the calling thread's network namespace has them now.
+    pub(crate) fn name_devices(&mut self, names: &mut DeviceNames, now: Instant) {
+        self.iif_name = self.message.iif.and_then(|i| names.name(i, now));
+        self.oif_name = self.message.oif.and_then(|i| names.name(i, now));
+        if let Some(packet) = &mut self.packet {
+            // The packet's device is the input device, else the output one.
+            packet.ifname = match self.message.iif {
+                Some(_) => self.iif_name,
+                None => self.oif_name,
+            };
         }
     }
 
@@ -70,6 +92,14 @@ impl TraceStep {
                 rule: self.rule,
                 verdict: m.verdict,
                 target: m.target.map(Into::into),
+                iif: m.iif.map(|ifindex| NftDevice {
+                    ifindex,
+                    ifname: self.iif_name,
+                }),
+                oif: m.oif.map(|ifindex| NftDevice {
+                    ifindex,
+                    ifname: self.oif_name,
+                }),
             }),
             ..Event::default()
         }

@@ -9,11 +9,13 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use ct_bpf::NetnsFile;
-use ct_core::{NftTraceKind, NftVerdict};
+use ct_core::NftTraceKind;
 
 use crate::counts::TracerCounters;
+use crate::devices::DeviceNames;
+use crate::hook_packet::HookPackets;
 use crate::mark::Conjunction;
-use crate::message::{parse_datagram, MessageError};
+use crate::message::{parse_datagram, MessageError, TraceMessage};
 use crate::nft_program::NftProgram;
 use crate::rules::RuleTexts;
 use crate::socket::{enter_netns, monotonic_ns, Received, TraceSocket, NFNLGRP_NFTABLES};
@@ -371,6 +373,10 @@ struct Reader {
     counters: Arc<TracerCounters>,
     /// The rule-text look-up counts already added to `counters`.
     published: (u64, u64),
+    /// The packet of each hook evaluation, for its steps sent without it.
+    hooks: HookPackets,
+    /// Device names in this namespace.
+    devices: DeviceNames,
 }
 
 /// A namespace without a ruleset, watched for one ([`Marking::TableWithRuleset`]).
@@ -435,6 +441,8 @@ impl Reader {
                 rules: RuleTexts::default(),
                 counters,
                 published: (0, 0),
+                hooks: HookPackets::default(),
+                devices: DeviceNames::default(),
             },
             started,
         ))
@@ -538,8 +546,11 @@ impl Reader {
         let received_ns = monotonic_ns();
         for message in parse_datagram(datagram) {
             let event = match message {
-                Ok(message) => {
-                    if !self.reports(&message.table, message.kind, message.verdict) {
+                Ok(mut message) => {
+                    // Before the trace table's own steps are left out: its step is often
+                    // the one that carries the evaluation's packet.
+                    self.hooks.fill(&mut message);
+                    if !self.reports(&message) {
                         continue;
                     }
                     let rule = message.handle.and_then(|handle| {
@@ -547,7 +558,9 @@ impl Reader {
                             .get(message.family, &message.table, &message.chain, handle)
                     });
                     self.publish_lookups();
-                    let step = TraceStep::new(message, rule, received_ns).in_netns(self.netns);
+                    let mut step =
+                        TraceStep::new(message, rule, received_ns).in_netns(self.netns);
+                    step.name_devices(&mut self.devices, Instant::now());
                     TracerEvent::Step(Box::new(step))
                 }
                 Err(err) => TracerEvent::Malformed(err),
@@ -565,13 +578,21 @@ impl Reader {
         self.published = (refused, limited);
     }
 
-    /// Whether a step is worth reporting: not one of the trace table's own (marking is
-    /// not a decision), and not a rule that only matched and went on (`continue`: a
-    /// counter, a log statement).
-    fn reports(&self, table: &str, kind: NftTraceKind, verdict: NftVerdict) -> bool {
-        let own = self.own_table.as_deref() == Some(table);
-        let went_on = kind == NftTraceKind::Rule && verdict == NftVerdict::Continue;
-        !own && !went_on
+    /// Whether a step is reported: every step of the traced rulesets (a rule that matched
+    /// and went on, `continue`, too, as `nft monitor trace` shows it), but not the trace
+    /// table's own (marking is ct-cli's doing, not the ruleset's), nor a chain's end
+    /// (a rule step without a rule: counted, see [`TracerCounts::chain_ends`]).
+    ///
+    /// [`TracerCounts::chain_ends`]: crate::TracerCounts::chain_ends
+    fn reports(&self, m: &TraceMessage) -> bool {
+        if self.own_table.as_deref() == Some(&*m.table) {
+            return false;
+        }
+        if m.kind == NftTraceKind::Rule && m.handle.is_none() {
+            self.counters.count_chain_end();
+            return false;
+        }
+        true
     }
 }
 

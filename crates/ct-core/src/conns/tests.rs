@@ -771,6 +771,8 @@ fn nft_drop() -> impl Strategy<Value = NftTrace> {
         rule: (!policy).then(|| format!("tcp dport {handle} drop").into()),
         verdict: crate::NftVerdict::Drop,
         target: None,
+        iif: None,
+        oif: None,
     })
 }
 
@@ -1043,6 +1045,8 @@ fn nft_policy_drop() -> NftTrace {
         rule: None,
         verdict: crate::NftVerdict::Drop,
         target: None,
+        iif: None,
+        oif: None,
     }
 }
 

@@ -14,8 +14,9 @@ use std::sync::Arc;
 use crate::labels::parse_labels;
 use crate::{
     CtConnEvent, CtEvent, CtIp, CtProto, CtState, CtStatus, CtTuple, DropInfo, Event, FixedStr,
-    HeaderBytes, IpVersion, NftFamily, NftTrace, NftTraceKind, NftVerdict, Packet, PacketIp,
-    PacketL4, ProbeInfo, ProbeKind, SctpState, Task, TcpState, Tracking, ZoneDir, NAME_LEN,
+    HeaderBytes, IpVersion, NftDevice, NftFamily, NftTrace, NftTraceKind, NftVerdict, Packet,
+    PacketIp, PacketL4, ProbeInfo, ProbeKind, SctpState, Task, TcpState, Tracking, ZoneDir,
+    NAME_LEN,
 };
 
 /// Probe names kept to share one allocation between the events of a probe.
@@ -794,9 +795,10 @@ fn ct_proto(c: &mut Cursor<'_>) -> Option<CtProto> {
 fn nft(c: &mut Cursor<'_>) -> Option<NftTrace> {
     let (mut family, mut table, mut chain, mut kind) = (None, None, None, None);
     let (mut handle, mut rule, mut verdict, mut target) = (None, None, None, None);
+    let (mut iif, mut oif) = (None, None);
     c.fields_of(
         &[
-            "family", "table", "chain", "type", "handle", "rule", "verdict", "target",
+            "family", "table", "chain", "type", "handle", "rule", "verdict", "target", "iif", "oif",
         ],
         |c, index| {
             match index {
@@ -824,6 +826,12 @@ fn nft(c: &mut Cursor<'_>) -> Option<NftTrace> {
                 7 => {
                     target = c.opt(Cursor::arc)?;
                 }
+                8 => {
+                    iif = c.opt(nft_device)?;
+                }
+                9 => {
+                    oif = c.opt(nft_device)?;
+                }
                 _ => return None,
             }
             Some(())
@@ -838,5 +846,23 @@ fn nft(c: &mut Cursor<'_>) -> Option<NftTrace> {
         rule,
         verdict: verdict?,
         target,
+        iif,
+        oif,
+    })
+}
+
+fn nft_device(c: &mut Cursor<'_>) -> Option<NftDevice> {
+    let (mut ifindex, mut ifname) = (None, None);
+    c.fields_of(&["ifindex", "ifname"], |c, index| {
+        match index {
+            0 => ifindex = Some(c.uint()?),
+            1 => ifname = c.opt(Cursor::fixed)?,
+            _ => return None,
+        }
+        Some(())
+    })?;
+    Some(NftDevice {
+        ifindex: ifindex?,
+        ifname,
     })
 }

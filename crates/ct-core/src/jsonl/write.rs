@@ -12,8 +12,8 @@ use std::io;
 
 use crate::fast::Out;
 use crate::{
-    CtConnEvent, CtEvent, CtProto, CtState, CtTuple, DropInfo, Event, IoSink, IpVersion, NftTrace,
-    Packet, PacketIp, PacketL4, ProbeInfo, ProbeKind, Task, Tracking, ZoneDir,
+    CtConnEvent, CtEvent, CtProto, CtState, CtTuple, DropInfo, Event, IoSink, IpVersion, NftDevice,
+    NftTrace, Packet, PacketIp, PacketL4, ProbeInfo, ProbeKind, Task, Tracking, ZoneDir,
 };
 
 /// Bytes of the stack buffer: a whole event with both connections fits.
@@ -98,6 +98,25 @@ fn write_nft<W: io::Write>(o: &mut Json<W>, nft: &NftTrace) {
     if let Some(target) = &nft.target {
         o.str(",\"target\":");
         string(o, target);
+    }
+    if let Some(iif) = &nft.iif {
+        o.str(",\"iif\":");
+        write_nft_device(o, iif);
+    }
+    if let Some(oif) = &nft.oif {
+        o.str(",\"oif\":");
+        write_nft_device(o, oif);
+    }
+    o.ascii(b'}');
+}
+
+fn write_nft_device<W: io::Write>(o: &mut Json<W>, device: &NftDevice) {
+    o.str("{\"ifindex\":");
+    o.dec(device.ifindex.into());
+    o.str(",\"ifname\":");
+    match &device.ifname {
+        Some(name) => string(o, name.as_str()),
+        None => o.str("null"),
     }
     o.ascii(b'}');
 }

@@ -873,7 +873,8 @@ fn nft_events_take_the_place_of_the_probe() {
     let rule = events.iter().find(|e| e.nft.is_some()).unwrap();
     assert_eq!(
         render(rule, Layout::MultiLine, 0),
-        "1009000 nft inet f in handle 3 drop (tcp dport 81 drop) #skb 71 conn e5 netns 4026531840\n  \
+        "1009000 [swapper/0] 0 nft inet f in handle 3 drop (tcp dport 81 drop) iif veth-client \
+         #skb 71 conn e5 netns 4026531840\n  \
          if 3 (veth-client) 10.0.1.100.40000 > 10.0.2.2.81 ttl 64 tos 0x0 id 1 off 0 [DF] len 60 \
          proto TCP (6) flags [S]"
     );
@@ -884,7 +885,7 @@ fn nft_events_take_the_place_of_the_probe() {
     };
     assert_eq!(
         render(&bare, Layout::SingleLine, 0),
-        "nft inet f in handle 3 drop (tcp dport 81 drop)"
+        "nft inet f in handle 3 drop (tcp dport 81 drop) iif veth-client"
     );
 }
 

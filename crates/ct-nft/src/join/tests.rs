@@ -1,8 +1,8 @@
 use std::net::Ipv4Addr;
 
 use ct_core::{
-    CtConnEvent, CtEvent, CtIp, CtState, CtStatus, IpVersion, NftVerdict, PacketIp, PacketL4,
-    ZoneDir,
+    CtConnEvent, CtEvent, CtIp, CtState, CtStatus, FixedStr, IpVersion, NftDevice, NftVerdict,
+    PacketIp, PacketL4, ZoneDir,
 };
 
 use super::*;
@@ -378,4 +378,100 @@ fn remembered_packets_are_bounded() {
 
 fn ip4(i: u32) -> Ipv4Addr {
     Ipv4Addr::from(0x0a00_0000 | i)
+}
+
+/// The client's SYN seen by `ping`'s task on device 2, `veth0`.
+fn bpf_event_with_task(skb: u64, ip_id: u32) -> Event {
+    let mut event = bpf_event(skb, ip_id, false);
+    event.task = Some(ct_core::Task {
+        pid: 10,
+        tgid: 9,
+        comm: FixedStr::new("ping"),
+    });
+    event.packet.as_mut().unwrap().ifname = Some(FixedStr::new("veth0"));
+    event
+}
+
+fn device(ifindex: u32, name: Option<&str>) -> Option<NftDevice> {
+    Some(NftDevice {
+        ifindex,
+        ifname: name.map(FixedStr::new),
+    })
+}
+
+#[test]
+fn a_joined_step_carries_its_packets_task_and_device_name() {
+    let now = Instant::now();
+    let mut j = Joiner::new();
+    j.observe(&bpf_event_with_task(5, 1), now);
+    // The reader could not name device 2 (gone by then): the packet's event on it does.
+    let out = j.push(syn_step(1, 1), now);
+    assert_eq!(tracking(&out), [Some(5)]);
+    let task = out[0].task.as_ref().expect("the packet event's task");
+    assert_eq!((task.pid, task.tgid, task.comm.as_str()), (10, 9, "ping"));
+    let nft = out[0].nft.as_ref().unwrap();
+    assert_eq!((nft.iif, nft.oif), (device(2, Some("veth0")), None));
+    let packet = out[0].packet.as_ref().unwrap();
+    assert_eq!(
+        (packet.ifindex, packet.ifname.map(|n| n.to_string())),
+        (Some(2), Some("veth0".into()))
+    );
+}
+
+#[test]
+fn the_namespaces_names_stand_and_other_devices_keep_their_index() {
+    let now = Instant::now();
+    let mut j = Joiner::new();
+    j.observe(&bpf_event_with_task(5, 1), now);
+    let mut forwarded = syn_step(1, 1);
+    forwarded.message.oif = Some(5);
+    // As the reader named them in the traced namespace when the step came.
+    forwarded.iif_name = Some(FixedStr::new("veth0-renamed"));
+    let out = j.push(forwarded, now);
+    let nft = out[0].nft.as_ref().unwrap();
+    // Device 5 has no name: neither the namespace nor the packet's event gave one.
+    assert_eq!(
+        (nft.iif, nft.oif),
+        (device(2, Some("veth0-renamed")), device(5, None))
+    );
+}
+
+#[test]
+fn an_unjoined_step_has_no_task_and_only_the_namespaces_names() {
+    let now = Instant::now();
+    let mut j = Joiner::new();
+    let mut step = syn_step(1, 1);
+    step.iif_name = Some(FixedStr::new("eth0"));
+    assert!(j.push(step, now).is_empty());
+    let out = j.ready(now + WAIT_FOR_PACKET);
+    assert_eq!(tracking(&out), [None]);
+    assert_eq!(out[0].task, None);
+    assert_eq!(out[0].nft.as_ref().unwrap().iif, device(2, Some("eth0")));
+}
+
+/// A hook evaluation as the kernel reports it: its first step with the packet, the later
+/// ones (a second jump, the policy) with the trace id alone; each, given its packet by
+/// the reader, is joined by its headers even after the trace id's time is over.
+#[test]
+fn every_step_of_an_evaluation_is_joined_by_its_packet() {
+    let now = Instant::now();
+    let mut j = joiner_seeing(5, 1, now);
+    let mut hooks = crate::hook_packet::HookPackets::default();
+    let first = syn_step(42, 1).message;
+    let mut later = TraceMessage {
+        handle: None,
+        kind: ct_core::NftTraceKind::Policy,
+        iif: None,
+        nfproto: None,
+        network_header: Vec::new(),
+        transport_header: Vec::new(),
+        ..first.clone()
+    };
+    hooks.fill(&mut first.clone());
+    assert!(hooks.fill(&mut later));
+    let step = TraceStep::new(later, None, 1000);
+    // Long after the first step: by trace id alone it would not be joined.
+    let out = j.push(step, now + TRACE_ID_LIFETIME * 2);
+    assert_eq!(tracking(&out), [Some(5)]);
+    assert_eq!(out[0].nft.as_ref().unwrap().iif, device(2, None));
 }
