@@ -533,18 +533,32 @@ pub struct FileArgs {
 
     #[command(flatten)]
     pub filters: FilterArgs,
+
+    /// What a filter's match keeps, as collect's --follow: `packet` (the default) keeps
+    /// every event of a packet (one tracking.skb, no event more than --window after the
+    /// one before) one of whose events matched, before or after that one; `conn` also
+    /// every event of its connection (tracking.conn), both directions: print and sort
+    /// from --window before its first match on, conns the whole connection; `none`
+    /// judges every event on its own. Without a filter every event is kept anyway.
+    #[arg(
+        long,
+        value_name = "WHAT",
+        default_value = "packet",
+        ignore_case = true
+    )]
+    pub follow: Follow,
 }
 
-/// Arguments of `ct-cli sort` and `ct-cli conns`, which read their files as a stream.
+/// Arguments of `ct-cli print`, `sort` and `conns`, which read their files as a stream.
 #[derive(Debug, Args)]
 pub struct ViewArgs {
     #[command(flatten)]
     pub input: FileArgs,
 
     /// How long after a packet's last event more of its events may still come. A packet's
-    /// events are microseconds apart, so sort writes a packet's group, and conns forgets
-    /// which packets it counted, once the file's events are this far past it: memory
-    /// depends on this window, not on the file size.
+    /// events are microseconds apart, so sort writes a packet's group, conns forgets
+    /// which packets it counted, and --follow decides an event, once the file's events
+    /// are this far past it: memory depends on this window, not on the file size.
     #[arg(long, value_name = "DURATION", default_value = DEFAULT_WINDOW, value_parser = parse_duration)]
     pub window: Duration,
 
@@ -552,7 +566,8 @@ pub struct ViewArgs {
     /// window has passed, and the command says how often on stderr. Memory is bounded in
     /// events too: at most 4 per open packet (at least 1024) are held, and 1024 for one
     /// packet; past those the oldest packets are written early and events without a
-    /// timestamp are written before the end.
+    /// timestamp are written before the end. With --follow, also the most packets and
+    /// connections followed at once (the least recently seen connection goes first).
     #[arg(long, value_name = "N", default_value_t = StreamLimits::DEFAULT_MAX_OPEN, value_parser = parse_max_open)]
     pub max_open: usize,
 }
@@ -598,7 +613,7 @@ pub struct PcapArgs {
 }
 
 /// `print` takes exactly what the other file commands take.
-pub type PrintArgs = FileArgs;
+pub type PrintArgs = ViewArgs;
 
 /// A network namespace named on the command line.
 #[derive(Debug, Clone)]

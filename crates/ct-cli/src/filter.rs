@@ -36,6 +36,11 @@ impl FileFilter {
         }
     }
 
+    /// Whether no filter is set (every event passes).
+    pub fn is_empty(&self) -> bool {
+        self.fields.is_empty() && self.bytes.is_none()
+    }
+
     /// Whether `event` passes.
     pub fn matches(&mut self, event: &Event) -> bool {
         if !self.fields.matches(event) {
