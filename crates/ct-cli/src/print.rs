@@ -84,12 +84,12 @@ pub fn run(args: &PrintArgs) -> anyhow::Result<ExitCode> {
         }
         Ok(())
     })?;
-    let (name, bad, stats) = match read.and_then(|read| out.flush().map(|()| read)) {
+    let (name, bad, good, stats) = match read.and_then(|read| out.flush().map(|()| read)) {
         Ok(read) => read,
         Err(e) => return stdout_failed(e),
     };
     report_follow("print", stats, args);
-    Ok(bad_lines(&name, bad, stats.events, "printed"))
+    Ok(bad_lines(&name, bad, good, "printed"))
 }
 
 /// Says on stderr how many events `-f` could not decide (no header bytes); an error when
@@ -119,37 +119,47 @@ pub fn bad_lines(name: &str, bad: u64, good: u64, verb: &str) -> ExitCode {
 /// Reads the files of a view: each event is judged by the filters and `--follow`, and
 /// goes to `each` with its verdict, in input order; bad lines are reported on stderr (after
 /// flushing `out`, to keep the two in order on a terminal). Returns the input's name, the
-/// count of bad lines and what following did; an error is `each`'s (writing the output).
+/// counts of bad and good lines and what following did; an error is `each`'s (writing
+/// the output).
 fn read_judged<W: Flush>(
     args: &ViewArgs,
     out: &mut W,
     mut each: impl FnMut(&mut W, Event, bool) -> io::Result<()>,
-) -> anyhow::Result<io::Result<(String, u64, FollowStats)>> {
+) -> anyhow::Result<io::Result<(String, u64, u64, FollowStats)>> {
     let inputs = Inputs::open(&args.input.files)?;
     let name = inputs.name();
     let mut filter = FileFilter::new(&args.input.filters);
-    // Without a filter every event is kept: nothing to follow, nothing to hold.
-    let follow = if filter.is_empty() {
+    // Without a packet or conntrack filter every event in scope is kept: nothing to
+    // follow, nothing to hold.
+    let follow = if filter.selects_all() {
         Follow::None
     } else {
         args.input.follow
     };
     let mut selector = FollowSelector::new(follow, args.limits());
-    let mut bad = 0u64;
+    let (mut bad, mut good) = (0u64, 0u64);
     let result = inputs.for_each(|file, item| match item {
+        // --drops and --drop-reason say what kind of event, not which packet: judged on
+        // every event, as collect judges them on every hit.
+        Ok(event) if !filter.in_scope(&event) => {
+            good += 1;
+            Ok(())
+        }
         Ok(event) => {
-            let matched = filter.matches(&event);
-            selector.push(event, matched, &mut |e, keep| each(out, e, keep))
+            good += 1;
+            let selected = filter.selects(&event);
+            selector.push(event, selected, &mut |e, keep| each(out, e, keep))
         }
         Err(err) => {
             bad += 1;
-            out.flush_output().map(|()| eprintln!("ct-cli: {file}: {err}"))
+            out.flush_output()
+                .map(|()| eprintln!("ct-cli: {file}: {err}"))
         }
     });
     report_undecided(&filter)?;
     Ok(result
         .and_then(|()| selector.finish(&mut |e, keep| each(out, e, keep)))
-        .map(|stats| (name, bad, stats)))
+        .map(|stats| (name, bad, good, stats)))
 }
 
 /// An output that can be flushed: a writer, or an [`EventWriter`] over one.
@@ -268,7 +278,7 @@ pub fn sort(args: &ViewArgs) -> anyhow::Result<ExitCode> {
         out.flush()?;
         Ok((counts, stats))
     });
-    let ((name, bad, follow), stats) = match finished {
+    let ((name, bad, _, follow), stats) = match finished {
         Ok(done) => done,
         Err(e) => return stdout_failed(e),
     };
@@ -287,7 +297,7 @@ pub fn conns(args: &ViewArgs) -> anyhow::Result<ExitCode> {
         }
         Ok(())
     })?;
-    let (name, bad, follow) = match read {
+    let (name, bad, _, follow) = match read {
         Ok(counts) => counts,
         Err(e) => return stdout_failed(e),
     };
