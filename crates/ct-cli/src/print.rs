@@ -289,12 +289,15 @@ pub fn sort(args: &ViewArgs) -> anyhow::Result<ExitCode> {
 
 /// `ct-cli conns`: one entry per connection of the files, folded as the events are read.
 pub fn conns(args: &ViewArgs) -> anyhow::Result<ExitCode> {
-    let mut folder = ConnFolder::new(args.limits());
+    // --follow conn keeps a connection whole: every event of it is folded.
+    let mut folder = if args.input.follow == Follow::Conn {
+        ConnFolder::whole_connections(args.limits())
+    } else {
+        ConnFolder::new(args.limits())
+    };
     let mut out = BufWriter::new(io::stdout().lock());
     let read = read_judged(args, &mut out, |_, event, keep| {
-        if keep {
-            folder.push(&event);
-        }
+        folder.push_judged(&event, keep);
         Ok(())
     })?;
     let (name, bad, _, follow) = match read {
