@@ -29,7 +29,7 @@ pub struct FileArgs {
     /// one before) one of whose events matched, before or after that one; `conn` also
     /// every event of its connection (tracking.conn), both directions: print and sort
     /// from --window before its first match on, conns the whole connection; `none`
-    /// judges every event on its own. Without a filter every event is kept anyway.
+    /// judges every event on its own. --drops and --drop-reason still judge every event.
     #[arg(
         long,
         value_name = "WHAT",
