@@ -10,10 +10,13 @@ use ct_bpf::{KernelFilters, MetaFilter, ProbeSpec};
 use ct_bpf::{PcapError, PcapFilter};
 use ct_bpf::{RAW_EVENT_SIZE, RING_EVENT_SIZE, RING_HDR_SIZE};
 use ct_core::filter::{CtFilter, DropFilter, EventFilter, Follow, OptionValueError, PacketFilter};
-use ct_core::{CtState, CtStatus, Format, StreamLimits};
+use ct_core::{CtState, CtStatus, Format};
 use strum::VariantNames;
 
 use crate::exit;
+
+mod files;
+pub use files::{PrintArgs, ViewArgs};
 
 const ABOUT: &str = "Show what netfilter conntrack knows about every packet seen at an eBPF probe";
 
@@ -520,63 +523,6 @@ impl CollectArgs {
     }
 }
 
-/// Arguments of the commands that read an events file.
-#[derive(Debug, Args)]
-pub struct FileArgs {
-    /// JSON Lines events files to read as one stream, in the order given (oldest first
-    /// after rotation: events.json.2 events.json.1 events.json), or - for stdin.
-    #[arg(value_name = "FILE|-", required = true)]
-    pub files: Vec<PathBuf>,
-
-    /// Output format.
-    #[arg(long, value_name = "FORMAT", default_value = "multiline", ignore_case = true, value_parser = format_parser())]
-    pub format: Format,
-
-    #[command(flatten)]
-    pub filters: FilterArgs,
-}
-
-/// Arguments of `ct-cli sort` and `ct-cli conns`, which read their files as a stream.
-#[derive(Debug, Args)]
-pub struct ViewArgs {
-    #[command(flatten)]
-    pub input: FileArgs,
-
-    /// How long after a packet's last event more of its events may still come. A packet's
-    /// events are microseconds apart, so sort writes a packet's group, and conns forgets
-    /// which packets it counted, once the file's events are this far past it: memory
-    /// depends on this window, not on the file size.
-    #[arg(long, value_name = "DURATION", default_value = DEFAULT_WINDOW, value_parser = parse_duration)]
-    pub window: Duration,
-
-    /// Most packets held open at once. Past it the oldest is taken as complete before its
-    /// window has passed, and the command says how often on stderr. Memory is bounded in
-    /// events too: at most 4 per open packet (at least 1024) are held, and 1024 for one
-    /// packet; past those the oldest packets are written early and events without a
-    /// timestamp are written before the end.
-    #[arg(long, value_name = "N", default_value_t = StreamLimits::DEFAULT_MAX_OPEN, value_parser = parse_max_open)]
-    pub max_open: usize,
-}
-
-/// `--window`'s default, [`StreamLimits::DEFAULT_WINDOW`] as the parser reads it.
-const DEFAULT_WINDOW: &str = "100ms";
-
-impl ViewArgs {
-    /// The limits of the streaming views.
-    pub fn limits(&self) -> StreamLimits {
-        StreamLimits::new(self.window, self.max_open)
-    }
-}
-
-fn parse_max_open(s: &str) -> Result<usize, String> {
-    match s.trim().parse::<usize>() {
-        Ok(0) | Err(_) => Err(format!(
-            "{s:?} is not a number of packets: give a whole number of at least 1"
-        )),
-        Ok(n) => Ok(n),
-    }
-}
-
 /// Arguments of `ct-cli pcap`.
 #[derive(Debug, Args)]
 pub struct PcapArgs {
@@ -597,9 +543,6 @@ pub struct PcapArgs {
     #[command(flatten)]
     pub filters: FilterArgs,
 }
-
-/// `print` takes exactly what the other file commands take.
-pub type PrintArgs = FileArgs;
 
 /// A network namespace named on the command line.
 #[derive(Debug, Clone)]
@@ -720,16 +663,6 @@ mod tests {
         for &name in Format::VARIANTS {
             assert_eq!(name.parse::<Format>().unwrap().to_string(), name);
         }
-    }
-
-    #[test]
-    fn default_window_is_the_library_default() {
-        assert_eq!(
-            parse_duration(DEFAULT_WINDOW).unwrap(),
-            StreamLimits::DEFAULT_WINDOW
-        );
-        assert!(parse_max_open("0").is_err());
-        assert_eq!(parse_max_open("12").unwrap(), 12);
     }
 
     #[test]

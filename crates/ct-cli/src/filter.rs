@@ -36,9 +36,25 @@ impl FileFilter {
         }
     }
 
-    /// Whether `event` passes.
+    /// Whether no packet or conntrack filter is set: every event in scope is selected.
+    pub fn selects_all(&self) -> bool {
+        self.fields.selects_all() && self.bytes.is_none()
+    }
+
+    /// Whether `event` is of the kind `--drops` and `--drop-reason` ask for (judged on
+    /// every event, as collect judges them on every hit).
+    pub fn in_scope(&self, event: &Event) -> bool {
+        self.fields.in_scope(event)
+    }
+
+    /// Whether `event` passes, judged on its own.
     pub fn matches(&mut self, event: &Event) -> bool {
-        if !self.fields.matches(event) {
+        self.in_scope(event) && self.selects(event)
+    }
+
+    /// Whether the packet and conntrack filters select `event` (what `--follow` follows).
+    pub fn selects(&mut self, event: &Event) -> bool {
+        if !self.fields.selects(event) {
             return false;
         }
         let Some(filter) = &self.bytes else {

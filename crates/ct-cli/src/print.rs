@@ -8,12 +8,13 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
+use ct_core::filter::Follow;
 use ct_core::{
-    read_events, write_packet_io, ConnFolder, Event, EventWriter, LineError, PacketGroup,
-    PacketSorter, StreamStats,
+    read_events, write_packet_io, ConnFolder, Event, EventWriter, FollowSelector, FollowStats,
+    LineError, PacketGroup, PacketSorter, StreamStats,
 };
 
-use crate::cli::{FileArgs, ViewArgs};
+use crate::cli::{PrintArgs, ViewArgs};
 use crate::exit;
 use crate::filter::FileFilter;
 
@@ -74,30 +75,21 @@ impl Inputs {
     }
 }
 
-/// `ct-cli print`: every event that passes the filters, in the chosen format.
-pub fn run(args: &FileArgs) -> anyhow::Result<ExitCode> {
-    let inputs = Inputs::open(&args.files)?;
-    let name = inputs.name();
-    let mut filter = FileFilter::new(&args.filters);
-    let mut out = EventWriter::new(BufWriter::new(io::stdout().lock()), args.format);
-    let (mut bad, mut total) = (0u64, 0u64);
-    let result = inputs.for_each(|file, item| {
-        total += 1;
-        match item {
-            Ok(event) if !filter.matches(&event) => Ok(()),
-            Ok(event) => out.write(&event),
-            Err(err) => {
-                bad += 1;
-                // Keep stdout and stderr in order when both go to one terminal.
-                out.flush().map(|()| eprintln!("ct-cli: {file}: {err}"))
-            }
+/// `ct-cli print`: every event kept by the filters and --follow, in the chosen format.
+pub fn run(args: &PrintArgs) -> anyhow::Result<ExitCode> {
+    let mut out = EventWriter::new(BufWriter::new(io::stdout().lock()), args.input.format);
+    let read = read_judged(args, &mut out, |out, event, keep| {
+        if keep {
+            out.write(&event)?;
         }
-    });
-    if let Err(e) = result.and_then(|()| out.flush()) {
-        return stdout_failed(e);
-    }
-    report_undecided(&filter)?;
-    Ok(bad_lines(&name, bad, total - bad, "printed"))
+        Ok(())
+    })?;
+    let (name, bad, good, stats) = match read.and_then(|read| out.flush().map(|()| read)) {
+        Ok(read) => read,
+        Err(e) => return stdout_failed(e),
+    };
+    report_follow("print", stats, args);
+    Ok(bad_lines(&name, bad, good, "printed"))
 }
 
 /// Says on stderr how many events `-f` could not decide (no header bytes); an error when
@@ -124,32 +116,105 @@ pub fn bad_lines(name: &str, bad: u64, good: u64, verb: &str) -> ExitCode {
     ExitCode::from(exit::GENERIC)
 }
 
-/// Reads the files of a streaming view: every event that passes the filters goes to
-/// `each`, bad lines are reported on stderr (after flushing `out`, to keep the two in
-/// order on a terminal). Returns the input's name and the counts of bad and kept lines;
-/// an error is `each`'s (writing the output).
-fn read_stream<W: Write>(
-    args: &FileArgs,
+/// Reads the files of a view: each event is judged by the filters and `--follow`, and
+/// goes to `each` with its verdict, in input order; bad lines are reported on stderr (after
+/// flushing `out`, to keep the two in order on a terminal). Returns the input's name, the
+/// counts of bad and good lines and what following did; an error is `each`'s (writing
+/// the output).
+fn read_judged<W: Flush>(
+    args: &ViewArgs,
     out: &mut W,
-    mut each: impl FnMut(&mut W, Event) -> io::Result<()>,
-) -> anyhow::Result<io::Result<(String, u64, u64)>> {
-    let inputs = Inputs::open(&args.files)?;
+    mut each: impl FnMut(&mut W, Event, bool) -> io::Result<()>,
+) -> anyhow::Result<io::Result<(String, u64, u64, FollowStats)>> {
+    let inputs = Inputs::open(&args.input.files)?;
     let name = inputs.name();
-    let mut filter = FileFilter::new(&args.filters);
-    let (mut bad, mut kept) = (0u64, 0u64);
+    let mut filter = FileFilter::new(&args.input.filters);
+    // Without a packet or conntrack filter every event in scope is kept: nothing to
+    // follow, nothing to hold.
+    let follow = if filter.selects_all() {
+        Follow::None
+    } else {
+        args.input.follow
+    };
+    let mut selector = FollowSelector::new(follow, args.limits());
+    let (mut bad, mut good) = (0u64, 0u64);
     let result = inputs.for_each(|file, item| match item {
-        Ok(event) if filter.matches(&event) => {
-            kept += 1;
-            each(out, event)
+        // --drops and --drop-reason say what kind of event, not which packet: judged on
+        // every event, as collect judges them on every hit.
+        Ok(event) if !filter.in_scope(&event) => {
+            good += 1;
+            Ok(())
         }
-        Ok(_) => Ok(()),
+        Ok(event) => {
+            good += 1;
+            let selected = filter.selects(&event);
+            selector.push(event, selected, &mut |e, keep| each(out, e, keep))
+        }
         Err(err) => {
             bad += 1;
-            out.flush().map(|()| eprintln!("ct-cli: {file}: {err}"))
+            out.flush_output()
+                .map(|()| eprintln!("ct-cli: {file}: {err}"))
         }
     });
     report_undecided(&filter)?;
-    Ok(result.map(|()| (name, bad, kept)))
+    Ok(result
+        .and_then(|()| selector.finish(&mut |e, keep| each(out, e, keep)))
+        .map(|stats| (name, bad, good, stats)))
+}
+
+/// An output that can be flushed: a writer, or an [`EventWriter`] over one.
+trait Flush {
+    fn flush_output(&mut self) -> io::Result<()>;
+}
+
+impl<W: Write> Flush for BufWriter<W> {
+    fn flush_output(&mut self) -> io::Result<()> {
+        self.flush()
+    }
+}
+
+impl<W: Write> Flush for EventWriter<W> {
+    fn flush_output(&mut self) -> io::Result<()> {
+        self.flush()
+    }
+}
+
+/// Says on stderr what the bounds did to --follow, when they may have changed the output.
+fn report_follow(view: &str, stats: FollowStats, args: &ViewArgs) {
+    let plural = |n: u64| if n == 1 { "" } else { "s" };
+    if stats.decided_early > 0 {
+        eprintln!(
+            "ct-cli: {view}: --follow: {} event{} left out before --window {:?} had passed, \
+             to hold at most {} events (a later match of their packet could not keep them); \
+             raise --max-open",
+            stats.decided_early,
+            plural(stats.decided_early),
+            args.window,
+            args.limits().max_events,
+        );
+    }
+    let forgotten = stats.packets_forgotten + stats.conns_forgotten;
+    if forgotten > 0 {
+        eprintln!(
+            "ct-cli: {view}: --follow: {} packet{} and {} connection{} followed were \
+             forgotten to follow at most --max-open {} of each (their later events were \
+             judged on their own); raise --max-open",
+            stats.packets_forgotten,
+            plural(stats.packets_forgotten),
+            stats.conns_forgotten,
+            plural(stats.conns_forgotten),
+            args.max_open,
+        );
+    }
+    if stats.late > 0 {
+        eprintln!(
+            "ct-cli: {view}: --follow: {} event{} came more than --window {:?} after newer \
+             ones (a match of their packet may not have reached them); raise --window",
+            stats.late,
+            plural(stats.late),
+            args.window,
+        );
+    }
 }
 
 /// Says on stderr what the bounds of a streaming view did, when they may have changed its
@@ -202,7 +267,10 @@ pub fn sort(args: &ViewArgs) -> anyhow::Result<ExitCode> {
         Ok(())
     };
     let mut out = BufWriter::new(io::stdout().lock());
-    let read = read_stream(&args.input, &mut out, |out, event| {
+    let read = read_judged(args, &mut out, |out, event, keep| {
+        if !keep {
+            return Ok(());
+        }
         sorter.push(event, &mut |group| write(out, group))
     })?;
     let finished = read.and_then(|counts| {
@@ -210,23 +278,29 @@ pub fn sort(args: &ViewArgs) -> anyhow::Result<ExitCode> {
         out.flush()?;
         Ok((counts, stats))
     });
-    let ((name, bad, kept), stats) = match finished {
+    let ((name, bad, _, follow), stats) = match finished {
         Ok(done) => done,
         Err(e) => return stdout_failed(e),
     };
+    report_follow("sort", follow, args);
     report_bounds("sort", stats, args);
-    Ok(bad_lines(&name, bad, kept, "sorted"))
+    Ok(bad_lines(&name, bad, follow.kept, "sorted"))
 }
 
 /// `ct-cli conns`: one entry per connection of the files, folded as the events are read.
 pub fn conns(args: &ViewArgs) -> anyhow::Result<ExitCode> {
-    let mut folder = ConnFolder::new(args.limits());
+    // --follow conn keeps a connection whole: every event of it is folded.
+    let mut folder = if args.input.follow == Follow::Conn {
+        ConnFolder::whole_connections(args.limits())
+    } else {
+        ConnFolder::new(args.limits())
+    };
     let mut out = BufWriter::new(io::stdout().lock());
-    let read = read_stream(&args.input, &mut out, |_, event| {
-        folder.push(&event);
+    let read = read_judged(args, &mut out, |_, event, keep| {
+        folder.push_judged(&event, keep);
         Ok(())
     })?;
-    let (name, bad, kept) = match read {
+    let (name, bad, _, follow) = match read {
         Ok(counts) => counts,
         Err(e) => return stdout_failed(e),
     };
@@ -234,8 +308,9 @@ pub fn conns(args: &ViewArgs) -> anyhow::Result<ExitCode> {
     if let Err(e) = ct_core::write_conns_io(out, &conns, args.input.format) {
         return stdout_failed(e);
     }
+    report_follow("conns", follow, args);
     report_bounds("conns", stats, args);
-    Ok(bad_lines(&name, bad, kept, "read"))
+    Ok(bad_lines(&name, bad, follow.kept, "read"))
 }
 
 /// A reader that stopped reading (`| head`) is not an error; anything else is.

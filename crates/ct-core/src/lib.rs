@@ -89,6 +89,7 @@ mod labels;
 mod limits;
 mod output;
 mod render;
+mod select;
 mod sort;
 
 #[cfg(test)]
@@ -119,6 +120,7 @@ pub use render::{
     write_conn, write_ct, write_event, write_header, write_io, write_nft, write_packet,
     write_tcp_flags, write_tuple, Layout, Render, Rendered, CONTINUATION_INDENT, SECTION_INDENT,
 };
+pub use select::{FollowSelector, FollowStats};
 pub use sort::{
     group_packets, write_packet_io, write_packets, write_packets_io, PacketGroup, PacketSorter,
 };

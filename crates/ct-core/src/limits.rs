@@ -136,6 +136,11 @@ impl Watermark {
         late
     }
 
+    /// The newest timestamp read so far.
+    pub(crate) fn newest(&self) -> Option<u64> {
+        self.newest
+    }
+
     /// Whether a group whose last event is at `last` can take no more events.
     pub(crate) fn closes(&self, last: u64, window: u64) -> bool {
         self.newest.is_some_and(|n| last.saturating_add(window) < n)

@@ -77,6 +77,8 @@ struct Summary {
     ct_states: Firsts<CtState>,
     tcp_states: Firsts<TcpState>,
     sctp_states: Firsts<SctpState>,
+    /// Whether an event of it was kept (what [`ConnFolder::whole_connections`] shows).
+    kept: bool,
 }
 
 /// Which way a packet went in its connection, by its ctinfo.
@@ -96,11 +98,12 @@ struct OpenPacket {
     /// (connection, reply direction) pairs this packet was counted in.
     counted: Vec<(usize, bool)>,
     first_ct: Option<(Key, CtState)>,
-    nft_drops: Vec<(Key, NftTrace, Option<u64>)>,
+    nft_drops: Vec<(Key, NftTrace, Option<u64>, bool)>,
 }
 
-/// nftables drops counted by (connection id, rule, ct state): count and earliest key.
-type NftCounts = HashMap<(Option<u64>, NftTrace, Option<CtState>), (u64, Key)>;
+/// nftables drops counted by (connection id, rule, ct state, whether kept): count and
+/// earliest key. A drop not kept counts only for a connection kept whole.
+type NftCounts = HashMap<(Option<u64>, NftTrace, Option<CtState>, bool), (u64, Key)>;
 
 /// [`connections`](crate::connections) for inputs of any size: events go in one at a time
 /// ([`push`](ConnFolder::push)) and each connection keeps only its summary; the result,
@@ -121,6 +124,8 @@ type NftCounts = HashMap<(Option<u64>, NftTrace, Option<CtState>), (u64, Key)>;
 /// ```
 pub struct ConnFolder {
     limits: StreamLimits,
+    /// Fold events not kept too, and show only connections with a kept event.
+    whole: bool,
     window: u64,
     watermark: Watermark,
     summaries: Vec<Summary>,
@@ -153,6 +158,7 @@ impl ConnFolder {
     pub fn new(limits: StreamLimits) -> Self {
         ConnFolder {
             limits,
+            whole: false,
             window: limits.window_ns(),
             watermark: Watermark::default(),
             summaries: Vec::new(),
@@ -166,6 +172,19 @@ impl ConnFolder {
         }
     }
 
+    /// A folder that keeps connections whole (`conns --follow conn`): events go in with
+    /// whether they were kept ([`push_judged`](Self::push_judged)), every event is folded,
+    /// and [`finish`](Self::finish) gives the connections that had at least one kept
+    /// event, with all their events counted. nftables drops that no connection of the
+    /// input takes are counted only when kept. Memory: a summary per connection of the
+    /// input, kept or not.
+    pub fn whole_connections(limits: StreamLimits) -> Self {
+        ConnFolder {
+            whole: true,
+            ..Self::new(limits)
+        }
+    }
+
     /// Per-packet records held now (the queue entries of open packets, the connections
     /// each was counted in, its nftables drops waiting for its ct state): never more than
     /// [`StreamLimits::max_events`] between two calls.
@@ -175,6 +194,16 @@ impl ConnFolder {
 
     /// Takes the next event of the input.
     pub fn push(&mut self, event: &Event) {
+        self.push_judged(event, true);
+    }
+
+    /// Takes the next event of the input, with whether the filters kept it. A folder made
+    /// by [`new`](Self::new) ignores an event not kept; one made by
+    /// [`whole_connections`](Self::whole_connections) folds it.
+    pub fn push_judged(&mut self, event: &Event, kept: bool) {
+        if !kept && !self.whole {
+            return;
+        }
         let seq = self.stats.events;
         self.stats.events += 1;
         let key = order_key(event.timestamp, seq);
@@ -205,13 +234,14 @@ impl ConnFolder {
             }
             if let Some(nft) = event.nft.as_ref().filter(|n| n.is_drop()) {
                 let conn = event.tracking.and_then(|t| t.conn);
-                open.nft_drops.push((key, nft.clone(), conn));
+                open.nft_drops.push((key, nft.clone(), conn, kept));
                 self.packet_records += 1;
             }
         } else if let Some(nft) = event.nft.as_ref().filter(|n| n.is_drop()) {
-            count_nft(&mut self.nft, None, nft.clone(), None, key);
+            let conn = None;
+            count_nft(&mut self.nft, (conn, nft.clone(), None, kept), key);
         }
-        self.fold(event, key, packet);
+        self.fold(event, key, packet, kept);
         if let Some(skb) = packet {
             let records = self
                 .packets
@@ -228,7 +258,7 @@ impl ConnFolder {
     }
 
     /// Adds the event to its connection's summary.
-    fn fold(&mut self, event: &Event, key: Key, packet: Option<u64>) {
+    fn fold(&mut self, event: &Event, key: Key, packet: Option<u64>, kept: bool) {
         let (Some(ct), Some(conn_key)) = (event.ct.as_ref(), ConnKey::of(event)) else {
             return;
         };
@@ -251,10 +281,12 @@ impl ConnFolder {
                 ct_states: Firsts(Vec::new()),
                 tcp_states: Firsts(Vec::new()),
                 sctp_states: Firsts(Vec::new()),
+                kept: false,
             });
             self.summaries.len() - 1
         });
         let s = &mut self.summaries[i];
+        s.kept |= kept;
         s.first = s.first.min(key);
         s.entry.offer(key, || base.clone());
         s.events += 1;
@@ -348,8 +380,8 @@ impl ConnFolder {
         if let Some(open) = self.packets.remove(&skb) {
             self.packet_records -= open.counted.len() + open.nft_drops.len();
             let state = open.first_ct.map(|(_, s)| s);
-            for (key, nft, conn) in open.nft_drops {
-                count_nft(&mut self.nft, conn, nft, state, key);
+            for (key, nft, conn, kept) in open.nft_drops {
+                count_nft(&mut self.nft, (conn, nft, state, kept), key);
             }
         }
     }
@@ -364,9 +396,21 @@ impl ConnFolder {
         let mut charged: Vec<Vec<(Key, NftDrop)>> = Vec::new();
         charged.resize_with(self.summaries.len(), Vec::new);
         let mut unattributed: Vec<(Key, NftDrop)> = Vec::new();
-        for ((conn, by, ct_state), (packets, key)) in self.nft {
-            match conn.and_then(|id| self.index.get(&ConnKey::Id(id))) {
-                Some(&i) => charged[i].push((
+        for ((conn, by, ct_state, kept), (packets, key)) in self.nft {
+            let drops = match conn.and_then(|id| self.index.get(&ConnKey::Id(id))) {
+                Some(&i) => &mut charged[i],
+                None if kept => &mut unattributed,
+                None => continue,
+            };
+            match drops
+                .iter_mut()
+                .find(|(_, d)| d.by == by && d.ct_state == ct_state)
+            {
+                Some((first, drop)) => {
+                    drop.packets += packets;
+                    *first = (*first).min(key);
+                }
+                None => drops.push((
                     key,
                     NftDrop {
                         by,
@@ -374,23 +418,6 @@ impl ConnFolder {
                         packets,
                     },
                 )),
-                None => match unattributed
-                    .iter_mut()
-                    .find(|(_, d)| d.by == by && d.ct_state == ct_state)
-                {
-                    Some((first, drop)) => {
-                        drop.packets += packets;
-                        *first = (*first).min(key);
-                    }
-                    None => unattributed.push((
-                        key,
-                        NftDrop {
-                            by,
-                            ct_state,
-                            packets,
-                        },
-                    )),
-                },
             }
         }
         // Parents known only through their own events.
@@ -411,6 +438,9 @@ impl ConnFolder {
             let Some(entry) = s.entry.take() else {
                 continue;
             };
+            if !s.kept {
+                continue;
+            }
             let mut reasons = s.drop_reasons;
             reasons.sort_by_key(|(key, _, _)| *key);
             conns.push((
@@ -452,12 +482,10 @@ impl ConnFolder {
 /// Counts one nftables drop.
 fn count_nft(
     counts: &mut NftCounts,
-    conn: Option<u64>,
-    by: NftTrace,
-    ct_state: Option<CtState>,
+    drop: (Option<u64>, NftTrace, Option<CtState>, bool),
     key: Key,
 ) {
-    let count = counts.entry((conn, by, ct_state)).or_insert((0, key));
+    let count = counts.entry(drop).or_insert((0, key));
     count.0 += 1;
     count.1 = count.1.min(key);
 }

@@ -1133,3 +1133,49 @@ proptest! {
         );
     }
 }
+
+/// `conns --follow conn`: one kept event keeps its connection whole, every event of it
+/// counted, and nothing else.
+#[test]
+fn whole_connections_keep_every_event_of_a_kept_one() {
+    let events = router_scenario();
+    let all = connections(&events);
+    // One reply event of a1 is kept (the late drop at skb:kfree_skb), nothing else.
+    let kept = |e: &Event| e.is_drop() && e.tracking.and_then(|t| t.conn) == Some(0xa1);
+    assert_eq!(events.iter().filter(|e| kept(e)).count(), 1);
+    let mut folder = ConnFolder::whole_connections(crate::StreamLimits::default());
+    for event in &events {
+        folder.push_judged(event, kept(event));
+    }
+    let (whole, stats) = folder.finish();
+    assert!(stats.exact());
+    assert_eq!(whole.conns, vec![find(&all.conns, 0xa1).clone()]);
+    // The usual folder counts the kept event alone.
+    let mut folder = ConnFolder::new(crate::StreamLimits::default());
+    for event in &events {
+        folder.push_judged(event, kept(event));
+    }
+    let (one, _) = folder.finish();
+    assert_eq!(one.conns.len(), 1);
+    assert_eq!(one.conns[0].events, 1);
+    assert!(find(&all.conns, 0xa1).events > 1);
+}
+
+/// nftables drops: a kept connection takes all of its own; drops no connection takes
+/// count only when kept.
+#[test]
+fn whole_connections_count_nft_drops_of_kept_connections_only() {
+    let events = testing::nft_scenario();
+    let all = connections(&events);
+    let mut folder = ConnFolder::whole_connections(crate::StreamLimits::default());
+    for event in &events {
+        folder.push_judged(event, false);
+    }
+    let (none, _) = folder.finish();
+    assert!(none.conns.is_empty() && none.unattributed_nft_drops.is_empty());
+    let mut folder = ConnFolder::whole_connections(crate::StreamLimits::default());
+    for event in &events {
+        folder.push_judged(event, true);
+    }
+    assert_eq!(folder.finish().0, all);
+}

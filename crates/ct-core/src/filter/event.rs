@@ -29,10 +29,27 @@ impl EventFilter {
 
     /// Whether `event` passes every filter that is set.
     pub fn matches(&self, event: &crate::Event) -> bool {
+        self.in_scope(event) && self.selects(event)
+    }
+
+    /// Whether `event` is of the kind the drop filters ask for. As in the kernel, this is
+    /// judged on every event, followed or not: it says what kind of hit, not which packet.
+    pub fn in_scope(&self, event: &crate::Event) -> bool {
+        self.drop.matches(event)
+    }
+
+    /// Whether the packet and conntrack filters select `event`'s packet: what
+    /// `--follow` follows ([`FollowSelector`](crate::FollowSelector)).
+    pub fn selects(&self, event: &crate::Event) -> bool {
         self.packet
             .as_ref()
             .is_none_or(|f| f.matches(event.packet.as_ref()))
             && self.ct.matches(event.ct.as_ref())
-            && self.drop.matches(event)
+    }
+
+    /// Whether no packet or conntrack filter is set: every event is selected, and there
+    /// is nothing to follow.
+    pub fn selects_all(&self) -> bool {
+        self.packet.is_none() && self.ct.is_empty()
     }
 }
