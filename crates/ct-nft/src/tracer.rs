@@ -558,8 +558,7 @@ impl Reader {
                             .get(message.family, &message.table, &message.chain, handle)
                     });
                     self.publish_lookups();
-                    let mut step =
-                        TraceStep::new(message, rule, received_ns).in_netns(self.netns);
+                    let mut step = TraceStep::new(message, rule, received_ns).in_netns(self.netns);
                     step.name_devices(&mut self.devices, Instant::now());
                     TracerEvent::Step(Box::new(step))
                 }
