@@ -245,6 +245,16 @@ fn follow_conn_shows_the_backend_replies_before_un_nat() {
         (ROUTER_S4.into(), masq, SERVER4.into(), 80),
     );
     assert_eq!(leaving.len() as u64, orig_packets, "{d}");
+    // And as the server receives them: after NAT, carrying no entry (the server tracks
+    // nothing), in neither of the entry's tuples as they are (the inverse of its reply
+    // tuple), and not matching the filter: found through the connection all the same.
+    let at_server = at(
+        &run,
+        RECEIVE,
+        "s0",
+        (ROUTER_S4.into(), masq, SERVER4.into(), 80),
+    );
+    assert_eq!(at_server.len() as u64, orig_packets, "{d}");
     // Each reply is one packet from the server to the client: one tracking id for its
     // hits before and after un-NAT.
     let mut hits_per_id: BTreeMap<u64, usize> = BTreeMap::new();

@@ -13,7 +13,8 @@
  * connection reusing the memory of a followed one is not taken for it), which holds
  * between NAT's two rewrites too; and a packet that does not carry it yet (a reply
  * before conntrack saw it, on the backend's side of a DNAT) by its addresses, protocol
- * and ports, equal to the original or the reply tuple (ICMP by addresses alone). The
+ * and ports, equal to the original or the reply tuple or either reversed (ICMP by
+ * addresses alone). The
  * maps are LRU hashes: under a flood of selected packets the oldest entries go first,
  * and nothing grows without bound. A connection's entries last until pushed out (no
  * probe sees connections destroyed).
@@ -58,8 +59,8 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 2 * CT_FOLLOW_CONNS);
-	__type(key, __u64);   /* ct_flow_key of a followed connection's tuple */
+	__uint(max_entries, 4 * CT_FOLLOW_CONNS);
+	__type(key, __u64);   /* ct_flow_key of a followed connection's tuple (or reversed) */
 	__type(value, __u8);
 } ct_follow_tuple SEC(".maps");
 
@@ -210,12 +211,19 @@ static __always_inline bool ct_follow_flow_hit(const struct ct_follow_state *st,
 	return bpf_map_lookup_elem(&ct_follow_tuple, &key) != NULL;
 }
 
-/* Files one tuple of a followed connection (as ct_fill() copied it) as a flow. */
+/*
+ * Files one tuple of a followed connection (as ct_fill() copied it) as a flow, as it is
+ * and reversed. A connection's packets look like one of four flows on the wire: the
+ * original tuple (requests before NAT), the reply tuple (replies before un-NAT), and
+ * the two reversed (requests after NAT: the reply tuple's reverse; replies after
+ * un-NAT: the original's).
+ */
 static __always_inline void ct_follow_tuple_add(const struct ct_raw_tuple *t)
 {
 	struct ct_pkt_view *flow = ct_follow_flow();
 	__u8 one = 1;
-	__u64 key;
+	__u64 key, word, *src, *dst;
+	__u16 port;
 
 	if (!flow)
 		return;
@@ -238,6 +246,22 @@ static __always_inline void ct_follow_tuple_add(const struct ct_raw_tuple *t)
 		flow->dport = bpf_ntohs(t->dst_u);
 		flow->has_ports = 1;
 	}
+	key = ct_flow_key(flow);
+	bpf_map_update_elem(&ct_follow_tuple, &key, &one, BPF_ANY);
+
+	/* Reversed in place, a word at a time (ct_flow_key reads them so too): the stack
+	 * has no room for a copy. */
+	src = (void *)flow->src;
+	dst = (void *)flow->dst;
+	word = src[0];
+	src[0] = dst[0];
+	dst[0] = word;
+	word = src[1];
+	src[1] = dst[1];
+	dst[1] = word;
+	port = flow->sport;
+	flow->sport = flow->dport;
+	flow->dport = port;
 	key = ct_flow_key(flow);
 	bpf_map_update_elem(&ct_follow_tuple, &key, &one, BPF_ANY);
 }
