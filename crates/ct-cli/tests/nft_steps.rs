@@ -171,8 +171,8 @@ fn monitor_packet(line: &str) -> Option<PacketKey> {
 }
 
 /// A monitor line about a step: `trace id ID FAMILY TABLE CHAIN rule TEXT # handle N
-/// (verdict V)`, `... unknown rule handle N (verdict V)`, `... policy V`, or another
-/// verdict report (a return).
+/// (verdict V)`, `... unknown rule handle N (verdict V)`, `... policy V`, or a return
+/// (`... verdict V`).
 fn monitor_step(chain: &str, rest: &str) -> Step {
     let verdict = || {
         rest.rsplit_once("(verdict ")
@@ -185,6 +185,11 @@ fn monitor_step(chain: &str, rest: &str) -> Step {
         .map(|h| h.parse().unwrap());
     let (kind, verdict) = if let Some(policy) = rest.strip_prefix("policy ") {
         ("policy", policy.trim().to_owned())
+    } else if let Some(returned) = rest.strip_prefix("verdict ") {
+        // A regular chain that ran out of rules, where the kernel reports it as a return
+        // (5.10 does; 6.x reports a rule step without a rule, which the monitor does not
+        // print and collect counts as a chain end).
+        ("return", returned.trim().to_owned())
     } else if rest.starts_with("rule ") || rest.starts_with("unknown rule ") {
         ("rule", verdict())
     } else {
