@@ -325,6 +325,7 @@ VM_TESTS=(
     "ct-cli:default_probes"
     "ct-cli:nft"
     "ct-cli:nft_netns"
+    "ct-cli:follow"
     "ct-cli:stopping"
     "ct-nft:ct_nft"
     "ct-nft:trace_senders"

@@ -253,8 +253,15 @@ impl Case<'static> {
 }
 
 /// Checks the events of one drop case against the monitor and the rule counter.
-fn check(lab: &Lab, case: &Case, events: &[Event], monitor: (Vec<String>, String), dst: IpAddr) {
-    let d = dump(events);
+fn check(
+    lab: &Lab,
+    case: &Case,
+    events: &[Event],
+    stderr: &str,
+    monitor: (Vec<String>, String),
+    dst: IpAddr,
+) {
+    let d = format!("{}\ncollect's stderr:\n{stderr}", dump(events));
     let family: &str = case.family.into();
     let (handle, counted) = rule(lab, case.node, family, case.table, case.chain, case.needle);
     assert_eq!(counted, case.packets, "the rule counted\n{d}");
@@ -348,7 +355,7 @@ fn trace_case(
     let table = format!("{family} {}", case.table);
     let monitor = monitor.finish(&table, case.chain, case.verdict.into(), case.packets);
     let (events, stderr) = collect.stop(signal);
-    check(lab, case, &events, monitor, SERVER4.into());
+    check(lab, case, &events, &stderr, monitor, SERVER4.into());
     (events, stderr)
 }
 

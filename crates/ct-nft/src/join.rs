@@ -15,11 +15,14 @@ use std::time::{Duration, Instant};
 
 use ct_core::{CtProto, CtTuple, Event, FixedStr, NftDevice, Packet, Task, Tracking};
 
-use crate::TraceStep;
+use crate::{TraceStep, NFT_TIMEOUT};
 
-/// How long a BPF event can be joined to: trace messages arrive within milliseconds of
-/// the probe hits of the same packet.
-const REMEMBER_PACKETS_FOR: Duration = Duration::from_secs(2);
+/// How long a BPF event can be joined to. Trace messages are read within milliseconds of
+/// the probe hits of the same packet, but a step reaches the joiner only once the reader
+/// has looked up its rule's text, which runs `nft` (up to [`NFT_TIMEOUT`]): in an
+/// emulated VM beside another one that took over 3 s, and steps read meanwhile wait
+/// behind it. The bound on keys ([`MAX_PACKET_KEYS`]) holds memory under floods.
+const REMEMBER_PACKETS_FOR: Duration = Duration::from_secs(NFT_TIMEOUT.as_secs() + 2);
 /// How long a trace id stands for one packet: the kernel derives it from the buffer's
 /// address, which the next packet may reuse, while one packet's steps come within
 /// microseconds of each other.
@@ -27,7 +30,7 @@ const TRACE_ID_LIFETIME: Duration = Duration::from_millis(100);
 /// How long a step waits for the BPF events of its packet (the ring buffer and the
 /// netlink socket are read in turn) before it is written without tracking ids.
 pub const WAIT_FOR_PACKET: Duration = Duration::from_millis(300);
-/// Most header keys remembered (up to five per BPF event, for two seconds): beyond, the
+/// Most header keys remembered (up to five per BPF event, for twelve seconds): beyond, the
 /// oldest are forgotten early ([`Joiner::forgotten_early`]). About 40 MB at the bound.
 pub const MAX_PACKET_KEYS: usize = 1 << 18;
 /// Most trace ids of joined packets remembered; beyond, the oldest are forgotten early.
