@@ -439,27 +439,28 @@ test)
         fi
     }
     jobs_max=${MATRIX_JOBS:-2}
-    declare -A pid_of=()
+    declare -A kernel_of=()
     status=0
-    report() {
-        local k=$1
-        wait "${pid_of[$k]}" || status=1
-        cat "$logs/$k.log"
+    # Waits for whichever VM ends first (the next one starts in its place) and prints its
+    # output.
+    report_next() {
+        local done="" rc=0
+        wait -n -p done "${!kernel_of[@]}" || rc=$?
+        [ "$rc" -eq 0 ] || status=1
+        cat "$logs/${kernel_of[$done]}.log"
+        unset "kernel_of[$done]"
     }
-    running=()
     for k in "${order[@]}"; do
-        if ((${#running[@]} >= jobs_max)); then
-            report "${running[0]}"
-            running=("${running[@]:1}")
+        if ((${#kernel_of[@]} >= jobs_max)); then
+            report_next
         fi
         # Boots a minute apart: two emulated kernels booting at once compete for the
         # same two cores at their most demanding.
-        ((${#running[@]} == 0)) || sleep "${MATRIX_STAGGER:-60}"
+        ((${#kernel_of[@]} == 0)) || sleep "${MATRIX_STAGGER:-60}"
         one_kernel "$k" &
-        pid_of[$k]=$!
-        running+=("$k")
+        kernel_of[$!]=$k
     done
-    for k in "${running[@]}"; do report "$k"; done
+    while ((${#kernel_of[@]})); do report_next; done
     exit $status
     ;;
 vm-suite)
