@@ -45,7 +45,6 @@ impl Drop for BpfStats {
 }
 
 struct Row {
-    case: &'static str,
     ours: f64,
     floor: f64,
     hits: u64,
@@ -132,7 +131,6 @@ fn per_hit_omitting(
         find(true).ok_or("no stats")?,
     );
     Ok(Row {
-        case,
         ours: ours.ns_per_hit().unwrap_or(0.0),
         floor: floor.ns_per_hit().unwrap_or(0.0),
         hits: ours.run_cnt,
@@ -203,6 +201,22 @@ fn step_table(rounds: usize) {
     println!();
 }
 
+/// One table row: the case, how it ran (`mode`), and its figures or its error.
+fn print_row(case: &str, mode: &str, row: Result<Row, String>) {
+    match row {
+        Ok(r) => println!(
+            "| {case} | {mode} | {:.0} | {:.0} | {:.2}x | {} | {} | {} |",
+            r.ours,
+            r.floor,
+            if r.floor > 0.0 { r.ours / r.floor } else { 0.0 },
+            r.hits,
+            r.events,
+            r.lost
+        ),
+        Err(e) => println!("| {case} | {mode} | error: {e} | | | | | |"),
+    }
+}
+
 /// What following costs: each case with `--follow none`, `packet` and `conn` (tp_btf,
 /// with ct in the sender's namespace only, so that the replies carry no entry and
 /// `--follow conn` finds them by their tuple).
@@ -225,18 +239,8 @@ fn follow_table() {
     println!("|---|---|---|---|---|---|---|---|");
     for (case, expr) in cases {
         for follow in [Follow::None, Follow::Packet, Follow::Conn] {
-            match per_hit_omitting("fo", true, filter(expr), None, false, &[], follow) {
-                Ok(r) => println!(
-                    "| {case} | {follow} | {:.0} | {:.0} | {:.2}x | {} | {} | {} |",
-                    r.ours,
-                    r.floor,
-                    if r.floor > 0.0 { r.ours / r.floor } else { 0.0 },
-                    r.hits,
-                    r.events,
-                    r.lost
-                ),
-                Err(e) => println!("| {case} | {follow} | error: {e} | | | | | |"),
-            }
+            let row = per_hit_omitting("fo", true, filter(expr), None, false, &[], follow);
+            print_row(case, &follow.to_string(), row);
         }
     }
     println!();
@@ -307,19 +311,7 @@ fn main() {
     for (case, conntrack, filters, pcap) in cases {
         for raw in [false, true] {
             let mode = if raw { "raw_tp" } else { "tp_btf" };
-            match per_hit(case, conntrack, filters.clone(), pcap, raw) {
-                Ok(r) => println!(
-                    "| {} | {mode} | {:.0} | {:.0} | {:.2}x | {} | {} | {} |",
-                    r.case,
-                    r.ours,
-                    r.floor,
-                    if r.floor > 0.0 { r.ours / r.floor } else { 0.0 },
-                    r.hits,
-                    r.events,
-                    r.lost
-                ),
-                Err(e) => println!("| {case} | {mode} | error: {e} | | | | | |"),
-            }
+            print_row(case, mode, per_hit(case, conntrack, filters.clone(), pcap, raw));
         }
     }
 }
