@@ -311,7 +311,11 @@ fn main() {
     for (case, conntrack, filters, pcap) in cases {
         for raw in [false, true] {
             let mode = if raw { "raw_tp" } else { "tp_btf" };
-            print_row(case, mode, per_hit(case, conntrack, filters.clone(), pcap, raw));
+            print_row(
+                case,
+                mode,
+                per_hit(case, conntrack, filters.clone(), pcap, raw),
+            );
         }
     }
 }

@@ -10,75 +10,23 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::net::IpAddr;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ct_core::{Event, NftFamily, NftTraceKind, NftVerdict};
 use ct_lab::{ExpectedReason, Lab, Node, CLIENT4, NFT_DROP_ECHO, SERVER4};
-use support::{kernel_tests_can_run, read_file, start_collect, Collect, Scratch};
+use support::{kernel_tests_can_run, read_file, start_collect, Collect, NftMonitor, Scratch};
 
 const KFREE: &str = "skb:kfree_skb";
 const STOP: Duration = Duration::from_secs(20);
 
 /// `nft monitor trace` in a lab namespace: the independent witness.
-struct Monitor {
-    child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
-}
-
-/// `NETLINK_NETFILTER` and the bit of `NFNLGRP_NFTRACE` (group 9) in
-/// `/proc/net/netlink`'s group mask.
-const NETLINK_NETFILTER: u32 = 12;
-const NFTRACE_GROUP_BIT: u64 = 1 << (9 - 1);
-
-/// Whether process `pid` has a netfilter netlink socket in `node` that is a member of the
-/// trace group, as `/proc/net/netlink` there lists its sockets (`sk Eth Pid Groups ...`).
-fn subscribed(lab: &Lab, node: Node, pid: u32) -> bool {
-    let Ok(out) = lab.exec(node, &["cat", "/proc/net/netlink"]) else {
-        return false;
-    };
-    out.stdout.lines().skip(1).any(|line| {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        f.len() > 3
-            && f[1].parse() == Ok(NETLINK_NETFILTER)
-            && f[2].parse() == Ok(pid)
-            && u64::from_str_radix(f[3], 16).is_ok_and(|g| g & NFTRACE_GROUP_BIT != 0)
-    })
-}
+struct Monitor(NftMonitor);
 
 impl Monitor {
     fn start(lab: &Lab, node: Node) -> Monitor {
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", lab.name(node), "nft", "monitor", "trace"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nft monitor trace starts");
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let sink = Arc::clone(&lines);
-        let out = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines() {
-                let Ok(line) = line else { break };
-                sink.lock().unwrap().push(line);
-            }
-        });
-        // It prints nothing when it has subscribed: wait until its socket is in the trace
-        // group (an emulated VM can take seconds to start it).
-        let deadline = Instant::now() + ct_lab::scaled(Duration::from_secs(10));
-        while !subscribed(lab, node, child.id()) {
-            assert!(
-                Instant::now() < deadline,
-                "nft monitor trace did not join the trace group"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Monitor { child, lines }
+        Monitor(NftMonitor::start(lab.name(node), false))
     }
 
     /// Its lines about a rule of `table chain` with `verdict`: one per packet (trace ids
@@ -86,7 +34,7 @@ impl Monitor {
     /// has printed `expected` of them (it looks each rule up, which takes a while on an
     /// emulated machine) or 20 s passed; then stops it. Also returns all it printed.
     fn finish(
-        mut self,
+        self,
         table: &str,
         chain: &str,
         verdict: &str,
@@ -101,17 +49,9 @@ impl Monitor {
                 .cloned()
                 .collect()
         };
-        let deadline = Instant::now() + ct_lab::scaled(Duration::from_secs(20));
-        while Instant::now() < deadline
-            && (matching(&self.lines.lock().unwrap()).len() as u64) < expected
-        {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        // Anything more (there should be nothing) has a moment to show.
-        std::thread::sleep(Duration::from_millis(300));
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let lines = self.lines.lock().unwrap().clone();
+        let lines = self
+            .0
+            .finish(|lines| matching(lines).len() as u64 >= expected);
         (matching(&lines), lines.join("\n"))
     }
 }

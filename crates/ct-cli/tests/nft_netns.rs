@@ -12,60 +12,28 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ct_core::{Event, NftTraceKind};
 use ct_lab::{Lab, Node, SERVER4};
-use support::{kernel_test_lock, read_file, start_collect, Collect, Scratch};
+use support::{kernel_test_lock, read_file, start_collect, Collect, NftMonitor, Scratch};
 
 const STOP: Duration = Duration::from_secs(30);
 /// Marks the lab's ping only (both directions carry the client's address).
 const FILTER: &str = "icmp and host 10.0.1.2";
 
 /// `nft monitor trace` in the namespace named `netns`: the independent witness.
-struct Monitor {
-    child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
-}
+struct Monitor(NftMonitor);
 
 impl Monitor {
     fn start(netns: &str) -> Monitor {
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", netns, "nft", "monitor", "trace"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nft monitor trace starts");
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let sink = Arc::clone(&lines);
-        let out = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines() {
-                let Ok(line) = line else { break };
-                sink.lock().unwrap().push(line);
-            }
-        });
-        // It prints nothing once subscribed: wait until its socket is in the trace group
-        // (`/proc/net/netlink` in its namespace: protocol 12, group 9's bit).
-        let deadline = Instant::now() + ct_lab::scaled(Duration::from_secs(10));
-        while !subscribed(netns, child.id()) {
-            assert!(
-                Instant::now() < deadline,
-                "nft monitor trace did not subscribe"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Monitor { child, lines }
+        Monitor(NftMonitor::start(netns, false))
     }
 
     /// Its verdict lines (`... (verdict V)`) of tables other than ct-cli's, as
     /// (chain, verdict), once it printed `expected` of them (or 20 s passed).
-    fn finish(mut self, expected: usize) -> Vec<(String, String)> {
-        let deadline = Instant::now() + ct_lab::scaled(Duration::from_secs(20));
+    fn finish(self, expected: usize) -> Vec<(String, String)> {
         let verdicts = |lines: &[String]| -> Vec<(String, String)> {
             lines
                 .iter()
@@ -79,34 +47,9 @@ impl Monitor {
                 .filter(|(_, verdict)| verdict != "continue")
                 .collect()
         };
-        while Instant::now() < deadline && verdicts(&self.lines.lock().unwrap()).len() < expected {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        std::thread::sleep(Duration::from_millis(300));
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let lines = self.lines.lock().unwrap().clone();
+        let lines = self.0.finish(|lines| verdicts(lines).len() >= expected);
         verdicts(&lines)
     }
-}
-
-fn subscribed(netns: &str, pid: u32) -> bool {
-    let Ok(out) = Command::new("ip")
-        .args(["netns", "exec", netns, "cat", "/proc/net/netlink"])
-        .output()
-    else {
-        return false;
-    };
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .skip(1)
-        .any(|line| {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            f.len() > 3
-                && f[1] == "12"
-                && f[2].parse() == Ok(pid)
-                && u64::from_str_radix(f[3], 16).is_ok_and(|g| g & (1 << 8) != 0)
-        })
 }
 
 /// The trace tables in the namespace named `netns`.

@@ -9,14 +9,11 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ct_core::{Event, PacketL4};
 use ct_lab::{Lab, Node, Scratch, SERVER4};
-use support::{kernel_tests_can_run, read_file, start_collect};
+use support::{kernel_tests_can_run, read_file, start_collect, NftMonitor};
 
 /// The server's ruleset. A ping from an address in `allowed` is counted (`continue`),
 /// jumps to two empty chains, goes to `from_peer` (set lookup, goto), on to `by_proto`
@@ -79,75 +76,18 @@ impl std::fmt::Display for Step {
 /// A packet as both sides show it: source, destination, IP id, ICMP type.
 type PacketKey = (String, String, u32, u8);
 
-/// `NETLINK_NETFILTER` and the bit of `NFNLGRP_NFTRACE` (group 9) in
-/// `/proc/net/netlink`'s group mask.
-const NETLINK_NETFILTER: u32 = 12;
-const NFTRACE_GROUP_BIT: u64 = 1 << (9 - 1);
-
 /// `nft -a monitor trace` in a lab namespace: the independent witness.
-struct Monitor {
-    child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
-}
+struct Monitor(NftMonitor);
 
 impl Monitor {
     fn start(lab: &Lab, node: Node) -> Monitor {
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", lab.name(node)])
-            .args(["nft", "-a", "monitor", "trace"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nft monitor trace starts");
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let sink = Arc::clone(&lines);
-        let out = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                sink.lock().unwrap().push(line);
-            }
-        });
-        // It prints nothing when it has subscribed: wait until its socket is in the group.
-        let deadline = Instant::now() + ct_lab::scaled(Duration::from_secs(10));
-        while !subscribed(lab, node, child.id()) {
-            assert!(
-                Instant::now() < deadline,
-                "nft monitor trace did not subscribe"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Monitor { child, lines }
+        Monitor(NftMonitor::start(lab.name(node), true))
     }
 
-    /// Waits until `done` holds for what it printed (it looks rules up, which takes a while
-    /// on an emulated machine), or the time is over; then stops it.
-    fn finish(mut self, done: impl Fn(&[String]) -> bool) -> Vec<String> {
-        let deadline = Instant::now() + ct_lab::scaled(Duration::from_secs(20));
-        while Instant::now() < deadline && !done(&self.lines.lock().unwrap()) {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        // Anything more (there should be nothing) has a moment to show.
-        std::thread::sleep(Duration::from_millis(300));
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let lines = self.lines.lock().unwrap().clone();
-        lines
+    /// Waits until `done` holds for what it printed, or the time is over; then stops it.
+    fn finish(self, done: impl Fn(&[String]) -> bool) -> Vec<String> {
+        self.0.finish(done)
     }
-}
-
-/// Whether process `pid` has a netfilter netlink socket in `node` in the trace group.
-fn subscribed(lab: &Lab, node: Node, pid: u32) -> bool {
-    let Ok(out) = lab.exec(node, &["cat", "/proc/net/netlink"]) else {
-        return false;
-    };
-    out.stdout.lines().skip(1).any(|line| {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        f.len() > 3
-            && f[1].parse() == Ok(NETLINK_NETFILTER)
-            && f[2].parse() == Ok(pid)
-            && u64::from_str_radix(f[3], 16).is_ok_and(|g| g & NFTRACE_GROUP_BIT != 0)
-    })
 }
 
 /// The word after `key` in `text`.

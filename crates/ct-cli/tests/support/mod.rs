@@ -17,6 +17,10 @@ pub use ct_lab::{BpfIds, Collect, Scratch};
 
 mod cli;
 pub use cli::*;
+mod nft_monitor;
+// Used by the nft tests only.
+#[allow(unused_imports)]
+pub use nft_monitor::NftMonitor;
 
 /// `ct-cli collect <args>`, stdout piped.
 pub fn start_collect(args: &[&str]) -> Collect {
