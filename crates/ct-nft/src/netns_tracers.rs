@@ -14,7 +14,7 @@ use ct_bpf::NetnsFile;
 
 use crate::counts::TracerCounters;
 use crate::netns::scan_netns;
-use crate::tracer::{ReaderThread, Shared};
+use crate::tracer::{recv_report, ReaderThread, Shared};
 use crate::{Marking, NetnsChange, NftError, Started, TracerEvent, QUEUE_STEPS};
 
 /// Most network namespaces traced at once: each costs a thread, a socket and (with a
@@ -114,11 +114,7 @@ impl NetnsTracers {
 
     /// The next report, waiting at most `timeout`; `Ok(None)` when none came.
     pub fn recv(&self, timeout: Duration) -> Result<Option<TracerEvent>, NftError> {
-        match self.events.recv_timeout(timeout) {
-            Ok(event) => Ok(Some(event)),
-            Err(RecvTimeoutError::Timeout) => Ok(None),
-            Err(RecvTimeoutError::Disconnected) => Err(NftError::ThreadGone),
-        }
+        recv_report(&self.events, timeout)
     }
 
     /// Every report queued now.

@@ -154,11 +154,7 @@ impl NftTracer {
 
     /// The next report, waiting at most `timeout`; `Ok(None)` when none came.
     pub fn recv(&self, timeout: Duration) -> Result<Option<TracerEvent>, NftError> {
-        match self.events.recv_timeout(timeout) {
-            Ok(event) => Ok(Some(event)),
-            Err(RecvTimeoutError::Timeout) => Ok(None),
-            Err(RecvTimeoutError::Disconnected) => Err(NftError::ThreadGone),
-        }
+        recv_report(&self.events, timeout)
     }
 
     /// Every report queued now.
@@ -598,4 +594,16 @@ impl Reader {
 /// The system's `nft`, for the checks the reader makes itself.
 fn system_nft() -> Result<NftProgram, NftError> {
     NftProgram::system().map_err(|err| NftError::List(err.to_string()))
+}
+
+/// The next report on `events`, waiting at most `timeout`; `Ok(None)` when none came.
+pub(crate) fn recv_report(
+    events: &Receiver<TracerEvent>,
+    timeout: Duration,
+) -> Result<Option<TracerEvent>, NftError> {
+    match events.recv_timeout(timeout) {
+        Ok(event) => Ok(Some(event)),
+        Err(RecvTimeoutError::Timeout) => Ok(None),
+        Err(RecvTimeoutError::Disconnected) => Err(NftError::ThreadGone),
+    }
 }
